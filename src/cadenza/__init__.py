@@ -1,0 +1,142 @@
+"""cadenza: orchestrate teams of LLM agents.
+
+An orchestrator decomposes a goal into a plan (a validated DAG), runs its steps
+on specialist workers in parallel, and synthesises their results. Everything
+runs offline on the simulated model until a real provider is configured.
+
+Public names load on first use, so ``import cadenza`` stays cheap for the CLI
+and for tools that only need one piece.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "Agent",
+    "AgentProposal",
+    "CadenzaError",
+    "ConfigError",
+    "ErrorInfo",
+    "ExecutionPolicy",
+    "Executor",
+    "FunctionModel",
+    "HierarchyError",
+    "MaxTurnsExceeded",
+    "Model",
+    "ModelError",
+    "ModelRequest",
+    "ModelResponse",
+    "OutputValidationError",
+    "Plan",
+    "PlanError",
+    "Planner",
+    "Result",
+    "RetryPolicy",
+    "RunCancelled",
+    "RunResult",
+    "SimulatedModel",
+    "SpawnError",
+    "SpawnPolicy",
+    "Step",
+    "StepTimeout",
+    "Supervisor",
+    "Task",
+    "Tool",
+    "ToolError",
+    "UnknownModelError",
+    "Usage",
+    "WorkflowError",
+    "__version__",
+    "load_workflow",
+    "resolve_model",
+    "tool",
+)
+
+_WHERE: dict[str, str] = {
+    "Agent": "._agent",
+    "AgentProposal": "._plan",
+    "CadenzaError": "._errors",
+    "ConfigError": "._errors",
+    "ErrorInfo": "._messages",
+    "ExecutionPolicy": "._executor",
+    "Executor": "._executor",
+    "FunctionModel": ".models.function",
+    "HierarchyError": "._errors",
+    "MaxTurnsExceeded": "._errors",
+    "Model": ".models.base",
+    "ModelError": "._errors",
+    "ModelRequest": ".models.base",
+    "ModelResponse": ".models.base",
+    "OutputValidationError": "._errors",
+    "Plan": "._plan",
+    "PlanError": "._errors",
+    "Planner": "._planner",
+    "Result": "._messages",
+    "RetryPolicy": "._executor",
+    "RunCancelled": "._errors",
+    "RunResult": "._result",
+    "SimulatedModel": ".models.simulated",
+    "SpawnError": "._errors",
+    "SpawnPolicy": "._spawn",
+    "Step": "._plan",
+    "StepTimeout": "._errors",
+    "Supervisor": "._supervisor",
+    "Task": "._messages",
+    "Tool": "._tools",
+    "ToolError": "._errors",
+    "UnknownModelError": "._errors",
+    "Usage": "._messages",
+    "WorkflowError": "._errors",
+    "load_workflow": "._workflow",
+    "resolve_model": ".models.registry",
+    "tool": "._tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cadenza' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+    from ._errors import (
+        CadenzaError,
+        ConfigError,
+        HierarchyError,
+        MaxTurnsExceeded,
+        ModelError,
+        OutputValidationError,
+        PlanError,
+        RunCancelled,
+        SpawnError,
+        StepTimeout,
+        ToolError,
+        UnknownModelError,
+        WorkflowError,
+    )
+    from ._executor import ExecutionPolicy, Executor, RetryPolicy
+    from ._messages import ErrorInfo, Result, Task, Usage
+    from ._plan import AgentProposal, Plan, Step
+    from ._planner import Planner
+    from ._result import RunResult
+    from ._spawn import SpawnPolicy
+    from ._supervisor import Supervisor
+    from ._tools import Tool, tool
+    from ._workflow import load_workflow
+    from .models.base import Model, ModelRequest, ModelResponse
+    from .models.function import FunctionModel
+    from .models.registry import resolve_model
+    from .models.simulated import SimulatedModel

@@ -1,0 +1,117 @@
+"""The one exception tree of cadenza.
+
+Every error a user can cause or meet derives from `CadenzaError`, so
+``except CadenzaError`` is always enough. Programmer misuse, run-time
+failures and control-flow signals are kept apart::
+
+    CadenzaError
+    ├── ConfigError              the programmer or a workflow file said something invalid
+    │   └── WorkflowError        a workflow file: names the file, the key path and what was expected
+    ├── PlanError                a plan (hand-written or from a model) is not a valid DAG
+    │   └── SpawnError           a planner proposed agents or tools it may not have
+    ├── HierarchyError           teams nested deeper than allowed
+    ├── ModelError               a model provider failed (``retryable`` says whether to try again)
+    │   └── UnknownModelError    a model string names no registered provider
+    ├── ToolError                a tool failed or was called with invalid arguments
+    ├── OutputValidationError    a final output did not fit the declared output type
+    ├── MaxTurnsExceeded         an agent kept calling tools past ``max_turns``
+    ├── StepTimeout              a step ran past its deadline
+    └── RunCancelled             a run was cancelled (carries what finished before)
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "CadenzaError",
+    "ConfigError",
+    "HierarchyError",
+    "MaxTurnsExceeded",
+    "ModelError",
+    "OutputValidationError",
+    "PlanError",
+    "RunCancelled",
+    "SpawnError",
+    "StepTimeout",
+    "ToolError",
+    "UnknownModelError",
+    "WorkflowError",
+)
+
+
+class CadenzaError(Exception):
+    """Root of every error cadenza raises on purpose.
+
+    Attributes:
+        retryable: whether running the same work again may succeed.
+    """
+
+    retryable: bool = False
+
+
+class ConfigError(CadenzaError):
+    """Invalid configuration given by the programmer."""
+
+
+class WorkflowError(ConfigError):
+    """A workflow file is invalid.
+
+    The message names the file, the key path (``agents[2].model``) and what was expected.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, problems: list[str] | None = None) -> None:
+        self.path = path
+        self.problems = problems or [message]
+        super().__init__(message)
+
+
+class PlanError(CadenzaError):
+    """A plan is not a valid DAG; ``problems`` lists every one found, not only the first."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        self.problems = problems or [message]
+        super().__init__(message)
+
+
+class SpawnError(PlanError):
+    """A spawn proposal asked for more agents or tools than the supervisor may grant."""
+
+
+class HierarchyError(ConfigError):
+    """Teams are nested deeper than the configured limit, or a team contains itself."""
+
+
+class ModelError(CadenzaError):
+    """A model call failed; ``retryable`` is set by the provider adapter."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class UnknownModelError(ConfigError, ModelError):
+    """A model string names no registered provider."""
+
+    def __init__(self, message: str) -> None:
+        ModelError.__init__(self, message, retryable=False)
+
+
+class ToolError(CadenzaError):
+    """A tool failed, was unknown, or got arguments that do not fit its schema."""
+
+
+class OutputValidationError(CadenzaError):
+    """The model's final output did not validate against the agent's output type."""
+
+
+class MaxTurnsExceeded(CadenzaError):
+    """An agent's model/tool loop ran past its ``max_turns``."""
+
+
+class StepTimeout(CadenzaError):
+    """A step ran past its timeout; retryable, since a slow call may be quicker next time."""
+
+    retryable = True
+
+
+class RunCancelled(CadenzaError):
+    """A run was cancelled before it finished."""

@@ -1,0 +1,181 @@
+"""The typed event stream of a run: the one source for the CLI display, and later the store and tracing.
+
+Events are small frozen dataclasses (not pydantic models) because thousands are
+emitted per second on the scheduler's hot path; they carry only references to
+data the run already holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from ._ids import RunId
+from ._messages import ErrorInfo, Usage, utcnow
+
+if TYPE_CHECKING:
+    from ._plan import AgentProposal, Plan
+
+__all__ = (
+    "AgentSpawned",
+    "Event",
+    "EventSink",
+    "PlanReady",
+    "RunFinished",
+    "RunStarted",
+    "StepCancelled",
+    "StepFailed",
+    "StepFinished",
+    "StepRetrying",
+    "StepSkipped",
+    "StepStarted",
+    "UsageRecorded",
+)
+
+RunStatus = Literal["success", "partial", "failure", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """A team began work on a goal (nested teams emit their own, with their ``team`` path)."""
+
+    run_id: RunId
+    team: str
+    goal: str
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReady:
+    """A team's plan passed validation and is about to run."""
+
+    run_id: RunId
+    team: str
+    plan: Plan
+    source: Literal["planner", "static"]
+    repairs: int = 0
+    """How many times the planner model had to be sent its errors before the plan was valid."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpawned:
+    """A planner-proposed agent was granted for this run."""
+
+    run_id: RunId
+    team: str
+    proposal: AgentProposal
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    """A step's attempt was dispatched to its agent."""
+
+    run_id: RunId
+    team: str
+    step_id: str
+    agent: str
+    attempt: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepRetrying:
+    """A step's attempt failed with a retryable error; another follows after ``delay`` seconds."""
+
+    run_id: RunId
+    team: str
+    step_id: str
+    agent: str
+    attempt: int
+    error: ErrorInfo
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    """A step succeeded (or finished partially); its dependents may now start."""
+
+    run_id: RunId
+    team: str
+    step_id: str
+    agent: str
+    attempt: int
+    status: Literal["success", "partial"]
+    usage: Usage
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed:
+    """A step failed for good (retries spent or not retryable)."""
+
+    run_id: RunId
+    team: str
+    step_id: str
+    agent: str
+    attempt: int
+    error: ErrorInfo
+    usage: Usage
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepSkipped:
+    """A step will never run because a dependency failed, or the run stopped."""
+
+    run_id: RunId
+    team: str
+    step_id: str
+    agent: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepCancelled:
+    """A running step was cancelled (fail_fast, or the run was cancelled)."""
+
+    run_id: RunId
+    team: str
+    step_id: str
+    agent: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecorded:
+    """Usage spent outside any step: planning and synthesis."""
+
+    run_id: RunId
+    team: str
+    source: Literal["planner", "synthesizer"]
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    """A team finished its goal; ``usage`` includes nested teams."""
+
+    run_id: RunId
+    team: str
+    status: RunStatus
+    usage: Usage
+    at: datetime = field(default_factory=utcnow)
+
+
+Event = (
+    RunStarted
+    | PlanReady
+    | AgentSpawned
+    | StepStarted
+    | StepRetrying
+    | StepFinished
+    | StepFailed
+    | StepSkipped
+    | StepCancelled
+    | UsageRecorded
+    | RunFinished
+)
+EventSink = Callable[[Event], None]
+"""Receives every event synchronously, in order; must be quick and must not raise."""

@@ -1,0 +1,382 @@
+"""The scheduler: runs a plan with maximal parallelism.
+
+A step starts the moment its last dependency succeeds, from inside the
+continuation of that dependency; there is no central loop and no layer barrier,
+so wall time approaches the plan's critical path. Limits, timeouts, retries and
+the failure policy are applied per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from ._errors import ConfigError, StepTimeout
+from ._events import (
+    EventSink,
+    StepCancelled,
+    StepFailed,
+    StepFinished,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+)
+from ._ids import RunId, TaskId, new_task_id
+from ._messages import ErrorInfo, Result, Task, Usage, utcnow
+from ._plan import Plan, Step
+from .backends.base import Backend, Worker
+from .backends.local import LocalBackend
+
+__all__ = ("ExecutionPolicy", "Executor", "PlanOutcome", "RetryPolicy", "StepRecord", "StepStatus")
+
+StepStatus = Literal["pending", "running", "success", "partial", "failed", "skipped", "cancelled"]
+FailurePolicy = Literal["continue", "fail_fast"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of a step whose Result is a retryable failure (a timeout, a 5xx from a provider).
+
+    The delay before attempt ``n + 1`` is ``min(max_delay, initial_delay * 2 ** (n - 1))``
+    plus up to ``jitter`` of itself at random, so parallel retries do not stampede.
+    """
+
+    max_attempts: int = 3
+    initial_delay: float = 0.1
+    max_delay: float = 10.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"retry max_attempts must be at least 1, got {self.max_attempts}")
+        if self.initial_delay < 0 or self.max_delay < 0 or self.jitter < 0:
+            raise ConfigError("retry delays and jitter must not be negative")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        base = min(self.max_delay, self.initial_delay * 2 ** (attempt - 1))
+        return base + random.uniform(0, base * self.jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPolicy:
+    """How a plan is run: limits, timeouts, retries and what a failure does to the rest."""
+
+    max_concurrency: int | None = None
+    """Steps running at once across the whole plan; ``None`` means no limit."""
+    per_agent_concurrency: int | Mapping[str, int] | None = None
+    """Steps running at once per agent: one number for all, or per agent name."""
+    step_timeout: float | None = None
+    """Seconds one attempt of a step may take; a timeout is a retryable failure."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    failure_policy: FailurePolicy = "continue"
+    """``continue``: independent branches finish, dependents of a failed step are skipped.
+    ``fail_fast``: the first failure cancels every running step."""
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+        per_agent = self.per_agent_concurrency
+        limits = per_agent.values() if isinstance(per_agent, Mapping) else [per_agent]
+        if any(v is not None and v < 1 for v in limits):
+            raise ConfigError("per_agent_concurrency limits must be at least 1")
+        if self.step_timeout is not None and self.step_timeout <= 0:
+            raise ConfigError(f"step_timeout must be positive, got {self.step_timeout}")
+        if self.failure_policy not in ("continue", "fail_fast"):
+            raise ConfigError(f"failure_policy must be 'continue' or 'fail_fast', got {self.failure_policy!r}")
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """What happened to one step."""
+
+    step: Step
+    status: StepStatus = "pending"
+    attempts: int = 0
+    result: Result | None = None
+    error: ErrorInfo | None = None
+    skip_reason: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def output(self) -> object:
+        """The step's output, or None if it produced none."""
+        return self.result.output if self.result is not None else None
+
+
+@dataclass(slots=True)
+class PlanOutcome:
+    """Every step's record, in plan order, and the usage they spent together."""
+
+    records: dict[str, StepRecord]
+    usage: Usage
+    status: Literal["success", "partial", "failure"]
+
+    def outputs(self) -> dict[str, object]:
+        """Outputs of the steps that produced one, by step id."""
+        return {sid: r.result.output for sid, r in self.records.items() if r.result is not None and r.status in ("success", "partial")}
+
+
+class _Limits:
+    """The semaphores a step must hold while it runs."""
+
+    __slots__ = ("_agent_default", "_agent_limits", "_per_agent", "global_sem")
+
+    def __init__(self, policy: ExecutionPolicy) -> None:
+        self.global_sem = asyncio.Semaphore(policy.max_concurrency) if policy.max_concurrency else None
+        per_agent = policy.per_agent_concurrency
+        self._agent_limits: Mapping[str, int] = per_agent if isinstance(per_agent, Mapping) else {}
+        self._agent_default = per_agent if isinstance(per_agent, int) else None
+        self._per_agent: dict[str, asyncio.Semaphore] = {}
+
+    def for_agent(self, agent: str) -> asyncio.Semaphore | None:
+        limit = self._agent_limits.get(agent, self._agent_default)
+        if limit is None:
+            return None
+        sem = self._per_agent.get(agent)
+        if sem is None:
+            sem = self._per_agent[agent] = asyncio.Semaphore(limit)
+        return sem
+
+
+class Executor:
+    """Runs plans on a backend under an `ExecutionPolicy`."""
+
+    def __init__(self, policy: ExecutionPolicy | None = None, *, backend: Backend | None = None) -> None:
+        self.policy = policy or ExecutionPolicy()
+        self.backend: Backend = backend or LocalBackend()
+
+    async def run(
+        self,
+        plan: Plan,
+        workers: Mapping[str, Worker],
+        *,
+        run_id: RunId,
+        team: str,
+        parent_task_id: TaskId | None = None,
+        depth: int = 0,
+        events: EventSink | None = None,
+    ) -> PlanOutcome:
+        """Run every step of a checked plan and return what happened to each.
+
+        Cancelling this coroutine cancels every running step and waits for them
+        before the cancellation propagates, so no task outlives the run.
+        """
+        plan.check(workers.keys())
+        run = _PlanRun(self, plan, workers, run_id, team, parent_task_id, depth, events)
+        return await run.execute()
+
+
+class _PlanRun:
+    """The state of one plan execution; lives only for one `Executor.run` call."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        plan: Plan,
+        workers: Mapping[str, Worker],
+        run_id: RunId,
+        team: str,
+        parent_task_id: TaskId | None,
+        depth: int,
+        events: EventSink | None,
+    ) -> None:
+        self.policy = executor.policy
+        self.backend = executor.backend
+        self.workers = workers
+        self.run_id = run_id
+        self.team = team
+        self.parent_task_id = parent_task_id
+        self.depth = depth
+        self.emit = events
+        self.limits = _Limits(self.policy)
+        self.records: dict[str, StepRecord] = {s.id: StepRecord(s) for s in plan.steps}
+        self.waiting_on: dict[str, int] = {}
+        self.dependents: dict[str, list[str]] = {s.id: [] for s in plan.steps}
+        for s in plan.steps:
+            unique = set(s.depends_on)
+            self.waiting_on[s.id] = len(unique)
+            for dep in unique:
+                self.dependents[dep].append(s.id)
+        self.unfinished = len(plan.steps)
+        self.running: set[asyncio.Task[None]] = set()
+        self.done: asyncio.Future[None] | None = None
+        self.stopping = False
+        self.usage = Usage()
+
+    async def execute(self) -> PlanOutcome:
+        self.done = asyncio.get_running_loop().create_future()
+        for step_id, waiting in self.waiting_on.items():
+            if waiting == 0:
+                self._launch(self.records[step_id])
+        try:
+            if self.unfinished:
+                await self.done
+        except asyncio.CancelledError:
+            await self._cancel_running("the run was cancelled")
+            raise
+        return PlanOutcome(self.records, self.usage, self._status())
+
+    def _status(self) -> Literal["success", "partial", "failure"]:
+        statuses = [r.status for r in self.records.values()]
+        if all(s == "success" for s in statuses):
+            return "success"
+        if self.stopping or not any(s in ("success", "partial") for s in statuses):
+            return "failure"
+        return "partial"
+
+    def _launch(self, record: StepRecord) -> None:
+        task = asyncio.create_task(self._run_step(record))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    async def _run_step(self, record: StepRecord) -> None:
+        step = record.step
+        worker = self.workers[step.agent]
+        retry = self.policy.retry
+        try:
+            while True:
+                record.attempts += 1
+                result = await self._attempt(record, worker)
+                error = result.error
+                if result.status != "failure" or error is None or not error.retryable or record.attempts >= retry.max_attempts:
+                    break
+                delay = retry.delay(record.attempts)
+                self.usage = self.usage + result.usage
+                if self.emit:
+                    self.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error, delay))
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            if record.status == "pending":  # still waiting for a concurrency slot: it never ran
+                self._skip(record, "the run stopped before this step could start")
+            else:
+                record.status = "cancelled"
+                record.finished_at = utcnow()
+                if self.emit:
+                    self.emit(StepCancelled(self.run_id, self.team, step.id, step.agent, record.attempts))
+                self._finish_one()
+            raise
+        self._settle(record, result)
+
+    async def _attempt(self, record: StepRecord, worker: Worker) -> Result:
+        """One attempt under the step's concurrency limits and timeout; never raises but for cancellation."""
+        step = record.step
+        global_sem = self.limits.global_sem
+        agent_sem = self.limits.for_agent(step.agent)
+        if global_sem is not None:
+            await global_sem.acquire()
+        try:
+            if agent_sem is not None:
+                await agent_sem.acquire()
+            try:
+                return await self._dispatch(record, worker)
+            finally:
+                if agent_sem is not None:
+                    agent_sem.release()
+        finally:
+            if global_sem is not None:
+                global_sem.release()
+
+    async def _dispatch(self, record: StepRecord, worker: Worker) -> Result:
+        step = record.step
+        started = utcnow()
+        if record.started_at is None:
+            record.started_at = started
+        record.status = "running"
+        timeout = self.policy.step_timeout
+        task = self._task_for(step, record.attempts, started, timeout)
+        if self.emit:
+            self.emit(StepStarted(self.run_id, self.team, step.id, step.agent, record.attempts, started))
+        try:
+            if timeout is None:
+                return await self.backend.execute(worker, task, events=self.emit)
+            async with asyncio.timeout(timeout):
+                return await self.backend.execute(worker, task, events=self.emit)
+        except TimeoutError:
+            exc: BaseException = StepTimeout(f"step {step.id!r} ({step.agent}) timed out after {timeout}s")
+        except Exception as raised:  # a worker broke its contract by raising; keep the run going
+            exc = raised
+        return Result(
+            task_id=task.task_id, run_id=self.run_id, agent=task.recipient, status="failure",
+            error=ErrorInfo.from_exception(exc), started_at=started, finished_at=utcnow(),
+        )
+
+    def _task_for(self, step: Step, attempt: int, now: datetime, timeout: float | None) -> Task:
+        records = self.records
+        context = {dep: records[dep].output for dep in step.depends_on}
+        return Task(
+            task_id=new_task_id(), run_id=self.run_id, parent_task_id=self.parent_task_id, step_id=step.id,
+            sender=self.team, recipient=step.agent, instruction=step.instruction, input=step.input,
+            context=context, attempt=attempt, depth=self.depth,
+            deadline=None if timeout is None else now + timedelta(seconds=timeout),
+        )
+
+    def _settle(self, record: StepRecord, result: Result) -> None:
+        """Record a step's final result and release or skip its dependents."""
+        step = record.step
+        record.result = result
+        record.error = result.error
+        record.finished_at = result.finished_at
+        self.usage = self.usage + result.usage
+        if result.status == "failure":
+            record.status = "failed"
+            error = result.error or ErrorInfo(type="UnknownError", message="the worker reported failure without an error")
+            if self.emit:
+                self.emit(StepFailed(self.run_id, self.team, step.id, step.agent, record.attempts, error, result.usage, record.finished_at))
+            self._finish_one()
+            if self.policy.failure_policy == "fail_fast":
+                self.stopping = True
+                self._skip_all_pending(f"the run stopped: step {step.id!r} failed (fail_fast)")
+                for task in list(self.running):
+                    if task is not asyncio.current_task():
+                        task.cancel()
+            else:
+                self._skip_dependents(step.id)
+            return
+        record.status = result.status
+        if self.emit:
+            self.emit(StepFinished(self.run_id, self.team, step.id, step.agent, record.attempts, result.status, result.usage, record.finished_at))
+        for child in self.dependents[step.id]:
+            self.waiting_on[child] -= 1
+            if self.waiting_on[child] == 0 and not self.stopping:
+                self._launch(self.records[child])
+        self._finish_one()
+
+    def _skip_dependents(self, failed: str) -> None:
+        stack = list(self.dependents[failed])
+        while stack:
+            child = self.records[stack.pop()]
+            if child.status != "pending":
+                continue
+            self._skip(child, f"dependency {failed!r} failed")
+            stack.extend(self.dependents[child.step.id])
+
+    def _skip_all_pending(self, reason: str) -> None:
+        for record in self.records.values():
+            if record.status == "pending":
+                self._skip(record, reason)
+
+    def _skip(self, record: StepRecord, reason: str) -> None:
+        record.status = "skipped"
+        record.skip_reason = reason
+        if self.emit:
+            self.emit(StepSkipped(self.run_id, self.team, record.step.id, record.step.agent, reason))
+        self._finish_one()
+
+    def _finish_one(self) -> None:
+        self.unfinished -= 1
+        if self.unfinished == 0 and self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    async def _cancel_running(self, reason: str) -> None:
+        self.stopping = True
+        tasks = list(self.running)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._skip_all_pending(reason)

@@ -1,0 +1,148 @@
+"""The messages that pass between agents: a `Task` goes to a worker, a `Result` comes back.
+
+Nothing else crosses between agents. Both carry ``schema_version`` so stored
+messages stay readable as the format grows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._ids import AgentId, RunId, StepId, TaskId
+
+__all__ = ("SCHEMA_VERSION", "ErrorInfo", "Result", "ResultStatus", "Task", "Usage", "utcnow")
+
+SCHEMA_VERSION = 1
+
+ResultStatus = Literal["success", "failure", "partial"]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, as every timestamp in cadenza is."""
+    return datetime.now(timezone.utc)
+
+
+class Usage(BaseModel):
+    """What work cost: tokens, model calls and money. Adds up across agents and teams."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_tokens: int = Field(default=0, ge=0)
+    """Prompt tokens billed at the full input price (cache reads excluded)."""
+    output_tokens: int = Field(default=0, ge=0)
+    """Completion tokens."""
+    cache_read_tokens: int = Field(default=0, ge=0)
+    """Prompt tokens served from the provider's prompt cache."""
+    cache_write_tokens: int = Field(default=0, ge=0)
+    """Prompt tokens written to the provider's prompt cache."""
+    model_calls: int = Field(default=0, ge=0)
+    """Requests made to a model."""
+    cost_usd: float = Field(default=0.0, ge=0.0)
+    """Money spent, in US dollars, as priced when the call was made."""
+
+    @property
+    def total_tokens(self) -> int:
+        """Every token counted, whatever its price."""
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage.model_construct(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            model_calls=self.model_calls + other.model_calls,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+class ErrorInfo(BaseModel):
+    """A failure described as data, so it can be stored, shown and sent between processes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    """The exception class name, e.g. ``ModelError``."""
+    message: str
+    """What went wrong, in words a user can act on."""
+    retryable: bool = False
+    """Whether running the same work again may succeed."""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Describe ``exc``; cadenza errors say themselves whether they are retryable."""
+        return cls.model_construct(
+            type=type(exc).__name__,
+            message=str(exc) or type(exc).__name__,
+            retryable=bool(getattr(exc, "retryable", False)),
+        )
+
+
+class Task(BaseModel):
+    """Work sent to one agent: what to do, with what input, and what its dependencies produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["task"] = "task"
+    task_id: TaskId
+    """Unique id of this task."""
+    run_id: RunId
+    """The run (workflow execution) this task belongs to."""
+    parent_task_id: TaskId | None = None
+    """The task of the team that delegated this one, if any."""
+    step_id: StepId | None = None
+    """The plan step this task executes, if it came from a plan."""
+    sender: AgentId
+    """Who sent the task: the supervisor's name, or ``user``."""
+    recipient: AgentId
+    """The agent that must do the work."""
+    instruction: str
+    """What to do, in words."""
+    input: Any = None
+    """Typed input for the task (any JSON value)."""
+    context: dict[str, Any] = Field(default_factory=dict)
+    """The outputs of this task's dependencies, keyed by step id: data, never instructions."""
+    priority: int = 0
+    """Higher runs first when workers are scarce."""
+    attempt: int = Field(default=1, ge=1)
+    """1 for the first try, 2 for the first retry, and so on."""
+    deadline: datetime | None = None
+    """When the work must be finished, if it has a deadline."""
+    depth: int = Field(default=0, ge=0)
+    """How many teams this task has passed through, to stop unbounded nesting."""
+
+
+class Result(BaseModel):
+    """What an agent sends back for a Task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["result"] = "result"
+    task_id: TaskId
+    """The task this answers."""
+    run_id: RunId
+    """The run the task belongs to."""
+    agent: AgentId
+    """The agent that did the work."""
+    status: ResultStatus
+    """``success``, ``failure``, or ``partial`` (some of the work was done)."""
+    output: Any = None
+    """The typed output (any JSON value); ``None`` on failure."""
+    error: ErrorInfo | None = None
+    """Why the work failed or is partial."""
+    usage: Usage = Field(default_factory=Usage)
+    """Tokens, calls and cost spent on this task, including any nested team's."""
+    started_at: datetime
+    """When the agent started the task."""
+    finished_at: datetime
+    """When the agent finished it."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the task succeeded."""
+        return self.status == "success"

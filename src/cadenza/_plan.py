@@ -1,0 +1,212 @@
+"""Plans: steps with dependencies, checked to be a DAG before anything runs.
+
+A `Plan` can come from the planner model or be written by hand (Python or YAML);
+either way `Plan.check` names every problem at once, not only the first.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from ._errors import PlanError
+
+__all__ = ("DEFAULT_MAX_STEPS", "AgentProposal", "Plan", "Step")
+
+DEFAULT_MAX_STEPS = 100_000
+"""Plans larger than this are refused; a model emitting more is almost surely looping."""
+
+
+class Step(BaseModel):
+    """One unit of work in a plan, assigned to one agent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1)
+    """Unique within its plan."""
+    agent: str = Field(min_length=1)
+    """The worker (or spawned agent) that does the step."""
+    instruction: str
+    """What the worker is asked to do."""
+    depends_on: tuple[str, ...] = ()
+    """Ids of the steps whose outputs this one needs; it starts when the last of them succeeds."""
+    input: Any = None
+    """Optional typed input handed to the worker with the instruction."""
+
+
+class AgentProposal(BaseModel):
+    """A new agent the planner asks for when no worker fits; granted only within the allowlist."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+    role: str = ""
+    """One line saying what the agent is for; shown to the planner and in the trace."""
+    instructions: str = ""
+    tools: tuple[str, ...] = ()
+    """Names of tools from the supervisor's spawn allowlist."""
+    tier: str = "default"
+    """Model tier name from the supervisor's spawn policy."""
+
+
+class Plan(BaseModel):
+    """A DAG of steps, plus any agents the planner proposes to spawn for it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: tuple[Step, ...]
+    new_agents: tuple[AgentProposal, ...] = ()
+    _by_id: dict[str, Step] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def of(cls, *steps: Step | Mapping[str, Any], new_agents: Iterable[AgentProposal] = ()) -> Plan:
+        """Build a plan from steps or step mappings (a convenience for hand-written plans)."""
+        return cls(steps=tuple(s if isinstance(s, Step) else Step.model_validate(s) for s in steps),
+                   new_agents=tuple(new_agents))
+
+    def problems(self, agents: Collection[str] | None = None, *, max_steps: int = DEFAULT_MAX_STEPS) -> list[str]:
+        """Every way this plan is invalid; empty when it is a valid DAG over ``agents``.
+
+        Args:
+            agents: names the steps may be assigned to; ``None`` skips that check.
+            max_steps: the size limit.
+        """
+        found: list[str] = []
+        if not self.steps:
+            found.append("the plan has no steps")
+        if len(self.steps) > max_steps:
+            found.append(f"the plan has {len(self.steps)} steps, more than the limit of {max_steps}")
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                found.append(f"duplicate step id {step.id!r}")
+            seen.add(step.id)
+        allowed = None if agents is None else set(agents)
+        ids = seen
+        for step in self.steps:
+            if allowed is not None and step.agent not in allowed:
+                known = ", ".join(sorted(allowed)) or "(none)"
+                found.append(f"step {step.id!r} is assigned to unknown agent {step.agent!r} (known: {known})")
+            for dep in step.depends_on:
+                if dep == step.id:
+                    found.append(f"step {step.id!r} depends on itself")
+                elif dep not in ids:
+                    found.append(f"step {step.id!r} depends on unknown step {dep!r}")
+        cycle = self._find_cycle()
+        if cycle:
+            found.append("dependency cycle: " + " -> ".join(cycle))
+        return found
+
+    def check(self, agents: Collection[str] | None = None, *, max_steps: int = DEFAULT_MAX_STEPS) -> Plan:
+        """Return the plan unchanged if valid.
+
+        Raises:
+            PlanError: listing every problem found.
+        """
+        found = self.problems(agents, max_steps=max_steps)
+        if found:
+            detail = "\n".join(f"  - {p}" for p in found)
+            raise PlanError(f"invalid plan ({len(found)} problem{'s' * (len(found) > 1)}):\n{detail}", problems=found)
+        return self
+
+    def _find_cycle(self) -> list[str]:
+        """One dependency cycle as a closed path of ids, or [] (iterative DFS, so deep plans are fine)."""
+        deps = {s.id: [d for d in s.depends_on if d != s.id] for s in self.steps}
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+        for root in deps:
+            if root in state:
+                continue
+            path: list[str] = [root]
+            iters = [iter(deps[root])]
+            state[root] = 1
+            while iters:
+                nxt = next(iters[-1], None)
+                if nxt is None:
+                    state[path.pop()] = 2
+                    iters.pop()
+                elif nxt not in deps or state.get(nxt) == 2:
+                    continue
+                elif state.get(nxt) == 1:
+                    # A step depends on something on the current path: report it in execution order.
+                    cycle = path[path.index(nxt):] + [nxt]
+                    return cycle[::-1]
+                else:
+                    state[nxt] = 1
+                    path.append(nxt)
+                    iters.append(iter(deps[nxt]))
+        return []
+
+    def layers(self) -> list[list[str]]:
+        """Step ids grouped by depth (for display only: the executor never waits for a layer)."""
+        depth: dict[str, int] = {}
+        for step_id in self.topological_order():
+            step = self.step(step_id)
+            depth[step_id] = 1 + max((depth[d] for d in step.depends_on), default=-1)
+        out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+        for step in self.steps:
+            out[depth[step.id]].append(step.id)
+        return out
+
+    def topological_order(self) -> list[str]:
+        """Step ids such that every step comes after its dependencies (stable: plan order breaks ties)."""
+        index = {s.id: i for i, s in enumerate(self.steps)}
+        remaining = {s.id: len(set(s.depends_on)) for s in self.steps}
+        dependents: dict[str, list[str]] = {s.id: [] for s in self.steps}
+        for s in self.steps:
+            for d in set(s.depends_on):
+                dependents[d].append(s.id)
+        ready = [(index[i], i) for i, n in remaining.items() if n == 0]
+        heapq.heapify(ready)
+        order: list[str] = []
+        while ready:
+            _, step_id = heapq.heappop(ready)
+            order.append(step_id)
+            for child in dependents[step_id]:
+                remaining[child] -= 1
+                if remaining[child] == 0:
+                    heapq.heappush(ready, (index[child], child))
+        if len(order) != len(self.steps):
+            raise PlanError("the plan has a dependency cycle; call check() for details")
+        return order
+
+    def critical_path(self, duration: Callable[[Step], float] | Mapping[str, float] | None = None) -> tuple[list[str], float]:
+        """The longest chain of dependent steps and its total duration.
+
+        Args:
+            duration: seconds per step, as a mapping by id or a function of the step; 1 each by default.
+        """
+        if duration is None:
+            cost: Callable[[Step], float] = lambda _s: 1.0
+        elif isinstance(duration, Mapping):
+            table = duration
+            cost = lambda s: float(table.get(s.id, 0.0))
+        else:
+            cost = duration
+        finish: dict[str, float] = {}
+        via: dict[str, str | None] = {}
+        for step_id in self.topological_order():
+            step = self.step(step_id)
+            best = max(step.depends_on, key=lambda d: finish[d], default=None)
+            via[step_id] = best
+            finish[step_id] = (finish[best] if best else 0.0) + cost(step)
+        if not finish:
+            return [], 0.0
+        end: str | None = max(finish, key=lambda k: finish[k])
+        total = finish[end]
+        path: list[str] = []
+        while end is not None:
+            path.append(end)
+            end = via[end]
+        return path[::-1], total
+
+    def step(self, step_id: str) -> Step:
+        """The step with this id."""
+        if not self._by_id:
+            self._by_id = {s.id: s for s in self.steps}
+        try:
+            return self._by_id[step_id]
+        except KeyError:
+            raise PlanError(f"no step {step_id!r} in the plan") from None

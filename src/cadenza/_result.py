@@ -1,0 +1,76 @@
+"""What a user gets back from ``agent.run`` or ``supervisor.run``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from ._executor import StepRecord
+from ._ids import RunId
+from ._messages import ErrorInfo, Usage
+from ._plan import Plan
+
+__all__ = ("RunResult", "RunStatus")
+
+OutputT = TypeVar("OutputT")
+RunStatus = Literal["success", "partial", "failure"]
+
+
+@dataclass(slots=True)
+class RunResult(Generic[OutputT]):
+    """The outcome of a run: the typed output, what it cost, and what each step did."""
+
+    run_id: RunId
+    status: RunStatus
+    output: OutputT | None
+    usage: Usage
+    started_at: datetime
+    finished_at: datetime
+    error: ErrorInfo | None = None
+    """Why the run failed or is partial."""
+    plan: Plan | None = None
+    """The plan a team ran; ``None`` for a single agent."""
+    steps: list[StepRecord] = field(default_factory=list)
+    """Every step's record, in plan order."""
+    spawned: list[str] = field(default_factory=list)
+    """Names of agents spawned for this run (already cleaned up)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when every step and the synthesis succeeded."""
+        return self.status == "success"
+
+    @property
+    def duration(self) -> float:
+        """Wall time in seconds."""
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary: run id, status, output, usage and every step (the CLI's ``--json``)."""
+        from pydantic_core import to_jsonable_python
+
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "output": to_jsonable_python(self.output, fallback=str),
+            "error": self.error.model_dump() if self.error else None,
+            "usage": self.usage.model_dump(),
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "spawned": list(self.spawned),
+            "steps": [
+                {
+                    "id": r.step.id,
+                    "agent": r.step.agent,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "depends_on": list(r.step.depends_on),
+                    "started_at": r.started_at.isoformat() if r.started_at else None,
+                    "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                    "error": r.error.model_dump() if r.error else None,
+                    "skip_reason": r.skip_reason,
+                }
+                for r in self.steps
+            ],
+        }

@@ -1,0 +1,258 @@
+"""The supervisor pattern: plan, execute in parallel, synthesise.
+
+A `Supervisor` coordinates and its workers do the work. It is itself a worker
+(same ``execute`` as an `Agent`), so teams nest; usage rolls up through every level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from pydantic import TypeAdapter
+
+from ._agent import DEFAULT_MODEL, Agent, render_task
+from ._errors import CadenzaError, ConfigError, HierarchyError
+from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
+from ._executor import ExecutionPolicy, Executor, PlanOutcome
+from ._ids import AgentId, RunId, new_run_id, new_task_id
+from ._messages import ErrorInfo, Result, Task, Usage, utcnow
+from ._plan import Plan
+from ._planner import Planner
+from ._result import RunResult
+from ._spawn import SpawnPolicy
+from ._sync import run_sync
+from .backends.base import Backend, Worker
+from .models.base import Model
+from .models.registry import resolve_model
+
+if TYPE_CHECKING:
+    from ._events import EventSink
+
+__all__ = ("DEFAULT_MAX_DEPTH", "Supervisor", "team_depth")
+
+OutputT = TypeVar("OutputT")
+
+DEFAULT_MAX_DEPTH = 3
+"""Teams nested deeper than this (counting the top team as 1) are refused."""
+
+SYNTHESIZER_INSTRUCTIONS = """You lead a team of AI agents. Your team has worked on the goal below, step by step.
+Combine their results into the final answer to the goal. Say plainly if some steps failed or were skipped."""
+
+
+def team_depth(worker: Worker) -> int:
+    """Levels of teams in ``worker``'s tree: 0 for an agent, 1 for a team of agents, and so on."""
+    if not isinstance(worker, Supervisor):
+        return 0
+    return 1 + max((team_depth(w) for w in worker.workers.values()), default=0)
+
+
+class Supervisor(Generic[OutputT]):
+    """Decomposes a goal into a plan, runs it on its workers, and synthesises the answer."""
+
+    @overload
+    def __init__(self: Supervisor[str], name: str, *, workers: Sequence[Worker], output_type: None = None,
+                 model: str | Model | None = None, planner_model: str | Model | None = None,
+                 synthesizer_model: str | Model | None = None, instructions: str = "", description: str = "",
+                 plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | None = None,
+                 spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
+                 planner_repairs: int = 2) -> None: ...
+    @overload
+    def __init__(self: Supervisor[OutputT], name: str, *, workers: Sequence[Worker], output_type: type[OutputT],
+                 model: str | Model | None = None, planner_model: str | Model | None = None,
+                 synthesizer_model: str | Model | None = None, instructions: str = "", description: str = "",
+                 plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | None = None,
+                 spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
+                 planner_repairs: int = 2) -> None: ...
+    def __init__(
+        self,
+        name: str,
+        *,
+        workers: Sequence[Worker],
+        output_type: type[Any] | None = None,
+        model: str | Model | None = None,
+        planner_model: str | Model | None = None,
+        synthesizer_model: str | Model | None = None,
+        instructions: str = "",
+        description: str = "",
+        plan: Plan | None = None,
+        policy: ExecutionPolicy | None = None,
+        backend: Backend | None = None,
+        spawn: SpawnPolicy | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_plan_steps: int = 50,
+        planner_repairs: int = 2,
+    ) -> None:
+        """Create a team.
+
+        Args:
+            name: the team's name; as a worker of another team, plans assign steps by it.
+            workers: agents, teams or any `Worker`; names must be unique.
+            output_type: the type of the synthesised answer; ``str`` when None.
+            model: the model for planning and synthesis unless those are given separately.
+            planner_model: a (usually strong) model for decomposition.
+            synthesizer_model: the model that combines the step results.
+            instructions: extra instructions for the synthesiser.
+            description: what the team is good for, as a parent planner sees it.
+            plan: a fixed plan; when given, the planner is skipped.
+            policy: concurrency limits, timeouts, retries and failure policy.
+            backend: where steps run (in-process by default).
+            spawn: what the planner may grant to new agents; None forbids spawning.
+            max_depth: the deepest nesting of teams allowed under and including this one.
+            max_plan_steps: the largest plan the planner may produce.
+            planner_repairs: how often an invalid plan is sent back to the planner model.
+        """
+        if not workers:
+            raise ConfigError(f"team {name!r} has no workers")
+        self._name = name
+        self.workers: dict[str, Worker] = {}
+        for worker in workers:
+            if worker.name in self.workers:
+                raise ConfigError(f"team {name!r} has two workers named {worker.name!r}")
+            if worker is self:
+                raise HierarchyError(f"team {name!r} cannot be its own worker")
+            self.workers[worker.name] = worker
+        self.max_depth = max_depth
+        depth = team_depth(self)
+        if depth > max_depth:
+            raise HierarchyError(f"team {name!r} nests {depth} levels of teams, deeper than the limit of {max_depth}")
+        self._description = description or f"A team ({', '.join(self.workers)}) led by {name}."
+        base_model = model if model is not None else DEFAULT_MODEL
+        self.planner = Planner(resolve_model(planner_model or base_model), max_repairs=planner_repairs, max_steps=max_plan_steps)
+        self.synthesizer = Agent(name, "\n\n".join(filter(None, [SYNTHESIZER_INSTRUCTIONS, instructions])),
+                                 model=synthesizer_model or base_model, output_type=output_type)
+        self.output_type: type[Any] = output_type if output_type is not None else str
+        self._adapter: TypeAdapter[Any] | None = TypeAdapter(output_type) if output_type is not None else None
+        self.static_plan = plan.check(self.workers.keys(), max_steps=max(max_plan_steps, len(plan.steps))) if plan else None
+        self.executor = Executor(policy, backend=backend)
+        self.spawn = spawn
+
+    @property
+    def name(self) -> str:
+        """The team's name."""
+        return self._name
+
+    @property
+    def description(self) -> str:
+        """What the team is good for, as a parent planner sees it."""
+        return self._description
+
+    def __repr__(self) -> str:
+        return f"Supervisor({self._name!r}, workers={list(self.workers)})"
+
+    async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
+                  events: EventSink | None = None) -> RunResult[OutputT]:
+        """Plan, execute and synthesise ``goal``; failures of steps make a partial result, not an exception.
+
+        Raises:
+            PlanError: the planner gave no valid plan (nothing was executed).
+        """
+        task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
+                    recipient=AgentId(self._name), instruction=goal, input=input)
+        return await self._run(task, team=self._name, events=events, raise_plan_errors=True)
+
+    def run_sync(self, goal: str, *, input: Any = None, events: EventSink | None = None) -> RunResult[OutputT]:
+        """`run` for code that is not async."""
+        return run_sync(self.run(goal, input=input, events=events))
+
+    async def plan(self, goal: str) -> Plan:
+        """The plan this team would run for ``goal``, without running it."""
+        if self.static_plan is not None:
+            return self.static_plan
+        return (await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=self._name)).plan
+
+    async def execute(self, task: Task, *, events: EventSink | None = None) -> Result:
+        """Run as a worker of a parent team; the Result carries the whole subtree's usage."""
+        team = f"{task.sender}/{self._name}" if task.sender != "user" else self._name
+        if task.depth + team_depth(self) > self.max_depth:
+            return _failure(task, self._name, HierarchyError(
+                f"team {team!r} would nest deeper than the limit of {self.max_depth} teams"))
+        outcome = await self._run(task, team=team, events=events, raise_plan_errors=False)
+        output = outcome.output
+        if output is not None and self._adapter is not None:
+            output = self._adapter.dump_python(output, mode="json")
+        return Result(task_id=task.task_id, run_id=task.run_id, agent=AgentId(self._name), status=outcome.status,
+                      output=output, error=outcome.error, usage=outcome.usage,
+                      started_at=outcome.started_at, finished_at=outcome.finished_at)
+
+    async def _run(self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool) -> RunResult[OutputT]:
+        started = utcnow()
+        run_id = task.run_id
+        goal = render_task(task)
+        if events:
+            events(RunStarted(run_id, team, task.instruction, started))
+        usage = Usage()
+        try:
+            plan, usage = await self._make_plan(goal, run_id, team, events)
+        except CadenzaError as exc:
+            if events:
+                events(RunFinished(run_id, team, "failure", usage))
+            if raise_plan_errors:
+                raise
+            return RunResult(run_id=run_id, status="failure", output=None, usage=usage, started_at=started,
+                             finished_at=utcnow(), error=ErrorInfo.from_exception(exc))
+        workers = dict(self.workers)
+        spawned = [self.spawn.build(p) for p in plan.new_agents] if self.spawn and plan.new_agents else []
+        for agent in spawned:
+            workers[agent.name] = agent
+            if events:
+                events(AgentSpawned(run_id, team, next(p for p in plan.new_agents if p.name == agent.name)))
+        try:
+            outcome = await self.executor.run(plan, workers, run_id=run_id, team=team,
+                                              parent_task_id=task.task_id, depth=task.depth + 1, events=events)
+        finally:
+            workers.clear()  # spawned agents live for this run only
+        usage = usage + outcome.usage
+        output, status, error, synth_usage = await self._synthesise(task, goal, plan, outcome)
+        usage = usage + synth_usage
+        if synth_usage.model_calls and events:
+            events(UsageRecorded(run_id, team, "synthesizer", synth_usage))
+        finished = utcnow()
+        if events:
+            events(RunFinished(run_id, team, status, usage, finished))
+        return RunResult(run_id=run_id, status=status, output=output, usage=usage, started_at=started,
+                         finished_at=finished, error=error, plan=plan, steps=list(outcome.records.values()),
+                         spawned=[a.name for a in spawned])
+
+    async def _make_plan(self, goal: str, run_id: RunId, team: str, events: EventSink | None) -> tuple[Plan, Usage]:
+        if self.static_plan is not None:
+            if events:
+                events(PlanReady(run_id, team, self.static_plan, "static"))
+            return self.static_plan, Usage()
+        planned = await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=team)
+        if events:
+            events(UsageRecorded(run_id, team, "planner", planned.usage))
+            events(PlanReady(run_id, team, planned.plan, "planner", planned.repairs))
+        return planned.plan, planned.usage
+
+    async def _synthesise(self, task: Task, goal: str, plan: Plan, outcome: PlanOutcome) -> tuple[Any, Any, ErrorInfo | None, Usage]:
+        if outcome.status == "failure":
+            failed = [r for r in outcome.records.values() if r.status == "failed"]
+            reason = "; ".join(f"step {r.step.id!r} failed: {r.error.message if r.error else 'unknown error'}" for r in failed[:3])
+            return None, "failure", ErrorInfo(type="RunFailed", message=reason or "no step succeeded"), Usage()
+        context: dict[str, Any] = {}
+        for record in outcome.records.values():
+            if record.status in ("success", "partial"):
+                context[record.step.id] = record.output
+            else:
+                context[record.step.id] = f"[{record.status}: {record.error.message if record.error else record.skip_reason}]"
+        synth_task = Task(task_id=new_task_id(), run_id=task.run_id, parent_task_id=task.task_id,
+                          sender=AgentId(self._name), recipient=AgentId(self._name),
+                          instruction=f"Goal: {goal}\n\nWrite the final answer.", context=context, depth=task.depth)
+        result = await self.synthesizer.execute(synth_task)
+        if not result.ok:
+            return None, "failure", result.error, result.usage
+        output = result.output if self._adapter is None else self._adapter.validate_python(result.output)
+        error = None
+        if outcome.status == "partial":
+            not_ok = [r.step.id for r in outcome.records.values() if r.status not in ("success",)]
+            error = ErrorInfo(type="PartialRun", message=f"steps not completed: {', '.join(not_ok)}")
+        return output, outcome.status, error, result.usage
+
+
+def _failure(task: Task, agent: str, exc: CadenzaError) -> Result:
+    now = utcnow()
+    return Result(task_id=task.task_id, run_id=task.run_id, agent=AgentId(agent), status="failure",
+                  error=ErrorInfo.from_exception(exc), started_at=now, finished_at=now)
+
+

@@ -1,0 +1,6 @@
+"""Execution backends: where the steps of a plan run."""
+
+from .base import Backend, Worker
+from .local import LocalBackend
+
+__all__ = ("Backend", "LocalBackend", "Worker")

@@ -1,0 +1,130 @@
+"""The contract every model provider fulfils: one async call from a request to a response.
+
+Requests and responses are cadenza's own types; each provider adapter translates
+them to and from its vendor's wire format at its edge.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, TypeAdapter
+
+from .._messages import Usage
+
+__all__ = (
+    "AssistantMessage",
+    "Model",
+    "ModelMessage",
+    "ModelRequest",
+    "ModelResponse",
+    "OutputSchema",
+    "ToolCall",
+    "ToolResultMessage",
+    "ToolSpec",
+    "UserMessage",
+    "model_messages_adapter",
+)
+
+
+class ToolSpec(BaseModel):
+    """A tool as a model sees it: a name, what it does, and a JSON schema of its arguments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    """JSON schema of the arguments object."""
+
+
+class ToolCall(BaseModel):
+    """A model's request to run one tool."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    """Pairs the call with its result."""
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserMessage(BaseModel):
+    """Text given to the model by the runtime on the user's or orchestrator's behalf."""
+
+    kind: Literal["user"] = "user"
+    content: str
+
+
+class AssistantMessage(BaseModel):
+    """What the model said on an earlier turn: text, tool calls, or both."""
+
+    kind: Literal["assistant"] = "assistant"
+    text: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+
+
+class ToolResultMessage(BaseModel):
+    """The outcome of one tool call, returned to the model as data."""
+
+    kind: Literal["tool_result"] = "tool_result"
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+    """True when the tool failed or the call was invalid; the content says why."""
+
+
+ModelMessage = Annotated[UserMessage | AssistantMessage | ToolResultMessage, Discriminator("kind")]
+model_messages_adapter: TypeAdapter[list[ModelMessage]] = TypeAdapter(list[ModelMessage])
+
+
+class OutputSchema(BaseModel):
+    """A JSON schema the final answer must fit (structured output)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    json_schema: dict[str, Any]
+
+
+class ModelRequest(BaseModel):
+    """One call to a model."""
+
+    system: str = ""
+    """The system prompt: the agent's instructions."""
+    messages: list[ModelMessage] = Field(default_factory=list)
+    """The conversation so far, oldest first."""
+    tools: list[ToolSpec] = Field(default_factory=list)
+    """Tools the model may call on this turn."""
+    output_schema: OutputSchema | None = None
+    """When set, the final text must be JSON fitting this schema."""
+    agent: str | None = None
+    """Name of the calling agent; providers ignore it, fakes may script replies by it."""
+
+
+class ModelResponse(BaseModel):
+    """A model's answer: final text, or tool calls to run before asking again."""
+
+    text: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+    """The model that actually answered, as the provider named it."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Anything that can answer a `ModelRequest`.
+
+    Raise `cadenza.ModelError` (with ``retryable`` set honestly) when the call fails.
+    """
+
+    @property
+    def name(self) -> str:
+        """The model string that selects this model, e.g. ``simulated:default``."""
+        ...
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        """Answer one request."""
+        ...
