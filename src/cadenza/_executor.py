@@ -348,13 +348,15 @@ class _PlanRun:
         self._finish_one()
 
     def _skip_dependents(self, failed: str) -> None:
-        stack = list(self.dependents[failed])
+        stack = [(child, f"dependency {failed!r} failed") for child in self.dependents[failed]]
         while stack:
-            child = self.records[stack.pop()]
+            child_id, reason = stack.pop()
+            child = self.records[child_id]
             if child.status != "pending":
                 continue
-            self._skip(child, f"dependency {failed!r} failed")
-            stack.extend(self.dependents[child.step.id])
+            self._skip(child, reason)
+            because = f"dependency {child_id!r} was skipped because step {failed!r} failed"
+            stack.extend((grandchild, because) for grandchild in self.dependents[child_id])
 
     def _skip_all_pending(self, reason: str) -> None:
         for record in self.records.values():

@@ -1,0 +1,58 @@
+"""Task and Result survive a JSON round trip unchanged, whatever they carry."""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cadenza import ErrorInfo, Result, Task, Usage
+from cadenza._messages import SCHEMA_VERSION
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+ids = st.text(min_size=1, max_size=12)
+times = st.datetimes(timezones=st.just(timezone.utc))
+usages = st.builds(
+    Usage,
+    input_tokens=st.integers(0, 10**9), output_tokens=st.integers(0, 10**9), cache_read_tokens=st.integers(0, 10**6),
+    cache_write_tokens=st.integers(0, 10**6), model_calls=st.integers(0, 1000),
+    cost_usd=st.floats(0, 1e6, allow_nan=False, allow_infinity=False),
+)
+tasks = st.builds(
+    Task, task_id=ids, run_id=ids, parent_task_id=st.none() | ids, step_id=st.none() | ids, sender=ids, recipient=ids,
+    instruction=st.text(), input=json_values, context=st.dictionaries(ids, json_values, max_size=4),
+    priority=st.integers(-10, 10), attempt=st.integers(1, 10), deadline=st.none() | times, depth=st.integers(0, 5),
+)
+results = st.builds(
+    Result, task_id=ids, run_id=ids, agent=ids, status=st.sampled_from(["success", "failure", "partial"]),
+    output=json_values, error=st.none() | st.builds(ErrorInfo, type=ids, message=st.text(), retryable=st.booleans()),
+    usage=usages, started_at=times, finished_at=times,
+)
+
+
+@given(tasks)
+def test_task_json_round_trip(task: Task) -> None:
+    assert Task.model_validate_json(task.model_dump_json()) == task
+
+
+@given(results)
+def test_result_json_round_trip(result: Result) -> None:
+    assert Result.model_validate_json(result.model_dump_json()) == result
+
+
+def test_messages_carry_a_schema_version_and_kind() -> None:
+    dumped = Task(task_id="t", run_id="r", sender="u", recipient="a", instruction="i").model_dump()
+    assert dumped["schema_version"] == SCHEMA_VERSION and dumped["kind"] == "task"
+
+
+@given(usages, usages)
+def test_usage_adds_up_field_by_field(a: Usage, b: Usage) -> None:
+    total = a + b
+    assert total.model_calls == a.model_calls + b.model_calls
+    assert total.total_tokens == a.total_tokens + b.total_tokens
+    assert total.cost_usd == a.cost_usd + b.cost_usd
