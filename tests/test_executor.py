@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from support import Fail, ScriptedWorker, kinds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cadenza import ExecutionPolicy, Executor, Plan, PlanError, RetryPolicy, Step
 from cadenza._events import Event, StepFailed, StepFinished, StepRetrying, StepSkipped, StepStarted
 from cadenza._ids import RunId
+from support import Fail, ScriptedWorker, kinds
 
 RUN = RunId("run_test")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,7 +16,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 ids = st.text(min_size=1, max_size=12)
-times = st.datetimes(timezones=st.just(timezone.utc))
+times = st.datetimes(timezones=st.just(UTC))
 usages = st.builds(
     Usage,
     input_tokens=st.integers(0, 10**9), output_tokens=st.integers(0, 10**9), cache_read_tokens=st.integers(0, 10**6),

@@ -6,7 +6,6 @@ import json
 
 import pytest
 from pydantic import BaseModel
-from support import kinds
 
 from cadenza import (
     Agent,
@@ -22,6 +21,7 @@ from cadenza import (
 )
 from cadenza._events import AgentSpawned, Event, PlanReady, RunFinished, StepStarted
 from cadenza.models.base import ToolResultMessage, UserMessage
+from support import kinds
 
 
 def plan_json(*steps: tuple[str, str, list[str]], new_agents: list[dict[str, object]] | None = None) -> str:

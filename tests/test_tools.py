@@ -57,7 +57,7 @@ async def test_async_tool_timeout_and_exceptions_are_tool_errors() -> None:
         """Raises."""
         raise ValueError("bad state")
 
-    with pytest.raises(ToolError, match="timed out after 0.01s"):
+    with pytest.raises(ToolError, match=r"timed out after 0\.01s"):
         await slow.run({})
     with pytest.raises(ToolError, match="ValueError: bad state"):
         await broken.run({})

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
 from ._errors import ConfigError, MaxTurnsExceeded, ModelError, OutputValidationError, ToolError
 from ._ids import AgentId, RunId, TaskId, new_run_id, new_task_id
-from ._messages import ErrorInfo, Result, Task, Usage, utcnow
+from ._messages import ErrorInfo, Result, ResultStatus, Task, Usage, utcnow
 from ._result import RunResult
 from ._sync import run_sync
 from ._tools import Tool
+from ._trusted import TrustedBuilder
 from .models.base import (
     AssistantMessage,
     Model,
@@ -33,6 +35,12 @@ if TYPE_CHECKING:
 __all__ = ("DEFAULT_MODEL", "Agent", "render_task")
 
 OutputT = TypeVar("OutputT")
+
+# The agent builds these from values that were validated where they came in (see _trusted).
+_build_result = TrustedBuilder(Result)
+_build_request = TrustedBuilder(ModelRequest)
+_build_user_message = TrustedBuilder(UserMessage)
+_NO_USAGE = Usage()
 
 DEFAULT_MODEL = "simulated"
 """The embedded default: with no provider configured, agents run offline on the simulated model."""
@@ -183,10 +191,10 @@ class Agent(Generic[OutputT]):
         return self._result(task, "success", output, conversation.usage, started, None)
 
     def _result(
-        self, task: Task, status: str, output: Any, usage: Usage, started: Any, error: ErrorInfo | None
+        self, task: Task, status: ResultStatus, output: Any, usage: Usage, started: datetime, error: ErrorInfo | None
     ) -> Result:
-        return Result(
-            task_id=task.task_id, run_id=task.run_id, agent=AgentId(self._name), status=status,  # type: ignore[arg-type]
+        return _build_result(
+            task_id=task.task_id, run_id=task.run_id, agent=self._name, status=status,
             output=output, error=error, usage=usage, started_at=started, finished_at=utcnow(),
         )
 
@@ -199,19 +207,19 @@ class _Conversation:
     def __init__(self, agent: Agent[Any], task: Task) -> None:
         self.agent = agent
         self.task_id: TaskId = task.task_id
-        self.messages: list[ModelMessage] = [UserMessage(content=render_task(task))]
-        self.usage = Usage()
+        self.messages: list[ModelMessage] = [_build_user_message(content=render_task(task))]
+        self.usage = _NO_USAGE
 
     async def loop(self) -> Any:
         agent = self.agent
         repairs_left = agent.output_retries
         for _turn in range(agent.max_turns):
-            request = ModelRequest(
-                system=agent.instructions, messages=self.messages, tools=agent._tool_specs,
-                output_schema=agent._output_schema, agent=agent.name,
+            request = _build_request(
+                system=agent.instructions, messages=self.messages.copy(), tools=agent._tool_specs,
+                output_schema=agent._output_schema, agent=agent._name,
             )
             response = await agent.model.request(request)
-            self.usage = self.usage + response.usage
+            self.usage = response.usage if self.usage is _NO_USAGE else self.usage + response.usage
             if response.tool_calls:
                 self.messages.append(AssistantMessage(text=response.text, tool_calls=response.tool_calls))
                 results = await asyncio.gather(*(self._call_tool(c) for c in response.tool_calls))

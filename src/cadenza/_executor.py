@@ -28,10 +28,13 @@ from ._events import (
 from ._ids import RunId, TaskId, new_task_id
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._plan import Plan, Step
+from ._trusted import TrustedBuilder
 from .backends.base import Backend, Worker
 from .backends.local import LocalBackend
 
 __all__ = ("ExecutionPolicy", "Executor", "PlanOutcome", "RetryPolicy", "StepRecord", "StepStatus")
+
+_build_task = TrustedBuilder(Task)
 
 StepStatus = Literal["pending", "running", "success", "partial", "failed", "skipped", "cancelled"]
 FailurePolicy = Literal["continue", "fail_fast"]
@@ -58,7 +61,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        base = min(self.max_delay, self.initial_delay * 2 ** (attempt - 1))
+        base: float = min(self.max_delay, self.initial_delay * 2.0 ** (attempt - 1))
         return base + random.uniform(0, base * self.jitter)
 
 
@@ -204,10 +207,12 @@ class _PlanRun:
             for dep in unique:
                 self.dependents[dep].append(s.id)
         self.unfinished = len(plan.steps)
-        self.running: set[asyncio.Task[None]] = set()
+        self.running: dict[str, asyncio.Task[None]] = {}
+        """Step tasks not yet finished; each removes itself (cheaper than a done callback)."""
         self.done: asyncio.Future[None] | None = None
         self.stopping = False
-        self.usage = Usage()
+        self.retried_usage: list[Usage] = []
+        """Usage of attempts that failed and were retried; the final attempt's is on the record."""
 
     async def execute(self) -> PlanOutcome:
         self.done = asyncio.get_running_loop().create_future()
@@ -220,7 +225,8 @@ class _PlanRun:
         except asyncio.CancelledError:
             await self._cancel_running("the run was cancelled")
             raise
-        return PlanOutcome(self.records, self.usage, self._status())
+        spent = [r.result.usage for r in self.records.values() if r.result is not None]
+        return PlanOutcome(self.records, Usage.sum(spent + self.retried_usage), self._status())
 
     def _status(self) -> Literal["success", "partial", "failure"]:
         statuses = [r.status for r in self.records.values()]
@@ -231,9 +237,7 @@ class _PlanRun:
         return "partial"
 
     def _launch(self, record: StepRecord) -> None:
-        task = asyncio.create_task(self._run_step(record))
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
+        self.running[record.step.id] = asyncio.create_task(self._run_step(record))
 
     async def _run_step(self, record: StepRecord) -> None:
         step = record.step
@@ -247,7 +251,7 @@ class _PlanRun:
                 if result.status != "failure" or error is None or not error.retryable or record.attempts >= retry.max_attempts:
                     break
                 delay = retry.delay(record.attempts)
-                self.usage = self.usage + result.usage
+                self.retried_usage.append(result.usage)
                 if self.emit:
                     self.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error, delay))
                 await asyncio.sleep(delay)
@@ -261,6 +265,8 @@ class _PlanRun:
                     self.emit(StepCancelled(self.run_id, self.team, step.id, step.agent, record.attempts))
                 self._finish_one()
             raise
+        finally:
+            self.running.pop(step.id, None)
         self._settle(record, result)
 
     async def _attempt(self, record: StepRecord, worker: Worker) -> Result:
@@ -270,20 +276,13 @@ class _PlanRun:
         agent_sem = self.limits.for_agent(step.agent)
         if global_sem is not None:
             await global_sem.acquire()
-        try:
-            if agent_sem is not None:
-                await agent_sem.acquire()
+        if agent_sem is not None:
             try:
-                return await self._dispatch(record, worker)
-            finally:
-                if agent_sem is not None:
-                    agent_sem.release()
-        finally:
-            if global_sem is not None:
-                global_sem.release()
-
-    async def _dispatch(self, record: StepRecord, worker: Worker) -> Result:
-        step = record.step
+                await agent_sem.acquire()
+            except BaseException:
+                if global_sem is not None:
+                    global_sem.release()
+                raise
         started = utcnow()
         if record.started_at is None:
             record.started_at = started
@@ -301,6 +300,11 @@ class _PlanRun:
             exc: BaseException = StepTimeout(f"step {step.id!r} ({step.agent}) timed out after {timeout}s")
         except Exception as raised:  # a worker broke its contract by raising; keep the run going
             exc = raised
+        finally:
+            if agent_sem is not None:
+                agent_sem.release()
+            if global_sem is not None:
+                global_sem.release()
         return Result(
             task_id=task.task_id, run_id=self.run_id, agent=task.recipient, status="failure",
             error=ErrorInfo.from_exception(exc), started_at=started, finished_at=utcnow(),
@@ -309,7 +313,7 @@ class _PlanRun:
     def _task_for(self, step: Step, attempt: int, now: datetime, timeout: float | None) -> Task:
         records = self.records
         context = {dep: records[dep].output for dep in step.depends_on}
-        return Task(
+        return _build_task(
             task_id=new_task_id(), run_id=self.run_id, parent_task_id=self.parent_task_id, step_id=step.id,
             sender=self.team, recipient=step.agent, instruction=step.instruction, input=step.input,
             context=context, attempt=attempt, depth=self.depth,
@@ -322,7 +326,6 @@ class _PlanRun:
         record.result = result
         record.error = result.error
         record.finished_at = result.finished_at
-        self.usage = self.usage + result.usage
         if result.status == "failure":
             record.status = "failed"
             error = result.error or ErrorInfo(type="UnknownError", message="the worker reported failure without an error")
@@ -332,8 +335,8 @@ class _PlanRun:
             if self.policy.failure_policy == "fail_fast":
                 self.stopping = True
                 self._skip_all_pending(f"the run stopped: step {step.id!r} failed (fail_fast)")
-                for task in list(self.running):
-                    if task is not asyncio.current_task():
+                for step_id, task in list(self.running.items()):
+                    if step_id != step.id:
                         task.cancel()
             else:
                 self._skip_dependents(step.id)
@@ -377,7 +380,7 @@ class _PlanRun:
 
     async def _cancel_running(self, reason: str) -> None:
         self.stopping = True
-        tasks = list(self.running)
+        tasks = list(self.running.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -6,7 +6,8 @@ messages stay readable as the format grows.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +23,7 @@ ResultStatus = Literal["success", "failure", "partial"]
 
 def utcnow() -> datetime:
     """The current time, timezone-aware, as every timestamp in cadenza is."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Usage(BaseModel):
@@ -49,14 +50,22 @@ class Usage(BaseModel):
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage.model_construct(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
-            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
-            model_calls=self.model_calls + other.model_calls,
-            cost_usd=self.cost_usd + other.cost_usd,
-        )
+        return Usage.sum((self, other))
+
+    @classmethod
+    def sum(cls, usages: Iterable[Usage]) -> Usage:
+        """All of ``usages`` added up, building one object rather than one per addition."""
+        inp = out = cache_read = cache_write = calls = 0
+        cost = 0.0
+        for u in usages:
+            inp += u.input_tokens
+            out += u.output_tokens
+            cache_read += u.cache_read_tokens
+            cache_write += u.cache_write_tokens
+            calls += u.model_calls
+            cost += u.cost_usd
+        return cls(input_tokens=inp, output_tokens=out, cache_read_tokens=cache_read,
+                   cache_write_tokens=cache_write, model_calls=calls, cost_usd=cost)
 
 
 class ErrorInfo(BaseModel):

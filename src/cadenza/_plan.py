@@ -131,7 +131,7 @@ class Plan(BaseModel):
                     continue
                 elif state.get(nxt) == 1:
                     # A step depends on something on the current path: report it in execution order.
-                    cycle = path[path.index(nxt):] + [nxt]
+                    cycle = [*path[path.index(nxt):], nxt]
                     return cycle[::-1]
                 else:
                     state[nxt] = 1
@@ -178,13 +178,13 @@ class Plan(BaseModel):
         Args:
             duration: seconds per step, as a mapping by id or a function of the step; 1 each by default.
         """
-        if duration is None:
-            cost: Callable[[Step], float] = lambda _s: 1.0
-        elif isinstance(duration, Mapping):
-            table = duration
-            cost = lambda s: float(table.get(s.id, 0.0))
-        else:
-            cost = duration
+        def cost(step: Step) -> float:
+            if duration is None:
+                return 1.0
+            if isinstance(duration, Mapping):
+                return float(duration.get(step.id, 0.0))
+            return duration(step)
+
         finish: dict[str, float] = {}
         via: dict[str, str | None] = {}
         for step_id in self.topological_order():
@@ -194,9 +194,10 @@ class Plan(BaseModel):
             finish[step_id] = (finish[best] if best else 0.0) + cost(step)
         if not finish:
             return [], 0.0
-        end: str | None = max(finish, key=lambda k: finish[k])
-        total = finish[end]
+        last = max(finish, key=lambda k: finish[k])
+        total = finish[last]
         path: list[str] = []
+        end: str | None = last
         while end is not None:
             path.append(end)
             end = via[end]

@@ -139,7 +139,7 @@ def _arguments_model(func: Callable[..., Any], name: str, docs: dict[str, str]) 
             raise ConfigError(f"tool {name!r}: parameter {param.name!r} needs a type hint")
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (hints[param.name], Field(default, description=docs.get(param.name)))
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(  # type: ignore[no-any-return]
         f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
     )
 

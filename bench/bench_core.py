@@ -1,0 +1,177 @@
+"""Core runtime figures on the simulated model: per-step overhead, fan-out, DAG scheduling, import time.
+
+Run:  python bench/bench_core.py            (all workloads, about a minute)
+      python bench/bench_core.py --quick    (smaller sizes, for a smoke check)
+
+Each workload runs in a fresh subprocess so peak RSS belongs to it alone.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+LATENCY = 0.05
+
+
+def _agents(names: list[str], latency: float | dict[str, float]) -> dict[str, Any]:
+    from cadenza import Agent, SimulatedModel
+
+    def lat(name: str) -> float:
+        return latency if isinstance(latency, float) else latency[name]
+
+    return {n: Agent(n, "work", model=SimulatedModel(n, latency=lat(n))) for n in names}
+
+
+async def _execute(plan: Any, workers: dict[str, Any]) -> tuple[float, float, str]:
+    from cadenza import Executor
+    from cadenza._ids import RunId
+
+    counted = [0]
+
+    def sink(event: object) -> None:  # the CLI's display is a sink like this one
+        counted[0] += 1
+
+    executor = Executor()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    outcome = await executor.run(plan, workers, run_id=RunId("run_bench"), team="bench", events=sink)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return wall, cpu, outcome.status
+
+
+def _plan(steps: list[tuple[str, str, list[str]]]) -> Any:
+    from cadenza import Plan, Step
+
+    return Plan(steps=tuple(Step(id=i, agent=a, instruction=f"task {i}", depends_on=tuple(d)) for i, a, d in steps))
+
+
+def overhead(shape: str, n: int) -> dict[str, Any]:
+    """Zero latency: everything measured is cadenza's own work (Task, agent loop, simulated model, Result, events)."""
+    workers = _agents(["w"], 0.0)
+    if shape == "fanout":
+        steps = [(f"s{i}", "w", []) for i in range(n)]
+    else:
+        steps = [(f"s{i}", "w", [f"s{i - 1}"] if i else []) for i in range(n)]
+    plan = _plan(steps)
+    wall, cpu, status = asyncio.run(_execute(plan, workers))
+    return {"workload": f"overhead-{shape}", "n": n, "us_per_step": wall / n * 1e6, "cpu_us_per_step": cpu / n * 1e6, "status": status}
+
+
+def fanout(n: int) -> dict[str, Any]:
+    """N distinct workers in parallel at 50 ms each, then a zero-latency join: ideal wall time is 50 ms."""
+    names = [f"w{i}" for i in range(n)]
+    workers = _agents([*names, "join"], {**dict.fromkeys(names, LATENCY), "join": 0.0})
+    plan = _plan([*((f"s{i}", names[i], []) for i in range(n)), ("join", "join", [f"s{i}" for i in range(n)])])
+    wall, cpu, status = asyncio.run(_execute(plan, workers))
+    return {"workload": "fanout", "n": n, "wall_ms": wall * 1e3, "ideal_ms": LATENCY * 1e3, "ratio": wall / LATENCY, "cpu_ms": cpu * 1e3, "status": status}
+
+
+def diamond() -> dict[str, Any]:
+    """1 -> 14 -> 14 -> 1 (30 steps) with cross-layer edges, 50 ms each: critical path 200 ms."""
+    steps: list[tuple[str, str, list[str]]] = [("root", "w", [])]
+    steps += [(f"a{i}", "w", ["root"]) for i in range(14)]
+    steps += [(f"b{i}", "w", [f"a{i}", f"a{(i + 1) % 14}"] + (["root"] if i % 3 == 0 else [])) for i in range(14)]
+    steps += [("sink", "w", [f"b{i}" for i in range(14)] + ["a0", "a7"])]
+    plan = _plan(steps)
+    workers = _agents(["w"], LATENCY)
+    wall, _cpu, status = asyncio.run(_execute(plan, workers))
+    ideal = plan.critical_path({s[0]: LATENCY for s in steps})[1]
+    return {"workload": "diamond-30", "wall_ms": wall * 1e3, "ideal_ms": ideal * 1e3, "ratio": wall / ideal, "status": status}
+
+
+def uneven() -> dict[str, Any]:
+    """A chain of five 10 ms steps beside one 100 ms step, joined by a 10 ms step: critical path 110 ms.
+
+    A layer-barrier scheduler (LangGraph's superstep) waits for the 100 ms step in layer 1
+    before chain step 2, so it takes 100 + 4 x 10 + 10 = 150 ms.
+    """
+    steps = [(f"c{i}", "fast", [f"c{i - 1}"] if i else []) for i in range(5)]
+    steps += [("slow", "slow", []), ("join", "fast", ["c4", "slow"])]
+    plan = _plan(steps)
+    workers = _agents(["fast", "slow"], {"fast": 0.01, "slow": 0.1})
+    wall, _cpu, status = asyncio.run(_execute(plan, workers))
+    barrier = asyncio.run(_barrier_baseline(plan, workers))
+    return {"workload": "uneven", "wall_ms": wall * 1e3, "ideal_ms": 110.0, "ratio": wall / 0.11,
+            "barrier_ms": barrier * 1e3, "barrier_ratio": barrier / 0.11, "status": status}
+
+
+async def _barrier_baseline(plan: Any, workers: dict[str, Any]) -> float:
+    """The same plan run layer by layer, each layer waiting for its slowest step (for comparison only)."""
+    from cadenza import Task
+
+    t0 = time.perf_counter()
+    for layer in plan.layers():
+        await asyncio.gather(*(
+            workers[plan.step(sid).agent].execute(Task(task_id=sid, run_id="b", sender="b", recipient="w", instruction="x"))
+            for sid in layer
+        ))
+    return time.perf_counter() - t0
+
+
+def import_time() -> dict[str, Any]:
+    def best(code: str) -> float:
+        times = []
+        for _ in range(7):
+            out = subprocess.run([sys.executable, "-c", f"import time; t=time.perf_counter(); {code}; print(time.perf_counter()-t)"],
+                                 capture_output=True, text=True, check=True)
+            times.append(float(out.stdout))
+        return statistics.median(times) * 1e3
+
+    return {"workload": "import", "import_cadenza_ms": best("import cadenza"),
+            "from_cadenza_import_agent_supervisor_ms": best("from cadenza import Agent, Supervisor"),
+            "cli_import_ms": best("import cadenza.cli")}
+
+
+WORKLOADS = {"overhead": overhead, "fanout": fanout, "diamond": diamond, "uneven": uneven, "import": import_time}
+
+
+def _child(name: str, args: list[str]) -> None:
+    result = WORKLOADS[name](*[a if not a.isdigit() else int(a) for a in args])
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _run(name: str, *args: object) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", name, *map(str, args)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child[0], args.child[1:])
+        return
+    sizes = [1_000] if args.quick else [1_000, 10_000]
+    print(f"cadenza core benchmarks (python {sys.version.split()[0]}, simulated model)\n")
+    print("per-step overhead at zero latency (wall us/step, CPU us/step, peak RSS):")
+    for shape in ("fanout", "chain"):
+        for n in sizes:
+            r = _run("overhead", shape, n)
+            print(f"  {shape:<7} {n:>6} steps: {r['us_per_step']:7.1f} us/step  cpu {r['cpu_us_per_step']:7.1f} us/step  rss {r['peak_rss_mib']:6.1f} MiB  [{r['status']}]")
+    print(f"\nfan-out/fan-in at {LATENCY * 1e3:.0f} ms per worker (ideal {LATENCY * 1e3:.0f} ms):")
+    for n in ([10, 100, 1_000] if args.quick else [10, 100, 1_000, 10_000]):
+        r = _run("fanout", n)
+        print(f"  {n:>6} workers: {r['wall_ms']:7.1f} ms  ({r['ratio']:.3f}x ideal)  cpu {r['cpu_ms']:7.1f} ms  rss {r['peak_rss_mib']:6.1f} MiB  [{r['status']}]")
+    r = _run("diamond")
+    print(f"\ndiamond, 30 steps at 50 ms: {r['wall_ms']:.1f} ms, critical path {r['ideal_ms']:.0f} ms ({r['ratio']:.3f}x)  [{r['status']}]")
+    r = _run("uneven")
+    print(f"uneven DAG: {r['wall_ms']:.1f} ms, critical path 110 ms ({r['ratio']:.3f}x); "
+          f"layer-barrier baseline {r['barrier_ms']:.1f} ms ({r['barrier_ratio']:.2f}x)  [{r['status']}]")
+    r = _run("import")
+    print(f"\nimport cadenza: {r['import_cadenza_ms']:.0f} ms;  from cadenza import Agent, Supervisor: "
+          f"{r['from_cadenza_import_agent_supervisor_ms']:.0f} ms;  import cadenza.cli: {r['cli_import_ms']:.0f} ms (median of 7)")
+
+
+if __name__ == "__main__":
+    main()
