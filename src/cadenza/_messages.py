@@ -116,7 +116,7 @@ class Task(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
     """The outputs of this task's dependencies, keyed by step id: data, never instructions."""
     priority: int = 0
-    """Higher runs first when workers are scarce."""
+    """A hint for workers and backends that queue work; the in-process executor starts ready steps in plan order."""
     attempt: int = Field(default=1, ge=1)
     """1 for the first try, 2 for the first retry, and so on."""
     deadline: datetime | None = None

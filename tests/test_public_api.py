@@ -1,0 +1,40 @@
+"""The package facade: ``__all__`` is exactly what is public, and every name in it resolves."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import cadenza
+
+
+def test_every_name_in_all_resolves() -> None:
+    for name in cadenza.__all__:
+        assert getattr(cadenza, name) is not None, name
+
+
+def test_all_is_sorted_unique_and_matches_dir() -> None:
+    assert list(cadenza.__all__) == sorted(set(cadenza.__all__))
+    assert isinstance(cadenza.__all__, tuple)
+    assert dir(cadenza) == sorted(cadenza.__all__)
+
+
+def test_unknown_attributes_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="NotAThing"):
+        cadenza.NotAThing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_each_module_all_lists_only_names_it_defines() -> None:
+    for info in pkgutil.walk_packages(cadenza.__path__, "cadenza."):
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", ()):
+            assert hasattr(module, name), f"{info.name}.__all__ names missing {name!r}"
+
+
+def test_errors_share_one_root() -> None:
+    for name in cadenza.__all__:
+        value = getattr(cadenza, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, cadenza.CadenzaError), name

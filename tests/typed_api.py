@@ -1,0 +1,27 @@
+"""Pins the public generics; checked by mypy in CI (``mypy --strict src tests/typed_api.py``), never run."""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+from pydantic import BaseModel
+
+from cadenza import Agent, RunResult, Supervisor
+
+
+class Report(BaseModel):
+    title: str
+
+
+async def typed_usage() -> None:
+    plain = Agent("a")
+    assert_type(plain, Agent[str])
+    typed = Agent("b", output_type=Report)
+    assert_type(typed, Agent[Report])
+    result = await typed.run("go")
+    assert_type(result, RunResult[Report])
+    assert_type(result.output, Report | None)
+    team = Supervisor("lead", workers=[plain, typed], output_type=Report)
+    assert_type(team, Supervisor[Report])
+    assert_type((await team.run("go")).output, Report | None)
+    assert_type(Supervisor("lead", workers=[team]).run_sync("go").output, str | None)
