@@ -29,6 +29,7 @@ from ._workflow_spec import (
     AgentSpec,
     TeamSpec,
     WorkflowSpec,
+    describe,
     load_yaml,
     schema_problems,
     suggest,
@@ -99,7 +100,7 @@ def load_workflow(path: str | Path, *, model: str | None = None) -> Workflow:
 def parse_workflow(data: Mapping[str, Any], *, source: str = "<workflow>", model: str | None = None) -> Workflow:
     """Check and build a workflow from already-parsed data (see `load_workflow`)."""
     if not isinstance(data, Mapping):
-        raise _fail(source, [f"expected a mapping with name, agents and supervisor at the top level, got {_kind(data)}"])
+        raise _fail(source, [f"expected a mapping with name, agents and supervisor at the top level, got {describe(data)}"])
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
@@ -112,11 +113,6 @@ def _fail(source: str, problems: list[str]) -> WorkflowError:
         return WorkflowError(f"{source}: {problems[0]}", path=source, problems=problems)
     detail = "\n".join(f"  - {p}" for p in problems)
     return WorkflowError(f"{source}: {len(problems)} problems:\n{detail}", path=source, problems=problems)
-
-
-def _kind(value: object) -> str:
-    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
-        type(value), type(value).__name__)
 
 
 # --------------------------------------------------------------------------- building
@@ -298,7 +294,7 @@ class _Builder:
                 options = {**self.sim, **options}
             self.entries[name] = None
             try:
-                self.entries[name] = self._use(resolve_model(entry.model, options))
+                self.entries[name] = resolve_model(entry.model, options)
             except UnknownModelError as exc:
                 self._problem(f"models.{name}.model", str(exc))
             except ConfigError as exc:
@@ -306,6 +302,7 @@ class _Builder:
         return self.entries[name]
 
     def _use(self, model: Model) -> Model:
+        """Count a model that something refers to (an unused ``models`` entry neither costs nor goes online)."""
         self.models_used.add(model.name)
         self.offline = self.offline and isinstance(model, SimulatedModel)
         return model
@@ -317,7 +314,8 @@ class _Builder:
         elif ref is None:
             ref, path = self.spec.default_model or DEFAULT_MODEL, "default_model"
         if ref in self.spec.models:
-            return self._entry(ref)
+            entry = self._entry(ref)
+            return None if entry is None else self._use(entry)
         if ref not in self.by_string:
             provider = ref.partition(":")[0]
             if ":" not in ref and provider not in available_providers():
@@ -328,14 +326,14 @@ class _Builder:
             try:
                 # The file's simulated options are for the file's models, not for a --model from the command line.
                 merge = provider == "simulated" and path != "--model"
-                self.by_string[ref] = self._use(resolve_model(ref, self.sim if merge else None))
+                self.by_string[ref] = resolve_model(ref, self.sim if merge else None)
             except ConfigError as exc:
                 self.by_string[ref] = exc
         resolved = self.by_string[ref]
         if isinstance(resolved, CadenzaError):
             self._problem(path, str(resolved))
             return None
-        return resolved
+        return self._use(resolved)
 
     # ------------------------------------------------------------------ agents and teams
 

@@ -29,6 +29,7 @@ __all__ = (
     "SpawnSpec",
     "TeamSpec",
     "WorkflowSpec",
+    "describe",
     "key_path",
     "load_yaml",
     "schema_problems",
@@ -68,9 +69,11 @@ class SimulatedSpec(_Spec):
 
     seed: int | None = None
     latency: Any = None
+    """Seconds per call: a number, ``[min, max]`` or ``{min: .., max: ..}``."""
     input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0)
     replies: dict[str, list[Any]] | None = None
+    """Scripted replies by agent (or team) name, played back before generated ones."""
     call_tools: bool | None = None
 
     @field_validator("latency")
@@ -85,6 +88,7 @@ class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
+    """A model string, ``provider:name``."""
 
 
 class AgentSpec(_Spec):
@@ -94,6 +98,7 @@ class AgentSpec(_Spec):
     description: str = ""
     instructions: str = ""
     model: str | None = None
+    """A ``models`` entry or a model string; ``default_model`` when absent."""
     max_turns: int = Field(default=10, ge=1)
     output_retries: int = Field(default=2, ge=0)
 
@@ -112,6 +117,7 @@ class PolicySpec(_Spec):
 
     max_concurrency: int | None = Field(default=None, ge=1)
     per_agent_concurrency: Any = None
+    """One limit for every worker, or ``{worker: limit}``."""
     step_timeout: float | None = Field(default=None, gt=0)
     failure_policy: Literal["continue", "fail_fast"] = "continue"
     retry: RetrySpec = Field(default_factory=RetrySpec)
@@ -133,6 +139,7 @@ class SpawnSpec(_Spec):
 
     max_agents: int = Field(default=3, ge=0)
     tiers: dict[str, str] = Field(default_factory=lambda: {"default": DEFAULT_MODEL}, min_length=1)
+    """Tier name to a ``models`` entry or a model string."""
 
 
 class TeamSpec(_Spec):
@@ -140,12 +147,15 @@ class TeamSpec(_Spec):
 
     name: Name
     workers: list[str] = Field(min_length=1)
+    """Names of agents, or of teams in ``teams:`` (each team belongs to one team only)."""
     model: str | None = None
+    """Planner and synthesiser model unless ``planner_model`` / ``synthesizer_model`` say otherwise."""
     planner_model: str | None = None
     synthesizer_model: str | None = None
     instructions: str = ""
     description: str = ""
     plan: list[Step] | None = None
+    """A static plan: when given, the planner is skipped."""
     policy: PolicySpec | None = None
     spawn: SpawnSpec | None = None
     max_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=1)
@@ -160,10 +170,14 @@ class WorkflowSpec(_Spec):
     description: str = ""
     simulated: SimulatedSpec | None = None
     models: dict[str, ModelEntry] = Field(default_factory=dict)
+    """Named model settings that agents and teams refer to by name."""
     default_model: str | None = None
+    """A ``models`` entry or a model string for everything that names none; ``simulated`` when absent."""
     agents: list[AgentSpec] = Field(min_length=1)
     teams: list[TeamSpec] = Field(default_factory=list)
+    """Nested teams, used as workers of the supervisor or of each other."""
     supervisor: TeamSpec
+    """The top team, which runs the goal."""
 
 
 def suggest(word: str, known: Sequence[str]) -> str:
@@ -245,13 +259,39 @@ def _pydantic_problem(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return f"{key_path(loc)}: required key is missing"
     if kind == "value_error":
-        message = str(error.get("ctx", {}).get("error", error["msg"]))
-    else:
-        message = str(error["msg"])
-        value = error.get("input")
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            message += f" (got {value!r})"
-    return f"{key_path(loc)}: {message[:1].lower()}{message[1:]}"
+        return f"{key_path(loc)}: {error.get('ctx', {}).get('error', error['msg'])}"
+    message = _EXPECTED.get(kind) or str(error["msg"])
+    if kind in ("too_short", "too_long"):
+        return f"{key_path(loc)}: {message[:1].lower()}{message[1:]}"
+    value = error.get("input")
+    got = repr(value) if isinstance(value, (str, int, float, bool)) or value is None else describe(value)
+    return f"{key_path(loc)}: {message[:1].lower()}{message[1:]} (got {got})"
+
+
+_EXPECTED = {
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "dict_type": "expected a mapping",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "string_type": "expected a string",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+}
+
+
+def describe(value: object) -> str:
+    """What kind of YAML value this is, in words: ``a list``, ``a mapping``."""
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return {str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(type(value), type(value).__name__)
 
 
 def _model_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:

@@ -1,0 +1,358 @@
+"""Progress of a run, drawn from its events alone.
+
+`RunView` folds the event stream into per-team, per-step state. Three displays
+read it: a rich live tree for terminals, one plain line per step event when
+stdout is a pipe or file (logs stay greppable), and a quiet one for ``--json``.
+Events arrive on the event loop's thread while rich refreshes from its own, so
+the view is guarded by a lock and every frame is built from fresh objects.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import click
+
+from .._events import (
+    AgentSpawned,
+    Event,
+    PlanReady,
+    RunFinished,
+    RunStarted,
+    StepCancelled,
+    StepFailed,
+    StepFinished,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    UsageRecorded,
+)
+from .._plan import Plan
+from ._plan_view import shorten
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+    from rich.tree import Tree
+
+    from .._result import RunResult
+
+__all__ = ("Display", "LiveDisplay", "PlainDisplay", "QuietDisplay", "RunView", "make_display", "summary_line")
+
+_MAX_STEPS_SHOWN = 40
+
+StepEvent = StepStarted | StepRetrying | StepFinished | StepFailed | StepSkipped | StepCancelled
+
+
+@dataclass
+class StepView:
+    """One step as the display knows it."""
+
+    id: str
+    agent: str
+    status: str = "pending"
+    attempts: int = 0
+    started: float | None = None
+    finished: float | None = None
+    tokens: int = 0
+    note: str = ""
+
+    def elapsed(self, now: float) -> float | None:
+        """Seconds since the step first started, up to when it finished."""
+        return None if self.started is None else (self.finished or now) - self.started
+
+
+@dataclass
+class TeamView:
+    """One team (the top one, or a nested one by its path ``lead/frontend``)."""
+
+    path: str
+    status: str = "planning"
+    plan: Plan | None = None
+    source: str = ""
+    steps: dict[str, StepView] = field(default_factory=dict)
+
+
+class RunView:
+    """The state of a run folded from its events; knows nothing of how it is shown."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self.teams: dict[str, TeamView] = {}
+        self.top: str | None = None
+        self.tokens = 0
+        self.cost = 0.0
+        self.calls = 0
+
+    def apply(self, event: Event) -> None:
+        """Fold one event into the state."""
+        now = time.monotonic()
+        if isinstance(event, RunStarted):
+            self.teams[event.team] = TeamView(event.team)
+            self.top = self.top or event.team
+            return
+        team = self.teams.setdefault(event.team, TeamView(event.team))
+        if isinstance(event, PlanReady):
+            team.plan, team.source, team.status = event.plan, event.source, "running"
+            team.steps = {s.id: StepView(s.id, s.agent) for s in event.plan.steps}
+        elif isinstance(event, AgentSpawned):
+            return
+        elif isinstance(event, UsageRecorded):
+            self._add_usage(event.usage.total_tokens, event.usage.cost_usd, event.usage.model_calls)
+        elif isinstance(event, RunFinished):
+            team.status = event.status
+            if event.team == self.top:
+                self.finished = now
+        else:
+            self._apply_step(team, event, now)
+
+    def _apply_step(self, team: TeamView, event: StepEvent, now: float) -> None:
+        step = team.steps.setdefault(event.step_id, StepView(event.step_id, event.agent))
+        if isinstance(event, StepStarted):
+            step.status, step.attempts, step.note = "running", event.attempt, ""
+            step.started = step.started or now
+        elif isinstance(event, StepRetrying):
+            step.status, step.note = "retrying", f"{event.error.type}: {event.error.message}"
+        elif isinstance(event, (StepFinished, StepFailed)):
+            step.status = event.status if isinstance(event, StepFinished) else "failed"
+            step.finished, step.tokens = now, event.usage.total_tokens
+            step.note = event.error.message if isinstance(event, StepFailed) else ""
+            if f"{event.team}/{event.agent}" not in self.teams:  # a nested team's usage came in its own events
+                self._add_usage(event.usage.total_tokens, event.usage.cost_usd, event.usage.model_calls)
+        elif isinstance(event, StepSkipped):
+            step.status, step.note = "skipped", event.reason
+        else:
+            step.status, step.finished = "cancelled", now
+
+    def _add_usage(self, tokens: int, cost: float, calls: int) -> None:
+        self.tokens += tokens
+        self.cost += cost
+        self.calls += calls
+
+    def elapsed(self) -> float:
+        """Seconds since the display started, until the top team finished."""
+        return (self.finished or time.monotonic()) - self.started
+
+
+def summary_line(result: RunResult[Any]) -> str:
+    """``success in 1.27s · 972 tokens · $0.0000 · 8 model calls``."""
+    usage = result.usage
+    calls = f"{usage.model_calls} model call{'' if usage.model_calls == 1 else 's'}"
+    return (f"{result.status} in {result.duration:.2f}s · {usage.total_tokens} tokens "
+            f"({usage.input_tokens} in, {usage.output_tokens} out) · ${usage.cost_usd:.4f} · {calls}")
+
+
+def _output_text(output: object) -> str:
+    if isinstance(output, str):
+        return output
+    import json
+
+    from pydantic_core import to_jsonable_python
+
+    return json.dumps(to_jsonable_python(output, fallback=str), indent=2, ensure_ascii=False)
+
+
+class Display:
+    """Receives a run's events (``handle``) and shows its progress and outcome; a context manager."""
+
+    def __init__(self, run_id: str, workflow: str, goal: str) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.goal = goal
+        self.view = RunView()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Display:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Show that the run began (its id first, so it can be found later)."""
+
+    def stop(self) -> None:
+        """Stop any live drawing; called even when the run raised or was cancelled."""
+
+    def handle(self, event: Event) -> None:
+        """The run's event sink: quick, never raises."""
+        with self._lock:
+            self.view.apply(event)
+        self.on_event(event)
+
+    def on_event(self, event: Event) -> None:
+        """Hook for displays that react to each event."""
+
+    def finish(self, result: RunResult[Any]) -> None:
+        """Show the final output and the summary."""
+
+
+class QuietDisplay(Display):
+    """Shows nothing: ``--json`` keeps stdout for the one JSON document."""
+
+
+class PlainDisplay(Display):
+    """One plain line per step event, for pipes, files and CI logs."""
+
+    def start(self) -> None:
+        click.echo(f"run {self.run_id}  {self.workflow}  {self.goal!r}")
+
+    def on_event(self, event: Event) -> None:
+        line = self._line(event)
+        if line is not None:
+            click.echo(f"{self.view.elapsed():7.2f}s  {event.team}: {line}")
+
+    def _line(self, event: Event) -> str | None:
+        if isinstance(event, RunStarted):
+            return "planning"
+        if isinstance(event, PlanReady):
+            path, _ = event.plan.critical_path()
+            repairs = f", after {event.repairs} repair(s)" if event.repairs else ""
+            return (f"plan ready ({event.source}{repairs}): {len(event.plan.steps)} steps, "
+                    f"critical path {len(path)} step{'' if len(path) == 1 else 's'}")
+        if isinstance(event, AgentSpawned):
+            return f"spawned agent {event.proposal.name} ({event.proposal.role or 'no role given'})"
+        if isinstance(event, RunFinished):
+            return f"finished: {event.status}" if event.team != self.view.top else None
+        if isinstance(event, UsageRecorded):
+            return None
+        head = f"{event.step_id} ({event.agent})"
+        if isinstance(event, StepStarted):
+            return f"{head} running" + (f" (attempt {event.attempt})" if event.attempt > 1 else "")
+        if isinstance(event, StepRetrying):
+            return f"{head} retrying in {event.delay:.2f}s: {event.error.type}: {shorten(event.error.message, 120)}"
+        if isinstance(event, StepFinished):
+            step = self.view.teams[event.team].steps[event.step_id]
+            took = step.elapsed(time.monotonic()) or 0.0
+            return f"{head} {'done' if event.status == 'success' else event.status} in {took:.2f}s, {step.tokens} tokens"
+        if isinstance(event, StepFailed):
+            return f"{head} failed after {event.attempt} attempt(s): {event.error.type}: {shorten(event.error.message, 120)}"
+        if isinstance(event, StepSkipped):
+            return f"{head} skipped: {event.reason}"
+        return f"{head} cancelled"
+
+    def finish(self, result: RunResult[Any]) -> None:
+        if result.output is not None:
+            click.echo("--- output ---")
+            click.echo(_output_text(result.output))
+            click.echo("---")
+        if result.error is not None:
+            click.echo(f"{result.error.type}: {result.error.message}")
+        click.echo(f"{summary_line(result)} · run {self.run_id}")
+
+
+_STYLES: dict[str, tuple[str, str]] = {
+    "pending": ("·", "dim"),
+    "running": ("▶", "yellow"),
+    "retrying": ("↻", "yellow"),
+    "success": ("✓", "green"),
+    "partial": ("◐", "yellow"),
+    "failed": ("✗", "red"),
+    "failure": ("✗", "red"),
+    "skipped": ("↷", "dim"),
+    "cancelled": ("⊘", "red"),
+    "planning": ("…", "yellow"),
+}
+
+
+class LiveDisplay(Display):
+    """A live tree of teams and steps with elapsed time, tokens and cost, for terminals."""
+
+    def __init__(self, run_id: str, workflow: str, goal: str, *, console: Console | None = None) -> None:
+        super().__init__(run_id, workflow, goal)
+        from rich.console import Console
+
+        self.console = console or Console()
+        self._live: Live | None = None
+
+    def start(self) -> None:
+        from rich.live import Live
+
+        self.console.print(f"[dim]run[/] [bold]{self.run_id}[/]  {self.workflow}  [italic]{self.goal}[/]")
+        self._live = Live(get_renderable=self._frame, console=self.console, refresh_per_second=8, transient=False)
+        self._live.start()
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _frame(self) -> RenderableType:
+        from rich.console import Group
+        from rich.text import Text
+
+        with self._lock:
+            view = self.view
+            header = Text.assemble(
+                (f"{view.elapsed():.1f}s", "bold"), "  ", (f"{view.tokens} tokens", "cyan"), "  ",
+                (f"${view.cost:.4f}", "green"), "  ", (f"{view.calls} model calls", "dim"))
+            if view.top is None:
+                return Group(header, Text("starting…", style="yellow"))
+            return Group(header, self._team_tree(view.teams[view.top], time.monotonic()))
+
+    def _team_tree(self, team: TeamView, now: float) -> Tree:
+        from rich.markup import escape
+        from rich.tree import Tree
+
+        glyph, style = _STYLES.get(team.status, ("•", ""))
+        label = f"[{style}]{glyph}[/] [bold]{escape(team.path.rsplit('/', 1)[-1])}[/] [dim]{team.status}[/]"
+        if team.plan is not None:
+            label += f" [dim]· {team.source} plan, {len(team.plan.steps)} steps[/]"
+        tree = Tree(label)
+        steps = list(team.steps.values())
+        for step in steps[:_MAX_STEPS_SHOWN]:
+            node = tree.add(self._step_label(step, now))
+            nested = self.view.teams.get(f"{team.path}/{step.agent}")
+            if nested is not None:
+                node.add(self._team_tree(nested, now))
+        if len(steps) > _MAX_STEPS_SHOWN:
+            rest = steps[_MAX_STEPS_SHOWN:]
+            done = sum(s.status in ("success", "partial") for s in rest)
+            tree.add(f"[dim]… {len(rest)} more steps ({done} done)[/]")
+        return tree
+
+    @staticmethod
+    def _step_label(step: StepView, now: float) -> str:
+        from rich.markup import escape
+
+        glyph, style = _STYLES.get(step.status, ("•", ""))
+        label = f"[{style}]{glyph}[/] [cyan]{escape(step.id)}[/] {escape(step.agent)} [{style}]{step.status}[/]"
+        took = step.elapsed(now)
+        if took is not None:
+            label += f" [dim]{took:.1f}s[/]"
+        if step.attempts > 1:
+            label += f" [dim]attempt {step.attempts}[/]"
+        if step.tokens:
+            label += f" [dim]{step.tokens} tokens[/]"
+        if step.note:
+            label += f" [{style}]{escape(shorten(step.note, 80))}[/]"
+        return label
+
+    def finish(self, result: RunResult[Any]) -> None:
+        from rich.markdown import Markdown
+        from rich.panel import Panel
+        from rich.text import Text
+
+        if result.output is not None:
+            body = Markdown(result.output) if isinstance(result.output, str) else Text(_output_text(result.output))
+            self.console.print(Panel(body, title="output", title_align="left", border_style="green"))
+        if result.error is not None:
+            self.console.print(Text(f"{result.error.type}: {result.error.message}", style="red"))
+        style = {"success": "green", "partial": "yellow"}.get(result.status, "red")
+        self.console.print(Text(summary_line(result), style=style), Text(f"· run {self.run_id}", style="dim"))
+
+
+def make_display(kind: Literal["live", "plain", "quiet"], run_id: str, workflow: str, goal: str) -> Display:
+    """The display for this output: live on a terminal, plain lines otherwise, quiet for ``--json``."""
+    if kind == "live":
+        return LiveDisplay(run_id, workflow, goal)
+    if kind == "plain":
+        return PlainDisplay(run_id, workflow, goal)
+    return QuietDisplay(run_id, workflow, goal)

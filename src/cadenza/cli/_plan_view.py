@@ -1,0 +1,111 @@
+"""A plan as a tree, for ``cadenza plan``: what would run, in which order, on whom.
+
+Steps are grouped by `Plan.layers` only for reading; the executor never waits
+for a layer. A worker that is itself a team says so, and shows its own plan when
+it has a static one (a planner team decides its steps at run time).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._plan import Plan, Step
+from .._supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+__all__ = ("plan_json", "plan_tree", "shorten")
+
+_INSTRUCTION_CHARS = 72
+
+
+def shorten(text: str, limit: int = _INSTRUCTION_CHARS) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= limit:
+        return line
+    cut = line.rfind(" ", 0, limit - 1)
+    return line[: cut if cut > limit // 2 else limit - 1].rstrip() + "…"
+
+
+def plan_source(team: Supervisor[Any]) -> str:
+    """``static`` when the plan is written in the workflow, ``planner`` when a model makes it."""
+    return "static" if team.static_plan is not None else "planner"
+
+
+def plan_tree(plan: Plan, team: Supervisor[Any], *, source: str | None = None) -> Tree:
+    """The plan of ``team`` as a rich Tree: one branch per layer, one leaf per step."""
+    from rich.tree import Tree
+
+    tree = Tree(_title(plan, team, source or plan_source(team)))
+    _add_layers(tree, plan, team)
+    return tree
+
+
+def _title(plan: Plan, team: Supervisor[Any], source: str) -> str:
+    path, _ = plan.critical_path()
+    layers = len(plan.layers())
+    return (f"[bold]{team.name}[/] plan ([italic]{source}[/]): {_count(len(plan.steps), 'step')} "
+            f"in {_count(layers, 'layer')}, critical path {_count(len(path), 'step')}")
+
+
+def _add_layers(tree: Tree, plan: Plan, team: Supervisor[Any]) -> None:
+    from rich.markup import escape
+
+    for number, layer in enumerate(plan.layers(), start=1):
+        parallel = " in parallel" if len(layer) > 1 else ""
+        branch = tree.add(f"[dim]layer {number}: {_count(len(layer), 'step')}{parallel}[/]")
+        for step_id in layer:
+            step = plan.step(step_id)
+            worker = team.workers.get(step.agent)
+            label = f"[cyan]{escape(step.id)}[/] → [bold]{escape(step.agent)}[/]: {escape(shorten(step.instruction))}"
+            if step.depends_on:
+                label += f" [dim](after {escape(', '.join(step.depends_on))})[/]"
+            leaf = branch.add(label)
+            if isinstance(worker, Supervisor):
+                _add_team(leaf, worker)
+            elif worker is None:
+                leaf.add("[dim]an agent the planner proposes to spawn for this run[/]")
+
+
+def _add_team(leaf: Tree, team: Supervisor[Any]) -> None:
+    from rich.markup import escape
+
+    workers = ", ".join(team.workers)
+    if team.static_plan is None:
+        leaf.add(f"[magenta]team[/] of {escape(workers)}: plans its own steps at run time")
+        return
+    sub = leaf.add(f"[magenta]team[/] of {escape(workers)}: " + _title(team.static_plan, team, "static"))
+    _add_layers(sub, team.static_plan, team)
+
+
+def plan_json(plan: Plan, team: Supervisor[Any], *, source: str | None = None) -> dict[str, Any]:
+    """The plan as a JSON-ready document, with the layers, the critical path and nested static plans."""
+    path, _ = plan.critical_path()
+    return {
+        "team": team.name,
+        "source": source or plan_source(team),
+        "steps": [_step_json(step, team) for step in plan.steps],
+        "new_agents": [p.model_dump(mode="json") for p in plan.new_agents],
+        "layers": plan.layers(),
+        "critical_path": path,
+    }
+
+
+def _step_json(step: Step, team: Supervisor[Any]) -> dict[str, Any]:
+    worker = team.workers.get(step.agent)
+    out: dict[str, Any] = {
+        "id": step.id,
+        "agent": step.agent,
+        "instruction": step.instruction,
+        "depends_on": list(step.depends_on),
+        "worker": "team" if isinstance(worker, Supervisor) else "agent" if worker is not None else "spawned",
+    }
+    if isinstance(worker, Supervisor) and worker.static_plan is not None:
+        out["plan"] = plan_json(worker.static_plan, worker, source="static")
+    return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
