@@ -245,3 +245,10 @@ def test_workers_need_unique_names() -> None:
         Supervisor("lead", workers=[])
 
 
+
+
+async def test_a_simulated_team_with_a_spawn_policy_still_plans_with_its_workers() -> None:
+    lead = Supervisor("lead", workers=[Agent("a"), Agent("b")], spawn=SpawnPolicy(tools=[read_notes], max_agents=2))
+    result = await lead.run("goal")
+    assert result.status == "success"
+    assert {r.step.agent for r in result.steps} == {"a", "b"}

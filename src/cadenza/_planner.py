@@ -53,8 +53,8 @@ def plan_schema(workers: Sequence[str], *, max_steps: int, spawn: SpawnPolicy | 
     if spawn is None or spawn.max_agents == 0:
         agent["enum"] = list(workers)
     else:
-        agent["type"] = "string"
-        agent["description"] += f" One of {', '.join(workers)}, or the name of a proposed new agent."
+        agent["anyOf"] = [{"enum": list(workers)}, {"type": "string"}]
+        agent["description"] += " A team member, or the name of a proposed new agent."
     step = {
         "type": "object",
         "properties": {

@@ -39,10 +39,9 @@ _ATTEMPTS = 8
 _ANNOTATIONS = frozenset(
     {"title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment"}
 )
-_POOL = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.,:;!?/@#"
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_POOL = _LETTERS + "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.,:;!?/@#"
 _DIGITS = "0123456789"
-_WORD_CHARS = "abcdefghijklmnopqrstuvwxyz" + _DIGITS + "_"
-_SPACE = " "
 
 
 def generate_instance(schema: Mapping[str, Any], rng: random.Random, *, goal: str = "") -> Any:
@@ -100,52 +99,69 @@ def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     for key, bv in b.items():
         if key not in out:
             out[key] = bv
-            continue
-        av = out[key]
-        if key == "properties":
-            props = dict(av)
-            for name, sub in bv.items():
-                props[name] = {"allOf": [props[name], sub]} if name in props else sub
-            out[key] = props
-        elif key == "required":
-            out[key] = list(dict.fromkeys([*av, *bv]))
-        elif key == "type":
-            at, bt = _as_types(av), _as_types(bv)
-            both = at & bt
-            if "integer" in at and "number" in bt or "number" in at and "integer" in bt:
-                both.add("integer")
-            if not both:
-                raise ValueError(f"schemas require incompatible types {sorted(at)} and {sorted(bt)}")
-            out[key] = sorted(both)
-        elif key == "enum":
-            out[key] = [x for x in av if any(_json_eq(x, y) for y in bv)]
-            if not out[key]:
-                raise ValueError("schemas allow no common enum value")
-        elif key == "const":
-            if not _json_eq(av, bv):
-                raise ValueError("schemas require different const values")
-        elif key in ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"):
-            out[key] = max(av, bv)
-        elif key in ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"):
-            out[key] = min(av, bv)
-        elif key in ("items", "additionalProperties", "propertyNames", "contains"):
-            if av is False or bv is False:
-                out[key] = False
-            elif av is True:
-                out[key] = bv
-            elif bv is not True:
-                out[key] = {"allOf": [av, bv]}
-        elif key == "allOf":
-            out[key] = [*av, *bv]
         elif key in ("anyOf", "oneOf"):
             out["allOf"] = [*out.get("allOf", []), {key: bv}]
-        elif key == "uniqueItems":
-            out[key] = bool(av or bv)
-        elif key in ("format", "pattern", "x-cadenza-plan"):
-            pass  # keep the first; a clash is caught by the final validity check
         else:
-            out[key] = bv
+            merger = _MERGERS.get(key)
+            out[key] = merger(out[key], bv) if merger is not None else bv
     return out
+
+
+def _merge_properties(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    props = dict(a)
+    for name, sub in b.items():
+        props[name] = {"allOf": [props[name], sub]} if name in props else sub
+    return props
+
+
+def _merge_types(a: Any, b: Any) -> list[str]:
+    at, bt = _as_types(a), _as_types(b)
+    both = at & bt
+    if ("integer" in at and "number" in bt) or ("number" in at and "integer" in bt):
+        both.add("integer")
+    if not both:
+        raise ValueError(f"schemas require incompatible types {sorted(at)} and {sorted(bt)}")
+    return sorted(both)
+
+
+def _merge_enums(a: list[Any], b: list[Any]) -> list[Any]:
+    common = [x for x in a if any(_json_eq(x, y) for y in b)]
+    if not common:
+        raise ValueError("schemas allow no common enum value")
+    return common
+
+
+def _merge_consts(a: Any, b: Any) -> Any:
+    if not _json_eq(a, b):
+        raise ValueError("schemas require different const values")
+    return a
+
+
+def _merge_subschemas(a: Any, b: Any) -> Any:
+    if a is False or b is False:
+        return False
+    if a is True:
+        return b
+    return a if b is True else {"allOf": [a, b]}
+
+
+def _keep_first(a: Any, b: Any) -> Any:
+    return a  # a clash (two patterns, two formats) is caught by the final validity check
+
+
+_MERGERS: dict[str, Callable[[Any, Any], Any]] = {
+    "properties": _merge_properties,
+    "required": lambda a, b: list(dict.fromkeys([*a, *b])),
+    "type": _merge_types,
+    "enum": _merge_enums,
+    "const": _merge_consts,
+    **dict.fromkeys(("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"), max),
+    **dict.fromkeys(("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"), min),
+    **dict.fromkeys(("items", "additionalProperties", "propertyNames", "contains"), _merge_subschemas),
+    "allOf": lambda a, b: [*a, *b],
+    "uniqueItems": lambda a, b: bool(a or b),
+    **dict.fromkeys(("format", "pattern", "x-cadenza-plan"), _keep_first),
+}
 
 
 # --------------------------------------------------------------------------- generation
@@ -195,10 +211,8 @@ class _Generator:
             raise ValueError("schema nests too deeply to have a finite instance")
         if schema is True or schema is None:
             return self._words(1, 2)
-        if schema is False:
-            raise ValueError("schema `false` has no instances")
         if not isinstance(schema, Mapping):
-            raise ValueError(f"not a schema: {schema!r}")
+            raise ValueError("schema `false` has no instances" if schema is False else f"not a schema: {schema!r}")
         schema, path = self.normalize(schema, path)
         shallow = nest >= _SHALLOW_NESTING or any(path.count(r) > _RECURSION_LIMIT for r in set(path))
         for key in ("anyOf", "oneOf"):
@@ -207,23 +221,24 @@ class _Generator:
         if "const" in schema:
             return _copy(schema["const"])
         if "enum" in schema:
-            rest = {k: v for k, v in schema.items() if k != "enum"}
-            options = [v for v in schema["enum"] if _valid(rest, v, self.root)]
-            if not options:
-                raise ValueError(f"no value of enum {schema['enum']!r} fits the other constraints")
-            return _copy(options[0] if shallow else self.rng.choice(options))
+            return self._gen_enum(schema, shallow)
         types = self._types(schema)
         if len(types) == 1:
             return self._gen_type(types[0], schema, nest, path, shallow)
-        order = self._order_types(types, shallow)
         error: ValueError | None = None
-        for t in order:
+        for t in self._order_types(types, shallow):
             try:
                 return self._gen_type(t, schema, nest, path, shallow)
             except ValueError as exc:
                 error = exc
-        assert error is not None
-        raise error
+        raise error or ValueError("no listed type can be generated")
+
+    def _gen_enum(self, schema: Mapping[str, Any], shallow: bool) -> Any:
+        rest = {k: v for k, v in schema.items() if k != "enum"}
+        options = [v for v in schema["enum"] if _valid(rest, v, self.root)]
+        if not options:
+            raise ValueError(f"no value of enum {schema['enum']!r} fits the other constraints")
+        return _copy(options[0] if shallow else self.rng.choice(options))
 
     def _types(self, schema: Mapping[str, Any]) -> list[str]:
         declared = schema.get("type")
@@ -269,9 +284,7 @@ class _Generator:
 
     # -- combinators
 
-    def _gen_union(
-        self, schema: Mapping[str, Any], key: str, nest: int, path: tuple[str, ...], shallow: bool
-    ) -> Any:
+    def _gen_union(self, schema: Mapping[str, Any], key: str, nest: int, path: tuple[str, ...], shallow: bool) -> Any:
         branches: list[Any] = list(schema[key])
         if not branches:
             raise ValueError(f"{key} must not be empty")
@@ -301,52 +314,63 @@ class _Generator:
 
     def _gen_object(self, schema: Mapping[str, Any], nest: int, path: tuple[str, ...], shallow: bool) -> Any:
         props: Mapping[str, Any] = schema.get("properties", {})
-        required: list[str] = list(schema.get("required", []))
-        extra: Any = schema.get("additionalProperties", True)
-        min_p: int = schema.get("minProperties", 0)
-        max_p: float = schema.get("maxProperties", math.inf)
-        dependent: Mapping[str, Sequence[str]] = schema.get("dependentRequired", {})
-        out: dict[str, Any] = {}
-
-        def add(name: str) -> None:
-            sub = props[name] if name in props else (extra if isinstance(extra, Mapping) else True)
-            out[name] = self._gen(sub, nest + 1, path)
-
-        for name in required:
-            add(name)
+        out = {name: self._property(schema, name, nest, path) for name in schema.get("required", ())}
         optional = [k for k in props if k not in out]
-        for name in optional:
-            if shallow or len(out) >= max_p:
-                break
-            if self.rng.random() < 0.5:
-                try:
-                    add(name)
-                except ValueError:
-                    continue  # an optional property may stay absent
+        if not shallow:
+            max_p = schema.get("maxProperties", math.inf)
+            for name in optional:
+                if len(out) >= max_p:
+                    break
+                if self.rng.random() < 0.5:
+                    try:
+                        out[name] = self._property(schema, name, nest, path)
+                    except ValueError:
+                        continue  # an optional property may stay absent
+        dependent: Mapping[str, Sequence[str]] = schema.get("dependentRequired", {})
         for name in list(out):
             for dep in dependent.get(name, ()):
                 if dep not in out:
-                    add(dep)
+                    out[dep] = self._property(schema, dep, nest, path)
+        self._fill_to_minimum(schema, out, optional, nest, path, shallow)
+        ordered = {k: out[k] for k in props if k in out}
+        ordered.update((k, v) for k, v in out.items() if k not in ordered)
+        return ordered
+
+    def _property(self, schema: Mapping[str, Any], name: str, nest: int, path: tuple[str, ...]) -> Any:
+        props: Mapping[str, Any] = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        sub = props[name] if name in props else (extra if isinstance(extra, Mapping) else True)
+        return self._gen(sub, nest + 1, path)
+
+    def _fill_to_minimum(
+        self,
+        schema: Mapping[str, Any],
+        out: dict[str, Any],
+        optional: list[str],
+        nest: int,
+        path: tuple[str, ...],
+        shallow: bool,
+    ) -> None:
+        """Meet ``minProperties`` from optional properties, then extra keys; give maps a few entries."""
+        min_p: int = schema.get("minProperties", 0)
         for name in optional:
             if len(out) >= min_p:
                 break
             if name not in out:
-                add(name)
+                out[name] = self._property(schema, name, nest, path)
+        extra = schema.get("additionalProperties", True)
         want = min_p
-        if not props and isinstance(extra, Mapping) and not shallow:
-            want = max(min_p, self.rng.randint(min_p, min_p + 2))
-        want = int(min(want, max_p))
+        if not schema.get("properties") and isinstance(extra, Mapping) and not shallow:
+            want = self.rng.randint(min_p, min_p + 2)
+        want = int(min(want, schema.get("maxProperties", math.inf)))
         tries = 0
         while len(out) < want and extra is not False and tries < want * 5 + 5:
             tries += 1
             key = self._property_name(schema, nest, path)
-            if key not in out and key not in props:
+            if key not in out and key not in schema.get("properties", {}):
                 out[key] = self._gen(extra if isinstance(extra, Mapping) else True, nest + 1, path)
         if len(out) < min_p:
             raise ValueError(f"cannot give an object the {min_p} properties minProperties asks for")
-        ordered = {k: out[k] for k in props if k in out}
-        ordered.update((k, v) for k, v in out.items() if k not in ordered)
-        return ordered
 
     def _property_name(self, schema: Mapping[str, Any], nest: int, path: tuple[str, ...]) -> str:
         names = schema.get("propertyNames")
@@ -437,9 +461,7 @@ class _Generator:
                 continue
             if compiled.search(text):
                 return text
-        raise ValueError(
-            f"cannot generate a string matching pattern {pattern!r} with length {min_l}..{max_l}"
-        )
+        raise ValueError(f"cannot generate a string matching pattern {pattern!r} with length {min_l}..{max_l}")
 
     # -- numbers
 
@@ -468,12 +490,8 @@ class _Generator:
             if step <= 0:
                 raise ValueError("multipleOf must be positive")
             k_lo, k_hi = math.ceil(lo / step), math.floor(hi / step)
-            candidates = list(range(k_lo, k_hi + 1)) if k_hi - k_lo < 64 else None
-            for _ in range(32):
-                k = self.rng.choice(candidates) if candidates else self.rng.randint(k_lo, k_hi)
-                v = k * step
-                if isinstance(step, float) and v == int(v) and abs(v) < 2**53:
-                    v = float(int(v))
+            for _ in range(32 if k_lo <= k_hi else 0):
+                v: float = self.rng.randint(k_lo, k_hi) * step
                 if inside(v) and _multiple_ok(v, step):
                     return v
             if inside(0) and _multiple_ok(0, step):
@@ -673,13 +691,13 @@ class _RegexParser:
         if c in "^$":
             return ("empty",)
         if c == ".":
-            return ("neg", "\n")
+            return ("chars", _LETTERS)  # any letter matches `.`; letters read best
         if c == "[":
             return self._class()
         if c == "(":
             if self.p.startswith("?:", self.i):
                 self.i += 2
-            elif self.p.startswith("?P<", self.i) or (self.p.startswith("?<", self.i) and self.p[self.i + 2 : self.i + 3] not in ("=", "!")):
+            elif self.p.startswith("?P<", self.i):
                 self.i = self.p.index(">", self.i) + 1
             elif self._peek() == "?":
                 raise _Unsupported("lookaround and inline flags are not supported")
@@ -690,7 +708,7 @@ class _RegexParser:
             return ("group", inner)
         if c == "\\":
             return self._escape(in_class=False)
-        if c in "*+?{":
+        if c in "*+?":
             raise _Unsupported(f"nothing to repeat at position {self.i - 1}")
         return ("chars", c)
 
@@ -704,8 +722,10 @@ class _RegexParser:
             return ("chars", chars) if c.islower() else ("neg", chars + ("\n" if c == "S" else ""))
         if c in _LITERAL_ESCAPES:
             return ("chars", _LITERAL_ESCAPES[c])
-        if c in "AZz" and not in_class:
-            return ("empty",)
+        if c in "AZzbB" and not in_class:
+            return ("empty",)  # anchors and boundaries; the final match check enforces them
+        if c == "b":
+            return ("chars", "\b")
         if c in "xu":
             width = 2 if c == "x" else 4
             code = self.p[self.i : self.i + width]
@@ -732,12 +752,13 @@ class _RegexParser:
                 break
             first = False
             start = self._class_item()
-            if start is None:
+            if not isinstance(start, str):
+                chars.extend(start)
                 continue
             if self._peek() == "-" and self.p[self.i + 1 : self.i + 2] not in ("]", ""):
                 self.i += 1
                 end = self._class_item()
-                if end is None:
+                if not isinstance(end, str):
                     raise _Unsupported("bad range in character class")
                 lo, hi = ord(start), ord(end)
                 if hi - lo > 512:
@@ -748,16 +769,16 @@ class _RegexParser:
         text = "".join(dict.fromkeys(chars))
         return ("neg", text) if negate else ("chars", text)
 
-    def _class_item(self) -> str | None:
-        """One character of a class, or ``None`` after adding a shorthand class."""
+    def _class_item(self) -> str | list[str]:
+        """One character of a class, or the characters a shorthand like ``\\w`` stands for."""
         c = self.p[self.i]
         self.i += 1
         if c != "\\":
             return c
-        node = self._escape(in_class=True)
-        if node[0] == "chars" and len(node[1]) == 1:
-            return str(node[1])
-        raise _Unsupported("shorthand classes inside [...] are not supported")
+        kind, chars = self._escape(in_class=True)
+        if kind == "chars":
+            return str(chars) if len(chars) == 1 else list(chars)
+        return [x for x in _POOL if x not in chars]
 
     def _quantifier(self) -> tuple[int, int | None]:
         c = self._peek()
@@ -816,7 +837,7 @@ def _json_eq(a: Any, b: Any) -> bool:
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(_json_eq(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_json_eq(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_json_eq(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and bool(a == b)
 
 
@@ -842,20 +863,34 @@ def _is_type(value: Any, t: str) -> bool:
 
 def _valid(schema: Any, value: Any, root: Any) -> bool:
     """Check ``value`` against the schema subset we generate for (formats are annotations)."""
-    if schema is True:
-        return True
-    if schema is False:
-        return False
+    if isinstance(schema, bool):
+        return schema
     if not isinstance(schema, Mapping):
         return True
+    if not (_valid_shape(schema, value, root) and _valid_combinators(schema, value, root)):
+        return False
+    if isinstance(value, str):
+        return _valid_string(schema, value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _valid_number(schema, value)
+    if isinstance(value, list):
+        return _valid_array(schema, value, root)
+    if isinstance(value, dict):
+        return _valid_object(schema, value, root)
+    return True
+
+
+def _valid_shape(schema: Mapping[str, Any], value: Any, root: Any) -> bool:
     if "$ref" in schema and not _valid(_resolve_ref(root, schema["$ref"]), value, root):
         return False
     if "type" in schema and not any(_is_type(value, t) for t in _as_types(schema["type"])):
         return False
     if "const" in schema and not _json_eq(schema["const"], value):
         return False
-    if "enum" in schema and not any(_json_eq(e, value) for e in schema["enum"]):
-        return False
+    return "enum" not in schema or any(_json_eq(e, value) for e in schema["enum"])
+
+
+def _valid_combinators(schema: Mapping[str, Any], value: Any, root: Any) -> bool:
     if "allOf" in schema and not all(_valid(s, value, root) for s in schema["allOf"]):
         return False
     if "anyOf" in schema and not any(_valid(s, value, root) for s in schema["anyOf"]):
@@ -866,16 +901,7 @@ def _valid(schema: Any, value: Any, root: Any) -> bool:
         return False
     if "if" in schema:
         branch = schema.get("then", True) if _valid(schema["if"], value, root) else schema.get("else", True)
-        if not _valid(branch, value, root):
-            return False
-    if isinstance(value, str):
-        return _valid_string(schema, value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _valid_number(schema, value)
-    if isinstance(value, list):
-        return _valid_array(schema, value, root)
-    if isinstance(value, dict):
-        return _valid_object(schema, value, root)
+        return _valid(branch, value, root)
     return True
 
 
@@ -912,7 +938,7 @@ def _valid_array(schema: Mapping[str, Any], value: list[Any], root: Any) -> bool
     if "maxItems" in schema and len(value) > schema["maxItems"]:
         return False
     prefix = schema.get("prefixItems", [])
-    for item, sub in zip(value, prefix):
+    for item, sub in zip(value, prefix, strict=False):
         if not _valid(sub, item, root):
             return False
     items = schema.get("items", True)
@@ -930,33 +956,29 @@ def _valid_array(schema: Mapping[str, Any], value: list[Any], root: Any) -> bool
 def _valid_object(schema: Mapping[str, Any], value: dict[str, Any], root: Any) -> bool:
     if any(name not in value for name in schema.get("required", ())):
         return False
-    if len(value) < schema.get("minProperties", 0):
+    if len(value) < schema.get("minProperties", 0) or len(value) > schema.get("maxProperties", math.inf):
         return False
-    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        return False
-    props: Mapping[str, Any] = schema.get("properties", {})
-    patterns: Mapping[str, Any] = schema.get("patternProperties", {})
-    extra = schema.get("additionalProperties", True)
     names = schema.get("propertyNames")
-    for key, item in value.items():
-        if names is not None and not _valid(names, key, root):
-            return False
-        matched = False
-        if key in props:
+    if names is not None and not all(_valid(names, key, root) for key in value):
+        return False
+    if not all(_valid_entry(schema, key, item, root) for key, item in value.items()):
+        return False
+    dependent: Mapping[str, Sequence[str]] = schema.get("dependentRequired", {})
+    return all(d in value for name, deps in dependent.items() if name in value for d in deps)
+
+
+def _valid_entry(schema: Mapping[str, Any], key: str, item: Any, root: Any) -> bool:
+    """One property against ``properties``, ``patternProperties``, else ``additionalProperties``."""
+    props: Mapping[str, Any] = schema.get("properties", {})
+    matched = key in props
+    if matched and not _valid(props[key], item, root):
+        return False
+    for pattern, sub in schema.get("patternProperties", {}).items():
+        if re.search(pattern, key):
             matched = True
-            if not _valid(props[key], item, root):
+            if not _valid(sub, item, root):
                 return False
-        for pat, sub in patterns.items():
-            if re.search(pat, key):
-                matched = True
-                if not _valid(sub, item, root):
-                    return False
-        if not matched and not _valid(extra, item, root):
-            return False
-    for name, deps in schema.get("dependentRequired", {}).items():
-        if name in value and any(d not in value for d in deps):
-            return False
-    return True
+    return matched or _valid(schema.get("additionalProperties", True), item, root)
 
 
 # --------------------------------------------------------------------------- plans
@@ -966,10 +988,10 @@ def _coherent_plan(schema: Mapping[str, Any], rng: random.Random, goal: str) -> 
     """A fan-out/fan-in plan over the workers the schema allows, or ``None`` if it cannot fit."""
     gen = _Generator(schema, rng)
     try:
-        root, _ = gen.normalize(schema)
+        root = _plain(gen, schema)
         props: Mapping[str, Any] = root.get("properties", {})
-        steps_schema, _ = gen.normalize(props.get("steps", {}))
-        item_schema, _ = gen.normalize(steps_schema.get("items", {}))
+        steps_schema = _plain(gen, props.get("steps"))
+        item_schema = _plain(gen, steps_schema.get("items"))
         item_props: Mapping[str, Any] = item_schema.get("properties", {})
         item_required = set(item_schema.get("required", ()))
         workers = _agent_names(gen, item_props.get("agent", {})) or ["worker"]
@@ -978,7 +1000,7 @@ def _coherent_plan(schema: Mapping[str, Any], rng: random.Random, goal: str) -> 
             workers = workers[:max_steps]
         min_steps = max(1, steps_schema.get("minItems", 1))
         names = [workers[i % len(workers)] for i in range(max(min_steps, len(workers)))]
-        max_instruction = gen.normalize(item_props.get("instruction", {}))[0].get("maxLength")
+        max_instruction = _plain(gen, item_props.get("instruction")).get("maxLength")
         steps: list[dict[str, Any]] = []
         for index, worker in enumerate(names, start=1):
             instruction = f"{goal} (part for {worker})".strip()
@@ -998,7 +1020,7 @@ def _coherent_plan(schema: Mapping[str, Any], rng: random.Random, goal: str) -> 
         for key, sub in props.items():
             if key == "steps":
                 plan[key] = steps
-            elif key == "new_agents" and gen.normalize(sub)[0].get("minItems", 0) == 0:
+            elif key == "new_agents" and _plain(gen, sub).get("minItems", 0) == 0:
                 plan[key] = []
             elif key in required:
                 plan[key] = gen.value(sub)
@@ -1007,11 +1029,15 @@ def _coherent_plan(schema: Mapping[str, Any], rng: random.Random, goal: str) -> 
     return plan if _valid(schema, plan, schema) else None
 
 
+def _plain(gen: _Generator, schema: Any) -> Mapping[str, Any]:
+    """The schema with refs inlined, or an empty one when it is absent or boolean."""
+    resolved = gen.normalize(schema)[0] if isinstance(schema, Mapping) else None
+    return resolved if isinstance(resolved, Mapping) else {}
+
+
 def _agent_names(gen: _Generator, schema: Any) -> list[str]:
     """Worker names from an ``enum``/``const`` agent field, looking through refs and unions."""
-    resolved, _ = gen.normalize(schema)
-    if not isinstance(resolved, Mapping):
-        return []
+    resolved = _plain(gen, schema)
     if "enum" in resolved:
         return [v for v in resolved["enum"] if isinstance(v, str)]
     if isinstance(resolved.get("const"), str):

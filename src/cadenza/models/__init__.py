@@ -1,0 +1,38 @@
+"""Models: the one-call contract, the offline simulated and function models, and model strings.
+
+Vendor adapters are optional extras that register themselves; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    AssistantMessage,
+    Model,
+    ModelRequest,
+    ModelResponse,
+    OutputSchema,
+    ToolCall,
+    ToolResultMessage,
+    ToolSpec,
+    UserMessage,
+)
+from .function import FunctionModel
+from .registry import available_providers, register_provider, resolve_model
+from .simulated import SimulatedModel
+
+__all__ = (
+    "AssistantMessage",
+    "FunctionModel",
+    "Model",
+    "ModelRequest",
+    "ModelResponse",
+    "OutputSchema",
+    "SimulatedModel",
+    "ToolCall",
+    "ToolResultMessage",
+    "ToolSpec",
+    "UserMessage",
+    "available_providers",
+    "register_provider",
+    "resolve_model",
+)

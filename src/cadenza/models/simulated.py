@@ -1,0 +1,324 @@
+"""An offline model that answers instantly and reproducibly, so workflows run without API keys.
+
+It calls tools with schema-valid arguments, returns schema-valid structured output,
+plays back per-agent scripts, and can simulate latency. Every choice comes from a
+seed mixed with the request, so the same request always gets the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._errors import ConfigError, ModelError
+from .._messages import Usage
+from ._schema_instance import generate_instance
+from .base import AssistantMessage, ModelMessage, ModelRequest, ModelResponse, ToolCall, ToolResultMessage, UserMessage
+from .registry import register_provider
+
+__all__ = ("ScriptedReply", "SimulatedModel", "estimate_input_tokens", "estimate_output_tokens")
+
+ScriptedReply = str | Mapping[str, Any]
+"""A final text, or ``{"text": str}``, ``{"json": value}`` or ``{"tool_calls": [{"name", "arguments"}]}``."""
+
+_Reply = tuple[str | None, tuple[ToolCall, ...]]
+"""A validated scripted reply: final text, or tool calls (never both)."""
+
+_OPTIONS = ("seed", "latency", "input_tokens", "output_tokens", "replies", "call_tools")
+_SUMMARY_CHARS = 80
+
+
+class SimulatedModel:
+    """A deterministic stand-in for a real model: ``simulated:NAME`` in model strings.
+
+    Args:
+        name: distinguishes simulated models in traces; ``.name`` is ``simulated:NAME``.
+        seed: mixed into every per-request choice.
+        latency: seconds to wait per call, or ``(min, max)`` for a seeded uniform draw.
+        input_tokens: report this many input tokens per call instead of estimating.
+        output_tokens: report this many output tokens per call instead of estimating.
+        replies: per-agent scripts, consumed one reply per request of that agent,
+            after which generated behaviour resumes.
+        call_tools: when false, never call tools; always answer finally.
+
+    Raises:
+        ConfigError: an option or scripted reply is malformed; the message says which.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        seed: int = 0,
+        latency: float | tuple[float, float] = 0.0,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        replies: Mapping[str, Sequence[ScriptedReply]] | None = None,
+        call_tools: bool = True,
+    ) -> None:
+        self._name = f"simulated:{name}"
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ConfigError(f"{self._name}: seed must be an integer, got {seed!r}")
+        self._seed = seed
+        self._latency = _latency_range(self._name, latency)
+        self._input_tokens = _token_override(self._name, "input_tokens", input_tokens)
+        self._output_tokens = _token_override(self._name, "output_tokens", output_tokens)
+        if not isinstance(call_tools, bool):
+            raise ConfigError(f"{self._name}: call_tools must be true or false, got {call_tools!r}")
+        self._call_tools = call_tools
+        self._scripts = _parse_scripts(self._name, replies)
+        self._positions: dict[str, int] = {}
+
+    @property
+    def name(self) -> str:
+        """``simulated:NAME``."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"SimulatedModel({self._name!r}, seed={self._seed})"
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        """Answer from the agent's script, else call a tool, else give a final answer."""
+        lo, hi = self._latency
+        if hi > 0.0:
+            await asyncio.sleep(lo if lo == hi else lo + (hi - lo) * (self._mix(request) % 1_000_003) / 1_000_002)
+
+        agent = request.agent
+        scripted = self._next_scripted(agent) if agent is not None and agent in self._scripts else None
+        text, calls = scripted if scripted is not None else self._generate(request)
+
+        usage = _usage(
+            self._input_tokens if self._input_tokens is not None else estimate_input_tokens(request),
+            self._output_tokens if self._output_tokens is not None else estimate_output_tokens(text, calls),
+        )
+        if calls:
+            return ModelResponse(tool_calls=list(calls), usage=usage, model=self._name)
+        return ModelResponse(text=text, usage=usage, model=self._name)
+
+    def _mix(self, request: ModelRequest) -> int:
+        """Per-request seed: the model seed mixed with who asks, at which turn, about what."""
+        messages = request.messages
+        last_text = _message_text(messages[-1]) if messages else ""
+        crc = zlib.crc32(f"{request.agent}\x1f{len(messages)}\x1f{last_text}".encode())
+        return (crc * 2654435761) ^ (self._seed * 0x9E3779B97F4A7C15)
+
+    def _next_scripted(self, agent: str) -> _Reply | None:
+        script = self._scripts[agent]
+        position = self._positions.get(agent, 0)
+        if position >= len(script):
+            return None
+        self._positions[agent] = position + 1
+        return script[position]
+
+    def _generate(self, request: ModelRequest) -> _Reply:
+        messages = request.messages
+        user_text = ""
+        tool_results = 0
+        for message in reversed(messages):
+            if isinstance(message, UserMessage):
+                user_text = message.content
+                break
+            if isinstance(message, ToolResultMessage):
+                tool_results += 1
+
+        if request.tools and self._call_tools and tool_results == 0:
+            return None, (self._tool_call(request, random.Random(self._mix(request))),)
+
+        if request.output_schema is not None:
+            schema = request.output_schema
+            try:
+                value = generate_instance(schema.json_schema, random.Random(self._mix(request)), goal=_goal(user_text))
+            except ValueError as exc:
+                raise ModelError(f"{self._name} cannot produce output for schema {schema.name!r}: {exc}") from exc
+            return json.dumps(value), ()
+
+        text = f"[{request.agent or 'model'}] Done: {_summary(user_text)}"
+        if tool_results:
+            text += f" (using {tool_results} tool result{'s' if tool_results > 1 else ''})"
+        return text, ()
+
+    def _tool_call(self, request: ModelRequest, rng: random.Random) -> ToolCall:
+        tools = request.tools
+        start = rng.randrange(len(tools))
+        problems: list[str] = []
+        for offset in range(len(tools)):
+            spec = tools[(start + offset) % len(tools)]
+            try:
+                arguments = generate_instance(spec.parameters, rng)
+            except ValueError as exc:
+                problems.append(f"{spec.name}: {exc}")
+                continue
+            if isinstance(arguments, dict):
+                return ToolCall(id=f"call_{rng.getrandbits(48):012x}", name=spec.name, arguments=arguments)
+            problems.append(f"{spec.name}: parameters schema does not describe an object")
+        raise ModelError(f"{self._name} cannot build arguments for any tool: {'; '.join(problems)}")
+
+
+_usage_cache: dict[tuple[int, int], Usage] = {}
+
+
+def _usage(input_tokens: int, output_tokens: int) -> Usage:
+    """Usage is frozen, so equal counts share one object: validating a new one per call is slow."""
+    key = (input_tokens, output_tokens)
+    usage = _usage_cache.get(key)
+    if usage is None:
+        if len(_usage_cache) >= 4096:
+            _usage_cache.clear()
+        usage = _usage_cache[key] = Usage(
+            input_tokens=input_tokens, output_tokens=output_tokens, model_calls=1, cost_usd=0.0
+        )
+    return usage
+
+
+def estimate_input_tokens(request: ModelRequest) -> int:
+    """Roughly four characters per token over the system prompt and messages; cheap, not exact."""
+    chars = len(request.system)
+    for message in request.messages:
+        chars += _message_chars(message)
+    return -(-chars // 4)
+
+
+def estimate_output_tokens(text: str | None, tool_calls: Sequence[ToolCall] = ()) -> int:
+    """Roughly four characters per token over the answer text and tool calls."""
+    chars = len(text) if text else 0
+    for call in tool_calls:
+        chars += len(call.name) + len(str(call.arguments))
+    return -(-chars // 4)
+
+
+def _message_chars(message: ModelMessage) -> int:
+    if isinstance(message, AssistantMessage):
+        chars = len(message.text) if message.text else 0
+        for call in message.tool_calls:
+            chars += len(call.name) + len(str(call.arguments))
+        return chars
+    return len(message.content)
+
+
+def _message_text(message: ModelMessage) -> str:
+    if isinstance(message, AssistantMessage):
+        return message.text or ""
+    return message.content
+
+
+def _goal(text: str) -> str:
+    """The goal a request states: its first paragraph, without a leading ``Goal:`` label."""
+    text = text.strip()
+    if text[:5].lower() == "goal:":
+        text = text[5:].strip()
+    return text.split("\n\n", 1)[0].strip()
+
+
+def _summary(text: str) -> str:
+    """The first line of the request, shortened: enough to see which task was answered."""
+    line = text.strip().split("\n", 1)[0].strip()
+    if not line:
+        return "the task is complete."
+    if len(line) > _SUMMARY_CHARS:
+        cut = line.rfind(" ", 0, _SUMMARY_CHARS)
+        line = line[: cut if cut > _SUMMARY_CHARS // 2 else _SUMMARY_CHARS].rstrip() + "…"
+    return line
+
+
+# --------------------------------------------------------------------------- option checking
+
+
+def _number(owner: str, what: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{owner}: {what} must be a non-negative number of seconds, got {value!r}")
+    return float(value)
+
+
+def _latency_range(owner: str, latency: Any) -> tuple[float, float]:
+    """Accept seconds, ``(min, max)``, ``[min, max]`` or ``{"min": .., "max": ..}`` (YAML forms)."""
+    if isinstance(latency, Mapping):
+        if set(latency) != {"min", "max"}:
+            raise ConfigError(f"{owner}: latency as a mapping needs exactly the keys 'min' and 'max'")
+        bounds = (latency["min"], latency["max"])
+    elif isinstance(latency, (list, tuple)):
+        if len(latency) != 2:
+            raise ConfigError(f"{owner}: latency as a range needs two values [min, max], got {latency!r}")
+        bounds = (latency[0], latency[1])
+    else:
+        seconds = _number(owner, "latency", latency)
+        return seconds, seconds
+    lo, hi = _number(owner, "latency min", bounds[0]), _number(owner, "latency max", bounds[1])
+    if lo > hi:
+        raise ConfigError(f"{owner}: latency min {lo} is larger than max {hi}")
+    return lo, hi
+
+
+def _token_override(owner: str, what: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{owner}: {what} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _parse_scripts(owner: str, replies: Any) -> dict[str, list[_Reply]]:
+    if replies is None:
+        return {}
+    if not isinstance(replies, Mapping):
+        raise ConfigError(f"{owner}: replies must map agent names to lists of replies")
+    scripts: dict[str, list[_Reply]] = {}
+    for agent, script in replies.items():
+        if not isinstance(agent, str):
+            raise ConfigError(f"{owner}: replies keys must be agent names, got {agent!r}")
+        if isinstance(script, (str, Mapping)) or not isinstance(script, Sequence):
+            raise ConfigError(f"{owner}: replies for agent {agent!r} must be a list of replies")
+        scripts[agent] = [_parse_reply(owner, agent, index, reply) for index, reply in enumerate(script)]
+    return scripts
+
+
+def _parse_reply(owner: str, agent: str, index: int, reply: Any) -> _Reply:
+    where = f"{owner}: scripted reply {index} for agent {agent!r}"
+    if isinstance(reply, str):
+        return reply, ()
+    if not isinstance(reply, Mapping) or len(reply) != 1:
+        raise ConfigError(
+            f"{where} must be a string or a mapping with exactly one of 'text', 'json', 'tool_calls'; got {reply!r}"
+        )
+    ((key, value),) = reply.items()
+    if key == "text":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: 'text' must be a string, got {value!r}")
+        return value, ()
+    if key == "json":
+        try:
+            return json.dumps(value), ()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: 'json' value is not JSON-serialisable: {exc}") from None
+    if key == "tool_calls":
+        if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence) or not value:
+            raise ConfigError(f"{where}: 'tool_calls' must be a non-empty list of {{name, arguments}} mappings")
+        calls: list[ToolCall] = []
+        for number, call in enumerate(value):
+            if not isinstance(call, Mapping) or not isinstance(call.get("name"), str) or not call["name"]:
+                raise ConfigError(f"{where}: tool call {number} needs a 'name' string, got {call!r}")
+            arguments = call.get("arguments", {})
+            unknown = set(call) - {"name", "arguments"}
+            if unknown or not isinstance(arguments, Mapping):
+                raise ConfigError(
+                    f"{where}: tool call {number} must have only 'name' and an 'arguments' mapping, got {call!r}"
+                )
+            calls.append(ToolCall(id=f"call_{agent}_{index}_{number}", name=call["name"], arguments=dict(arguments)))
+        return None, tuple(calls)
+    raise ConfigError(f"{where}: unknown key {key!r}; expected one of 'text', 'json', 'tool_calls'")
+
+
+def _factory(name: str, options: dict[str, Any]) -> SimulatedModel:
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"for model 'simulated:{name}'; valid options: {', '.join(_OPTIONS)}"
+        )
+    return SimulatedModel(name, **options)
+
+
+register_provider("simulated", _factory, replace=True)
