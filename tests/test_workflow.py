@@ -248,3 +248,20 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 def test_odd_input_is_always_a_workflow_error(tmp_path: Path, text: str) -> None:
     error = error_of(tmp_path, text)
     assert error.problems
+
+
+def test_schema_errors_and_unknown_workers_are_reported_together(tmp_path: Path) -> None:
+    error = error_of(tmp_path, """
+        name: bad
+        agents:
+          - name: researcher
+          - name: writer
+            max_turns: ten
+        supervisor:
+          name: lead
+          workers: [researcher, writter]
+        """)
+    assert error.problems == [
+        "agents[1].max_turns: expected an integer (got 'ten')",
+        "supervisor.workers[1]: unknown worker 'writter' (did you mean 'writer'?) (known: researcher, writer)",
+    ]

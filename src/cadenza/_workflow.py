@@ -104,8 +104,29 @@ def parse_workflow(data: Mapping[str, Any], *, source: str = "<workflow>", model
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
-        raise _fail(source, schema_problems(exc)) from None
+        problems = schema_problems(exc) + _unknown_workers_in_raw(data)
+        raise _fail(source, sorted(problems, key=_file_order)) from None
     return _Builder(spec, source, model).build()
+
+
+def _unknown_workers_in_raw(data: Mapping[str, Any]) -> list[str]:
+    """Unknown worker names, read leniently from a file whose schema failed, so one run reports both kinds."""
+    def names(section: object) -> set[str]:
+        items = section if isinstance(section, list) else []
+        return {item["name"] for item in items if isinstance(item, Mapping) and isinstance(item.get("name"), str)}
+
+    known = names(data.get("agents")) | names(data.get("teams"))
+    teams = [("supervisor", data.get("supervisor"))]
+    teams += [(f"teams[{i}]", t) for i, t in enumerate(data.get("teams") or []) if isinstance(data.get("teams"), list)]
+    found: list[str] = []
+    for path, team in teams:
+        workers = team.get("workers") if isinstance(team, Mapping) else None
+        for j, worker in enumerate(workers if isinstance(workers, list) else []):
+            if isinstance(worker, str) and worker not in known:
+                choices = sorted(known)
+                found.append(f"{path}.workers[{j}]: unknown worker {worker!r}{suggest(worker, choices)} "
+                             f"(known: {', '.join(choices) or 'none'})")
+    return found
 
 
 def _fail(source: str, problems: list[str]) -> WorkflowError:
