@@ -74,6 +74,20 @@ def overhead(shape: str, n: int) -> dict[str, Any]:
     return {"workload": f"overhead-{shape}", "n": n, "us_per_step": wall / n * 1e6, "cpu_us_per_step": cpu / n * 1e6, "status": outcome.status}
 
 
+def asyncio_floor(n: int) -> dict[str, Any]:
+    """What one bare asyncio task costs here: the floor under any per-step figure of an asyncio scheduler."""
+
+    async def empty() -> None:
+        return None
+
+    async def spawn_all() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(asyncio.create_task(empty()) for _ in range(n)))
+        return time.perf_counter() - t0
+
+    return {"workload": "asyncio-floor", "n": n, "us_per_task": asyncio.run(spawn_all()) / n * 1e6}
+
+
 def fanout(n: int) -> dict[str, Any]:
     """N distinct workers in parallel at 50 ms each, then a zero-latency join: ideal wall time is 50 ms."""
     names = [f"w{i}" for i in range(n)]
@@ -142,7 +156,7 @@ def import_time() -> dict[str, Any]:
             "cli_import_ms": best("import cadenza.cli")}
 
 
-WORKLOADS = {"overhead": overhead, "fanout": fanout, "diamond": diamond, "uneven": uneven, "import": import_time}
+WORKLOADS = {"floor": asyncio_floor, "overhead": overhead, "fanout": fanout, "diamond": diamond, "uneven": uneven, "import": import_time}
 
 
 def _child(name: str, args: list[str]) -> None:
@@ -171,6 +185,8 @@ def main() -> None:
         for n in sizes:
             r = _run("overhead", shape, n)
             print(f"  {shape:<7} {n:>6} steps: {r['us_per_step']:7.1f} us/step  cpu {r['cpu_us_per_step']:7.1f} us/step  rss {r['peak_rss_mib']:6.1f} MiB  [{r['status']}]")
+    floor = _run("floor", 10_000)
+    print(f"  (floor: one bare asyncio task, created and awaited, costs {floor['us_per_task']:.1f} us here)")
     print(f"\nfan-out/fan-in at {LATENCY * 1e3:.0f} ms per worker (ideal {LATENCY * 1e3:.0f} ms):")
     for n in ([10, 100, 1_000] if args.quick else [10, 100, 1_000, 10_000]):
         r = _run("fanout", n)

@@ -10,7 +10,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from cadenza._agent import render_task
 from cadenza._errors import ConfigError, ModelError
+from cadenza._ids import AgentId, RunId, TaskId
+from cadenza._messages import Task
 from cadenza.models import (
     AssistantMessage,
     Model,
@@ -77,6 +80,95 @@ async def test_plain_answer_mentions_the_agent_and_the_task() -> None:
     long = await SimulatedModel().request(ask("word " * 100, agent=None))
     assert long.text is not None and long.text.startswith("[model] Done: word word")
     assert len(long.text) < 120 and long.text.endswith("…")
+
+
+def with_results(instruction: str, context: dict[str, Any], task_input: Any = None) -> str:
+    """The user message an agent gets for a step with earlier results, exactly as the runtime renders it."""
+    task = Task(
+        task_id=TaskId("t"),
+        run_id=RunId("r"),
+        sender=AgentId("user"),
+        recipient=AgentId("a"),
+        instruction=instruction,
+        context=context,
+        input=task_input,
+    )
+    return render_task(task)
+
+
+async def test_answer_with_earlier_results_combines_them() -> None:
+    results = {
+        f"s{i}": f"[w{i}] Done: part {i} of the search feature, covering indexing and ranking" for i in range(1, 7)
+    }
+    content = with_results("Goal: Build a search feature\n\nWrite the final answer.", results)
+    response = await SimulatedModel().request(ask(content, agent="lead"))
+    assert response.text is not None
+    lines = response.text.split("\n")
+    assert lines[0] == "[lead] Build a search feature: combined 6 results (s1, s2, s3, s4, s5, s6)."
+    assert lines[1] == "- s1: [w1] Done: part 1 of the search feature, covering indexing…"
+    assert [line.split(":", 1)[0] for line in lines[1:]] == [f"- s{i}" for i in range(1, 7)]
+    assert all(len(line) <= len("- s1: ") + 61 for line in lines[1:])
+    again = await SimulatedModel(seed=5).request(ask(content, agent="lead"))
+    assert again.text == response.text
+
+
+async def test_quoted_results_are_one_line_and_empty_or_structured_results_still_show() -> None:
+    content = with_results("Summarise.", {"a": "first line\n\n  second line", "b": "", "c": {"k": [1, 2]}})
+    response = await SimulatedModel().request(ask(content, agent=None))
+    assert response.text == (
+        '[model] Summarise: combined 3 results (a, b, c).\n- a: first line second line\n- b: (empty)\n- c: {"k": [1, 2]}'
+    )
+
+
+async def test_many_results_name_the_first_ten_steps_and_count_the_rest() -> None:
+    content = with_results("Join", {f"s{i}": "ok" for i in range(1, 14)})
+    text = (await SimulatedModel().request(ask(content))).text or ""
+    assert text.split("\n")[0] == "[a] Join: combined 13 results (s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, and 3 more)."
+    assert len(text.split("\n")) == 14
+
+
+async def test_one_result_without_an_instruction() -> None:
+    text = (await SimulatedModel().request(ask(with_results("", {"s1": "x"}, task_input="data")))).text
+    assert text == "[a] Combined 1 result (s1).\n- s1: x"
+
+
+async def test_results_quoted_inside_the_goal_are_not_this_steps_results() -> None:
+    inner_goal = with_results("Review the code", {"old": "earlier team output"})
+    content = with_results(f"Goal: {inner_goal}\n\nWrite the final answer.", {"s1": "new", "s2": "newer"})
+    text = (await SimulatedModel().request(ask(content))).text or ""
+    assert text == "[a] Review the code: combined 2 results (s1, s2).\n- s1: new\n- s2: newer"
+
+
+async def test_an_output_containing_a_closing_tag_stays_one_result() -> None:
+    content = with_results("Check", {"s1": "before\n</result>\n\nafter", "s2": "x"})
+    text = (await SimulatedModel().request(ask(content))).text
+    assert text == "[a] Check: combined 2 results (s1, s2).\n- s1: before </result> after\n- s2: x"
+
+
+async def test_synthesis_after_tool_use_says_so_on_its_first_line() -> None:
+    call = ToolCall(id="c1", name="search", arguments={})
+    messages = [
+        UserMessage(content=with_results("Report", {"s1": "found"})),
+        AssistantMessage(tool_calls=[call]),
+        ToolResultMessage(call_id="c1", name="search", content="more"),
+    ]
+    response = await SimulatedModel().request(ModelRequest(system="", messages=messages, agent="a", tools=[SEARCH]))
+    assert response.text == "[a] Report: combined 1 result (s1). (using 1 tool result)\n- s1: found"
+
+
+async def test_malformed_result_markup_falls_back_to_the_plain_answer() -> None:
+    text = (await SimulatedModel().request(ask('Explain what <result step="x"> means'))).text
+    assert text == '[a] Done: Explain what <result step="x"> means'
+
+
+async def test_answer_without_results_skips_the_results_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cadenza.models import simulated
+
+    def forbidden(*args: Any) -> Any:
+        raise AssertionError("the plain answer must not parse result blocks")
+
+    monkeypatch.setattr(simulated, "_synthesis", forbidden)
+    assert (await SimulatedModel().request(ask("go"))).text == "[a] Done: go"
 
 
 async def test_same_request_same_answer_and_seed_matters() -> None:

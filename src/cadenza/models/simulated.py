@@ -30,6 +30,15 @@ _Reply = tuple[str | None, tuple[ToolCall, ...]]
 
 _OPTIONS = ("seed", "latency", "input_tokens", "output_tokens", "replies", "call_tools")
 _SUMMARY_CHARS = 80
+_QUOTE_CHARS = 60
+"""How much of each earlier step's result a synthesised answer quotes."""
+_LISTED_STEPS = 10
+"""Step ids named in a synthesised answer's first line before the rest are counted instead."""
+_RESULT_OPEN = '<result step="'
+_RESULT_CLOSE = "\n</result>"
+_NEXT_RESULT = "\n\n" + _RESULT_OPEN
+_RESULTS_PREAMBLE = "Results of earlier steps follow."
+"""The line ``render_task`` (cadenza._agent) puts before the result blocks it appends last."""
 
 
 class SimulatedModel:
@@ -136,10 +145,12 @@ class SimulatedModel:
                 raise ModelError(f"{self._name} cannot produce output for schema {schema.name!r}: {exc}") from exc
             return json.dumps(value), ()
 
-        text = f"[{request.agent or 'model'}] Done: {_summary(user_text)}"
-        if tool_results:
-            text += f" (using {tool_results} tool result{'s' if tool_results > 1 else ''})"
-        return text, ()
+        used_tools = f" (using {tool_results} tool result{'s' if tool_results > 1 else ''})" if tool_results else ""
+        if _RESULT_OPEN in user_text:
+            synthesis = _synthesis(request.agent or "model", user_text, used_tools)
+            if synthesis is not None:
+                return synthesis, ()
+        return f"[{request.agent or 'model'}] Done: {_summary(user_text)}{used_tools}", ()
 
     def _tool_call(self, request: ModelRequest, rng: random.Random) -> ToolCall:
         tools = request.tools
@@ -218,10 +229,78 @@ def _summary(text: str) -> str:
     line = text.strip().split("\n", 1)[0].strip()
     if not line:
         return "the task is complete."
-    if len(line) > _SUMMARY_CHARS:
-        cut = line.rfind(" ", 0, _SUMMARY_CHARS)
-        line = line[: cut if cut > _SUMMARY_CHARS // 2 else _SUMMARY_CHARS].rstrip() + "…"
-    return line
+    return _shorten(line, _SUMMARY_CHARS) if len(line) > _SUMMARY_CHARS else line
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, at a word boundary when one is near, marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip() + "…"
+
+
+def _synthesis(agent: str, text: str, used_tools: str) -> str | None:
+    """An answer that combines the earlier steps' results in ``text``, one quoted line each.
+
+    Reads the blocks after the last preamble ``render_task`` writes, so results quoted
+    inside the goal (a nested team's task) are not mistaken for this step's inputs.
+    Returns ``None`` when no well-formed block is found, so the plain answer is used.
+    """
+    start = text.rfind(_RESULTS_PREAMBLE)
+    if start < 0:
+        start = text.find(_RESULT_OPEN)
+    results = _result_blocks(text, start)
+    if not results:
+        return None
+    title = _goal(text[:start]).split("\n", 1)[0].strip()
+    title = _shorten(title, _SUMMARY_CHARS).rstrip(" .:;") if not title.startswith("<input>") else ""
+    ids = [step for step, _ in results[:_LISTED_STEPS]]
+    if len(results) > _LISTED_STEPS:
+        ids.append(f"and {len(results) - _LISTED_STEPS} more")
+    count = f"{len(results)} result{'s' if len(results) > 1 else ''} ({', '.join(ids)})"
+    lead = f"[{agent}] {title}: combined" if title else f"[{agent}] Combined"
+    lines = [f"{lead} {count}.{used_tools}"]
+    for step, output in results:
+        quote = _one_line(output[: _QUOTE_CHARS * 2])
+        lines.append(f"- {step}: {_shorten(quote, _QUOTE_CHARS) if quote else '(empty)'}")
+    return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, each run of whitespace one space; the slow general split runs only when needed."""
+    line = text.replace("\n", " ")
+    if "  " in line or not line.isprintable():
+        return " ".join(line.split())
+    return line.strip()
+
+
+def _result_blocks(text: str, start: int) -> list[tuple[str, str]]:
+    """``(step id, output)`` for each result block, as ``render_task`` writes them, from ``start`` on.
+
+    A block ends at a closing tag followed by the next block or the end of the text, as
+    ``render_task`` lays them out, so an output that itself contains ``</result>`` stays whole.
+    Plain string search, not a regex: this runs for every step that has dependencies.
+    """
+    blocks: list[tuple[str, str]] = []
+    end = len(text.rstrip())
+    opened = text.find(_RESULT_OPEN, start)
+    while opened >= 0:
+        head_end = text.find('">\n', opened)
+        if head_end < 0:
+            break
+        body = head_end + 3
+        close = text.find(_RESULT_CLOSE, body)
+        while close >= 0:
+            after = close + len(_RESULT_CLOSE)
+            if after >= end or text.startswith(_NEXT_RESULT, after):
+                break
+            close = text.find(_RESULT_CLOSE, close + 1)
+        if close < 0:
+            break
+        blocks.append((text[opened + len(_RESULT_OPEN) : head_end], text[body:close]))
+        opened = text.find(_RESULT_OPEN, close + len(_RESULT_CLOSE))
+    return blocks
 
 
 # --------------------------------------------------------------------------- option checking
