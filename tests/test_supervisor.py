@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from cadenza import (
     Agent,
+    AgentProposal,
     FunctionModel,
     HierarchyError,
     ModelRequest,
@@ -252,3 +253,16 @@ async def test_a_simulated_team_with_a_spawn_policy_still_plans_with_its_workers
     result = await lead.run("goal")
     assert result.status == "success"
     assert {r.step.agent for r in result.steps} == {"a", "b"}
+
+
+async def test_a_written_plan_may_spawn_only_within_the_policy() -> None:
+    librarian = AgentProposal(name="librarian", role="reads", tools=("read_notes",), tier="cheap")
+    plan = Plan.of({"id": "s1", "agent": "librarian", "instruction": "read"}, new_agents=[librarian])
+    with pytest.raises(SpawnError, match="no spawn policy"):
+        Supervisor("lead", workers=[echo("a")], plan=plan)
+    greedy = AgentProposal(name="librarian", role="reads", tools=("delete_all",), tier="cheap")
+    policy = SpawnPolicy(tools=[read_notes], max_agents=1, tiers={"cheap": "simulated"})
+    with pytest.raises(SpawnError, match="outside the allowlist: delete_all"):
+        Supervisor("lead", workers=[echo("a")], plan=Plan.of(*plan.steps, new_agents=[greedy]), spawn=policy)
+    result = await Supervisor("lead", workers=[echo("a")], plan=plan, spawn=policy).run("goal")
+    assert result.status == "success" and result.spawned == ["librarian"]

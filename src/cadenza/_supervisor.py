@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from pydantic import TypeAdapter
 
 from ._agent import DEFAULT_MODEL, Agent, render_task
-from ._errors import CadenzaError, ConfigError, HierarchyError
+from ._errors import CadenzaError, ConfigError, HierarchyError, SpawnError
 from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
 from ._executor import ExecutionPolicy, Executor, PlanOutcome
 from ._ids import AgentId, RunId, new_run_id, new_task_id
@@ -123,9 +123,20 @@ class Supervisor(Generic[OutputT]):
                                  model=synthesizer_model or base_model, output_type=output_type)
         self.output_type: type[Any] = output_type if output_type is not None else str
         self._adapter: TypeAdapter[Any] | None = TypeAdapter(output_type) if output_type is not None else None
-        self.static_plan = plan.check(self.workers.keys(), max_steps=max(max_plan_steps, len(plan.steps))) if plan else None
-        self.executor = Executor(policy, backend=backend)
         self.spawn = spawn
+        self.static_plan = self._check_static(plan, max_plan_steps) if plan is not None else None
+        self.executor = Executor(policy, backend=backend)
+
+    def _check_static(self, plan: Plan, max_plan_steps: int) -> Plan:
+        """A written plan meets the same rules as a planned one, its proposed agents included."""
+        if plan.new_agents:
+            if self.spawn is None:
+                raise SpawnError(f"team {self._name!r}: the plan proposes new agents, but the team has no spawn policy")
+            problems = self.spawn.problems(plan.new_agents, self.workers.keys())
+            if problems:
+                raise SpawnError(f"team {self._name!r}: " + "; ".join(problems), problems=problems)
+        agents = [*self.workers, *(p.name for p in plan.new_agents)]
+        return plan.check(agents, max_steps=max(max_plan_steps, len(plan.steps)))
 
     @property
     def name(self) -> str:
@@ -191,17 +202,17 @@ class Supervisor(Generic[OutputT]):
                 raise
             return RunResult(run_id=run_id, status="failure", output=None, usage=usage, started_at=started,
                              finished_at=utcnow(), error=ErrorInfo.from_exception(exc))
+        # Spawned agents live only in this run's worker map: when the run ends nothing holds them.
         workers = dict(self.workers)
-        spawned = [self.spawn.build(p) for p in plan.new_agents] if self.spawn and plan.new_agents else []
-        for agent in spawned:
-            workers[agent.name] = agent
-            if events:
-                events(AgentSpawned(run_id, team, next(p for p in plan.new_agents if p.name == agent.name)))
-        try:
-            outcome = await self.executor.run(plan, workers, run_id=run_id, team=team,
-                                              parent_task_id=task.task_id, depth=task.depth + 1, events=events)
-        finally:
-            workers.clear()  # spawned agents live for this run only
+        spawned: list[str] = []
+        if self.spawn is not None:
+            for proposal in plan.new_agents:
+                workers[proposal.name] = self.spawn.build(proposal)
+                spawned.append(proposal.name)
+                if events:
+                    events(AgentSpawned(run_id, team, proposal))
+        outcome = await self.executor.run(plan, workers, run_id=run_id, team=team,
+                                          parent_task_id=task.task_id, depth=task.depth + 1, events=events)
         usage = usage + outcome.usage
         output, status, error, synth_usage = await self._synthesise(task, goal, plan, outcome)
         usage = usage + synth_usage
@@ -212,7 +223,7 @@ class Supervisor(Generic[OutputT]):
             events(RunFinished(run_id, team, status, usage, finished))
         return RunResult(run_id=run_id, status=status, output=output, usage=usage, started_at=started,
                          finished_at=finished, error=error, plan=plan, steps=list(outcome.records.values()),
-                         spawned=[a.name for a in spawned])
+                         spawned=spawned)
 
     async def _make_plan(self, goal: str, run_id: RunId, team: str, events: EventSink | None) -> tuple[Plan, Usage]:
         if self.static_plan is not None:
