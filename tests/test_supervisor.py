@@ -266,3 +266,12 @@ async def test_a_written_plan_may_spawn_only_within_the_policy() -> None:
         Supervisor("lead", workers=[echo("a")], plan=Plan.of(*plan.steps, new_agents=[greedy]), spawn=policy)
     result = await Supervisor("lead", workers=[echo("a")], plan=plan, spawn=policy).run("goal")
     assert result.status == "success" and result.spawned == ["librarian"]
+
+
+def test_results_have_short_reprs_whatever_their_size() -> None:
+    workers = [echo(f"w{i}") for i in range(3)]
+    plan = Plan.of(*({"id": f"s{i}", "agent": f"w{i % 3}", "instruction": "go"} for i in range(300)))
+    result = Supervisor("lead", workers=workers, model=FunctionModel(lambda r: "done"), plan=plan).run_sync("goal")
+    text = repr(result)
+    assert text.startswith(f"RunResult(run_id={result.run_id!r}, status='success', output='done', steps=300")
+    assert len(text) < 200

@@ -120,6 +120,10 @@ class PlanOutcome:
     usage: Usage
     status: Literal["success", "partial", "failure"]
 
+    def __repr__(self) -> str:
+        # Short on purpose, like RunResult's: a full repr walks every record.
+        return f"PlanOutcome(status={self.status!r}, steps={len(self.records)}, model_calls={self.usage.model_calls})"
+
     def outputs(self) -> dict[str, object]:
         """Outputs of the steps that produced one, by step id."""
         return {sid: r.result.output for sid, r in self.records.items() if r.result is not None and r.status in ("success", "partial")}

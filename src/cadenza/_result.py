@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -35,6 +36,12 @@ class RunResult(Generic[OutputT]):
     """Every step's record, in plan order."""
     spawned: list[str] = field(default_factory=list)
     """Names of agents spawned for this run (already cleaned up)."""
+
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio.run() reprs its main task's result (Python 3.11 signal handling),
+        # and a full repr of thousands of step records costs real time and reads as noise.
+        return (f"RunResult(run_id={self.run_id!r}, status={self.status!r}, output={reprlib.repr(self.output)}, "
+                f"steps={len(self.steps)}, model_calls={self.usage.model_calls}, cost_usd={self.usage.cost_usd})")
 
     @property
     def ok(self) -> bool:
