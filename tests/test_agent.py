@@ -49,9 +49,11 @@ async def test_tools_requested_together_run_concurrently() -> None:
         return " ".join(f"{r.name}={r.content}" for r in results)
 
     agent = Agent("a", "help", model=FunctionModel(reply), tools=[left, right])
+    model = agent.model
     result = await agent.run("go")
     assert result.status == "success"
     assert result.output == "left=2 right=20"
+    assert [len(call.messages) for call in model.calls] == [1, 4]  # type: ignore[attr-defined]
     assert result.usage.model_calls == 2
 
 
@@ -95,6 +97,8 @@ async def test_invalid_output_is_sent_back_for_repair() -> None:
     assert result.usage.model_calls == 2
     repair = model.calls[1].messages[-1]
     assert isinstance(repair, UserMessage) and "score" in repair.content
+    # A request's messages never change after it was sent.
+    assert [len(call.messages) for call in model.calls] == [1, 3]
     assert model.calls[0].output_schema is not None
     assert model.calls[0].output_schema.json_schema["required"] == ["title", "score"]
 

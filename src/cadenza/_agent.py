@@ -208,6 +208,7 @@ class _Conversation:
         self.agent = agent
         self.task_id: TaskId = task.task_id
         self.messages: list[ModelMessage] = [_build_user_message(content=render_task(task))]
+        """Never mutated once sent in a request (requests keep it); each turn that adds to it makes a new list."""
         self.usage = _NO_USAGE
 
     async def loop(self) -> Any:
@@ -215,15 +216,15 @@ class _Conversation:
         repairs_left = agent.output_retries
         for _turn in range(agent.max_turns):
             request = _build_request(
-                system=agent.instructions, messages=self.messages.copy(), tools=agent._tool_specs,
+                system=agent.instructions, messages=self.messages, tools=agent._tool_specs,
                 output_schema=agent._output_schema, agent=agent._name,
             )
             response = await agent.model.request(request)
             self.usage = response.usage if self.usage is _NO_USAGE else self.usage + response.usage
             if response.tool_calls:
-                self.messages.append(AssistantMessage(text=response.text, tool_calls=response.tool_calls))
                 results = await asyncio.gather(*(self._call_tool(c) for c in response.tool_calls))
-                self.messages.extend(results)
+                call = AssistantMessage(text=response.text, tool_calls=response.tool_calls)
+                self.messages = [*self.messages, call, *results]
                 continue
             text = response.text or ""
             if agent._adapter is None:
@@ -237,11 +238,11 @@ class _Conversation:
                         f"after {agent.output_retries} repair attempt(s): {_summarise(exc)}"
                     ) from None
                 repairs_left -= 1
-                self.messages.append(AssistantMessage(text=text))
-                self.messages.append(UserMessage(content=(
+                repair = UserMessage(content=(
                     f"Your answer does not fit the required output schema: {_summarise(exc)}. "
                     "Reply again with only a JSON value that fits the schema."
-                )))
+                ))
+                self.messages = [*self.messages, AssistantMessage(text=text), repair]
                 continue
             return agent._adapter.dump_python(value, mode="json")
         raise MaxTurnsExceeded(f"agent {agent.name!r} made {agent.max_turns} model calls without a final answer")

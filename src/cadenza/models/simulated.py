@@ -16,6 +16,7 @@ from typing import Any
 
 from .._errors import ConfigError, ModelError
 from .._messages import Usage
+from .._trusted import TrustedBuilder
 from ._schema_instance import generate_instance
 from .base import AssistantMessage, ModelMessage, ModelRequest, ModelResponse, ToolCall, ToolResultMessage, UserMessage
 from .registry import register_provider
@@ -105,8 +106,8 @@ class SimulatedModel:
             self._output_tokens if self._output_tokens is not None else estimate_output_tokens(text, calls),
         )
         if calls:
-            return ModelResponse(tool_calls=list(calls), usage=usage, model=self._name)
-        return ModelResponse(text=text, usage=usage, model=self._name)
+            return _build_response(tool_calls=list(calls), usage=usage, model=self._name)
+        return _build_response(text=text, usage=usage, model=self._name)
 
     def _mix(self, request: ModelRequest) -> int:
         """Per-request seed: the model seed mixed with who asks, at which turn, about what."""
@@ -168,6 +169,9 @@ class SimulatedModel:
             problems.append(f"{spec.name}: parameters schema does not describe an object")
         raise ModelError(f"{self._name} cannot build arguments for any tool: {'; '.join(problems)}")
 
+
+_build_response = TrustedBuilder(ModelResponse)
+"""Responses are made here from checked parts (scripts are validated when the model is built)."""
 
 _usage_cache: dict[tuple[int, int], Usage] = {}
 
