@@ -262,3 +262,49 @@ def test_scheduler_properties_on_random_dags(dag: tuple[Plan, set[str]], limit: 
     assert sum(isinstance(e, StepSkipped) for e in events) == sum(r.status == "skipped" for r in outcome.records.values())
     if limit:
         assert w.max_running <= limit
+
+
+async def test_fail_fast_with_a_limit_skips_waiting_steps_once_and_leaves_nothing_running(events: list[Event]) -> None:
+    async def behaviour(task):  # type: ignore[no-untyped-def]
+        if task.step_id == "a":
+            raise Fail("boom")
+        return task.step_id
+
+    w = ScriptedWorker("w", behaviour)
+    p = plan(("a", "w", []), ("b", "w", []), ("c", "w", []), ("d", "w", ["b"]))
+    outcome = await run(p, [w], events, max_concurrency=1, failure_policy="fail_fast")
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert {sid: r.status for sid, r in outcome.records.items()} == {"a": "failed", "b": "skipped", "c": "skipped", "d": "skipped"}
+    assert kinds(events) == ["StepStarted", "StepFailed", "StepSkipped", "StepSkipped", "StepSkipped"]
+    reasons = {r.skip_reason for r in outcome.records.values() if r.status == "skipped"}
+    assert reasons == {"the run stopped: step 'a' failed (fail_fast)"}
+    assert [t.step_id for t in w.seen] == ["a"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_dags(), st.sampled_from([None, 1, 2, 4]))
+def test_fail_fast_on_random_dags_settles_every_step_exactly_once(dag: tuple[Plan, set[str]], limit: int | None) -> None:
+    p, failing = dag
+
+    async def behaviour(task):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0)
+        if task.step_id in failing:
+            raise Fail("scripted")
+        await asyncio.sleep(0)
+        return task.step_id
+
+    async def scenario() -> tuple[object, list[asyncio.Task[object]]]:
+        outcome = await run(p, [w], events, max_concurrency=limit, failure_policy="fail_fast")
+        return outcome, [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    events: list[Event] = []
+    w = ScriptedWorker("w", behaviour)
+    outcome, leftover = asyncio.run(scenario())
+    assert leftover == []
+    terminal = [e for e in events if not isinstance(e, StepStarted | StepRetrying)]
+    assert sorted(e.step_id for e in terminal) == sorted(s.id for s in p.steps)  # one ending per step
+    records = outcome.records  # type: ignore[attr-defined]
+    assert all(r.status in ("success", "failed", "skipped", "cancelled") for r in records.values())
+    if any(records[s].status == "failed" for s in failing if s in records):
+        assert outcome.status == "failure"  # type: ignore[attr-defined]
+    assert w.running == 0

@@ -226,6 +226,8 @@ class _PlanRun:
         try:
             if self.unfinished:
                 await self.done
+            if self.running:  # cancelled steps settle their records just before their tasks end
+                await asyncio.gather(*self.running.values(), return_exceptions=True)
         except asyncio.CancelledError:
             await self._cancel_running("the run was cancelled")
             raise
@@ -260,9 +262,8 @@ class _PlanRun:
                     self.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error, delay))
                 await asyncio.sleep(delay)
         except asyncio.CancelledError:
-            if record.status == "pending":  # still waiting for a concurrency slot: it never ran
-                self._skip(record, "the run stopped before this step could start")
-            else:
+            # Steps that never got to run were settled as skipped by _stop; only a running one is cancelled here.
+            if record.status == "running":
                 record.status = "cancelled"
                 record.finished_at = utcnow()
                 if self.emit:
@@ -337,11 +338,7 @@ class _PlanRun:
                 self.emit(StepFailed(self.run_id, self.team, step.id, step.agent, record.attempts, error, result.usage, record.finished_at))
             self._finish_one()
             if self.policy.failure_policy == "fail_fast":
-                self.stopping = True
-                self._skip_all_pending(f"the run stopped: step {step.id!r} failed (fail_fast)")
-                for step_id, task in list(self.running.items()):
-                    if step_id != step.id:
-                        task.cancel()
+                self._stop(f"the run stopped: step {step.id!r} failed (fail_fast)")
             else:
                 self._skip_dependents(step.id)
             return
@@ -365,10 +362,18 @@ class _PlanRun:
             because = f"dependency {child_id!r} was skipped because step {failed!r} failed"
             stack.extend((grandchild, because) for grandchild in self.dependents[child_id])
 
-    def _skip_all_pending(self, reason: str) -> None:
+    def _stop(self, reason: str) -> None:
+        """Skip every step that has not started (launched or not), and cancel every step task.
+
+        A task may be cancelled before its coroutine ever ran, so its record is settled here,
+        once; running steps settle themselves as cancelled when the cancellation reaches them.
+        """
+        self.stopping = True
         for record in self.records.values():
             if record.status == "pending":
                 self._skip(record, reason)
+        for task in self.running.values():
+            task.cancel()
 
     def _skip(self, record: StepRecord, reason: str) -> None:
         record.status = "skipped"
@@ -383,9 +388,6 @@ class _PlanRun:
             self.done.set_result(None)
 
     async def _cancel_running(self, reason: str) -> None:
-        self.stopping = True
         tasks = list(self.running.values())
-        for task in tasks:
-            task.cancel()
+        self._stop(reason)
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._skip_all_pending(reason)
