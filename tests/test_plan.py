@@ -89,3 +89,20 @@ def test_any_back_edge_is_reported_as_a_cycle(n: int, data: st.DataObject) -> No
     assert len(problems) == 1 and problems[0].startswith("dependency cycle: ")
     path = problems[0].removeprefix("dependency cycle: ").split(" -> ")
     assert path[0] == path[-1] and len(path) == n - j + 1
+
+
+def test_checking_is_remembered_per_agent_set_and_does_not_change_equality() -> None:
+    plan, same = (make(("a", "x", []), ("b", "x", ["a"])) for _ in range(2))
+    assert plan.check({"x"}) is plan and plan == same and hash(plan) == hash(same)
+    plan.step("a")
+    assert plan == same
+    assert plan.problems({"y"}) == [
+        "step 'a' is assigned to unknown agent 'x' (known: y)", "step 'b' is assigned to unknown agent 'x' (known: y)"]
+    assert plan.problems({"x"}) == [] and plan.problems({"x"}, max_steps=1) == ["the plan has 2 steps, more than the limit of 1"]
+
+
+def test_order_helpers_give_plan_errors_not_key_errors() -> None:
+    with pytest.raises(PlanError, match="depends on unknown step 'zz'"):
+        make(("a", "x", ["zz"])).topological_order()
+    with pytest.raises(PlanError, match="duplicate step ids"):
+        make(("a", "x", []), ("a", "x", [])).layers()

@@ -27,7 +27,7 @@ from ._events import (
 )
 from ._ids import RunId, TaskId, new_task_id
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
-from ._plan import Plan, Step
+from ._plan import DEFAULT_MAX_STEPS, Plan, Step
 from ._trusted import TrustedBuilder
 from .backends.base import Backend, Worker
 from .backends.local import LocalBackend
@@ -174,7 +174,7 @@ class Executor:
         Cancelling this coroutine cancels every running step and waits for them
         before the cancellation propagates, so no task outlives the run.
         """
-        plan.check(workers.keys())
+        plan.check(workers.keys(), max_steps=max(DEFAULT_MAX_STEPS, len(plan.steps)))  # size is the planner's policy
         run = _PlanRun(self, plan, workers, run_id, team, parent_task_id, depth, events)
         return await run.execute()
 

@@ -60,6 +60,17 @@ class Plan(BaseModel):
     steps: tuple[Step, ...]
     new_agents: tuple[AgentProposal, ...] = ()
     _by_id: dict[str, Step] = PrivateAttr(default_factory=dict)
+    _valid_for: frozenset[str] | None = PrivateAttr(default=None)
+    """The last agent set the plan passed its structural checks against (a cache, not part of identity)."""
+
+    def __eq__(self, other: object) -> bool:
+        # Compare fields only: pydantic's default would also compare the private caches above.
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return self.steps == other.steps and self.new_agents == other.new_agents
+
+    def __hash__(self) -> int:
+        return hash((self.steps, self.new_agents))
 
     @classmethod
     def of(cls, *steps: Step | Mapping[str, Any], new_agents: Iterable[AgentProposal] = ()) -> Plan:
@@ -70,22 +81,33 @@ class Plan(BaseModel):
     def problems(self, agents: Collection[str] | None = None, *, max_steps: int = DEFAULT_MAX_STEPS) -> list[str]:
         """Every way this plan is invalid; empty when it is a valid DAG over ``agents``.
 
+        The structural checks are remembered for the last agent set that passed, so a plan
+        checked by its supervisor is not walked again by the executor on every run.
+
         Args:
             agents: names the steps may be assigned to; ``None`` skips that check.
             max_steps: the size limit.
         """
         found: list[str] = []
-        if not self.steps:
-            found.append("the plan has no steps")
         if len(self.steps) > max_steps:
             found.append(f"the plan has {len(self.steps)} steps, more than the limit of {max_steps}")
-        seen: set[str] = set()
+        allowed = None if agents is None else frozenset(agents)
+        if allowed is None or allowed != self._valid_for:
+            structural = self._structural_problems(allowed)
+            if not structural and allowed is not None:
+                self._valid_for = allowed
+            found = structural + found
+        return found
+
+    def _structural_problems(self, allowed: frozenset[str] | None) -> list[str]:
+        found: list[str] = []
+        if not self.steps:
+            found.append("the plan has no steps")
+        ids: set[str] = set()
         for step in self.steps:
-            if step.id in seen:
+            if step.id in ids:
                 found.append(f"duplicate step id {step.id!r}")
-            seen.add(step.id)
-        allowed = None if agents is None else set(agents)
-        ids = seen
+            ids.add(step.id)
         for step in self.steps:
             if allowed is not None and step.agent not in allowed:
                 known = ", ".join(sorted(allowed)) or "(none)"
@@ -153,10 +175,14 @@ class Plan(BaseModel):
     def topological_order(self) -> list[str]:
         """Step ids such that every step comes after its dependencies (stable: plan order breaks ties)."""
         index = {s.id: i for i, s in enumerate(self.steps)}
+        if len(index) != len(self.steps):
+            raise PlanError("the plan has duplicate step ids; call check() for every problem")
         remaining = {s.id: len(set(s.depends_on)) for s in self.steps}
         dependents: dict[str, list[str]] = {s.id: [] for s in self.steps}
         for s in self.steps:
             for d in set(s.depends_on):
+                if d not in dependents:
+                    raise PlanError(f"step {s.id!r} depends on unknown step {d!r}; call check() for every problem")
                 dependents[d].append(s.id)
         ready = [(index[i], i) for i, n in remaining.items() if n == 0]
         heapq.heapify(ready)
