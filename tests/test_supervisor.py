@@ -275,3 +275,10 @@ def test_results_have_short_reprs_whatever_their_size() -> None:
     text = repr(result)
     assert text.startswith(f"RunResult(run_id={result.run_id!r}, status='success', output='done', steps=300")
     assert len(text) < 200
+
+
+def test_team_names_follow_the_agent_name_rule() -> None:
+    from cadenza import ConfigError
+
+    with pytest.raises(ConfigError, match="team name 'my team' is not a valid name"):
+        Supervisor("my team", workers=[echo("a")])

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from ._errors import ConfigError, MaxTurnsExceeded, ModelError, OutputValidationError, ToolError
 from ._ids import AgentId, RunId, TaskId, new_run_id, new_task_id
 from ._messages import ErrorInfo, Result, ResultStatus, Task, Usage, utcnow
+from ._names import name_problem, summarise_validation
 from ._result import RunResult
 from ._sync import run_sync
 from ._tools import Tool
@@ -120,8 +121,9 @@ class Agent(Generic[OutputT]):
             max_turns: model calls allowed for one task before it fails.
             output_retries: how often an invalid final answer is sent back to the model for repair.
         """
-        if not name or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"agent name {name!r} must be non-empty letters, digits, '_' or '-'")
+        problem = name_problem(name)
+        if problem:
+            raise ConfigError(f"agent name {problem}")
         if max_turns < 1:
             raise ConfigError(f"agent {name!r}: max_turns must be at least 1, got {max_turns}")
         if output_retries < 0:
@@ -235,11 +237,11 @@ class _Conversation:
                 if repairs_left == 0:
                     raise OutputValidationError(
                         f"agent {agent.name!r}: final output does not fit {_type_name(agent.output_type)} "
-                        f"after {agent.output_retries} repair attempt(s): {_summarise(exc)}"
+                        f"after {agent.output_retries} repair attempt(s): {summarise_validation(exc)}"
                     ) from None
                 repairs_left -= 1
                 repair = UserMessage(content=(
-                    f"Your answer does not fit the required output schema: {_summarise(exc)}. "
+                    f"Your answer does not fit the required output schema: {summarise_validation(exc)}. "
                     "Reply again with only a JSON value that fits the schema."
                 ))
                 self.messages = [*self.messages, AssistantMessage(text=text), repair]
@@ -262,10 +264,3 @@ class _Conversation:
 
 def _type_name(tp: type[Any]) -> str:
     return getattr(tp, "__name__", repr(tp))
-
-
-def _summarise(exc: ValidationError) -> str:
-    errors = exc.errors()
-    shown = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in errors[:5])
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return shown + more

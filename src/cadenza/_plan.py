@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ._errors import PlanError
+from ._names import NAME_PATTERN
 
 __all__ = ("DEFAULT_MAX_STEPS", "AgentProposal", "Plan", "Step")
 
@@ -42,7 +43,7 @@ class AgentProposal(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+    name: str = Field(pattern=NAME_PATTERN)
     role: str = ""
     """One line saying what the agent is for; shown to the planner and in the trace."""
     instructions: str = ""

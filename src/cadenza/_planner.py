@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import PlanError, SpawnError
 from ._messages import Usage
+from ._names import NAME_PATTERN, summarise_validation
 from ._plan import AgentProposal, Plan, Step
 from ._spawn import SpawnPolicy
 from .backends.base import Worker
@@ -76,7 +77,7 @@ def plan_schema(workers: Sequence[str], *, max_steps: int, spawn: SpawnPolicy | 
             "items": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{2,20}$"},
+                    "name": {"type": "string", "pattern": NAME_PATTERN},
                     "role": {"type": "string"},
                     "instructions": {"type": "string"},
                     "tools": {"type": "array", "items": tool_enum, "uniqueItems": True},
@@ -147,8 +148,7 @@ class Planner:
         try:
             draft = _Draft.model_validate_json(text)
         except ValidationError as exc:
-            shown = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:10]]
-            return None, ["the answer does not fit the plan schema: " + "; ".join(shown)], False
+            return None, ["the answer does not fit the plan schema: " + summarise_validation(exc, limit=10)], False
         spawn_problems: list[str] = []
         if draft.new_agents:
             if spawn is None or spawn.max_agents == 0:

@@ -17,6 +17,7 @@ from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageReco
 from ._executor import ExecutionPolicy, Executor, PlanOutcome
 from ._ids import AgentId, RunId, new_run_id, new_task_id
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
+from ._names import name_problem
 from ._plan import Plan
 from ._planner import Planner
 from ._result import RunResult
@@ -102,6 +103,9 @@ class Supervisor(Generic[OutputT]):
             max_plan_steps: the largest plan the planner may produce.
             planner_repairs: how often an invalid plan is sent back to the planner model.
         """
+        problem = name_problem(name)
+        if problem:
+            raise ConfigError(f"team name {problem}")
         if not workers:
             raise ConfigError(f"team {name!r} has no workers")
         self._name = name

@@ -17,6 +17,7 @@ import pydantic_core
 from pydantic import ConfigDict, ValidationError, create_model
 
 from ._errors import ConfigError, ToolError
+from ._names import summarise_validation
 from .models.base import ToolSpec
 
 __all__ = ("Tool", "tool")
@@ -93,9 +94,7 @@ class Tool:
         try:
             model = self._args_model.model_validate(arguments)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}" for err in exc.errors()
-            )
+            problems = summarise_validation(exc, root="(arguments)", limit=20)
             raise ToolError(f"invalid arguments for tool {self.name!r}: {problems}") from None
         return {field: getattr(model, field) for field in type(model).model_fields}
 

@@ -18,14 +18,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from ._agent import Agent
+from ._agent import DEFAULT_MODEL, Agent
 from ._errors import CadenzaError, ConfigError, UnknownModelError, WorkflowError
 from ._executor import ExecutionPolicy, RetryPolicy
 from ._plan import Plan, Step
 from ._spawn import SpawnPolicy
 from ._supervisor import Supervisor
 from ._workflow_spec import (
-    DEFAULT_MODEL,
     AgentSpec,
     TeamSpec,
     WorkflowSpec,

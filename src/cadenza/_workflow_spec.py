@@ -16,11 +16,12 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ._agent import DEFAULT_MODEL
+from ._names import name_problem
 from ._plan import Step
 from ._supervisor import DEFAULT_MAX_DEPTH
 
 __all__ = (
-    "DEFAULT_MODEL",
     "AgentSpec",
     "ModelEntry",
     "PolicySpec",
@@ -37,12 +38,12 @@ __all__ = (
     "yaml_problem",
 )
 
-DEFAULT_MODEL = "simulated"
 
 
 def _check_name(value: str) -> str:
-    if not value or not value[0].isalpha() or len(value) > 64 or not value.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"{value!r} is not a valid name: start with a letter, then letters, digits, '_' or '-' (at most 64)")
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 

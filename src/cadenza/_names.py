@@ -1,0 +1,30 @@
+"""The one rule for agent and team names, and the one way validation errors are put into words."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import ValidationError
+
+__all__ = ("NAME_PATTERN", "name_problem", "summarise_validation")
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$"
+"""Agent and team names: a letter, then letters, digits, '_' or '-', at most 64 in all.
+
+Names appear in plans, schemas (as enums), logs and file paths, so they stay plain ASCII.
+"""
+_NAME = re.compile(NAME_PATTERN)
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid agent or team name, or None when it is."""
+    if _NAME.fullmatch(name):
+        return None
+    return f"{name!r} is not a valid name: start with a letter, then letters, digits, '_' or '-' (at most 64)"
+
+
+def summarise_validation(exc: ValidationError, *, root: str = "(root)", limit: int = 5) -> str:
+    """``path: message; path: message`` for the first ``limit`` errors, saying how many more there are."""
+    errors = exc.errors()
+    shown = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or root}: {e['msg']}" for e in errors[:limit])
+    return shown + (f" (and {len(errors) - limit} more)" if len(errors) > limit else "")
