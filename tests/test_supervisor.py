@@ -282,3 +282,26 @@ def test_team_names_follow_the_agent_name_rule() -> None:
 
     with pytest.raises(ConfigError, match="team name 'my team' is not a valid name"):
         Supervisor("my team", workers=[echo("a")])
+
+
+async def test_cancelling_a_team_run_reports_it_finished_as_cancelled(events: list[Event]) -> None:
+    import asyncio
+
+    started = asyncio.Event()
+
+    async def hang(request: ModelRequest) -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    inner = Supervisor("inner", workers=[Agent("slow", model=FunctionModel(hang))],
+                       plan=Plan.of({"id": "s", "agent": "slow", "instruction": "wait"}))
+    outer = Supervisor("outer", workers=[inner], plan=Plan.of({"id": "t", "agent": "inner", "instruction": "go"}))
+    run = asyncio.create_task(outer.run("goal", events=events.append))
+    await started.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    finished = [(e.team, e.status) for e in events if isinstance(e, RunFinished)]
+    assert finished == [("outer/inner", "cancelled"), ("outer", "cancelled")]
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

@@ -15,8 +15,10 @@ failures and control-flow signals are kept apart::
     ├── ToolError                a tool failed or was called with invalid arguments
     ├── OutputValidationError    a final output did not fit the declared output type
     ├── MaxTurnsExceeded         an agent kept calling tools past ``max_turns``
-    ├── StepTimeout              a step ran past its deadline
-    └── RunCancelled             a run was cancelled (carries what finished before)
+    └── StepTimeout              a step ran past its deadline
+
+Cancellation is not an error: a cancelled run raises ``asyncio.CancelledError``
+after cancelling every running step.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ __all__ = (
     "ModelError",
     "OutputValidationError",
     "PlanError",
-    "RunCancelled",
     "SpawnError",
     "StepTimeout",
     "ToolError",
@@ -111,7 +112,3 @@ class StepTimeout(CadenzaError):
     """A step ran past its timeout; retryable, since a slow call may be quicker next time."""
 
     retryable = True
-
-
-class RunCancelled(CadenzaError):
-    """A run was cancelled before it finished."""

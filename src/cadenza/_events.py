@@ -92,6 +92,8 @@ class StepRetrying:
     attempt: int
     error: ErrorInfo
     delay: float
+    usage: Usage
+    """What the failed attempt spent; it counts in the run's usage."""
 
 
 @dataclass(slots=True)

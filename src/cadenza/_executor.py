@@ -259,7 +259,7 @@ class _PlanRun:
                 delay = retry.delay(record.attempts)
                 self.retried_usage.append(result.usage)
                 if self.emit:
-                    self.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error, delay))
+                    self.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error, delay, result.usage))
                 await asyncio.sleep(delay)
         except asyncio.CancelledError:
             # Steps that never got to run were settled as skipped by _stop; only a running one is cancelled here.

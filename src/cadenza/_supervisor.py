@@ -6,6 +6,7 @@ A `Supervisor` coordinates and its workers do the work. It is itself a worker
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -161,10 +162,14 @@ class Supervisor(Generic[OutputT]):
 
         Raises:
             PlanError: the planner gave no valid plan (nothing was executed).
+            ModelError: the planner's model failed (nothing was executed).
         """
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
-        return await self._run(task, team=self._name, events=events, raise_plan_errors=True)
+        result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
+        if result.output is not None and self._adapter is not None:
+            result.output = self._adapter.validate_python(result.output)  # JSON value -> the declared type
+        return result
 
     def run_sync(self, goal: str, *, input: Any = None, events: EventSink | None = None) -> RunResult[OutputT]:
         """`run` for code that is not async."""
@@ -183,14 +188,22 @@ class Supervisor(Generic[OutputT]):
             return _failure(task, self._name, HierarchyError(
                 f"team {team!r} would nest deeper than the limit of {self.max_depth} teams"))
         outcome = await self._run(task, team=team, events=events, raise_plan_errors=False)
-        output = outcome.output
-        if output is not None and self._adapter is not None:
-            output = self._adapter.dump_python(output, mode="json")
         return Result(task_id=task.task_id, run_id=task.run_id, agent=AgentId(self._name), status=outcome.status,
-                      output=output, error=outcome.error, usage=outcome.usage,
+                      output=outcome.output, error=outcome.error, usage=outcome.usage,
                       started_at=outcome.started_at, finished_at=outcome.finished_at)
 
-    async def _run(self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool) -> RunResult[OutputT]:
+    async def _run(self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool) -> RunResult[Any]:
+        """Plan, execute, synthesise; the output is a JSON value. Every way out emits `RunFinished`."""
+        try:
+            return await self._plan_execute_synthesise(task, team=team, events=events, raise_plan_errors=raise_plan_errors)
+        except asyncio.CancelledError:
+            if events:  # what was spent before the cancellation is on the step events already sent
+                events(RunFinished(task.run_id, team, "cancelled", Usage()))
+            raise
+
+    async def _plan_execute_synthesise(
+        self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool
+    ) -> RunResult[Any]:
         started = utcnow()
         run_id = task.run_id
         goal = render_task(task)
@@ -257,7 +270,7 @@ class Supervisor(Generic[OutputT]):
         result = await self.synthesizer.execute(synth_task)
         if not result.ok:
             return None, "failure", result.error, result.usage
-        output = result.output if self._adapter is None else self._adapter.validate_python(result.output)
+        output = result.output  # a JSON value; `run` turns it into the declared type, `execute` passes it on
         error = None
         if outcome.status == "partial":
             not_ok = [r.step.id for r in outcome.records.values() if r.status not in ("success",)]

@@ -119,16 +119,22 @@ class RunView:
             step.started = step.started or now
         elif isinstance(event, StepRetrying):
             step.status, step.note = "retrying", f"{event.error.type}: {event.error.message}"
+            step.tokens += event.usage.total_tokens
+            self._add_step_usage(event)
         elif isinstance(event, (StepFinished, StepFailed)):
             step.status = event.status if isinstance(event, StepFinished) else "failed"
-            step.finished, step.tokens = now, event.usage.total_tokens
+            step.finished = now
+            step.tokens += event.usage.total_tokens
             step.note = event.error.message if isinstance(event, StepFailed) else ""
-            if f"{event.team}/{event.agent}" not in self.teams:  # a nested team's usage came in its own events
-                self._add_usage(event.usage.total_tokens, event.usage.cost_usd, event.usage.model_calls)
+            self._add_step_usage(event)
         elif isinstance(event, StepSkipped):
             step.status, step.note = "skipped", event.reason
         else:
             step.status, step.finished = "cancelled", now
+
+    def _add_step_usage(self, event: StepRetrying | StepFinished | StepFailed) -> None:
+        if f"{event.team}/{event.agent}" not in self.teams:  # a nested team's usage came in its own events
+            self._add_usage(event.usage.total_tokens, event.usage.cost_usd, event.usage.model_calls)
 
     def _add_usage(self, tokens: int, cost: float, calls: int) -> None:
         self.tokens += tokens
