@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from support import Fail, ScriptedWorker
-
 from cadenza import Agent, ExecutionPolicy, Plan, RetryPolicy, Supervisor, Task
 from cadenza.cli._display import RunView
+from support import Fail, ScriptedWorker
 
 
 async def test_live_totals_count_retried_attempts_and_nested_teams_once() -> None:
