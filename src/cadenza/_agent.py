@@ -37,10 +37,10 @@ __all__ = ("DEFAULT_MODEL", "Agent", "render_task")
 
 OutputT = TypeVar("OutputT")
 
-# The agent builds these from values that were validated where they came in (see _trusted).
+# The agent builds these from values that were validated where they came in (see _trusted);
+# a one-field UserMessage is as cheap to validate as to build this way, so it is validated.
 _build_result = TrustedBuilder(Result)
 _build_request = TrustedBuilder(ModelRequest)
-_build_user_message = TrustedBuilder(UserMessage)
 _NO_USAGE = Usage()
 
 DEFAULT_MODEL = "simulated"
@@ -209,7 +209,7 @@ class _Conversation:
     def __init__(self, agent: Agent[Any], task: Task) -> None:
         self.agent = agent
         self.task_id: TaskId = task.task_id
-        self.messages: list[ModelMessage] = [_build_user_message(content=render_task(task))]
+        self.messages: list[ModelMessage] = [UserMessage(content=render_task(task))]
         """Never mutated once sent in a request (requests keep it); each turn that adds to it makes a new list."""
         self.usage = _NO_USAGE
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import TypeAdapter
 
@@ -152,6 +152,11 @@ class Supervisor(Generic[OutputT]):
     def description(self) -> str:
         """What the team is good for, as a parent planner sees it."""
         return self._description
+
+    @property
+    def plan_source(self) -> Literal["static", "planner"]:
+        """``static`` when the team follows a written plan, ``planner`` when its model makes one per run."""
+        return "static" if self.static_plan is not None else "planner"
 
     def __repr__(self) -> str:
         return f"Supervisor({self._name!r}, workers={list(self.workers)})"

@@ -63,7 +63,7 @@ class Workflow:
     @property
     def plan_source(self) -> Literal["static", "planner"]:
         """Whether the top team runs a plan written in the file or asks its planner."""
-        return "static" if self.entry.static_plan is not None else "planner"
+        return self.entry.plan_source
 
 
 def load_workflow(path: str | Path, *, model: str | None = None) -> Workflow:

@@ -27,6 +27,7 @@ from cadenza.models import (
     available_providers,
     resolve_model,
 )
+from cadenza.models import simulated as simulated_module
 
 SEARCH = ToolSpec(
     name="search",
@@ -409,7 +410,18 @@ def test_registry_rejects_unknown_options_listing_valid_ones() -> None:
         resolve_model("simulated:x", {"temperature": 0.2})
 
 
-async def test_requests_can_run_concurrently() -> None:
-    model = SimulatedModel(replies={"a": ["one", "two"]})
-    responses = await asyncio.gather(*(model.request(ask(agent="a")) for _ in range(3)))
+async def test_requests_wait_out_their_latency_at_the_same_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    waiting = 0
+    all_waiting = asyncio.Event()
+
+    async def sleep_until_all_three_wait(delay: float) -> None:
+        nonlocal waiting
+        waiting += 1
+        if waiting == 3:
+            all_waiting.set()
+        await all_waiting.wait()  # returns only once three requests are inside their latency together
+
+    monkeypatch.setattr(simulated_module.asyncio, "sleep", sleep_until_all_three_wait)
+    model = SimulatedModel(latency=0.05, replies={"a": ["one", "two"]})
+    responses = await asyncio.wait_for(asyncio.gather(*(model.request(ask(agent="a")) for _ in range(3))), 5)
     assert sorted(r.text or "" for r in responses) == ["[a] Done: hello", "one", "two"]

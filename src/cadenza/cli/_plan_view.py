@@ -29,16 +29,11 @@ def shorten(text: str, limit: int = _INSTRUCTION_CHARS) -> str:
     return line[: cut if cut > limit // 2 else limit - 1].rstrip() + "…"
 
 
-def plan_source(team: Supervisor[Any]) -> str:
-    """``static`` when the plan is written in the workflow, ``planner`` when a model makes it."""
-    return "static" if team.static_plan is not None else "planner"
-
-
 def plan_tree(plan: Plan, team: Supervisor[Any], *, source: str | None = None) -> Tree:
     """The plan of ``team`` as a rich Tree: one branch per layer, one leaf per step."""
     from rich.tree import Tree
 
-    tree = Tree(_title(plan, team, source or plan_source(team)))
+    tree = Tree(_title(plan, team, source or team.plan_source))
     _add_layers(tree, plan, team)
     return tree
 
@@ -85,7 +80,7 @@ def plan_json(plan: Plan, team: Supervisor[Any], *, source: str | None = None) -
     path, _ = plan.critical_path()
     return {
         "team": team.name,
-        "source": source or plan_source(team),
+        "source": source or team.plan_source,
         "steps": [_step_json(step, team) for step in plan.steps],
         "new_agents": [p.model_dump(mode="json") for p in plan.new_agents],
         "layers": plan.layers(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field
 
 from .._messages import Usage
 
@@ -23,7 +23,6 @@ __all__ = (
     "ToolResultMessage",
     "ToolSpec",
     "UserMessage",
-    "model_messages_adapter",
 )
 
 
@@ -76,7 +75,6 @@ class ToolResultMessage(BaseModel):
 
 
 ModelMessage = Annotated[UserMessage | AssistantMessage | ToolResultMessage, Discriminator("kind")]
-model_messages_adapter: TypeAdapter[list[ModelMessage]] = TypeAdapter(list[ModelMessage])
 
 
 class OutputSchema(BaseModel):

@@ -94,12 +94,14 @@ class SimulatedModel:
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Answer from the agent's script, else call a tool, else give a final answer."""
         lo, hi = self._latency
+        random_needed = lo != hi or bool(request.tools) or request.output_schema is not None
+        mix = self._mix(request) if random_needed else 0
         if hi > 0.0:
-            await asyncio.sleep(lo if lo == hi else lo + (hi - lo) * (self._mix(request) % 1_000_003) / 1_000_002)
+            await asyncio.sleep(lo if lo == hi else lo + (hi - lo) * (mix % 1_000_003) / 1_000_002)
 
         agent = request.agent
         scripted = self._next_scripted(agent) if agent is not None and agent in self._scripts else None
-        text, calls = scripted if scripted is not None else self._generate(request)
+        text, calls = scripted if scripted is not None else self._generate(request, mix)
 
         usage = _usage(
             self._input_tokens if self._input_tokens is not None else estimate_input_tokens(request),
@@ -124,7 +126,7 @@ class SimulatedModel:
         self._positions[agent] = position + 1
         return script[position]
 
-    def _generate(self, request: ModelRequest) -> _Reply:
+    def _generate(self, request: ModelRequest, mix: int) -> _Reply:
         messages = request.messages
         user_text = ""
         tool_results = 0
@@ -136,12 +138,12 @@ class SimulatedModel:
                 tool_results += 1
 
         if request.tools and self._call_tools and tool_results == 0:
-            return None, (self._tool_call(request, random.Random(self._mix(request))),)
+            return None, (self._tool_call(request, random.Random(mix)),)
 
         if request.output_schema is not None:
             schema = request.output_schema
             try:
-                value = generate_instance(schema.json_schema, random.Random(self._mix(request)), goal=_goal(user_text))
+                value = generate_instance(schema.json_schema, random.Random(mix), goal=_goal(user_text))
             except ValueError as exc:
                 raise ModelError(f"{self._name} cannot produce output for schema {schema.name!r}: {exc}") from exc
             return json.dumps(value), ()
