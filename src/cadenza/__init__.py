@@ -33,6 +33,7 @@ __all__ = (
     "OutputValidationError",
     "Plan",
     "PlanError",
+    "PlanProblem",
     "Planner",
     "Result",
     "RetryPolicy",
@@ -73,6 +74,7 @@ _WHERE: dict[str, str] = {
     "OutputValidationError": "._errors",
     "Plan": "._plan",
     "PlanError": "._errors",
+    "PlanProblem": "._plan",
     "Planner": "._planner",
     "Result": "._messages",
     "RetryPolicy": "._executor",
@@ -126,7 +128,7 @@ if TYPE_CHECKING:
     )
     from ._executor import ExecutionPolicy, Executor, RetryPolicy
     from ._messages import ErrorInfo, Result, Task, Usage
-    from ._plan import AgentProposal, Plan, Step
+    from ._plan import AgentProposal, Plan, PlanProblem, Step
     from ._planner import Planner
     from ._result import RunResult
     from ._spawn import SpawnPolicy

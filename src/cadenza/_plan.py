@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ._errors import PlanError
 from ._names import NAME_PATTERN
 
-__all__ = ("DEFAULT_MAX_STEPS", "AgentProposal", "Plan", "Step")
+__all__ = ("DEFAULT_MAX_STEPS", "AgentProposal", "Plan", "PlanProblem", "Step")
 
 DEFAULT_MAX_STEPS = 100_000
 """Plans larger than this are refused; a model emitting more is almost surely looping."""
@@ -53,6 +54,15 @@ class AgentProposal(BaseModel):
     """Model tier name from the supervisor's spawn policy."""
 
 
+@dataclass(frozen=True, slots=True)
+class PlanProblem:
+    """One reason a plan is invalid, and where: the step's index and field, or the whole plan."""
+
+    message: str
+    step: int | None = None
+    field: Literal["id", "agent", "depends_on"] | None = None
+
+
 class Plan(BaseModel):
     """A DAG of steps, plus any agents the planner proposes to spawn for it."""
 
@@ -80,18 +90,23 @@ class Plan(BaseModel):
                    new_agents=tuple(new_agents))
 
     def problems(self, agents: Collection[str] | None = None, *, max_steps: int = DEFAULT_MAX_STEPS) -> list[str]:
-        """Every way this plan is invalid; empty when it is a valid DAG over ``agents``.
-
-        The structural checks are remembered for the last agent set that passed, so a plan
-        checked by its supervisor is not walked again by the executor on every run.
+        """Every way this plan is invalid, in words; empty when it is a valid DAG over ``agents``.
 
         Args:
             agents: names the steps may be assigned to; ``None`` skips that check.
             max_steps: the size limit.
         """
-        found: list[str] = []
+        return [problem.message for problem in self.diagnose(agents, max_steps=max_steps)]
+
+    def diagnose(self, agents: Collection[str] | None = None, *, max_steps: int = DEFAULT_MAX_STEPS) -> list[PlanProblem]:
+        """`problems`, each with the step and field it is about, for tools that point into a file.
+
+        The structural checks are remembered for the last agent set that passed, so a plan
+        checked by its supervisor is not walked again by the executor on every run.
+        """
+        found: list[PlanProblem] = []
         if len(self.steps) > max_steps:
-            found.append(f"the plan has {len(self.steps)} steps, more than the limit of {max_steps}")
+            found.append(PlanProblem(f"the plan has {len(self.steps)} steps, more than the limit of {max_steps}"))
         allowed = None if agents is None else frozenset(agents)
         if allowed is None or allowed != self._valid_for:
             structural = self._structural_problems(allowed)
@@ -100,27 +115,28 @@ class Plan(BaseModel):
             found = structural + found
         return found
 
-    def _structural_problems(self, allowed: frozenset[str] | None) -> list[str]:
-        found: list[str] = []
+    def _structural_problems(self, allowed: frozenset[str] | None) -> list[PlanProblem]:
+        found: list[PlanProblem] = []
         if not self.steps:
-            found.append("the plan has no steps")
+            found.append(PlanProblem("the plan has no steps"))
         ids: set[str] = set()
-        for step in self.steps:
+        for index, step in enumerate(self.steps):
             if step.id in ids:
-                found.append(f"duplicate step id {step.id!r}")
+                found.append(PlanProblem(f"duplicate step id {step.id!r}", index, "id"))
             ids.add(step.id)
-        for step in self.steps:
+        for index, step in enumerate(self.steps):
             if allowed is not None and step.agent not in allowed:
                 known = ", ".join(sorted(allowed)) or "(none)"
-                found.append(f"step {step.id!r} is assigned to unknown agent {step.agent!r} (known: {known})")
+                found.append(PlanProblem(
+                    f"step {step.id!r} is assigned to unknown agent {step.agent!r} (known: {known})", index, "agent"))
             for dep in step.depends_on:
                 if dep == step.id:
-                    found.append(f"step {step.id!r} depends on itself")
+                    found.append(PlanProblem(f"step {step.id!r} depends on itself", index, "depends_on"))
                 elif dep not in ids:
-                    found.append(f"step {step.id!r} depends on unknown step {dep!r}")
+                    found.append(PlanProblem(f"step {step.id!r} depends on unknown step {dep!r}", index, "depends_on"))
         cycle = self._find_cycle()
         if cycle:
-            found.append("dependency cycle: " + " -> ".join(cycle))
+            found.append(PlanProblem("dependency cycle: " + " -> ".join(cycle)))
         return found
 
     def check(self, agents: Collection[str] | None = None, *, max_steps: int = DEFAULT_MAX_STEPS) -> Plan:

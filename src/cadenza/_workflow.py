@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ._agent import DEFAULT_MODEL, Agent
 from ._errors import CadenzaError, ConfigError, UnknownModelError, WorkflowError
 from ._executor import ExecutionPolicy, RetryPolicy
-from ._plan import Plan, Step
+from ._plan import Plan
 from ._spawn import SpawnPolicy
 from ._supervisor import Supervisor
 from ._workflow_spec import (
@@ -432,9 +432,10 @@ class _Builder:
         if spec.plan is None:
             return None
         plan = Plan(steps=tuple(spec.plan))
-        problems = plan.problems(self._known(spec.workers), max_steps=max(spec.max_plan_steps, len(plan.steps)))
+        problems = plan.diagnose(self._known(spec.workers), max_steps=max(spec.max_plan_steps, len(plan.steps)))
         for problem in problems:
-            self._problem(_plan_key(path, spec.plan, problem), problem)
+            key = f"{path}.plan" if problem.step is None else f"{path}.plan[{problem.step}].{problem.field}"
+            self._problem(key, problem.message)
         return None if problems else plan
 
 
@@ -447,15 +448,3 @@ def _file_order(problem: str) -> tuple[int, int]:
     if match is None:
         return len(_SECTIONS), 0
     return _SECTIONS.get(match.group(1), len(_SECTIONS)), int(match.group(2) or 0)
-
-
-def _plan_key(path: str, steps: Sequence[Step], problem: str) -> str:
-    """The key path a `Plan.problems` message is about: the step and field when it names one."""
-    for index, step in reversed(list(enumerate(steps))):
-        if problem.startswith(f"step {step.id!r} is assigned"):
-            return f"{path}.plan[{index}].agent"
-        if problem.startswith(f"step {step.id!r} depends on"):
-            return f"{path}.plan[{index}].depends_on"
-        if problem == f"duplicate step id {step.id!r}":
-            return f"{path}.plan[{index}].id"
-    return f"{path}.plan"
