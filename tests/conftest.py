@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from cadenza._events import Event
+
+# Property tests check behaviour, never speed: no per-example deadline, which a loaded CI machine would trip.
+settings.register_profile("cadenza", deadline=None)
+settings.load_profile("cadenza")
 
 
 @pytest.fixture
