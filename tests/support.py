@@ -59,3 +59,8 @@ class Fail(Exception):
 def kinds(events: list[Event], step_id: str | None = None) -> list[str]:
     """Event class names, optionally only those of one step."""
     return [type(e).__name__ for e in events if step_id is None or getattr(e, "step_id", None) == step_id]
+
+
+def other_tasks() -> list[asyncio.Task[object]]:
+    """Tasks still alive besides the caller's: a finished run must leave none."""
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

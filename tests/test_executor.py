@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from cadenza import ExecutionPolicy, Executor, Plan, PlanError, RetryPolicy, Step
 from cadenza._events import Event, StepFailed, StepFinished, StepRetrying, StepSkipped, StepStarted
+from cadenza._executor import PlanOutcome
 from cadenza._ids import RunId
-from support import Fail, ScriptedWorker, kinds
+from support import Fail, ScriptedWorker, kinds, other_tasks
 
 RUN = RunId("run_test")
 
@@ -118,7 +119,7 @@ async def test_fail_fast_cancels_running_steps_cleanly(events: list[Event]) -> N
     assert {sid: r.status for sid, r in outcome.records.items()} == {"bad": "failed", "long": "cancelled", "later": "skipped"}
     assert w.cancelled == 1
     assert w.running == 0
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert other_tasks() == []
 
 
 async def test_retryable_failures_are_retried_with_backoff(events: list[Event]) -> None:
@@ -208,7 +209,7 @@ async def test_cancelling_a_run_cancels_every_step_and_leaves_no_orphans(events:
     with pytest.raises(asyncio.CancelledError):
         await run_task
     assert w.cancelled == 2 and w.running == 0
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert other_tasks() == []
     assert sorted(kinds(events)) == ["StepCancelled", "StepCancelled", "StepSkipped", "StepStarted", "StepStarted"]
 
 
@@ -232,20 +233,27 @@ def random_dags(draw: st.DrawFn) -> tuple[Plan, set[str]]:
     return plan(*[steps[i] for i in order]), failing
 
 
-@settings(max_examples=60, deadline=None)
-@given(random_dags(), st.sampled_from([None, 1, 3]))
-def test_scheduler_properties_on_random_dags(dag: tuple[Plan, set[str]], limit: int | None) -> None:
-    """Every step starts after all its dependencies finished, runs iff they all succeeded, and once."""
-    p, failing = dag
+def fails_on(failing: set[str], *, pause_after: bool = False):  # type: ignore[no-untyped-def]
+    """A behaviour that yields to the loop, fails the scripted steps, and (optionally) yields again after."""
 
     async def behaviour(task):  # type: ignore[no-untyped-def]
         await asyncio.sleep(0)
         if task.step_id in failing:
             raise Fail("scripted")
+        if pause_after:
+            await asyncio.sleep(0)
         return task.step_id
 
+    return behaviour
+
+
+@settings(max_examples=60)
+@given(random_dags(), st.sampled_from([None, 1, 3]))
+def test_scheduler_properties_on_random_dags(dag: tuple[Plan, set[str]], limit: int | None) -> None:
+    """Every step starts after all its dependencies finished, runs iff they all succeeded, and once."""
+    p, failing = dag
     events: list[Event] = []
-    w = ScriptedWorker("w", behaviour)
+    w = ScriptedWorker("w", fails_on(failing))
     outcome = asyncio.run(run(p, [w], events, max_concurrency=limit))
     finished_at = {e.step_id: i for i, e in enumerate(events) if isinstance(e, StepFinished | StepFailed)}
     started_at = {e.step_id: i for i, e in enumerate(events) if isinstance(e, StepStarted)}
@@ -273,7 +281,7 @@ async def test_fail_fast_with_a_limit_skips_waiting_steps_once_and_leaves_nothin
     w = ScriptedWorker("w", behaviour)
     p = plan(("a", "w", []), ("b", "w", []), ("c", "w", []), ("d", "w", ["b"]))
     outcome = await run(p, [w], events, max_concurrency=1, failure_policy="fail_fast")
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert other_tasks() == []
     assert {sid: r.status for sid, r in outcome.records.items()} == {"a": "failed", "b": "skipped", "c": "skipped", "d": "skipped"}
     assert kinds(events) == ["StepStarted", "StepFailed", "StepSkipped", "StepSkipped", "StepSkipped"]
     reasons = {r.skip_reason for r in outcome.records.values() if r.status == "skipped"}
@@ -281,30 +289,23 @@ async def test_fail_fast_with_a_limit_skips_waiting_steps_once_and_leaves_nothin
     assert [t.step_id for t in w.seen] == ["a"]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(random_dags(), st.sampled_from([None, 1, 2, 4]))
 def test_fail_fast_on_random_dags_settles_every_step_exactly_once(dag: tuple[Plan, set[str]], limit: int | None) -> None:
     p, failing = dag
 
-    async def behaviour(task):  # type: ignore[no-untyped-def]
-        await asyncio.sleep(0)
-        if task.step_id in failing:
-            raise Fail("scripted")
-        await asyncio.sleep(0)
-        return task.step_id
-
-    async def scenario() -> tuple[object, list[asyncio.Task[object]]]:
+    async def scenario() -> tuple[PlanOutcome, list[asyncio.Task[object]]]:
         outcome = await run(p, [w], events, max_concurrency=limit, failure_policy="fail_fast")
-        return outcome, [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return outcome, other_tasks()
 
     events: list[Event] = []
-    w = ScriptedWorker("w", behaviour)
+    w = ScriptedWorker("w", fails_on(failing, pause_after=True))
     outcome, leftover = asyncio.run(scenario())
     assert leftover == []
     terminal = [e for e in events if not isinstance(e, StepStarted | StepRetrying)]
     assert sorted(e.step_id for e in terminal) == sorted(s.id for s in p.steps)  # one ending per step
-    records = outcome.records  # type: ignore[attr-defined]
+    records = outcome.records
     assert all(r.status in ("success", "failed", "skipped", "cancelled") for r in records.values())
     if any(records[s].status == "failed" for s in failing if s in records):
-        assert outcome.status == "failure"  # type: ignore[attr-defined]
+        assert outcome.status == "failure"
     assert w.running == 0

@@ -22,7 +22,7 @@ from cadenza import (
 )
 from cadenza._events import AgentSpawned, Event, PlanReady, RunFinished, StepStarted
 from cadenza.models.base import ToolResultMessage, UserMessage
-from support import kinds
+from support import kinds, other_tasks
 
 
 def plan_json(*steps: tuple[str, str, list[str]], new_agents: list[dict[str, object]] | None = None) -> str:
@@ -304,4 +304,4 @@ async def test_cancelling_a_team_run_reports_it_finished_as_cancelled(events: li
         await run
     finished = [(e.team, e.status) for e in events if isinstance(e, RunFinished)]
     assert finished == [("outer/inner", "cancelled"), ("outer", "cancelled")]
-    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert other_tasks() == []

@@ -128,7 +128,7 @@ def field_types(depth: int) -> st.SearchStrategy[Any]:
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(model=model_types(), seed=st.integers(0, 2**32))
 def test_instances_of_random_models_validate_with_jsonschema_and_pydantic(model: type[BaseModel], seed: int) -> None:
     schema = model.model_json_schema()
@@ -209,7 +209,7 @@ def raw_schemas(depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
     return st.one_of(leaf_schemas(), objects, arrays, tuples, unions)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(schema=raw_schemas(), seed=st.integers(0, 2**32))
 def test_instances_of_random_json_schemas_validate(schema: dict[str, Any], seed: int) -> None:
     value = generate_instance(schema, random.Random(seed))
