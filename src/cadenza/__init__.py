@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 __all__ = (
     "Agent",
     "AgentProposal",
+    "ApprovalError",
+    "ApprovalRequired",
     "CadenzaError",
     "ConfigError",
     "ErrorInfo",
@@ -36,29 +38,43 @@ __all__ = (
     "PlanProblem",
     "Planner",
     "Result",
+    "ResumeError",
     "RetryPolicy",
+    "RunNotFound",
     "RunResult",
+    "SideEffect",
     "SimulatedModel",
     "SpawnError",
     "SpawnPolicy",
     "Step",
     "StepTimeout",
+    "Store",
+    "StoreError",
     "Supervisor",
     "Task",
     "Tool",
+    "ToolContext",
     "ToolError",
     "UnknownModelError",
     "Usage",
     "WorkflowError",
+    "Workspace",
+    "WorkspaceConflict",
+    "WorkspaceValue",
     "__version__",
+    "approve",
     "load_workflow",
+    "open_store",
     "resolve_model",
     "tool",
+    "workspace_tools",
 )
 
 _WHERE: dict[str, str] = {
     "Agent": "._agent",
     "AgentProposal": "._plan",
+    "ApprovalError": "._errors",
+    "ApprovalRequired": "._errors",
     "CadenzaError": "._errors",
     "ConfigError": "._errors",
     "ErrorInfo": "._messages",
@@ -77,23 +93,35 @@ _WHERE: dict[str, str] = {
     "PlanProblem": "._plan",
     "Planner": "._planner",
     "Result": "._messages",
+    "ResumeError": "._errors",
     "RetryPolicy": "._executor",
+    "RunNotFound": "._errors",
     "RunResult": "._result",
+    "SideEffect": "._tools",
     "SimulatedModel": ".models.simulated",
     "SpawnError": "._errors",
     "SpawnPolicy": "._spawn",
     "Step": "._plan",
     "StepTimeout": "._errors",
+    "Store": ".stores.base",
+    "StoreError": "._errors",
     "Supervisor": "._supervisor",
     "Task": "._messages",
     "Tool": "._tools",
+    "ToolContext": "._tools",
     "ToolError": "._errors",
     "UnknownModelError": "._errors",
     "Usage": "._messages",
     "WorkflowError": "._errors",
+    "Workspace": "._workspace",
+    "WorkspaceConflict": "._errors",
+    "WorkspaceValue": "._workspace",
+    "approve": "._durable",
     "load_workflow": "._workflow",
+    "open_store": ".stores",
     "resolve_model": ".models.registry",
     "tool": "._tools",
+    "workspace_tools": "._workspace",
 }
 
 
@@ -112,7 +140,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._agent import Agent
+    from ._durable import approve
     from ._errors import (
+        ApprovalError,
+        ApprovalRequired,
         CadenzaError,
         ConfigError,
         HierarchyError,
@@ -120,11 +151,15 @@ if TYPE_CHECKING:
         ModelError,
         OutputValidationError,
         PlanError,
+        ResumeError,
+        RunNotFound,
         SpawnError,
         StepTimeout,
+        StoreError,
         ToolError,
         UnknownModelError,
         WorkflowError,
+        WorkspaceConflict,
     )
     from ._executor import ExecutionPolicy, Executor, RetryPolicy
     from ._messages import ErrorInfo, Result, Task, Usage
@@ -133,9 +168,12 @@ if TYPE_CHECKING:
     from ._result import RunResult
     from ._spawn import SpawnPolicy
     from ._supervisor import Supervisor
-    from ._tools import Tool, tool
+    from ._tools import SideEffect, Tool, ToolContext, tool
     from ._workflow import load_workflow
+    from ._workspace import Workspace, WorkspaceValue, workspace_tools
     from .models.base import Model, ModelRequest, ModelResponse
     from .models.function import FunctionModel
     from .models.registry import resolve_model
     from .models.simulated import SimulatedModel
+    from .stores import open_store
+    from .stores.base import Store

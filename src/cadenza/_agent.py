@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
-from ._errors import ConfigError, MaxTurnsExceeded, ModelError, OutputValidationError, ToolError
+from ._errors import ApprovalRequired, ConfigError, MaxTurnsExceeded, ModelError, OutputValidationError, ToolError
 from ._ids import AgentId, RunId, TaskId, new_run_id, new_task_id
+from ._journal import StepContext, current_step
 from ._messages import ErrorInfo, Result, ResultStatus, Task, Usage, utcnow
 from ._names import name_problem, summarise_validation
 from ._result import RunResult
 from ._sync import run_sync
-from ._tools import Tool
+from ._tools import Tool, ToolContext
 from ._trusted import TrustedBuilder
 from .models.base import (
     AssistantMessage,
@@ -83,6 +84,7 @@ class Agent(Generic[OutputT]):
         description: str = "",
         max_turns: int = 10,
         output_retries: int = 2,
+        requires_approval: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -96,6 +98,7 @@ class Agent(Generic[OutputT]):
         description: str = "",
         max_turns: int = 10,
         output_retries: int = 2,
+        requires_approval: bool = False,
     ) -> None: ...
     def __init__(
         self,
@@ -108,6 +111,7 @@ class Agent(Generic[OutputT]):
         description: str = "",
         max_turns: int = 10,
         output_retries: int = 2,
+        requires_approval: bool = False,
     ) -> None:
         """Create an agent.
 
@@ -120,6 +124,8 @@ class Agent(Generic[OutputT]):
             description: what the agent is good for, as the planner sees it (defaults to the instructions).
             max_turns: model calls allowed for one task before it fails.
             output_retries: how often an invalid final answer is sent back to the model for repair.
+            requires_approval: each step given to this agent waits for a human's approval before it starts
+                (the run pauses durably; ``cadenza approve RUN STEP`` continues it).
         """
         problem = name_problem(name)
         if problem:
@@ -140,6 +146,7 @@ class Agent(Generic[OutputT]):
         self._tool_specs = [t.spec for t in self.tools.values()]
         self.max_turns = max_turns
         self.output_retries = output_retries
+        self.requires_approval = requires_approval
         self.output_type: type[Any] = output_type if output_type is not None else str
         self._adapter: TypeAdapter[Any] | None = None
         self._output_schema: OutputSchema | None = None
@@ -184,8 +191,15 @@ class Agent(Generic[OutputT]):
         started = utcnow()
         conversation = _Conversation(self, task)
         try:
+            if self.requires_approval:
+                from ._side_effects import step_gate
+
+                await step_gate(conversation.step, self._name, {"agent": self._name, "instruction": task.instruction,
+                                                                "input": task.input})
             output = await conversation.loop()
-        except (ModelError, MaxTurnsExceeded, OutputValidationError, ConfigError) as exc:
+        except ApprovalRequired as exc:  # the step pauses durably; a resume runs it again
+            return self._result(task, "waiting", None, conversation.usage, started, ErrorInfo.from_exception(exc))
+        except (ModelError, MaxTurnsExceeded, OutputValidationError, ConfigError, ToolError) as exc:
             return self._result(task, "failure", None, conversation.usage, started, ErrorInfo.from_exception(exc))
         except Exception as exc:  # a model adapter broke its contract; report it, don't crash the run
             error = ErrorInfo(type=type(exc).__name__, message=f"agent {self._name!r}: {exc}", retryable=False)
@@ -204,11 +218,17 @@ class Agent(Generic[OutputT]):
 class _Conversation:
     """One task's exchange with the model: turns, tool calls and output repair."""
 
-    __slots__ = ("agent", "messages", "task_id", "usage")
+    __slots__ = ("agent", "calls_seen", "messages", "paused", "run_id", "step", "task_id", "usage")
 
     def __init__(self, agent: Agent[Any], task: Task) -> None:
         self.agent = agent
         self.task_id: TaskId = task.task_id
+        self.run_id = task.run_id
+        self.step: StepContext | None = current_step.get()
+        self.calls_seen: dict[tuple[str, str], int] = {}
+        """How often each (tool, argument digest) was called in this task: part of each call's idempotency key."""
+        self.paused: ApprovalRequired | None = None
+        """A call that waits for a human: the task pauses once the calls made with it have ended."""
         self.messages: list[ModelMessage] = [UserMessage(content=render_task(task))]
         """Never mutated once sent in a request (requests keep it); each turn that adds to it makes a new list."""
         self.usage = _NO_USAGE
@@ -225,6 +245,8 @@ class _Conversation:
             self.usage = response.usage if self.usage is _NO_USAGE else self.usage + response.usage
             if response.tool_calls:
                 results = await asyncio.gather(*(self._call_tool(c) for c in response.tool_calls))
+                if self.paused is not None:
+                    raise self.paused
                 call = AssistantMessage(text=response.text, tool_calls=response.tool_calls)
                 self.messages = [*self.messages, call, *results]
                 continue
@@ -256,10 +278,35 @@ class _Conversation:
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True,
                                      content=f"unknown tool {call.name!r}; available tools: {known}")
         try:
-            value = await found.run(call.arguments)
+            value = await self._run_tool(found, call)
+        except ApprovalRequired as exc:
+            self.paused = exc
+            return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         except ToolError as exc:
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         return ToolResultMessage(call_id=call.id, name=call.name, content=Tool.render(value))
+
+    async def _run_tool(self, found: Tool, call: ToolCall) -> Any:
+        plain = found.side_effect == "pure" and not found.requires_approval
+        if plain and found._context_param is None:
+            return await found.run(call.arguments)
+        from ._side_effects import arguments_digest, call_key, guarded_call
+
+        digest = arguments_digest(call.arguments)
+        seen = self.calls_seen.get((found.name, digest), 0)
+        self.calls_seen[(found.name, digest)] = seen + 1
+        step = self.step
+        where = step.scope if step is not None else f"{self.agent.name}:{self.task_id}"
+        workspace = None
+        if step is not None and step.journal is not None:
+            from ._workspace import Workspace
+
+            workspace = Workspace(step.journal.store, step.run_id, writer=self.agent.name)
+        context = ToolContext(self.run_id, step.scope if step is not None else None, self.agent.name,
+                              call_key(self.run_id, where, found.name, digest, seen), workspace)
+        if plain:
+            return await found.run(call.arguments, context=context)
+        return await guarded_call(found, call.arguments, context, step, digest)
 
 
 def _type_name(tp: type[Any]) -> str:

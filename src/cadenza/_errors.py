@@ -13,6 +13,12 @@ failures and control-flow signals are kept apart::
     ├── ModelError               a model provider failed (``retryable`` says whether to try again)
     │   └── UnknownModelError    a model string names no registered provider
     ├── ToolError                a tool failed or was called with invalid arguments
+    ├── StoreError               the run store cannot be opened, read or written
+    │   └── RunNotFound          no run with that id in the store
+    ├── ResumeError              a run cannot be resumed: finished, or its team changed since
+    ├── ApprovalError            no pending approval to decide, or a decision was given twice
+    ├── WorkspaceConflict        a compare-and-set write lost to another writer
+    └── ApprovalRequired         (a signal, not a failure) a call waits for a human; its step pauses
     ├── OutputValidationError    a final output did not fit the declared output type
     ├── MaxTurnsExceeded         an agent kept calling tools past ``max_turns``
     └── StepTimeout              a step ran past its deadline
@@ -32,8 +38,14 @@ __all__ = (
     "OutputValidationError",
     "PlanError",
     "SpawnError",
+    "ApprovalError",
+    "ApprovalRequired",
+    "ResumeError",
+    "RunNotFound",
     "StepTimeout",
+    "StoreError",
     "ToolError",
+    "WorkspaceConflict",
     "UnknownModelError",
     "WorkflowError",
 )
@@ -112,3 +124,57 @@ class StepTimeout(CadenzaError):
     """A step ran past its timeout; retryable, since a slow call may be quicker next time."""
 
     retryable = True
+
+
+class StoreError(CadenzaError):
+    """The run store cannot be opened, read or written: unreachable, locked, corrupt, or from a newer cadenza.
+
+    Nothing already stored is lost: the failed write was a transaction that did not happen.
+    """
+
+
+class RunNotFound(StoreError):
+    """No run with the given id is in the store."""
+
+    def __init__(self, run_id: str, where: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run {run_id!r} in {where}")
+
+
+class ResumeError(CadenzaError):
+    """A run cannot be resumed: it has finished, or its workflow or plan changed (``changes`` says what)."""
+
+    def __init__(self, message: str, *, changes: list[str] | None = None) -> None:
+        self.changes = changes or []
+        super().__init__(message)
+
+
+class ApprovalError(CadenzaError):
+    """There is no pending approval to decide for that run and step (or it was decided already)."""
+
+
+class WorkspaceConflict(CadenzaError):
+    """A compare-and-set write to the shared workspace found a different version than expected.
+
+    Retryable: read the key again, then write against its current version.
+    """
+
+    retryable = True
+
+    def __init__(self, key: str, expected: int, actual: int) -> None:
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"workspace key {key!r} is at version {actual}, not {expected}: another writer changed it")
+
+
+class ApprovalRequired(CadenzaError):
+    """A control-flow signal: a tool call needs a human decision, so its step pauses (status ``waiting``).
+
+    The agent turns it into a ``waiting`` Result; the run stops durably and continues after
+    ``cadenza approve`` / ``cadenza reject`` and a resume.
+    """
+
+    def __init__(self, message: str, *, approval_id: str) -> None:
+        self.approval_id = approval_id
+        super().__init__(message)

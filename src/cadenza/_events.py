@@ -29,13 +29,15 @@ __all__ = (
     "StepCancelled",
     "StepFailed",
     "StepFinished",
+    "StepRestored",
     "StepRetrying",
     "StepSkipped",
     "StepStarted",
+    "StepWaiting",
     "UsageRecorded",
 )
 
-RunStatus = Literal["success", "partial", "failure", "cancelled"]
+RunStatus = Literal["success", "partial", "failure", "cancelled", "waiting"]
 
 
 @dataclass(slots=True)
@@ -125,6 +127,33 @@ class StepFailed:
 
 
 @dataclass(slots=True)
+class StepRestored:
+    """A resumed run read a step's final result back from the store instead of running it again."""
+
+    run_id: RunId
+    team: str
+    step_id: str
+    agent: str
+    attempt: int
+    status: Literal["success", "partial", "failure"]
+    usage: Usage
+    """What the step spent when it ran (in an earlier process); it counts in the run's usage."""
+
+
+@dataclass(slots=True)
+class StepWaiting:
+    """A step paused for a human decision (an approval); it runs again when the run is resumed."""
+
+    run_id: RunId
+    team: str
+    step_id: str
+    agent: str
+    attempt: int
+    reason: ErrorInfo
+    usage: Usage
+
+
+@dataclass(slots=True)
 class StepSkipped:
     """A step will never run because a dependency failed, or the run stopped."""
 
@@ -177,6 +206,8 @@ Event = (
     | StepFailed
     | StepSkipped
     | StepCancelled
+    | StepRestored
+    | StepWaiting
     | UsageRecorded
     | RunFinished
 )

@@ -15,17 +15,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from ._errors import ConfigError, StepTimeout
+from ._errors import ConfigError, StepTimeout, StoreError
 from ._events import (
     EventSink,
     StepCancelled,
     StepFailed,
     StepFinished,
+    StepRestored,
     StepRetrying,
     StepSkipped,
     StepStarted,
+    StepWaiting,
 )
 from ._ids import RunId, TaskId, new_task_id
+from ._journal import RunJournal, StepContext, StepJournal as _StepJournal, current_step
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
 from ._trusted import TrustedBuilder
@@ -36,7 +39,8 @@ __all__ = ("ExecutionPolicy", "Executor", "PlanOutcome", "RetryPolicy", "StepRec
 
 _build_task = TrustedBuilder(Task)
 
-StepStatus = Literal["pending", "running", "success", "partial", "failed", "skipped", "cancelled"]
+StepStatus = Literal["pending", "running", "success", "partial", "failed", "skipped", "cancelled", "waiting"]
+PlanStatus = Literal["success", "partial", "failure", "waiting"]
 FailurePolicy = Literal["continue", "fail_fast"]
 
 
@@ -118,7 +122,7 @@ class PlanOutcome:
 
     records: dict[str, StepRecord]
     usage: Usage
-    status: Literal["success", "partial", "failure"]
+    status: PlanStatus
 
     def __repr__(self) -> str:
         # Short on purpose, like RunResult's: a full repr walks every record.
@@ -168,14 +172,25 @@ class Executor:
         parent_task_id: TaskId | None = None,
         depth: int = 0,
         events: EventSink | None = None,
+        journal: RunJournal | None = None,
+        scope: str | None = None,
     ) -> PlanOutcome:
         """Run every step of a checked plan and return what happened to each.
 
+        With a ``journal``, every step is recorded under ``scope`` (the team's path in the run,
+        ``team`` by default): a step's result is durable before any dependent starts, and steps
+        an earlier process finished are read back from ``journal.prior`` instead of run again.
+
         Cancelling this coroutine cancels every running step and waits for them
         before the cancellation propagates, so no task outlives the run.
+
+        Raises:
+            StoreError: the journal's store failed; running steps were cancelled first.
         """
         plan.check(workers.keys(), max_steps=max(DEFAULT_MAX_STEPS, len(plan.steps)))  # size is the planner's policy
         run = _PlanRun(self, plan, workers, run_id, team, parent_task_id, depth, events)
+        if journal is not None:
+            run.journal = _StepJournal(journal, scope or team)
         return await run.execute()
 
 
@@ -215,8 +230,10 @@ class _PlanRun:
         """Step tasks not yet finished; each removes itself (cheaper than a done callback)."""
         self.done: asyncio.Future[None] | None = None
         self.stopping = False
-        self.retried_usage: list[Usage] = []
-        """Usage of attempts that failed and were retried; the final attempt's is on the record."""
+        self.retried_usage: dict[str, list[Usage]] = {}
+        """Usage of attempts that failed and were retried, by step; the final attempt's is on the record."""
+        self.journal: _StepJournal | None = None
+        self.fatal: StoreError | None = None
 
     async def execute(self) -> PlanOutcome:
         self.done = asyncio.get_running_loop().create_future()
@@ -231,13 +248,18 @@ class _PlanRun:
         except asyncio.CancelledError:
             await self._cancel_running("the run was cancelled")
             raise
+        if self.fatal is not None:
+            raise self.fatal
         spent = [r.result.usage for r in self.records.values() if r.result is not None]
-        return PlanOutcome(self.records, Usage.sum(spent + self.retried_usage), self._status())
+        spent.extend(u for retried in self.retried_usage.values() for u in retried)
+        return PlanOutcome(self.records, Usage.sum(spent), self._status())
 
-    def _status(self) -> Literal["success", "partial", "failure"]:
+    def _status(self) -> PlanStatus:
         statuses = [r.status for r in self.records.values()]
         if all(s == "success" for s in statuses):
             return "success"
+        if "waiting" in statuses and not self.stopping:
+            return "waiting"
         if self.stopping or not any(s in ("success", "partial") for s in statuses):
             return "failure"
         return "partial"
@@ -247,6 +269,12 @@ class _PlanRun:
 
     async def _run_step(self, record: StepRecord) -> None:
         step = record.step
+        journal = self.journal
+        restored = journal.restored(step.id) if journal is not None else None
+        if restored is not None:
+            self.running.pop(step.id, None)
+            self._restore(record, *restored)
+            return
         worker = self.workers[step.agent]
         retry = self.policy.retry
         try:
@@ -257,10 +285,12 @@ class _PlanRun:
                 if result.status != "failure" or error is None or not error.retryable or record.attempts >= retry.max_attempts:
                     break
                 delay = retry.delay(record.attempts)
-                self.retried_usage.append(result.usage)
+                self.retried_usage.setdefault(step.id, []).append(result.usage)
                 if self.emit:
                     self.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error, delay, result.usage))
                 await asyncio.sleep(delay)
+            if journal is not None:  # durable before any dependent is dispatched (or skipped)
+                await journal.finished(record, result, self.retried_usage.get(step.id))
         except asyncio.CancelledError:
             # Steps that never got to run were settled as skipped by _stop; only a running one is cancelled here.
             if record.status == "running":
@@ -268,11 +298,37 @@ class _PlanRun:
                 record.finished_at = utcnow()
                 if self.emit:
                     self.emit(StepCancelled(self.run_id, self.team, step.id, step.agent, record.attempts))
+                if journal is not None:
+                    journal.settled(record)
                 self._finish_one()
             raise
+        except StoreError as exc:
+            self.running.pop(step.id, None)
+            self._store_failed(record, exc)
+            return
         finally:
             self.running.pop(step.id, None)
         self._settle(record, result)
+
+    def _restore(self, record: StepRecord, result: Result, attempts: int) -> None:
+        """Settle a step an earlier process of this run finished, from its stored result: no work, no cost."""
+        record.attempts = attempts
+        record.started_at = result.started_at
+        if self.emit and result.status != "waiting":
+            self.emit(StepRestored(self.run_id, self.team, record.step.id, record.step.agent, attempts, result.status,
+                                   result.usage))
+        self._settle(record, result, announce=False)
+
+    def _store_failed(self, record: StepRecord, exc: StoreError) -> None:
+        """The result could not be made durable: stop the whole run, which can be resumed later."""
+        record.status = "cancelled"
+        record.finished_at = utcnow()
+        self._finish_one()
+        if self.fatal is None:
+            self.fatal = exc
+            self._stop(f"the run stopped: the store failed: {exc}")
+            if self.done is not None and not self.done.done():
+                self.done.set_result(None)
 
     async def _attempt(self, record: StepRecord, worker: Worker) -> Result:
         """One attempt under the step's concurrency limits and timeout; never raises but for cancellation."""
@@ -296,6 +352,11 @@ class _PlanRun:
         task = self._task_for(step, record.attempts, started, timeout)
         if self.emit:
             self.emit(StepStarted(self.run_id, self.team, step.id, step.agent, record.attempts, started))
+        journal = self.journal
+        if journal is not None:
+            journal.started(record, task)
+        current_step.set(StepContext(self.run_id, journal.scope + "/" + step.id if journal else step.id, step.id,
+                                     step.agent, record.attempts, journal.journal if journal else None))
         try:
             if timeout is None:
                 return await self.backend.execute(worker, task, events=self.emit)
@@ -325,8 +386,8 @@ class _PlanRun:
             deadline=None if timeout is None else now + timedelta(seconds=timeout),
         )
 
-    def _settle(self, record: StepRecord, result: Result) -> None:
-        """Record a step's final result and release or skip its dependents."""
+    def _settle(self, record: StepRecord, result: Result, *, announce: bool = True) -> None:
+        """Record a step's final result and release, hold or skip its dependents."""
         step = record.step
         record.result = result
         record.error = result.error
@@ -334,7 +395,7 @@ class _PlanRun:
         if result.status == "failure":
             record.status = "failed"
             error = result.error or ErrorInfo(type="UnknownError", message="the worker reported failure without an error")
-            if self.emit:
+            if self.emit and announce:
                 self.emit(StepFailed(self.run_id, self.team, step.id, step.agent, record.attempts, error, result.usage, record.finished_at))
             self._finish_one()
             if self.policy.failure_policy == "fail_fast":
@@ -342,14 +403,33 @@ class _PlanRun:
             else:
                 self._skip_dependents(step.id)
             return
+        if result.status == "waiting":
+            record.status = "waiting"
+            reason = result.error or ErrorInfo(type="Waiting", message="the step waits for a decision")
+            if self.emit:
+                self.emit(StepWaiting(self.run_id, self.team, step.id, step.agent, record.attempts, reason, result.usage))
+            self._finish_one()
+            self._hold_dependents(step.id)
+            return
         record.status = result.status
-        if self.emit:
+        if self.emit and announce:
             self.emit(StepFinished(self.run_id, self.team, step.id, step.agent, record.attempts, result.status, result.usage, record.finished_at))
         for child in self.dependents[step.id]:
             self.waiting_on[child] -= 1
             if self.waiting_on[child] == 0 and not self.stopping:
                 self._launch(self.records[child])
         self._finish_one()
+
+    def _hold_dependents(self, waiting: str) -> None:
+        """Dependents of a waiting step stay pending (they run on resume) but no longer count as unfinished."""
+        stack = list(self.dependents[waiting])
+        while stack:
+            child = self.records[stack.pop()]
+            if child.status != "pending" or child.skip_reason is not None:
+                continue
+            child.skip_reason = f"waiting for step {waiting!r}"
+            self._finish_one()
+            stack.extend(self.dependents[child.step.id])
 
     def _skip_dependents(self, failed: str) -> None:
         stack = [(child, f"dependency {failed!r} failed") for child in self.dependents[failed]]
@@ -376,11 +456,15 @@ class _PlanRun:
             task.cancel()
 
     def _skip(self, record: StepRecord, reason: str) -> None:
+        held = record.skip_reason is not None  # held behind a waiting step, so already counted as finished
         record.status = "skipped"
         record.skip_reason = reason
         if self.emit:
             self.emit(StepSkipped(self.run_id, self.team, record.step.id, record.step.agent, reason))
-        self._finish_one()
+        if self.journal is not None:
+            self.journal.settled(record)
+        if not held:
+            self._finish_one()
 
     def _finish_one(self) -> None:
         self.unfinished -= 1

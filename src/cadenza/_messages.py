@@ -18,7 +18,7 @@ __all__ = ("SCHEMA_VERSION", "ErrorInfo", "Result", "ResultStatus", "Task", "Usa
 
 SCHEMA_VERSION = 1
 
-ResultStatus = Literal["success", "failure", "partial"]
+ResultStatus = Literal["success", "failure", "partial", "waiting"]
 
 
 def utcnow() -> datetime:
@@ -139,7 +139,8 @@ class Result(BaseModel):
     agent: AgentId
     """The agent that did the work."""
     status: ResultStatus
-    """``success``, ``failure``, or ``partial`` (some of the work was done)."""
+    """``success``, ``failure``, ``partial`` (some of the work was done), or ``waiting`` (paused for a human
+    decision; ``error`` says which; the work continues when the run is resumed)."""
     output: Any = None
     """The typed output (any JSON value); ``None`` on failure."""
     error: ErrorInfo | None = None

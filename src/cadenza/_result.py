@@ -15,7 +15,7 @@ from ._plan import Plan
 __all__ = ("RunResult", "RunStatus")
 
 OutputT = TypeVar("OutputT")
-RunStatus = Literal["success", "partial", "failure"]
+RunStatus = Literal["success", "partial", "failure", "waiting"]
 
 
 @dataclass(slots=True)

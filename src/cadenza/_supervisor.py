@@ -17,6 +17,7 @@ from ._errors import CadenzaError, ConfigError, HierarchyError, SpawnError
 from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
 from ._executor import ExecutionPolicy, Executor, PlanOutcome
 from ._ids import AgentId, RunId, new_run_id, new_task_id
+from ._journal import RunJournal, current_step
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._names import name_problem
 from ._plan import Plan
@@ -30,6 +31,7 @@ from .models.registry import resolve_model
 
 if TYPE_CHECKING:
     from ._events import EventSink
+    from .stores.base import Store
 
 __all__ = ("DEFAULT_MAX_DEPTH", "Supervisor", "team_depth")
 
@@ -162,16 +164,50 @@ class Supervisor(Generic[OutputT]):
         return f"Supervisor({self._name!r}, workers={list(self.workers)})"
 
     async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
-                  events: EventSink | None = None) -> RunResult[OutputT]:
+                  events: EventSink | None = None, store: Store | None = None, source: str | None = None,
+                  options: dict[str, Any] | None = None) -> RunResult[OutputT]:
         """Plan, execute and synthesise ``goal``; failures of steps make a partial result, not an exception.
+
+        Args:
+            goal: what the team must achieve.
+            input: typed input for the goal (any JSON value).
+            run_id: the id to record the run under; a fresh one by default.
+            events: receives every event of the run, in order.
+            store: an open `Store` to record the run in as it happens, so that it can be shown and resumed.
+            source: where the team came from (a workflow file), recorded for ``cadenza resume``.
+            options: how the team was built (e.g. a model override), recorded for ``cadenza resume``.
 
         Raises:
             PlanError: the planner gave no valid plan (nothing was executed).
             ModelError: the planner's model failed (nothing was executed).
+            StoreError: the store failed; what was recorded before stays, and the run can be resumed.
         """
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
-        result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
+        if store is None:
+            result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
+        else:
+            from ._durable import record_run
+
+            result = await record_run(self, task, store, events=events, source=source, options=options)
+        return self._typed(result)
+
+    async def resume(self, run_id: RunId | str, *, store: Store, events: EventSink | None = None,
+                     force: bool = False) -> RunResult[OutputT]:
+        """Continue a run an earlier process left unfinished (killed, cancelled, or waiting for approval).
+
+        Steps that finished are read back from ``store``, not run again; steps that were in flight run again.
+
+        Raises:
+            RunNotFound: no such run in ``store``.
+            ResumeError: the run has finished, or this team differs from the one that started it
+                (``changes`` says how; ``force=True`` resumes anyway).
+        """
+        from ._durable import resume_run
+
+        return self._typed(await resume_run(self, RunId(run_id), store, events=events, force=force))
+
+    def _typed(self, result: RunResult[Any]) -> RunResult[OutputT]:
         if result.output is not None and self._adapter is not None:
             result.output = self._adapter.validate_python(result.output)  # JSON value -> the declared type
         return result
@@ -192,22 +228,31 @@ class Supervisor(Generic[OutputT]):
         if task.depth + team_depth(self) > self.max_depth:
             return _failure(task, self._name, HierarchyError(
                 f"team {team!r} would nest deeper than the limit of {self.max_depth} teams"))
-        outcome = await self._run(task, team=team, events=events, raise_plan_errors=False)
+        context = current_step.get()
+        journal = context.journal if context is not None else None
+        scope = context.scope if context is not None else team
+        outcome = await self._run(task, team=team, events=events, raise_plan_errors=False, journal=journal, scope=scope)
         return Result(task_id=task.task_id, run_id=task.run_id, agent=AgentId(self._name), status=outcome.status,
                       output=outcome.output, error=outcome.error, usage=outcome.usage,
                       started_at=outcome.started_at, finished_at=outcome.finished_at)
 
-    async def _run(self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool) -> RunResult[Any]:
-        """Plan, execute, synthesise; the output is a JSON value. Every way out emits `RunFinished`."""
+    async def _run(self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool,
+                   journal: RunJournal | None = None, scope: str | None = None) -> RunResult[Any]:
+        """Plan, execute, synthesise; the output is a JSON value. Every way out emits `RunFinished`.
+
+        With a ``journal``, the plan and every step are recorded under ``scope`` (this team's path in the run).
+        """
         try:
-            return await self._plan_execute_synthesise(task, team=team, events=events, raise_plan_errors=raise_plan_errors)
+            return await self._plan_execute_synthesise(task, team=team, events=events, raise_plan_errors=raise_plan_errors,
+                                                        journal=journal, scope=scope or team)
         except asyncio.CancelledError:
             if events:  # what was spent before the cancellation is on the step events already sent
                 events(RunFinished(task.run_id, team, "cancelled", Usage()))
             raise
 
     async def _plan_execute_synthesise(
-        self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool
+        self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool,
+        journal: RunJournal | None, scope: str,
     ) -> RunResult[Any]:
         started = utcnow()
         run_id = task.run_id
@@ -216,7 +261,7 @@ class Supervisor(Generic[OutputT]):
             events(RunStarted(run_id, team, task.instruction, started))
         usage = Usage()
         try:
-            plan, usage = await self._make_plan(goal, run_id, team, events)
+            plan, usage = await self._make_plan(goal, run_id, team, events, journal, scope)
         except CadenzaError as exc:
             if events:
                 events(RunFinished(run_id, team, "failure", usage))
@@ -233,13 +278,17 @@ class Supervisor(Generic[OutputT]):
                 spawned.append(proposal.name)
                 if events:
                     events(AgentSpawned(run_id, team, proposal))
-        outcome = await self.executor.run(plan, workers, run_id=run_id, team=team,
-                                          parent_task_id=task.task_id, depth=task.depth + 1, events=events)
+        outcome = await self.executor.run(plan, workers, run_id=run_id, team=team, parent_task_id=task.task_id,
+                                          depth=task.depth + 1, events=events, journal=journal, scope=scope)
         usage = usage + outcome.usage
         output, status, error, synth_usage = await self._synthesise(task, goal, plan, outcome)
         usage = usage + synth_usage
         if synth_usage.model_calls and events:
             events(UsageRecorded(run_id, team, "synthesizer", synth_usage))
+        if synth_usage.model_calls and journal is not None:
+            from ._durable import usage_write
+
+            journal.record(usage_write(run_id, scope, "synthesizer", synth_usage))
         finished = utcnow()
         if events:
             events(RunFinished(run_id, team, status, usage, finished))
@@ -247,18 +296,35 @@ class Supervisor(Generic[OutputT]):
                          finished_at=finished, error=error, plan=plan, steps=list(outcome.records.values()),
                          spawned=spawned)
 
-    async def _make_plan(self, goal: str, run_id: RunId, team: str, events: EventSink | None) -> tuple[Plan, Usage]:
-        if self.static_plan is not None:
+    async def _make_plan(self, goal: str, run_id: RunId, team: str, events: EventSink | None,
+                         journal: RunJournal | None, scope: str) -> tuple[Plan, Usage]:
+        if journal is not None and scope in journal.prior.plans:
+            from ._durable import stored_plan
+
+            plan, source = stored_plan(journal.prior.plans[scope], self, scope)
             if events:
-                events(PlanReady(run_id, team, self.static_plan, "static"))
-            return self.static_plan, Usage()
-        planned = await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=team)
+                events(PlanReady(run_id, team, plan, source))
+            return plan, Usage()
+        if self.static_plan is not None:
+            plan, source, usage, repairs = self.static_plan, "static", Usage(), 0
+        else:
+            planned = await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=team)
+            plan, source, usage, repairs = planned.plan, "planner", planned.usage, planned.repairs
+            if events:
+                events(UsageRecorded(run_id, team, "planner", usage))
+        if journal is not None:  # durable before any step starts: a resumed run must follow the same plan
+            from ._durable import plan_writes
+
+            await journal.commit(*plan_writes(run_id, scope, plan, source, usage))
         if events:
-            events(UsageRecorded(run_id, team, "planner", planned.usage))
-            events(PlanReady(run_id, team, planned.plan, "planner", planned.repairs))
-        return planned.plan, planned.usage
+            events(PlanReady(run_id, team, plan, source, repairs))
+        return plan, usage
 
     async def _synthesise(self, task: Task, goal: str, plan: Plan, outcome: PlanOutcome) -> tuple[Any, Any, ErrorInfo | None, Usage]:
+        if outcome.status == "waiting":
+            waiting = [r for r in outcome.records.values() if r.status == "waiting"]
+            reason = "; ".join(f"step {r.step.id!r}: {r.error.message if r.error else 'waiting'}" for r in waiting[:3])
+            return None, "waiting", ErrorInfo(type="Waiting", message=reason), Usage()
         if outcome.status == "failure":
             failed = [r for r in outcome.records.values() if r.status == "failed"]
             reason = "; ".join(f"step {r.step.id!r} failed: {r.error.message if r.error else 'unknown error'}" for r in failed[:3])

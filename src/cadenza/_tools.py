@@ -11,7 +11,8 @@ import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, get_type_hints, overload
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_type_hints, overload
 
 import pydantic_core
 from pydantic import ConfigDict, ValidationError, create_model
@@ -20,7 +21,41 @@ from ._errors import ConfigError, ToolError
 from ._names import summarise_validation
 from .models.base import ToolSpec
 
-__all__ = ("Tool", "tool")
+if TYPE_CHECKING:
+    from ._workspace import Workspace
+
+__all__ = ("SideEffect", "Tool", "ToolContext", "tool")
+
+SideEffect = Literal["pure", "idempotent", "at_most_once"]
+"""How a tool may be repeated when a resumed run runs its step again.
+
+``pure``: no effect outside its answer; run it again freely (the default).
+``idempotent``: has effects, but the runtime passes a stable ``idempotency_key``
+(`ToolContext`) so the tool, or the service it calls, can drop a repeat.
+``at_most_once``: must never run twice; a call that was in flight when a process
+died is marked uncertain and the resumed run pauses for a human decision.
+A call of a non-pure tool that finished is recorded with its result and never repeated.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What the runtime tells a tool about the call; a parameter annotated ``ToolContext`` receives it.
+
+    That parameter is not part of the tool's schema: the model never sees or sets it.
+    """
+
+    run_id: str | None
+    """The run the call belongs to (None when the tool is called outside a run)."""
+    step: str | None
+    """The step's path in the run (``lead/research``), or None outside a plan."""
+    agent: str | None
+    """The agent that made the call."""
+    idempotency_key: str
+    """Stable for the same call (tool, arguments and their occurrence) of the same step in the same run."""
+    workspace: Workspace | None = None
+    """The run's shared workspace, when the run is recorded in a store."""
+
 
 _ARGS_HEADER = re.compile(r"^\s*(Args|Arguments|Parameters):\s*$")
 _ARG_LINE = re.compile(r"^\s+(\*{0,2}\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
@@ -63,7 +98,8 @@ class Tool:
     every failure comes out as `ToolError`, so an agent can hand it back to the model.
     """
 
-    __slots__ = ("_args_model", "_func", "_is_async", "description", "name", "scopes", "spec", "timeout")
+    __slots__ = ("_args_model", "_context_param", "_func", "_is_async", "description", "name", "requires_approval",
+                 "scopes", "side_effect", "spec", "timeout")
 
     def __init__(
         self,
@@ -73,7 +109,12 @@ class Tool:
         description: str | None = None,
         scopes: Iterable[str] = (),
         timeout: float | None = 30.0,
+        side_effect: SideEffect = "pure",
+        requires_approval: bool = False,
     ) -> None:
+        if side_effect not in ("pure", "idempotent", "at_most_once"):
+            raise ConfigError(f"tool {name or func.__name__!r}: side_effect must be 'pure', 'idempotent' or "
+                              f"'at_most_once', got {side_effect!r}")
         self._func = func
         self._is_async = inspect.iscoroutinefunction(func)
         self.name = name or func.__name__
@@ -81,7 +122,11 @@ class Tool:
         self.description = description if description is not None else summary
         self.scopes = frozenset(scopes)
         self.timeout = timeout
-        self._args_model = _arguments_model(func, self.name, param_docs)
+        self.side_effect: SideEffect = side_effect
+        self.requires_approval = requires_approval
+        """Each call waits for a human's approval, bound to its exact arguments and used once."""
+        self._context_param = _context_parameter(func)
+        self._args_model = _arguments_model(func, self.name, param_docs, skip=self._context_param)
         schema = self._args_model.model_json_schema()
         schema.pop("title", None)
         self.spec = ToolSpec(name=self.name, description=self.description, parameters=schema)
@@ -98,9 +143,11 @@ class Tool:
             raise ToolError(f"invalid arguments for tool {self.name!r}: {problems}") from None
         return {field: getattr(model, field) for field in type(model).model_fields}
 
-    async def run(self, arguments: dict[str, Any]) -> Any:
+    async def run(self, arguments: dict[str, Any], *, context: ToolContext | None = None) -> Any:
         """Validate and run; the return value is the function's."""
         kwargs = self.validate_arguments(arguments)
+        if self._context_param is not None:
+            kwargs[self._context_param] = context or ToolContext(None, None, None, idempotency_key="")
         call: Awaitable[Any]
         if self._is_async:
             call = self._func(**kwargs)
@@ -123,7 +170,16 @@ class Tool:
         return pydantic_core.to_json(value, fallback=str).decode()
 
 
-def _arguments_model(func: Callable[..., Any], name: str, docs: dict[str, str]) -> type[Any]:
+def _context_parameter(func: Callable[..., Any]) -> str | None:
+    """The parameter annotated ``ToolContext``, which the runtime fills and the model never sees."""
+    try:
+        hints = get_type_hints(func)
+    except Exception:
+        return None  # reported with its cause by _arguments_model
+    return next((name for name, hint in hints.items() if hint is ToolContext), None)
+
+
+def _arguments_model(func: Callable[..., Any], name: str, docs: dict[str, str], *, skip: str | None) -> type[Any]:
     try:
         hints = get_type_hints(func)
     except Exception as exc:
@@ -132,6 +188,8 @@ def _arguments_model(func: Callable[..., Any], name: str, docs: dict[str, str]) 
     from pydantic import Field
 
     for param in inspect.signature(func).parameters.values():
+        if param.name == skip:
+            continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ConfigError(f"tool {name!r}: *args and **kwargs cannot be described to a model")
         if param.name not in hints:
@@ -147,7 +205,8 @@ def _arguments_model(func: Callable[..., Any], name: str, docs: dict[str, str]) 
 def tool(func: Callable[..., Any], /) -> Tool: ...
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, scopes: Iterable[str] = (), timeout: float | None = 30.0
+    *, name: str | None = None, description: str | None = None, scopes: Iterable[str] = (), timeout: float | None = 30.0,
+    side_effect: SideEffect = "pure", requires_approval: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
     func: Callable[..., Any] | None = None,
@@ -157,13 +216,16 @@ def tool(
     description: str | None = None,
     scopes: Iterable[str] = (),
     timeout: float | None = 30.0,
+    side_effect: SideEffect = "pure",
+    requires_approval: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed function (sync or async) into a `Tool`.
 
-    Use bare (``@tool``) or with options (``@tool(scopes={"read"}, timeout=5)``).
+    Use bare (``@tool``) or with options (``@tool(scopes={"write"}, side_effect="at_most_once")``).
     """
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        return Tool(f, name=name, description=description, scopes=scopes, timeout=timeout)
+        return Tool(f, name=name, description=description, scopes=scopes, timeout=timeout, side_effect=side_effect,
+                    requires_approval=requires_approval)
 
     return wrap(func) if func is not None else wrap

@@ -363,7 +363,8 @@ class _Builder:
             return None
         try:
             return Agent(spec.name, spec.instructions, model=model, description=spec.description,
-                         max_turns=spec.max_turns, output_retries=spec.output_retries)
+                         max_turns=spec.max_turns, output_retries=spec.output_retries,
+                         requires_approval=spec.requires_approval)
         except ConfigError as exc:
             self._problem(f"agents[{index}]", str(exc))
             return None

@@ -102,6 +102,8 @@ class AgentSpec(_Spec):
     """A ``models`` entry or a model string; ``default_model`` when absent."""
     max_turns: int = Field(default=10, ge=1)
     output_retries: int = Field(default=2, ge=0)
+    requires_approval: bool = False
+    """Each step of this agent waits for a human's approval (``cadenza approve RUN STEP``) before it starts."""
 
 
 class RetrySpec(_Spec):

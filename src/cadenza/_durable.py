@@ -1,0 +1,208 @@
+"""Durable runs: recording a team's run in a store, and resuming one a process left unfinished.
+
+The guarantee, in plain words: a step runs at least once (one that was in flight when a
+process died runs again on resume), and each step's completion is recorded exactly once
+(a finished step is read back, never run or paid for again). Tools with side effects say
+how they may be repeated (see `cadenza.Tool.side_effect`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from ._errors import ApprovalError, ResumeError
+from ._fingerprint import describe, diff, digest
+from ._ids import AgentId, RunId, new_task_id
+from ._journal import Prior, RunJournal
+from ._messages import ErrorInfo, Task, Usage, utcnow
+from ._plan import Plan
+from .stores.base import (
+    AddSpawn,
+    ApprovalRow,
+    PlanRow,
+    PutApproval,
+    PutPlan,
+    PutRun,
+    PutToolCall,
+    PutUsage,
+    RunRow,
+    SpawnRow,
+    UsageRow,
+    Write,
+)
+
+if TYPE_CHECKING:
+    from ._events import EventSink
+    from ._result import RunResult
+    from ._supervisor import Supervisor
+    from .stores.base import Store
+
+__all__ = ("approve", "plan_writes", "record_run", "resume_run", "stored_plan", "usage_write")
+
+FINISHED = ("success", "partial", "failure")
+
+
+def fingerprint(team: Supervisor[Any], options: dict[str, Any] | None) -> dict[str, Any]:
+    """What the run row keeps of the team: its description, and how it was built (``options``)."""
+    return {"team": describe(team), "options": options or {}}
+
+
+async def record_run(team: Supervisor[Any], task: Task, store: Store, *, events: EventSink | None,
+                     source: str | None, options: dict[str, Any] | None) -> RunResult[Any]:
+    """Run ``task`` on ``team``, recording everything in ``store``; the run row is durable before any step."""
+    print_ = fingerprint(team, options)
+    row = RunRow(
+        run_id=task.run_id, workflow=team.name, goal=task.instruction, status="running", started_at=utcnow(),
+        source=source, input_json=json.dumps(task.input, default=str), fingerprint_json=json.dumps(print_),
+        fingerprint_hash=digest(print_), cadenza_version=__version__,
+    )
+    journal = RunJournal(store, task.run_id)
+    await journal.commit(PutRun(row))
+    return await _drive(team, task, journal, row, events)
+
+
+async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, events: EventSink | None,
+                     force: bool) -> RunResult[Any]:
+    """Continue ``run_id`` on ``team``: finished steps are read back, the rest run."""
+    snapshot = await store.snapshot(run_id)
+    row = snapshot.run
+    if row.status in FINISHED:
+        ended = f" at {row.finished_at:%Y-%m-%d %H:%M:%S} UTC" if row.finished_at else ""
+        raise ResumeError(f"run {run_id!r} already finished ({row.status}{ended}); there is nothing to resume")
+    stored = json.loads(row.fingerprint_json)
+    changes = diff(stored.get("team", {}), describe(team))
+    if changes and not force:
+        detail = "\n".join(f"  - {c}" for c in changes[:20])
+        more = f"\n  ... and {len(changes) - 20} more" if len(changes) > 20 else ""
+        raise ResumeError(f"run {run_id!r} was started by a different team; its finished steps may not fit this one "
+                          f"({len(changes)} change{'s' * (len(changes) > 1)}):\n{detail}{more}\n"
+                          "resume anyway with --force (Python: force=True)", changes=changes)
+    task = Task(task_id=new_task_id(), run_id=run_id, sender=AgentId("user"), recipient=AgentId(team.name),
+                instruction=row.goal, input=json.loads(row.input_json))
+    journal = RunJournal(store, run_id, prior=Prior.from_snapshot(snapshot))
+    undecided = await _hold_uncertain_calls(journal, row)
+    if undecided:
+        return undecided
+    running = _replace(row, status="running", finished_at=None, error_json=None)
+    await journal.commit(PutRun(running))
+    return await _drive(team, task, journal, running, events)
+
+
+async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[Any] | None:
+    """At-most-once calls that were in flight when the run stopped: the run waits for a human to decide each."""
+    from ._result import RunResult
+    from ._side_effects import UNCERTAIN, approval_id
+
+    prior = journal.prior
+    in_flight = [c for c in prior.tool_calls.values()
+                 if c.side_effect == "at_most_once" and c.status in ("started", "uncertain")]
+    writes: list[Write] = []
+    waiting: list[str] = []
+    for call in in_flight:
+        the_id = approval_id("unc", call.key)
+        decided = prior.approvals.get(the_id)
+        if decided is not None and decided.status != "pending":
+            continue
+        waiting.append(f"tool {call.tool!r} in step {call.scope!r} ({the_id})")
+        if call.status == "started":
+            writes.append(PutToolCall(_replace(call, status="uncertain")))
+        if decided is None:
+            writes.append(PutApproval(ApprovalRow(row.run_id, the_id, call.scope, call.step_id, call.agent, call.tool,
+                                                  call.arguments_digest, "null", UNCERTAIN, "pending", utcnow())))
+    if not waiting:
+        return None
+    error = ErrorInfo(type="UncertainToolCalls", message=(
+        f"{len(waiting)} at-most-once call{'s' * (len(waiting) > 1)} may have taken effect before the run stopped: "
+        f"{'; '.join(waiting)}. Decide with: cadenza approve {row.run_id} STEP (run it again) or "
+        f"cadenza reject {row.run_id} STEP (skip it)"))
+    paused = _replace(row, status="waiting", error_json=error.model_dump_json())
+    await journal.commit(*writes, PutRun(paused))
+    now = utcnow()
+    return RunResult(run_id=RunId(row.run_id), status="waiting", output=None,
+                     usage=Usage.model_validate_json(row.usage_json), started_at=row.started_at, finished_at=now,
+                     error=error)
+
+
+async def _drive(team: Supervisor[Any], task: Task, journal: RunJournal, row: RunRow,
+                 events: EventSink | None) -> RunResult[Any]:
+    try:
+        result = await team._run(task, team=team.name, events=events, raise_plan_errors=True, journal=journal,
+                                 scope=team.name)
+    except asyncio.CancelledError:
+        await _finish(journal, _replace(row, status="cancelled", finished_at=utcnow()))
+        raise
+    except Exception as exc:
+        error = ErrorInfo.from_exception(exc)
+        if journal.failure is None:  # the store still works: record why the run ended
+            await _finish(journal, _replace(row, status="failure", finished_at=utcnow(),
+                                            error_json=error.model_dump_json()))
+        raise
+    result.started_at = row.started_at
+    await _finish(journal, _replace(
+        row, status=result.status, finished_at=None if result.status == "waiting" else result.finished_at,
+        usage_json=result.usage.model_dump_json(),
+        output_json=json.dumps(result.output, default=str) if result.output is not None else None,
+        error_json=result.error.model_dump_json() if result.error is not None else None,
+    ))
+    return result
+
+
+async def _finish(journal: RunJournal, row: RunRow) -> None:
+    await journal.commit(PutRun(row))
+
+
+def _replace(row: RunRow, **changes: Any) -> RunRow:
+    from dataclasses import replace
+
+    return replace(row, **changes)
+
+
+def plan_writes(run_id: str, scope: str, plan: Plan, source: str, usage: Usage) -> list[Write]:
+    """The plan of one team, its spawned agents and what planning cost."""
+    body = plan.model_dump_json()
+    writes: list[Write] = [PutPlan(PlanRow(run_id, scope, body, digest(json.loads(body)),
+                                           "planner" if source == "planner" else "static"))]
+    writes.extend(AddSpawn(SpawnRow(run_id, scope, p.name, p.model_dump_json())) for p in plan.new_agents)
+    if usage.model_calls:
+        writes.append(usage_write(run_id, scope, "planner", usage))
+    return writes
+
+
+def usage_write(run_id: str, scope: str, source: str, usage: Usage) -> PutUsage:
+    """Usage spent by a team outside its steps."""
+    return PutUsage(UsageRow(run_id, scope, source, usage.model_dump_json()))
+
+
+def stored_plan(row: PlanRow, team: Supervisor[Any], scope: str) -> tuple[Plan, Any]:
+    """The plan an earlier process of the run followed, checked against the team as it is now."""
+    plan = Plan.model_validate_json(row.plan_json)
+    agents = [*team.workers, *(p.name for p in plan.new_agents)]
+    problems = plan.problems(agents, max_steps=max(100_000, len(plan.steps)))
+    if problems:
+        raise ResumeError(f"the stored plan of team {scope!r} no longer fits the team: {'; '.join(problems)}",
+                          changes=problems)
+    return plan, row.source
+
+
+async def approve(store: Store, run_id: str, step: str, *, approved: bool = True, by: str = "user",
+                  note: str | None = None) -> ApprovalRow:
+    """Decide the pending approval of ``step`` (a step id, a step path, or an approval id) in ``run_id``.
+
+    Raises:
+        RunNotFound: no such run.
+        ApprovalError: nothing pending matches ``step``, or several do (name one by its approval id).
+    """
+    snapshot = await store.snapshot(run_id)
+    pending = [a for a in snapshot.approvals if a.status == "pending"]
+    matches = [a for a in pending if step in (a.approval_id, a.step_id, a.scope)]
+    if not matches:
+        listed = ", ".join(f"{a.scope} ({a.approval_id}: {a.tool})" for a in pending) or "none"
+        raise ApprovalError(f"run {run_id!r} has no pending approval for {step!r} (pending: {listed})")
+    if len(matches) > 1:
+        listed = ", ".join(f"{a.approval_id} ({a.tool} in {a.scope})" for a in matches)
+        raise ApprovalError(f"run {run_id!r} has {len(matches)} pending approvals for {step!r}; name one: {listed}")
+    return await store.decide_approval(run_id, matches[0].approval_id, approved=approved, by=by, note=note)
+
