@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from ._errors import ApprovalError, ResumeError
+from ._errors import ApprovalError, ConfigError, ResumeError, RunNotFound
 from ._fingerprint import describe, diff, digest
 from ._ids import AgentId, RunId, new_task_id
 from ._journal import Prior, RunJournal
@@ -40,9 +43,22 @@ if TYPE_CHECKING:
     from ._supervisor import Supervisor
     from .stores.base import Store
 
-__all__ = ("approve", "plan_writes", "record_run", "resume_run", "stored_plan", "usage_write")
+__all__ = ("approve", "open_for", "plan_writes", "record_run", "resume_run", "stored_plan", "usage_write")
 
 FINISHED = ("success", "partial", "failure")
+
+
+@asynccontextmanager
+async def open_for(store: Store | str | os.PathLike[str]) -> AsyncIterator[Store]:
+    """``store`` itself if it is a `Store` (the caller opened it), else the store at that URL, open for the block."""
+    from .stores import open_store
+    from .stores.base import Store
+
+    if isinstance(store, Store):
+        yield store
+        return
+    async with open_store(store) as opened:
+        yield opened
 
 
 def fingerprint(team: Supervisor[Any], options: dict[str, Any] | None) -> dict[str, Any]:
@@ -52,7 +68,18 @@ def fingerprint(team: Supervisor[Any], options: dict[str, Any] | None) -> dict[s
 
 async def record_run(team: Supervisor[Any], task: Task, store: Store, *, events: EventSink | None,
                      source: str | None, options: dict[str, Any] | None) -> RunResult[Any]:
-    """Run ``task`` on ``team``, recording everything in ``store``; the run row is durable before any step."""
+    """Run ``task`` on ``team``, recording everything in ``store``; the run row is durable before any step.
+
+    Raises:
+        ConfigError: a run with this id is already in the store (it is left as it is).
+    """
+    try:
+        existing = await store.get_run(task.run_id)
+    except RunNotFound:
+        existing = None
+    if existing is not None:
+        raise ConfigError(f"run {task.run_id!r} already exists in {store.url} ({existing.status}); "
+                          "resume it, or start the new run under another id")
     print_ = fingerprint(team, options)
     row = RunRow(
         run_id=task.run_id, workflow=team.name, goal=task.instruction, status="running", started_at=utcnow(),
@@ -187,14 +214,21 @@ def stored_plan(row: PlanRow, team: Supervisor[Any], scope: str) -> tuple[Plan, 
     return plan, row.source
 
 
-async def approve(store: Store, run_id: str, step: str, *, approved: bool = True, by: str = "user",
-                  note: str | None = None) -> ApprovalRow:
+async def approve(store: Store | str | os.PathLike[str], run_id: str, step: str, *, approved: bool = True,
+                  by: str = "user", note: str | None = None) -> ApprovalRow:
     """Decide the pending approval of ``step`` (a step id, a step path, or an approval id) in ``run_id``.
+
+    ``approved=False`` rejects it. The run continues with `Supervisor.resume` (``cadenza approve`` does both).
 
     Raises:
         RunNotFound: no such run.
         ApprovalError: nothing pending matches ``step``, or several do (name one by its approval id).
     """
+    async with open_for(store) as opened:
+        return await _decide(opened, run_id, step, approved=approved, by=by, note=note)
+
+
+async def _decide(store: Store, run_id: str, step: str, *, approved: bool, by: str, note: str | None) -> ApprovalRow:
     snapshot = await store.snapshot(run_id)
     pending = [a for a in snapshot.approvals if a.status == "pending"]
     matches = [a for a in pending if step in (a.approval_id, a.step_id, a.scope)]

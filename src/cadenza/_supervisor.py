@@ -7,6 +7,7 @@ A `Supervisor` coordinates and its workers do the work. It is itself a worker
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
@@ -164,8 +165,8 @@ class Supervisor(Generic[OutputT]):
         return f"Supervisor({self._name!r}, workers={list(self.workers)})"
 
     async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
-                  events: EventSink | None = None, store: Store | None = None, source: str | None = None,
-                  options: dict[str, Any] | None = None) -> RunResult[OutputT]:
+                  events: EventSink | None = None, store: Store | str | os.PathLike[str] | None = None,
+                  source: str | None = None, options: dict[str, Any] | None = None) -> RunResult[OutputT]:
         """Plan, execute and synthesise ``goal``; failures of steps make a partial result, not an exception.
 
         Args:
@@ -173,7 +174,8 @@ class Supervisor(Generic[OutputT]):
             input: typed input for the goal (any JSON value).
             run_id: the id to record the run under; a fresh one by default.
             events: receives every event of the run, in order.
-            store: an open `Store` to record the run in as it happens, so that it can be shown and resumed.
+            store: where to record the run as it happens, so that it can be shown and resumed: an open
+                `Store`, or a store URL or SQLite path (opened and closed around the run).
             source: where the team came from (a workflow file), recorded for ``cadenza resume``.
             options: how the team was built (e.g. a model override), recorded for ``cadenza resume``.
 
@@ -187,13 +189,14 @@ class Supervisor(Generic[OutputT]):
         if store is None:
             result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
         else:
-            from ._durable import record_run
+            from ._durable import open_for, record_run
 
-            result = await record_run(self, task, store, events=events, source=source, options=options)
+            async with open_for(store) as opened:
+                result = await record_run(self, task, opened, events=events, source=source, options=options)
         return self._typed(result)
 
-    async def resume(self, run_id: RunId | str, *, store: Store, events: EventSink | None = None,
-                     force: bool = False) -> RunResult[OutputT]:
+    async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],
+                     events: EventSink | None = None, force: bool = False) -> RunResult[OutputT]:
         """Continue a run an earlier process left unfinished (killed, cancelled, or waiting for approval).
 
         Steps that finished are read back from ``store``, not run again; steps that were in flight run again.
@@ -203,18 +206,20 @@ class Supervisor(Generic[OutputT]):
             ResumeError: the run has finished, or this team differs from the one that started it
                 (``changes`` says how; ``force=True`` resumes anyway).
         """
-        from ._durable import resume_run
+        from ._durable import open_for, resume_run
 
-        return self._typed(await resume_run(self, RunId(run_id), store, events=events, force=force))
+        async with open_for(store) as opened:
+            return self._typed(await resume_run(self, RunId(run_id), opened, events=events, force=force))
 
     def _typed(self, result: RunResult[Any]) -> RunResult[OutputT]:
         if result.output is not None and self._adapter is not None:
             result.output = self._adapter.validate_python(result.output)  # JSON value -> the declared type
         return result
 
-    def run_sync(self, goal: str, *, input: Any = None, events: EventSink | None = None) -> RunResult[OutputT]:
-        """`run` for code that is not async."""
-        return run_sync(self.run(goal, input=input, events=events))
+    def run_sync(self, goal: str, *, input: Any = None, events: EventSink | None = None,
+                 store: str | os.PathLike[str] | None = None) -> RunResult[OutputT]:
+        """`run` for code that is not async (``store`` is a URL or path here: it is opened inside the run's loop)."""
+        return run_sync(self.run(goal, input=input, events=events, store=store))
 
     async def plan(self, goal: str) -> Plan:
         """The plan this team would run for ``goal``, without running it."""

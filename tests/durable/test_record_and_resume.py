@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cadenza import Agent, Plan, ResumeError, RunNotFound, StoreError, Supervisor
+from cadenza import Agent, ConfigError, Plan, ResumeError, RunNotFound, StoreError, Supervisor
 from cadenza._ids import RunId
 from cadenza._messages import Result, Task
 from cadenza.models.base import ModelRequest
@@ -210,3 +210,23 @@ async def test_planned_runs_resume_with_the_stored_plan_not_a_new_one(store: Sto
     blocker.set()
     result = await lead.resume("run_planned", store=store)
     assert result.status == "success" and plans == [1]
+
+
+def test_run_sync_records_in_a_store_given_by_path(tmp_path: Path) -> None:
+    lead = Supervisor("lead", workers=[ScriptedWorker("w")], plan=diamond())
+    result = lead.run_sync("goal", store=tmp_path / "sync.db")
+    assert result.ok
+
+    async def read() -> list[str]:
+        async with SQLiteStore(tmp_path / "sync.db") as reader:
+            return [s.status for s in (await reader.snapshot(result.run_id)).steps]
+
+    assert asyncio.run(read()) == ["success"] * 4
+
+
+async def test_a_new_run_never_overwrites_a_stored_one(store: Store) -> None:
+    lead = Supervisor("lead", workers=[ScriptedWorker("w")], plan=diamond())
+    await lead.run("first", store=store, run_id=RunId("run_taken"))
+    with pytest.raises(ConfigError, match="run 'run_taken' already exists"):
+        await lead.run("second", store=store, run_id=RunId("run_taken"))
+    assert (await store.get_run("run_taken")).goal == "first"
