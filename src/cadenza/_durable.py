@@ -9,11 +9,12 @@ how they may be repeated (see `cadenza.Tool.side_effect`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import __version__
 from ._errors import ApprovalError, ConfigError, ResumeError, RunNotFound
@@ -33,6 +34,7 @@ from .stores.base import (
     PutUsage,
     RunRow,
     SpawnRow,
+    ToolCallRow,
     UsageRow,
     Write,
 )
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ("approve", "open_for", "plan_writes", "record_run", "resume_run", "stored_plan", "usage_write")
 
 FINISHED = ("success", "partial", "failure")
+
+R = TypeVar("R", RunRow, ToolCallRow)
 
 
 @asynccontextmanager
@@ -181,10 +185,8 @@ async def _finish(journal: RunJournal, row: RunRow) -> None:
     await journal.commit(PutRun(row))
 
 
-def _replace(row: RunRow, **changes: Any) -> RunRow:
-    from dataclasses import replace
-
-    return replace(row, **changes)
+def _replace(row: R, **changes: Any) -> R:
+    return dataclasses.replace(row, **changes)
 
 
 def plan_writes(run_id: str, scope: str, plan: Plan, source: str, usage: Usage) -> list[Write]:

@@ -28,7 +28,8 @@ from ._events import (
     StepWaiting,
 )
 from ._ids import RunId, TaskId, new_task_id
-from ._journal import RunJournal, StepContext, StepJournal as _StepJournal, current_step
+from ._journal import RunJournal, StepContext, current_step
+from ._journal import StepJournal as _StepJournal
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
 from ._trusted import TrustedBuilder
@@ -352,11 +353,7 @@ class _PlanRun:
         task = self._task_for(step, record.attempts, started, timeout)
         if self.emit:
             self.emit(StepStarted(self.run_id, self.team, step.id, step.agent, record.attempts, started))
-        journal = self.journal
-        if journal is not None:
-            journal.started(record, task)
-        current_step.set(StepContext(self.run_id, journal.scope + "/" + step.id if journal else step.id, step.id,
-                                     step.agent, record.attempts, journal.journal if journal else None))
+        self._enter(record, task)
         try:
             if timeout is None:
                 return await self.backend.execute(worker, task, events=self.emit)
@@ -375,6 +372,16 @@ class _PlanRun:
             task_id=task.task_id, run_id=self.run_id, agent=task.recipient, status="failure",
             error=ErrorInfo.from_exception(exc), started_at=started, finished_at=utcnow(),
         )
+
+    def _enter(self, record: StepRecord, task: Task) -> None:
+        """Record the dispatch, and tell the step's code (teams, tools) where in the run it is."""
+        step = record.step
+        journal = self.journal
+        if journal is not None:
+            journal.started(record, task)
+        scope = f"{journal.scope}/{step.id}" if journal is not None else step.id
+        current_step.set(StepContext(self.run_id, scope, step.id, step.agent, record.attempts,
+                                     journal.journal if journal is not None else None))
 
     def _task_for(self, step: Step, attempt: int, now: datetime, timeout: float | None) -> Task:
         records = self.records

@@ -85,6 +85,6 @@ def diff(old: Any, new: Any, path: str = "") -> list[str]:
     if old == new:
         return []
     if isinstance(old, (str, int, float, bool)) and isinstance(new, (str, int, float, bool)) and not (
-            isinstance(old, str) and len(old) > 60 or isinstance(new, str) and len(new) > 60):
+            (isinstance(old, str) and len(old) > 60) or (isinstance(new, str) and len(new) > 60)):
         return [f"{where}: {old!r} -> {new!r}"]
     return [f"{where}: changed"]

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from ._errors import StoreError
 from ._messages import Result, Usage, utcnow
-
 from .stores.base import AddMessage, MessageRow, PutStep, StepRow
 
 if TYPE_CHECKING:
@@ -180,9 +179,9 @@ class StepJournal:
         self.journal.record(PutStep(self._row(record, None, None)))
 
     def _row(self, record: StepRecord, result: Result | None, usage: Usage | None, *, body: str | None = None) -> StepRow:
-        status = record.status
+        status: str = record.status
         if result is not None:
-            status = {"failure": "failed"}.get(result.status, result.status)
+            status = "failed" if result.status == "failure" else result.status
         error = result.error if result is not None else record.error
         return StepRow(
             run_id=self.run_id, scope=self.scope, step_id=record.step.id, agent=record.step.agent, status=status,

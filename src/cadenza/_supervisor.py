@@ -310,6 +310,7 @@ class Supervisor(Generic[OutputT]):
             if events:
                 events(PlanReady(run_id, team, plan, source))
             return plan, Usage()
+        source: Literal["planner", "static"]
         if self.static_plan is not None:
             plan, source, usage, repairs = self.static_plan, "static", Usage(), 0
         else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,6 @@ from cadenza.models.function import FunctionModel
 from cadenza.stores.base import PutRun, Store, Write
 from cadenza.stores.sqlite import SQLiteStore
 from support import ScriptedWorker, kinds
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    async with SQLiteStore(tmp_path / "runs.db") as opened:
-        yield opened  # type: ignore[misc]
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Yield to the loop until ``condition`` holds (bounded by the test timeout)."""
-    while not condition():
-        await asyncio.sleep(0)
 
 
 async def until_step(store: Store, run_id: str, step_id: str, status: str) -> None:
@@ -88,19 +75,20 @@ async def test_the_run_row_and_each_result_are_durable_before_dependents_start(t
 
 
 async def test_a_cancelled_run_resumes_without_redoing_finished_steps(store: Store) -> None:
-    gate = asyncio.Event()
+    gate, c_started = asyncio.Event(), asyncio.Event()
     calls: list[str] = []
 
     async def behaviour(task: Task) -> str:
         calls.append(task.step_id or "")
         if task.step_id == "c" and not gate.is_set():
+            c_started.set()
             await asyncio.Event().wait()  # in flight when the run is cancelled
         return f"out-{task.step_id}"
 
     lead = Supervisor("lead", workers=[ScriptedWorker("w", behaviour)], plan=diamond())
     run = asyncio.create_task(lead.run("goal", store=store, run_id=RunId("run_resume1")))
     await until_step(store, "run_resume1", "b", "success")
-    await until(lambda: "c" in calls)
+    await c_started.wait()
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -13,13 +11,6 @@ from cadenza import Agent, Plan, Supervisor, Workspace, WorkspaceConflict, works
 from cadenza.models.base import ModelRequest, ToolCall, ToolResultMessage
 from cadenza.models.function import FunctionModel
 from cadenza.stores.base import Store
-from cadenza.stores.sqlite import SQLiteStore
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with SQLiteStore(tmp_path / "runs.db") as opened:
-        yield opened
 
 
 async def test_compare_and_set_never_overwrites_silently(store: Store) -> None:
