@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import __version__
 from ._errors import ApprovalError, ConfigError, ResumeError, RunNotFound
@@ -205,7 +205,7 @@ def usage_write(run_id: str, scope: str, source: str, usage: Usage) -> PutUsage:
     return PutUsage(UsageRow(run_id, scope, source, usage.model_dump_json()))
 
 
-def stored_plan(row: PlanRow, team: Supervisor[Any], scope: str) -> tuple[Plan, Any]:
+def stored_plan(row: PlanRow, team: Supervisor[Any], scope: str) -> tuple[Plan, Literal["planner", "static"]]:
     """The plan an earlier process of the run followed, checked against the team as it is now."""
     plan = Plan.model_validate_json(row.plan_json)
     agents = [*team.workers, *(p.name for p in plan.new_agents)]

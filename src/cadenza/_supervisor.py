@@ -306,9 +306,9 @@ class Supervisor(Generic[OutputT]):
         if journal is not None and scope in journal.prior.plans:
             from ._durable import stored_plan
 
-            plan, source = stored_plan(journal.prior.plans[scope], self, scope)
+            plan, stored_source = stored_plan(journal.prior.plans[scope], self, scope)
             if events:
-                events(PlanReady(run_id, team, plan, source))
+                events(PlanReady(run_id, team, plan, stored_source))
             return plan, Usage()
         source: Literal["planner", "static"]
         if self.static_plan is not None:
