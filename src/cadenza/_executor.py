@@ -311,9 +311,11 @@ class _PlanRun:
             self.running.pop(step.id, None)
         self._settle(record, result)
 
-    def _restore(self, record: StepRecord, result: Result, attempts: int) -> None:
-        """Settle a step an earlier process of this run finished, from its stored result: no work, no cost."""
+    def _restore(self, record: StepRecord, result: Result, attempts: int, retried: Usage) -> None:
+        """Settle a step an earlier process of this run finished, from its stored result: no work, no new cost."""
         record.attempts = attempts
+        if retried.model_calls or retried.cost_usd:
+            self.retried_usage[record.step.id] = [retried]
         record.started_at = result.started_at
         if self.emit and result.status != "waiting":
             self.emit(StepRestored(self.run_id, self.team, record.step.id, record.step.agent, attempts, result.status,

@@ -37,8 +37,11 @@ class Prior:
 
     plans: dict[str, PlanRow] = field(default_factory=dict)
     """By team scope."""
-    results: dict[tuple[str, str], tuple[Result, int]] = field(default_factory=dict)
-    """Final results (success, partial, failed) with their attempt counts, by (team scope, step id)."""
+    results: dict[tuple[str, str], tuple[Result, int, Usage]] = field(default_factory=dict)
+    """Final results (success, partial, failed) with their attempt counts and what earlier attempts that were
+    retried spent, by (team scope, step id)."""
+    planning: dict[str, Usage] = field(default_factory=dict)
+    """What each team's planner spent, by scope: a stored plan is not paid for again, but it was paid for."""
     spawned: dict[str, list[SpawnRow]] = field(default_factory=dict)
     """By team scope."""
     tool_calls: dict[str, ToolCallRow] = field(default_factory=dict)
@@ -54,7 +57,11 @@ class Prior:
         for step in snapshot.steps:
             if step.status in ("success", "partial", "failed") and step.result_json is not None:
                 result = Result.model_validate_json(step.result_json)
-                prior.results[(step.scope, step.step_id)] = (result, step.attempts)
+                retried = _difference(Usage.model_validate_json(step.usage_json), result.usage)
+                prior.results[(step.scope, step.step_id)] = (result, step.attempts, retried)
+        for usage in snapshot.usage:
+            if usage.source == "planner":
+                prior.planning[usage.scope] = Usage.model_validate_json(usage.usage_json)
         for spawn in snapshot.spawned:
             prior.spawned.setdefault(spawn.scope, []).append(spawn)
         for call in snapshot.tool_calls:
@@ -62,6 +69,11 @@ class Prior:
         for approval in snapshot.approvals:
             prior.approvals[approval.approval_id] = approval
         return prior
+
+
+def _difference(total: Usage, part: Usage) -> Usage:
+    """``total`` less ``part``, field by field (never below zero)."""
+    return Usage(**{name: max(0, getattr(total, name) - getattr(part, name)) for name in Usage.model_fields})
 
 
 class RunJournal:
@@ -154,7 +166,7 @@ class StepJournal:
         self.run_id = journal.run_id
         self.scope = scope
 
-    def restored(self, step_id: str) -> tuple[Result, int] | None:
+    def restored(self, step_id: str) -> tuple[Result, int, Usage] | None:
         """The final result and attempt count an earlier process recorded for the step, if any."""
         return self.journal.prior.results.get((self.scope, step_id))
 

@@ -309,7 +309,7 @@ class Supervisor(Generic[OutputT]):
             plan, stored_source = stored_plan(journal.prior.plans[scope], self, scope)
             if events:
                 events(PlanReady(run_id, team, plan, stored_source))
-            return plan, Usage()
+            return plan, journal.prior.planning.get(scope, Usage())
         source: Literal["planner", "static"]
         if self.static_plan is not None:
             plan, source, usage, repairs = self.static_plan, "static", Usage(), 0
