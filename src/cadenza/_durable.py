@@ -71,7 +71,7 @@ def fingerprint(team: Supervisor[Any], options: dict[str, Any] | None) -> dict[s
 
 
 async def record_run(team: Supervisor[Any], task: Task, store: Store, *, events: EventSink | None,
-                     source: str | None, options: dict[str, Any] | None) -> RunResult[Any]:
+                     source: str | None, options: dict[str, Any] | None, workflow: str | None = None) -> RunResult[Any]:
     """Run ``task`` on ``team``, recording everything in ``store``; the run row is durable before any step.
 
     Raises:
@@ -86,7 +86,7 @@ async def record_run(team: Supervisor[Any], task: Task, store: Store, *, events:
                           "resume it, or start the new run under another id")
     print_ = fingerprint(team, options)
     row = RunRow(
-        run_id=task.run_id, workflow=team.name, goal=task.instruction, status="running", started_at=utcnow(),
+        run_id=task.run_id, workflow=workflow or team.name, goal=task.instruction, status="running", started_at=utcnow(),
         source=source, input_json=json.dumps(task.input, default=str), fingerprint_json=json.dumps(print_),
         fingerprint_hash=digest(print_), cadenza_version=__version__,
     )
@@ -163,7 +163,10 @@ async def _drive(team: Supervisor[Any], task: Task, journal: RunJournal, row: Ru
         result = await team._run(task, team=team.name, events=events, raise_plan_errors=True, journal=journal,
                                  scope=team.name)
     except asyncio.CancelledError:
-        await _finish(journal, _replace(row, status="cancelled", finished_at=utcnow()))
+        await journal.flush()  # what finished before the cancellation is durable; its cost is the run's so far
+        spent = await spent_so_far(journal.store, row.run_id)
+        await _finish(journal, _replace(row, status="cancelled", finished_at=utcnow(),
+                                        usage_json=spent.model_dump_json()))
         raise
     except Exception as exc:
         error = ErrorInfo.from_exception(exc)
@@ -179,6 +182,14 @@ async def _drive(team: Supervisor[Any], task: Task, journal: RunJournal, row: Ru
         error_json=result.error.model_dump_json() if result.error is not None else None,
     ))
     return result
+
+
+async def spent_so_far(store: Store, run_id: str) -> Usage:
+    """What the run's recorded steps, plans and syntheses spent: the total of a run that did not finish."""
+    snapshot = await store.snapshot(run_id)
+    usages = [Usage.model_validate_json(s.usage_json) for s in snapshot.steps if s.scope.count("/") == 0]
+    usages += [Usage.model_validate_json(u.usage_json) for u in snapshot.usage if u.scope.count("/") == 0]
+    return Usage.sum(usages)
 
 
 async def _finish(journal: RunJournal, row: RunRow) -> None:

@@ -166,7 +166,8 @@ class Supervisor(Generic[OutputT]):
 
     async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
                   events: EventSink | None = None, store: Store | str | os.PathLike[str] | None = None,
-                  source: str | None = None, options: dict[str, Any] | None = None) -> RunResult[OutputT]:
+                  source: str | None = None, options: dict[str, Any] | None = None,
+                  workflow: str | None = None) -> RunResult[OutputT]:
         """Plan, execute and synthesise ``goal``; failures of steps make a partial result, not an exception.
 
         Args:
@@ -178,6 +179,7 @@ class Supervisor(Generic[OutputT]):
                 `Store`, or a store URL or SQLite path (opened and closed around the run).
             source: where the team came from (a workflow file), recorded for ``cadenza resume``.
             options: how the team was built (e.g. a model override), recorded for ``cadenza resume``.
+            workflow: the name to record the run under (``cadenza runs``); the team's name by default.
 
         Raises:
             PlanError: the planner gave no valid plan (nothing was executed).
@@ -192,7 +194,8 @@ class Supervisor(Generic[OutputT]):
             from ._durable import open_for, record_run
 
             async with open_for(store) as opened:
-                result = await record_run(self, task, opened, events=events, source=source, options=options)
+                result = await record_run(self, task, opened, events=events, source=source, options=options,
+                                          workflow=workflow)
         return self._typed(result)
 
     async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],

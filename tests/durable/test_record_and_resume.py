@@ -94,6 +94,7 @@ async def test_a_cancelled_run_resumes_without_redoing_finished_steps(store: Sto
         await run
     snap = await store.snapshot("run_resume1")
     assert snap.run.status == "cancelled"
+    assert json.loads(snap.run.usage_json)["model_calls"] == 2  # what a and b spent before the cancellation
     assert {s.step_id: s.status for s in snap.steps} == {"a": "success", "b": "success", "c": "cancelled",
                                                          "d": "skipped"}
 

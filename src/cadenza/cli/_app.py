@@ -1,9 +1,12 @@
-"""The ``cadenza`` commands: run, plan and validate a workflow file.
+"""The ``cadenza`` commands: run, plan and validate a workflow file; list, show, export,
+resume and decide on the runs recorded in the store.
 
 Exit codes are part of the interface: 0 the run succeeded, 1 it finished
 partial or failed, 2 the input was bad (any `CadenzaError` before or during
-planning), 3 cadenza itself broke, 130 the user pressed Ctrl-C. Errors print
-as ``error: ...`` on stderr; ``--debug`` adds the traceback.
+planning, or from the store: an unknown run id, a run that cannot be resumed),
+3 cadenza itself broke, 4 the run waits for a human decision (``cadenza approve``
+or ``reject``), 130 the user pressed Ctrl-C. Errors print as ``error: ...`` on
+stderr; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,16 +24,16 @@ from .. import __version__
 from .._errors import CadenzaError
 
 if TYPE_CHECKING:
-    from .._result import RunResult
     from .._workflow import Workflow
-    from ._display import Display
 
 __all__ = ("app", "main")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 OFFLINE_NOTICE = "no model provider configured: running offline on the simulated model"
+DEFAULT_STORE = ".cadenza/runs.db"
 _DEBUG = "cadenza.debug"
+_STORE = "cadenza.store"
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -42,6 +45,14 @@ def debug_option(func: F) -> F:
     """``--debug`` on the group and on each command: either place turns on tracebacks."""
     return click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug,
                         help="Show tracebacks for errors.")(func)
+
+
+def _set_store(ctx: click.Context, _param: click.Parameter, value: str) -> None:
+    ctx.find_root().meta[_STORE] = value
+
+
+def _store_url() -> str:
+    return str(click.get_current_context().find_root().meta.get(_STORE, DEFAULT_STORE))
 
 
 def model_option(func: F) -> F:
@@ -79,6 +90,9 @@ def _fail(ctx: click.Context, message: str, code: int, *, hint: str | None = Non
 
 @click.group(cls=_App, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="cadenza")
+@click.option("--store", metavar="URL", envvar="CADENZA_STORE", show_envvar=True, default=DEFAULT_STORE,
+              show_default=True, expose_value=False, callback=_set_store,
+              help="Where runs are recorded: a SQLite file (path or sqlite:PATH) or a postgresql://... URL.")
 @debug_option
 def app() -> None:
     """Orchestrate teams of LLM agents from workflow files (offline on the simulated model by default)."""
@@ -93,50 +107,27 @@ def _load(path: str, model: str | None) -> Workflow:
     return workflow
 
 
-def _stdout_is_terminal() -> bool:
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 @app.command()
 @click.argument("workflow")
 @click.argument("goal")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with the result, and nothing else.")
+@click.option("--no-store", is_flag=True, help="Do not record the run (it cannot be shown or resumed later).")
 @model_option
 @debug_option
-def run(workflow: str, goal: str, as_json: bool, model: str | None) -> None:
+def run(workflow: str, goal: str, as_json: bool, no_store: bool, model: str | None) -> None:
     """Run WORKFLOW (a YAML file) on GOAL and show its progress.
 
-    Exits 0 when the run succeeded, 1 when it was partial or failed, 2 on bad input.
+    The run is recorded in the store as it happens: cadenza show, export and resume
+    find it by the id printed first.
+
+    Exits 0 when the run succeeded, 1 when it was partial or failed, 2 on bad input,
+    4 when it waits for a human decision (cadenza approve / reject).
     """
-    from .._ids import new_run_id
-    from ._display import make_display
+    from ._resume import run_workflow
 
     loaded = _load(workflow, model)
-    run_id = new_run_id()
-    kind: Literal["live", "plain", "quiet"] = "quiet" if as_json else "live" if _stdout_is_terminal() else "plain"
-    if as_json:
-        click.echo(f"run {run_id}", err=True)
-    display = make_display(kind, run_id, loaded.name, goal)
-    try:
-        result = asyncio.run(_run(loaded, goal, run_id, display))
-    except KeyboardInterrupt:
-        click.echo(f"cancelled: run {run_id} was stopped; running steps were cancelled", err=True)
-        raise click.exceptions.Exit(130) from None
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
-    else:
-        display.finish(result)
-    raise click.exceptions.Exit(0 if result.ok else 1)
-
-
-async def _run(workflow: Workflow, goal: str, run_id: str, display: Display) -> RunResult[str]:
-    from .._ids import RunId
-
-    with display:
-        return await workflow.entry.run(goal, run_id=RunId(run_id), events=display.handle)
+    raise click.exceptions.Exit(run_workflow(loaded, path=workflow, goal=goal, as_json=as_json, model=model,
+                                             store_url=None if no_store else _store_url()))
 
 
 @app.command()
@@ -170,6 +161,104 @@ def validate(workflow: str) -> None:
     agents, teams = len(loaded.agents), len(loaded.teams)
     click.echo(f"ok: {loaded.name}: {agents} agent{'s' * (agents != 1)}, {teams} team{'s' * (teams != 1)}, "
                f"plan: {loaded.plan_source}")
+
+
+@app.command()
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(min=1), help="Show at most N runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as one JSON list.")
+@debug_option
+def runs(limit: int, as_json: bool) -> None:
+    """List the runs recorded in the store, newest first."""
+    from ._records import runs_command
+
+    runs_command(_store_url(), limit=limit, as_json=as_json)
+
+
+@app.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as one JSON document.")
+@debug_option
+def show(run_id: str, as_json: bool) -> None:
+    """Show RUN_ID: totals, each team's plan and step outcomes.
+
+    Also the goal, the output, and any approvals the run waits for.
+    """
+    from ._records import show_command
+
+    show_command(_store_url(), run_id, as_json=as_json)
+
+
+@app.command()
+@click.argument("run_id")
+@click.option("--output", "-o", metavar="FILE", default=None,
+              type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write to FILE, not stdout.")
+@debug_option
+def export(run_id: str, output: str | None) -> None:
+    """Write RUN_ID as one JSON document.
+
+    Everything recorded: the run, plans, steps with results, every message in order,
+    spawned agents, usage, tool calls, approvals, the workspace with its history.
+    """
+    from ._records import export_command
+
+    export_command(_store_url(), run_id, output=output)
+
+
+@app.command()
+@click.argument("run_id")
+@click.option("--force", is_flag=True, help="Resume even though the workflow changed since the run started.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document with the result, and nothing else.")
+@click.option("--model", "-m", "model", metavar="MODEL", default=None,
+              help="Replace every model in the workflow (default: the --model the run was started with).")
+@debug_option
+def resume(run_id: str, force: bool, as_json: bool, model: str | None) -> None:
+    """Continue RUN_ID where it stopped.
+
+    Finished steps are read back from the store, the rest run. The team is rebuilt from
+    the workflow file the run was started from; exit codes as for run.
+    """
+    from ._resume import resume_run
+
+    raise click.exceptions.Exit(resume_run(_store_url(), run_id, force=force, as_json=as_json, model=model))
+
+
+def decision_options(func: F) -> F:
+    """The arguments and options ``approve`` and ``reject`` share."""
+    for option in reversed((
+        click.argument("run_id"),
+        click.argument("step"),
+        click.option("--note", metavar="TEXT", default=None, help="Why: recorded with the decision."),
+        click.option("--no-resume", is_flag=True, help="Only record the decision; resume the run later."),
+        debug_option,
+    )):
+        func = option(func)
+    return func
+
+
+@app.command()
+@decision_options
+def approve(run_id: str, step: str, note: str | None, no_resume: bool) -> None:
+    """Approve what STEP of RUN_ID waits for, then resume the run.
+
+    STEP is a step id, a step path (lead/publish) or, when one step waits on several
+    calls, an approval id (cadenza show lists them).
+    """
+    from ._resume import decide
+
+    raise click.exceptions.Exit(decide(_store_url(), run_id, step, approved=True, note=note, resume=not no_resume))
+
+
+@app.command()
+@decision_options
+def reject(run_id: str, step: str, note: str | None, no_resume: bool) -> None:
+    """Reject what STEP of RUN_ID waits for, then resume the run.
+
+    The step fails with the refusal. STEP is a step id, a step path (lead/publish) or,
+    when one step waits on several calls, an approval id (cadenza show lists them).
+    """
+    from ._resume import decide
+
+    raise click.exceptions.Exit(decide(_store_url(), run_id, step, approved=False, note=note, resume=not no_resume))
 
 
 def main(args: list[str] | None = None) -> None:

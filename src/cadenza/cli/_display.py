@@ -25,9 +25,11 @@ from .._events import (
     StepCancelled,
     StepFailed,
     StepFinished,
+    StepRestored,
     StepRetrying,
     StepSkipped,
     StepStarted,
+    StepWaiting,
     UsageRecorded,
 )
 from .._plan import Plan
@@ -46,7 +48,9 @@ __all__ = ("Display", "LiveDisplay", "PlainDisplay", "QuietDisplay", "RunView", 
 
 _MAX_STEPS_SHOWN = 40
 
-StepEvent = StepStarted | StepRetrying | StepFinished | StepFailed | StepSkipped | StepCancelled
+StepEvent = (StepStarted | StepRetrying | StepFinished | StepFailed | StepSkipped | StepCancelled
+             | StepRestored | StepWaiting)
+SpendingEvent = StepRetrying | StepFinished | StepFailed | StepRestored | StepWaiting
 
 
 @dataclass
@@ -129,10 +133,22 @@ class RunView:
             self._add_step_usage(event)
         elif isinstance(event, StepSkipped):
             step.status, step.note = "skipped", event.reason
+        elif isinstance(event, (StepRestored, StepWaiting)):
+            self._apply_paused(step, event, now)
         else:
             step.status, step.finished = "cancelled", now
 
-    def _add_step_usage(self, event: StepRetrying | StepFinished | StepFailed) -> None:
+    def _apply_paused(self, step: StepView, event: StepRestored | StepWaiting, now: float) -> None:
+        """A step restored from the store on resume, or waiting for a human: neither is running now."""
+        step.attempts, step.tokens = event.attempt, step.tokens + event.usage.total_tokens
+        step.finished = now if step.started is not None else None
+        if isinstance(event, StepRestored):
+            step.status, step.note = "failed" if event.status == "failure" else event.status, "restored"
+        else:
+            step.status, step.note = "waiting", event.reason.message
+        self._add_step_usage(event)
+
+    def _add_step_usage(self, event: SpendingEvent) -> None:
         if f"{event.team}/{event.agent}" not in self.teams:  # a nested team's usage came in its own events
             self._add_usage(event.usage.total_tokens, event.usage.cost_usd, event.usage.model_calls)
 
@@ -229,6 +245,9 @@ class PlainDisplay(Display):
             return f"finished: {event.status}" if event.team != self.view.top else None
         if isinstance(event, UsageRecorded):
             return None
+        return self._step_line(event)
+
+    def _step_line(self, event: StepEvent) -> str:
         head = f"{event.step_id} ({event.agent})"
         if isinstance(event, StepStarted):
             return f"{head} running" + (f" (attempt {event.attempt})" if event.attempt > 1 else "")
@@ -242,6 +261,10 @@ class PlainDisplay(Display):
             return f"{head} failed after {event.attempt} attempt(s): {event.error.type}: {shorten(event.error.message, 120)}"
         if isinstance(event, StepSkipped):
             return f"{head} skipped: {event.reason}"
+        if isinstance(event, StepRestored):
+            return f"{head} {'done' if event.status == 'success' else event.status} (restored from the store)"
+        if isinstance(event, StepWaiting):
+            return f"{head} waiting: {shorten(event.reason.message, 120)}"
         return f"{head} cancelled"
 
     def finish(self, result: RunResult[Any]) -> None:
@@ -265,6 +288,7 @@ _STYLES: dict[str, tuple[str, str]] = {
     "skipped": ("↷", "dim"),
     "cancelled": ("⊘", "red"),
     "planning": ("…", "yellow"),
+    "waiting": ("⏸", "magenta"),
 }
 
 
@@ -351,7 +375,7 @@ class LiveDisplay(Display):
             self.console.print(Panel(body, title="output", title_align="left", border_style="green"))
         if result.error is not None:
             self.console.print(Text(f"{result.error.type}: {result.error.message}", style="red"))
-        style = {"success": "green", "partial": "yellow"}.get(result.status, "red")
+        style = {"success": "green", "partial": "yellow", "waiting": "magenta"}.get(result.status, "red")
         self.console.print(Text(summary_line(result), style=style), Text(f"· run {self.run_id}", style="dim"))
 
 

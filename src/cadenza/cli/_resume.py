@@ -1,0 +1,179 @@
+"""Running a team with a live display: ``cadenza run``, ``resume``, ``approve`` and ``reject``.
+
+All four end the same way: the display (or one JSON document) shows the result, and the
+exit code says how the run ended: 0 success, 1 partial or failed, 4 waiting for a human
+decision. A run recorded in a store can be continued after Ctrl-C, a crash or an approval;
+the commands say how on stderr, where it does not mix with the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import click
+
+from .._errors import ResumeError
+from .._ids import RunId
+
+if TYPE_CHECKING:
+    from .._result import RunResult
+    from .._workflow import Workflow
+    from ..stores.base import ApprovalRow, RunRow, Store
+    from ._display import Display
+
+__all__ = ("decide", "exit_code", "resume_run", "run_workflow")
+
+DisplayKind = Literal["live", "plain", "quiet"]
+Body = Callable[["Store | None", "Display"], Awaitable["RunResult[Any]"]]
+
+
+def exit_code(result: RunResult[Any]) -> int:
+    """0 success, 1 partial or failed, 4 waiting for a human decision."""
+    return 0 if result.ok else 4 if result.status == "waiting" else 1
+
+
+def _kind(as_json: bool) -> DisplayKind:
+    if as_json:
+        return "quiet"
+    try:
+        return "live" if sys.stdout.isatty() else "plain"
+    except (AttributeError, ValueError):
+        return "plain"
+
+
+def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, model: str | None,
+                 store_url: str | None) -> int:
+    """Run ``workflow`` on ``goal``, recorded in the store at ``store_url`` unless it is None."""
+    from .._ids import new_run_id
+
+    run_id = new_run_id()
+    source = str(Path(path).resolve())  # resume may run from another directory
+
+    async def body(store: Store | None, display: Display) -> RunResult[Any]:
+        if store is None:
+            return await workflow.entry.run(goal, run_id=run_id, events=display.handle)
+        return await workflow.entry.run(goal, run_id=run_id, events=display.handle, store=store, source=source,
+                                        workflow=workflow.name,
+                                        options={"model": model})
+
+    banner = f"run {run_id} (resume with: cadenza resume {run_id})" if store_url else f"run {run_id}"
+    return _drive(run_id, workflow, goal, banner=banner, as_json=as_json, store_url=store_url, body=body)
+
+
+def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model: str | None) -> int:
+    """Continue a recorded run, rebuilding its team from the workflow file it was started from."""
+    from .._durable import FINISHED
+    from ._records import read_run
+
+    row = asyncio.run(read_run(store_url, run_id))
+    if row.status in FINISHED:  # say so before loading the workflow and starting a display for nothing
+        ended = f" at {row.finished_at:%Y-%m-%d %H:%M:%S} UTC" if row.finished_at else ""
+        raise ResumeError(f"run {row.run_id!r} already finished ({row.status}{ended}); there is nothing to resume")
+    workflow = _load_for_resume(row, model)
+
+    async def body(store: Store | None, display: Display) -> RunResult[Any]:
+        if store is None:  # pragma: no cover - _drive opens the store whenever it has a url
+            raise RuntimeError("resume needs an open store")
+        return await workflow.entry.resume(row.run_id, store=store, events=display.handle, force=force)
+
+    banner = f"resuming run {row.run_id} ({row.status}, started {row.started_at:%Y-%m-%d %H:%M:%S} UTC)"
+    return _drive(RunId(row.run_id), workflow, row.goal, banner=banner, as_json=as_json, store_url=store_url,
+                  body=body)
+
+
+def _load_for_resume(row: RunRow, model: str | None) -> Workflow:
+    """The workflow file the run came from, built as it was then (its ``--model``) unless ``model`` says otherwise."""
+    from .._workflow import load_workflow
+    from ._app import OFFLINE_NOTICE
+
+    if row.source is None:
+        raise ResumeError(f"run {row.run_id!r} was started from Python, not from a workflow file: "
+                          "resume it in Python with Supervisor.resume")
+    try:
+        stored = json.loads(row.fingerprint_json)["options"]["model"]
+    except (ValueError, LookupError, TypeError):
+        stored = None
+    workflow = load_workflow(row.source, model=model or (stored if isinstance(stored, str) else None))
+    if workflow.offline:
+        click.echo(OFFLINE_NOTICE, err=True)
+    return workflow
+
+
+def decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str | None, resume: bool) -> int:
+    """Record a human decision on a pending approval, then (unless ``resume`` is False) resume the run."""
+    row = asyncio.run(_decide(store_url, run_id, step, approved=approved, note=note))
+    from ._runs import approval_subject
+
+    verb = "approved" if approved else "rejected"
+    click.echo(f"{verb} step {row.step_id} ({row.scope}) of run {run_id}: {approval_subject(row)}"
+               + (f" · note: {note}" if note else ""))
+    if not resume:
+        click.echo(f"resume with: cadenza resume {run_id}", err=True)
+        return 0
+    return resume_run(store_url, run_id, force=False, as_json=False, model=None)
+
+
+async def _decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str | None) -> ApprovalRow:
+    from .._durable import approve
+    from ._records import open_existing
+
+    async with open_existing(store_url, run_id) as store:
+        return await approve(store, run_id, step, approved=approved, by="cli", note=note)
+
+
+def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json: bool, store_url: str | None,
+           body: Body) -> int:
+    """Run ``body`` under a display, the store open; show the result and return the exit code."""
+    from ._display import make_display
+
+    display = make_display(_kind(as_json), run_id, workflow.name, goal)
+    try:
+        result, pending = asyncio.run(_session(run_id, store_url, display, banner=banner, as_json=as_json,
+                                               body=body))
+    except KeyboardInterrupt:
+        again = f"; resume with: cadenza resume {run_id}" if store_url is not None else ""
+        click.echo(f"cancelled: run {run_id} was stopped; running steps were cancelled{again}", err=True)
+        return 130
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    else:
+        display.finish(result)
+    _hint(run_id, pending)
+    return exit_code(result)
+
+
+def _hint(run_id: str, pending: list[ApprovalRow]) -> None:
+    """What the run waits for, and the commands that decide it (by step, or by approval id where a step waits twice)."""
+    from ._runs import approval_subject
+
+    for approval in pending:
+        click.echo(f"waiting for a decision on step {approval.step_id} ({approval.scope}): "
+                   f"{approval_subject(approval)} ({approval.reason})", err=True)
+    for approval in pending:
+        twice = sum(a.scope == approval.scope for a in pending) > 1
+        key = approval.approval_id if twice else approval.step_id
+        click.echo(f"decide with: cadenza approve {run_id} {key}  or  cadenza reject {run_id} {key}", err=True)
+
+
+async def _session(run_id: RunId, store_url: str | None, display: Display, *, banner: str, as_json: bool,
+                   body: Body) -> tuple[RunResult[Any], list[ApprovalRow]]:
+    async with AsyncExitStack() as stack:
+        store: Store | None = None
+        if store_url is not None:
+            from ..stores import open_store
+
+            store = await stack.enter_async_context(open_store(store_url))
+        if store is not None or as_json:  # the id first, on stderr, so the run can be found whatever happens next
+            click.echo(banner, err=True)
+        with display:
+            result = await body(store, display)
+        pending: list[ApprovalRow] = []
+        if store is not None and result.status == "waiting":
+            pending = [a for a in (await store.snapshot(run_id)).approvals if a.status == "pending"]
+        return result, pending

@@ -1,0 +1,434 @@
+"""Recorded runs as people and programs read them: ``cadenza runs``, ``show`` and ``export``.
+
+Everything here works from store rows alone (no workflow file, no model), so a run
+can be inspected on any machine that can reach its store. The JSON columns are
+decoded once, here; a column that does not decode means the store is damaged and
+is reported as a `StoreError`, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+
+from .._errors import StoreError
+from .._messages import ErrorInfo, Result, Usage
+from .._plan import Plan, Step
+from ..stores.base import (
+    ApprovalRow,
+    MessageRow,
+    PlanRow,
+    RunRow,
+    RunSnapshot,
+    SpawnRow,
+    StepRow,
+    ToolCallRow,
+    UsageRow,
+    WorkspaceEntry,
+)
+from ._display import _STYLES, _output_text
+from ._plan_view import shorten
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.tree import Tree
+
+__all__ = ("EXPORT_FORMAT", "approval_subject", "export_json", "runs_json", "runs_table", "show_json", "show_view")
+
+EXPORT_FORMAT = 1
+"""The version of the ``cadenza export`` document; raised when a field changes meaning or goes away."""
+
+_OUTPUT_CHARS = 100
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _decode(model: type[ModelT], text: str, what: str) -> ModelT:
+    try:
+        return model.model_validate_json(text)
+    except ValueError as exc:
+        raise StoreError(f"{what} cannot be read ({type(exc).__name__}); the store may be damaged") from None
+
+
+def _loads(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise StoreError(f"{what} is not valid JSON; the store may be damaged") from None
+
+
+def _usage(text: str, what: str) -> Usage:
+    return _decode(Usage, text, f"the usage of {what}")
+
+
+def _error(text: str | None, what: str) -> ErrorInfo | None:
+    return None if text is None else _decode(ErrorInfo, text, f"the error of {what}")
+
+
+def _when(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _local(at: datetime) -> str:
+    return at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return None if start is None or end is None else (end - start).total_seconds()
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    seconds = _seconds(start, end)
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+# --------------------------------------------------------------------------- cadenza runs
+
+
+def runs_table(rows: Sequence[RunRow], *, where: str) -> RenderableType:
+    """The runs as a table under the store's name, in the order given (the store lists the newest first)."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    longest = max((len(row.run_id) for row in rows), default=2)
+    table.add_column("id", no_wrap=True, min_width=longest)  # ids are typed back in: never shortened
+    for name, justify in (("workflow", "left"), ("status", "left"), ("started", "left"),
+                          ("duration", "right"), ("tokens", "right"), ("cost", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in rows:
+        usage = _usage(row.usage_json, f"run {row.run_id}")
+        glyph, style = _STYLES.get(row.status, ("•", ""))
+        table.add_row(f"[cyan]{row.run_id}[/]", escape(row.workflow), f"[{style}]{glyph} {row.status}[/]",
+                      _local(row.started_at), _duration(row.started_at, row.finished_at),
+                      str(usage.total_tokens), f"${usage.cost_usd:.4f}")
+    return Group(Text(f"runs in {where}", style="dim"), table)
+
+
+def runs_json(rows: Sequence[RunRow]) -> list[dict[str, Any]]:
+    """The runs as JSON-ready summaries, in the order given."""
+    out = []
+    for row in rows:
+        usage = _usage(row.usage_json, f"run {row.run_id}")
+        out.append({
+            "run_id": row.run_id,
+            "workflow": row.workflow,
+            "goal": row.goal,
+            "status": row.status,
+            "started_at": _when(row.started_at),
+            "finished_at": _when(row.finished_at),
+            "duration": _seconds(row.started_at, row.finished_at),
+            "total_tokens": usage.total_tokens,
+            "cost_usd": usage.cost_usd,
+            "source": row.source,
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- cadenza show
+
+
+@dataclasses.dataclass(slots=True)
+class _StepState:
+    """One step of a team: its place in the plan (if the plan is stored) and its row (if it started)."""
+
+    id: str
+    agent: str
+    plan_step: Step | None
+    row: StepRow | None
+
+    @property
+    def status(self) -> str:
+        return self.row.status if self.row is not None else "pending"
+
+
+@dataclasses.dataclass(slots=True)
+class _TeamState:
+    scope: str
+    source: str | None
+    steps: list[_StepState]
+
+
+def _teams(snapshot: RunSnapshot) -> list[_TeamState]:
+    """Every team scope with its steps: plan order first, then any step the plan does not name."""
+    rows: dict[str, dict[str, StepRow]] = {}
+    for step in snapshot.steps:
+        rows.setdefault(step.scope, {})[step.step_id] = step
+    teams = []
+    for plan_row in snapshot.plans:
+        plan = _decode(Plan, plan_row.plan_json, f"the plan of {plan_row.scope!r}")
+        by_id = rows.pop(plan_row.scope, {})
+        steps = [_StepState(s.id, s.agent, s, by_id.pop(s.id, None)) for s in plan.steps]
+        steps += [_StepState(r.step_id, r.agent, None, r) for r in by_id.values()]
+        teams.append(_TeamState(plan_row.scope, plan_row.source, steps))
+    for scope, by_id in rows.items():
+        teams.append(_TeamState(scope, None, [_StepState(r.step_id, r.agent, None, r) for r in by_id.values()]))
+    return teams
+
+
+def _result_output(row: StepRow) -> tuple[bool, Any]:
+    if row.result_json is None:
+        return False, None
+    result = _decode(Result, row.result_json, f"the result of step {row.step_id!r}")
+    return result.output is not None, result.output
+
+
+def show_json(snapshot: RunSnapshot) -> dict[str, Any]:
+    """The run as data: what ``cadenza show`` draws, with outputs in full."""
+    run = snapshot.run
+    error = _error(run.error_json, f"run {run.run_id}")
+    return {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "goal": run.goal,
+        "status": run.status,
+        "source": run.source,
+        "started_at": _when(run.started_at),
+        "finished_at": _when(run.finished_at),
+        "duration": _seconds(run.started_at, run.finished_at),
+        "usage": _usage(run.usage_json, f"run {run.run_id}").model_dump(),
+        "output": _loads(run.output_json, f"the output of run {run.run_id}"),
+        "error": error.model_dump() if error else None,
+        "teams": [{"scope": t.scope, "source": t.source, "steps": [_step_json(s) for s in t.steps]}
+                  for t in _teams(snapshot)],
+        "spawned": [{"scope": s.scope, "name": s.name} for s in snapshot.spawned],
+        "pending_approvals": [_approval_json(a) for a in snapshot.approvals if a.status == "pending"],
+    }
+
+
+def _step_json(step: _StepState) -> dict[str, Any]:
+    row, plan_step = step.row, step.plan_step
+    out: dict[str, Any] = {
+        "id": step.id,
+        "agent": step.agent,
+        "instruction": plan_step.instruction if plan_step else None,
+        "depends_on": list(plan_step.depends_on) if plan_step else [],
+        "status": step.status,
+        "attempts": row.attempts if row else 0,
+        "started_at": _when(row.started_at) if row else None,
+        "finished_at": _when(row.finished_at) if row else None,
+        "duration": _seconds(row.started_at, row.finished_at) if row else None,
+        "usage": _usage(row.usage_json, f"step {step.id!r}").model_dump() if row else Usage().model_dump(),
+        "output": None,
+        "error": None,
+        "skip_reason": row.skip_reason if row else None,
+    }
+    if row is not None:
+        out["output"] = _result_output(row)[1]
+        error = _error(row.error_json, f"step {step.id!r}")
+        out["error"] = error.model_dump() if error else None
+    return out
+
+
+def _approval_json(row: ApprovalRow) -> dict[str, Any]:
+    return {
+        "approval_id": row.approval_id,
+        "scope": row.scope,
+        "step_id": row.step_id,
+        "agent": row.agent,
+        "tool": row.tool,
+        "arguments": _loads(row.arguments_json, f"the arguments of approval {row.approval_id}"),
+        "reason": row.reason,
+        "status": row.status,
+        "requested_at": _when(row.requested_at),
+    }
+
+
+def show_view(snapshot: RunSnapshot) -> RenderableType:
+    """The run for a terminal: a header with totals, each team's plan as a tree, pending approvals."""
+    from rich.console import Group
+
+    parts: list[RenderableType] = [_header(snapshot.run)]
+    teams = {t.scope: t for t in _teams(snapshot)}
+    shown: set[str] = set()
+    for team in teams.values():
+        if team.scope not in shown and not _is_nested(team.scope, teams):
+            parts.append(_team_tree(team, teams, shown))
+    pending = [a for a in snapshot.approvals if a.status == "pending"]
+    if pending:
+        parts.append(_approvals(snapshot.run.run_id, pending))
+    spaced: list[RenderableType] = []
+    for part in parts:  # a blank line between the header, each tree and the approvals
+        spaced += [part, ""]
+    return Group(*spaced[:-1])
+
+
+def _header(run: RunRow) -> RenderableType:
+    from rich.markup import escape
+    from rich.table import Table
+
+    glyph, style = _STYLES.get(run.status, ("•", ""))
+    usage = _usage(run.usage_json, f"run {run.run_id}")
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column()
+    grid.add_row("run", f"[bold cyan]{run.run_id}[/]  {escape(run.workflow)}  [{style}]{glyph} {run.status}[/]")
+    grid.add_row("goal", escape(run.goal))
+    if run.source:
+        grid.add_row("workflow", escape(run.source))
+    took = _duration(run.started_at, run.finished_at) if run.finished_at else "not finished"
+    grid.add_row("started", f"{_local(run.started_at)} · {took}")
+    grid.add_row("usage", f"{usage.total_tokens} tokens ({usage.input_tokens} in, {usage.output_tokens} out) · "
+                          f"${usage.cost_usd:.4f} · {_plural(usage.model_calls, 'model call')}")
+    output = _loads(run.output_json, f"the output of run {run.run_id}")
+    if output is not None:
+        grid.add_row("output", escape(shorten(_output_text(output), 200)))
+    error = _error(run.error_json, f"run {run.run_id}")
+    if error is not None and run.status == "waiting":
+        grid.add_row("waiting", f"[{style}]{escape(error.message)}[/]")
+    elif error is not None:
+        grid.add_row("error", f"[{style}]{escape(error.type)}: {escape(error.message)}[/]")
+    return grid
+
+
+def _is_nested(scope: str, teams: dict[str, _TeamState]) -> bool:
+    # A nested team records under its step's path: the parent team's scope, a slash, the step id.
+    parent, _, step_id = scope.rpartition("/")
+    return parent in teams and any(s.id == step_id for s in teams[parent].steps)
+
+
+def _team_tree(team: _TeamState, teams: dict[str, _TeamState], shown: set[str]) -> Tree:
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    shown.add(team.scope)
+    plan = f"{team.source} plan, " if team.source else "no stored plan, "
+    done = sum(s.status in ("success", "partial") for s in team.steps)
+    tree = Tree(f"[bold]{escape(team.scope)}[/] [dim]· {plan}{_plural(len(team.steps), 'step')}, {done} done[/]")
+    for step in team.steps:
+        node = tree.add(_step_label(step))
+        _add_step_detail(node, step)
+        nested = teams.get(f"{team.scope}/{step.id}")
+        if nested is not None and nested.scope not in shown:
+            node.add(_team_tree(nested, teams, shown))
+    return tree
+
+
+def _step_label(step: _StepState) -> str:
+    from rich.markup import escape
+
+    glyph, style = _STYLES.get(step.status, ("•", ""))
+    label = f"[{style}]{glyph}[/] [cyan]{escape(step.id)}[/] {escape(step.agent)} [{style}]{step.status}[/]"
+    row = step.row
+    if row is None:
+        return label
+    if row.attempts > 1:
+        label += f" [dim]· {row.attempts} attempts[/]"
+    if row.finished_at is not None:
+        label += f" [dim]· {_duration(row.started_at, row.finished_at)}[/]"
+    tokens = _usage(row.usage_json, f"step {step.id!r}").total_tokens
+    if tokens:
+        label += f" [dim]· {tokens} tokens[/]"
+    if step.plan_step is not None and step.plan_step.depends_on:
+        label += f" [dim](after {escape(', '.join(step.plan_step.depends_on))})[/]"
+    return label
+
+
+def _add_step_detail(node: Tree, step: _StepState) -> None:
+    from rich.markup import escape
+
+    row = step.row
+    if row is None:
+        return
+    error = _error(row.error_json, f"step {step.id!r}")
+    has_output, output = _result_output(row)
+    if error is not None and step.status != "waiting":  # what a waiting step waits for is listed at the end
+        style = _STYLES.get(step.status, ("", "red"))[1]
+        node.add(f"[{style}]{escape(error.type)}: {escape(shorten(error.message, _OUTPUT_CHARS))}[/]")
+    elif row.skip_reason:
+        node.add(f"[dim]skipped: {escape(shorten(row.skip_reason, _OUTPUT_CHARS))}[/]")
+    if has_output:
+        node.add(f"[dim]→[/] {escape(shorten(_output_text(output), _OUTPUT_CHARS))}")
+
+
+def _approvals(run_id: str, pending: list[ApprovalRow]) -> RenderableType:
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    tree = Tree(f"[magenta bold]{_plural(len(pending), 'pending approval')}[/]")
+    for row in pending:
+        twice = sum(a.scope == row.scope for a in pending) > 1
+        key = escape(row.approval_id if twice else row.step_id)
+        node = tree.add(f"[cyan]{escape(row.step_id)}[/] [dim]({escape(row.scope)})[/] "
+                        f"{escape(approval_subject(row))} [dim]· {escape(row.reason)}[/]")
+        node.add(f"[dim]asked {_local(row.requested_at)} · {escape(row.approval_id)} · decide:[/] "
+                 f"cadenza approve {run_id} {key}  [dim]or[/]  cadenza reject {run_id} {key}")
+    return tree
+
+
+def approval_subject(row: ApprovalRow) -> str:
+    """What waits for the decision: ``writer wants to call send_email({...})`` or a whole step's start."""
+    from .._side_effects import STEP
+
+    if row.tool != STEP:
+        return f"{row.agent} wants to call {row.tool}({shorten(row.arguments_json, 80)})"
+    arguments = _loads(row.arguments_json, f"the arguments of approval {row.approval_id}")
+    instruction = arguments.get("instruction") if isinstance(arguments, dict) else None
+    return f"{row.agent} waits to start" + (f": {shorten(str(instruction), 80)}" if instruction else "")
+
+
+# --------------------------------------------------------------------------- cadenza export
+
+
+Row = RunRow | PlanRow | StepRow | MessageRow | SpawnRow | UsageRow | ToolCallRow | ApprovalRow | WorkspaceEntry
+
+
+def _row_json(row: Row, *, keep_run_id: bool = False) -> dict[str, Any]:
+    """A row as JSON: ``*_json`` columns decoded under their name without the suffix, times as ISO text."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(row):
+        value = getattr(row, f.name)
+        if f.name == "run_id" and not keep_run_id:
+            continue
+        if f.name.endswith("_json"):
+            out[f.name.removesuffix("_json")] = _loads(value, f"{type(row).__name__}.{f.name}")
+        elif isinstance(value, datetime):
+            out[f.name] = value.isoformat()
+        else:
+            out[f.name] = value
+    return out
+
+
+def export_json(snapshot: RunSnapshot, messages: Sequence[MessageRow],
+                workspace: Sequence[tuple[WorkspaceEntry, Sequence[WorkspaceEntry]]], *,
+                exported_at: datetime, version: str) -> dict[str, Any]:
+    """The whole run as one JSON document: every row the store holds for it, JSON columns decoded.
+
+    ``workspace`` pairs each key's latest entry with its every version, oldest first.
+    """
+    return {
+        "cadenza_export": EXPORT_FORMAT,
+        "exported_at": exported_at.isoformat(),
+        "exported_by": f"cadenza {version}",
+        "run": _row_json(snapshot.run, keep_run_id=True),
+        "plans": [_row_json(p) for p in snapshot.plans],
+        "steps": [_row_json(s) for s in snapshot.steps],
+        "messages": [_row_json(m) for m in messages],
+        "spawned": [_row_json(s) for s in snapshot.spawned],
+        "usage": [_row_json(u) for u in snapshot.usage],
+        "tool_calls": [_row_json(c) for c in snapshot.tool_calls],
+        "approvals": [_row_json(a) for a in snapshot.approvals],
+        "workspace": [{**_row_json(latest), "history": [_row_json(e) for e in history]}
+                      for latest, history in workspace],
+    }
+
