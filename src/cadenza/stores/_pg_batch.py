@@ -5,9 +5,8 @@ and COMMIT would cost four for a typical step (a step and its two messages). Ins
 table's rows travel as column arrays and are inserted with ``unnest(...) WITH ORDINALITY``,
 one data-modifying CTE per table, in a single autocommitted statement, which is atomic.
 
-One statement cannot upsert the same key twice, so rows of one key are merged first: the
-last write's values at the first write's position, which is what writing them one after
-the other would leave (a replaced step keeps its place; a kept approval keeps the first).
+One statement cannot upsert the same key twice, so rows of one key are merged first, as
+`SQLiteStore` merges them too (`merged`).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
+from ._batch import merged
 from ._tables import TIMESTAMPS, WRITES, Table
 from .base import Write
 
@@ -25,7 +25,6 @@ __all__ = ("batch",)
 _RANK = {kind: rank for rank, kind in enumerate(WRITES)}
 _INTEGERS = frozenset({"attempts", "version"})
 _FIELDS = {kind: attrgetter(*table.written) for kind, table in WRITES.items()}
-_KEYS = {kind: attrgetter(*table.key) for kind, table in WRITES.items() if table.key}
 
 
 def batch(writes: Sequence[Write]) -> tuple[str, list[Sequence[object]]] | None:
@@ -48,23 +47,9 @@ def batch(writes: Sequence[Write]) -> tuple[str, list[Sequence[object]]] | None:
     kinds = tuple(sorted(rows_by_kind, key=_RANK.__getitem__))
     args: list[Sequence[object]] = []
     for kind in kinds:
-        rows = _merged(kind, rows_by_kind[kind])
+        rows = merged(kind, rows_by_kind[kind])
         args.extend(zip(*map(_FIELDS[kind], rows), strict=True))
     return _statement(kinds), args
-
-
-def _merged(kind: type[Any], rows: list[Any]) -> list[Any]:
-    key = _KEYS.get(kind)
-    if key is None or len(rows) == 1:
-        return rows
-    by_key: dict[object, Any] = {}
-    if WRITES[kind].on_conflict == "keep":
-        for row in rows:
-            by_key.setdefault(key(row), row)
-    else:
-        for row in rows:
-            by_key[key(row)] = row  # a dict keeps the first insertion's position
-    return list(by_key.values())
 
 
 @lru_cache(maxsize=256)
