@@ -8,9 +8,8 @@ the event loop's turn-taking, is what keeps every increment.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
-from pathlib import Path
+from asyncio.subprocess import PIPE
 
 from cadenza.stores import open_store
 from stores.backends import PG_URL, Backend, PostgresBackend, SQLiteBackend
@@ -51,18 +50,18 @@ def url_of(backend: Backend) -> str:
     return f"{PG_URL}?schema={backend.schema}"
 
 
-async def test_compare_and_set_across_processes_loses_no_increment(backend: Backend, tmp_path: Path) -> None:
+async def test_compare_and_set_across_processes_loses_no_increment(backend: Backend) -> None:
     url = url_of(backend)
     async with open_store(url):
         pass  # create the schema once, so the writers do not race to migrate it
     writers = [
-        subprocess.Popen([sys.executable, "-c", _CHILD, url, f"process-{i}", str(INCREMENTS)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        await asyncio.create_subprocess_exec(sys.executable, "-c", _CHILD, url, f"process-{i}", str(INCREMENTS),
+                                             stdout=PIPE, stderr=PIPE)
         for i in range(WRITERS)
     ]
-    outcomes = [await asyncio.to_thread(w.communicate, timeout=120) for w in writers]
-    for writer, (out, err) in zip(writers, outcomes, strict=True):
-        assert writer.returncode == 0, err
+    outcomes = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in writers)), timeout=120)
+    for writer, (_, err) in zip(writers, outcomes, strict=True):
+        assert writer.returncode == 0, err.decode()
 
     async with open_store(url) as store:
         await assert_counted(store, WRITERS * INCREMENTS)
