@@ -284,6 +284,31 @@ def test_show_a_plan_whose_steps_have_not_started(tmp_path: Path) -> None:
     assert "· a x pending" in out and "0 done" in out
 
 
+def test_show_counts_what_a_run_whose_process_died_had_spent(tmp_path: Path) -> None:
+    """The run row gets its totals only at the end: an unfinished run shows the sum of what is recorded."""
+    path = tmp_path / "runs.db"
+    run_id = "run_killed"
+    seed(path, PutRun(run_row(run_id, status="running", took=None, tokens=0, cost=0.0)),
+         PutPlan(plan_row(run_id, "lead",
+                          {"id": "research", "agent": "researcher", "instruction": "Find sources"},
+                          {"id": "build", "agent": "engineering", "instruction": "Build it"})),
+         PutUsage(UsageRow(run_id, "lead", "planner", usage(300, 0.25))),
+         PutStep(step_row(run_id, "lead", "research", "researcher", "success", output="sources")),
+         # a nested team half done: its own records count, not the team step (which would count them twice)
+         PutStep(step_row(run_id, "lead", "build", "engineering", "running")),
+         PutUsage(UsageRow(run_id, "lead/build", "planner", usage(100))),
+         PutStep(step_row(run_id, "lead/build", "design", "architect", "success", output="a design")),
+         PutStep(step_row(run_id, "lead/build", "code", "developer", "running")))
+
+    doc = json.loads(invoke(path, "show", run_id, "--json").stdout)
+    view = invoke(path, "show", run_id).stdout
+
+    spent = doc["usage"]
+    assert spent["input_tokens"] + spent["output_tokens"] == 300 + 42 + 100 + 42 + 42  # the in-flight "code" too
+    assert (spent["cost_usd"], spent["model_calls"]) == (0.25, 10)
+    assert "526 tokens" in view
+
+
 # --------------------------------------------------------------------------- export
 
 

@@ -193,6 +193,23 @@ def _result_output(row: StepRow) -> tuple[bool, Any]:
     return result.output is not None, result.output
 
 
+def spent(snapshot: RunSnapshot) -> Usage:
+    """What the run has spent: its stored total once it stopped; while it runs (or after its process died), the sum
+    of what is recorded so far, which the run row only gets at the end.
+
+    A team step's usage rolls up its nested team's steps, planner and synthesizer; where those are recorded,
+    they are counted instead of the team step, so a nested team that is half done counts its finished half.
+    """
+    run = snapshot.run
+    if run.status != "running":
+        return _usage(run.usage_json, f"run {run.run_id}")
+    recorded = {row.scope for row in snapshot.steps} | {row.scope for row in snapshot.usage}
+    parts = [_usage(row.usage_json, f"step {row.step_id!r}") for row in snapshot.steps
+             if f"{row.scope}/{row.step_id}" not in recorded]
+    parts += [_usage(row.usage_json, f"the {row.source} of {row.scope}") for row in snapshot.usage]
+    return Usage.sum(parts)
+
+
 def show_json(snapshot: RunSnapshot) -> dict[str, Any]:
     """The run as data: what ``cadenza show`` draws, with outputs in full."""
     run = snapshot.run
@@ -206,7 +223,7 @@ def show_json(snapshot: RunSnapshot) -> dict[str, Any]:
         "started_at": _when(run.started_at),
         "finished_at": _when(run.finished_at),
         "duration": _seconds(run.started_at, run.finished_at),
-        "usage": _usage(run.usage_json, f"run {run.run_id}").model_dump(),
+        "usage": spent(snapshot).model_dump(),
         "output": _loads(run.output_json, f"the output of run {run.run_id}"),
         "error": error.model_dump() if error else None,
         "teams": [{"scope": t.scope, "source": t.source, "steps": [_step_json(s) for s in t.steps]}
@@ -258,7 +275,7 @@ def show_view(snapshot: RunSnapshot) -> RenderableType:
     """The run for a terminal: a header with totals, each team's plan as a tree, pending approvals."""
     from rich.console import Group
 
-    parts: list[RenderableType] = [_header(snapshot.run)]
+    parts: list[RenderableType] = [_header(snapshot.run, spent(snapshot))]
     teams = {t.scope: t for t in _teams(snapshot)}
     shown: set[str] = set()
     for team in teams.values():
@@ -273,12 +290,11 @@ def show_view(snapshot: RunSnapshot) -> RenderableType:
     return Group(*spaced[:-1])
 
 
-def _header(run: RunRow) -> RenderableType:
+def _header(run: RunRow, usage: Usage) -> RenderableType:
     from rich.markup import escape
     from rich.table import Table
 
     glyph, style = _STYLES.get(run.status, ("•", ""))
-    usage = _usage(run.usage_json, f"run {run.run_id}")
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
