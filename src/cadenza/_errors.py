@@ -11,7 +11,9 @@ failures and control-flow signals are kept apart::
     │   └── SpawnError           a planner proposed agents or tools it may not have
     ├── HierarchyError           teams nested deeper than allowed
     ├── ModelError               a model provider failed (``retryable`` says whether to try again)
-    │   └── UnknownModelError    a model string names no registered provider
+    │   ├── UnknownModelError    a model string names no registered provider
+    │   └── CircuitOpen          a provider endpoint failed repeatedly: calls fail fast for a while
+    ├── BudgetExceeded           a token or USD budget has no room for another model call
     ├── ToolError                a tool failed or was called with invalid arguments
     ├── StoreError               the run store cannot be opened, read or written
     │   └── RunNotFound          no run with that id in the store
@@ -39,6 +41,8 @@ __all__ = (
     "PlanError",
     "SpawnError",
     "ApprovalError",
+    "BudgetExceeded",
+    "CircuitOpen",
     "ApprovalRequired",
     "ResumeError",
     "RunNotFound",
@@ -94,10 +98,20 @@ class HierarchyError(ConfigError):
 
 
 class ModelError(CadenzaError):
-    """A model call failed; ``retryable`` is set by the provider adapter."""
+    """A model call failed; ``retryable`` is set by the provider adapter.
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    Attributes:
+        retryable: a transient failure (rate limit, overload, 5xx, timeout, dropped connection).
+        retry_after: seconds the provider asked to wait (its ``Retry-After``), if it said.
+        status: the HTTP status of the failed call, if there was a response.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
         super().__init__(message)
 
 
@@ -106,6 +120,23 @@ class UnknownModelError(ConfigError, ModelError):
 
     def __init__(self, message: str) -> None:
         ModelError.__init__(self, message, retryable=False)
+
+
+class CircuitOpen(ModelError):
+    """The breaker of a provider endpoint and model is open: the call was not made.
+
+    Not retryable in place (that is what the breaker prevents); a fallback model is tried instead.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, retryable=False, retry_after=retry_after)
+
+
+class BudgetExceeded(CadenzaError):
+    """A budget (tokens or USD, of a run, team or agent) has no room for the next model call.
+
+    Calls already running finish; no new one starts, and the run ends ``partial`` saying which budget.
+    """
 
 
 class ToolError(CadenzaError):

@@ -46,6 +46,9 @@ class ToolCall(BaseModel):
     """Pairs the call with its result."""
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    malformed: str | None = None
+    """Set by an adapter when the model's arguments could not be read (not JSON, not an object): what was
+    wrong. The agent sends it back to the model as the call's error instead of running the tool."""
 
 
 class UserMessage(BaseModel):
@@ -99,6 +102,8 @@ class ModelRequest(BaseModel):
     """When set, the final text must be JSON fitting this schema."""
     agent: str | None = None
     """Name of the calling agent; providers ignore it, fakes may script replies by it."""
+    max_tokens: int | None = None
+    """The most output tokens this call may produce; None for the model's own default. Budgets reserve it."""
 
 
 class ModelResponse(BaseModel):
