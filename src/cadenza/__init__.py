@@ -20,11 +20,16 @@ __all__ = (
     "AgentProposal",
     "ApprovalError",
     "ApprovalRequired",
+    "Budget",
+    "BudgetExceeded",
     "CadenzaError",
+    "CircuitBreaker",
+    "CircuitOpen",
     "ConfigError",
     "ErrorInfo",
     "ExecutionPolicy",
     "Executor",
+    "FallbackModel",
     "FunctionModel",
     "HierarchyError",
     "MaxTurnsExceeded",
@@ -32,11 +37,14 @@ __all__ = (
     "ModelError",
     "ModelRequest",
     "ModelResponse",
+    "ModelRetry",
     "OutputValidationError",
     "Plan",
     "PlanError",
     "PlanProblem",
     "Planner",
+    "Price",
+    "Prices",
     "Result",
     "ResumeError",
     "RetryPolicy",
@@ -53,6 +61,7 @@ __all__ = (
     "Supervisor",
     "Task",
     "Tool",
+    "ToolArgumentsError",
     "ToolContext",
     "ToolError",
     "UnknownModelError",
@@ -75,11 +84,16 @@ _WHERE: dict[str, str] = {
     "AgentProposal": "._plan",
     "ApprovalError": "._errors",
     "ApprovalRequired": "._errors",
+    "Budget": "._budget",
+    "BudgetExceeded": "._errors",
     "CadenzaError": "._errors",
+    "CircuitBreaker": ".models.resilience",
+    "CircuitOpen": "._errors",
     "ConfigError": "._errors",
     "ErrorInfo": "._messages",
     "ExecutionPolicy": "._executor",
     "Executor": "._executor",
+    "FallbackModel": ".models.resilience",
     "FunctionModel": ".models.function",
     "HierarchyError": "._errors",
     "MaxTurnsExceeded": "._errors",
@@ -87,11 +101,14 @@ _WHERE: dict[str, str] = {
     "ModelError": "._errors",
     "ModelRequest": ".models.base",
     "ModelResponse": ".models.base",
+    "ModelRetry": ".models.resilience",
     "OutputValidationError": "._errors",
     "Plan": "._plan",
     "PlanError": "._errors",
     "PlanProblem": "._plan",
     "Planner": "._planner",
+    "Price": ".models.pricing",
+    "Prices": ".models.pricing",
     "Result": "._messages",
     "ResumeError": "._errors",
     "RetryPolicy": "._executor",
@@ -108,6 +125,7 @@ _WHERE: dict[str, str] = {
     "Supervisor": "._supervisor",
     "Task": "._messages",
     "Tool": "._tools",
+    "ToolArgumentsError": "._errors",
     "ToolContext": "._tools",
     "ToolError": "._errors",
     "UnknownModelError": "._errors",
@@ -140,11 +158,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._agent import Agent
+    from ._budget import Budget
     from ._durable import approve
     from ._errors import (
         ApprovalError,
         ApprovalRequired,
+        BudgetExceeded,
         CadenzaError,
+        CircuitOpen,
         ConfigError,
         HierarchyError,
         MaxTurnsExceeded,
@@ -156,6 +177,7 @@ if TYPE_CHECKING:
         SpawnError,
         StepTimeout,
         StoreError,
+        ToolArgumentsError,
         ToolError,
         UnknownModelError,
         WorkflowError,
@@ -173,7 +195,9 @@ if TYPE_CHECKING:
     from ._workspace import Workspace, WorkspaceValue, workspace_tools
     from .models.base import Model, ModelRequest, ModelResponse
     from .models.function import FunctionModel
+    from .models.pricing import Price, Prices
     from .models.registry import resolve_model
+    from .models.resilience import CircuitBreaker, FallbackModel, ModelRetry
     from .models.simulated import SimulatedModel
     from .stores import open_store
     from .stores.base import Store

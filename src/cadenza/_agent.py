@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
-from ._errors import ApprovalRequired, ConfigError, MaxTurnsExceeded, ModelError, OutputValidationError, ToolError
+from ._budget import Budget, agent_spending, call_model, spending_under
+from ._errors import (
+    ApprovalRequired,
+    BudgetExceeded,
+    ConfigError,
+    MaxTurnsExceeded,
+    ModelError,
+    OutputValidationError,
+    ToolArgumentsError,
+    ToolError,
+)
 from ._ids import AgentId, RunId, TaskId, new_run_id, new_task_id
 from ._journal import StepContext, current_step
 from ._messages import ErrorInfo, Result, ResultStatus, Task, Usage, utcnow
@@ -78,13 +88,15 @@ class Agent(Generic[OutputT]):
         name: str,
         instructions: str = "",
         *,
-        model: str | Model | None = None,
+        model: str | Model | Sequence[str | Model] | None = None,
         tools: Sequence[Tool] = (),
         output_type: None = None,
         description: str = "",
         max_turns: int = 10,
         output_retries: int = 2,
         requires_approval: bool = False,
+        budget: Budget | None = None,
+        max_tokens: int | None = None,
     ) -> None: ...
     @overload
     def __init__(
@@ -92,40 +104,49 @@ class Agent(Generic[OutputT]):
         name: str,
         instructions: str = "",
         *,
-        model: str | Model | None = None,
+        model: str | Model | Sequence[str | Model] | None = None,
         tools: Sequence[Tool] = (),
         output_type: type[OutputT],
         description: str = "",
         max_turns: int = 10,
         output_retries: int = 2,
         requires_approval: bool = False,
+        budget: Budget | None = None,
+        max_tokens: int | None = None,
     ) -> None: ...
     def __init__(
         self,
         name: str,
         instructions: str = "",
         *,
-        model: str | Model | None = None,
+        model: str | Model | Sequence[str | Model] | None = None,
         tools: Sequence[Tool] = (),
         output_type: type[Any] | None = None,
         description: str = "",
         max_turns: int = 10,
         output_retries: int = 2,
         requires_approval: bool = False,
+        budget: Budget | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         """Create an agent.
 
         Args:
             name: unique within its team; plans assign steps by it.
             instructions: the system prompt.
-            model: a model string (``provider:name``), a `Model`, or None for the simulated default.
+            model: a model string (``provider:name``), a `Model`, a list of either (a fallback chain: the next
+                is tried when one fails for good or its breaker is open), or None for the simulated default.
             tools: tools the agent may call.
             output_type: the type the final answer must validate as; ``str`` when None.
             description: what the agent is good for, as the planner sees it (defaults to the instructions).
             max_turns: model calls allowed for one task before it fails.
-            output_retries: how often an invalid final answer is sent back to the model for repair.
+            output_retries: how often an invalid reply (a final answer that does not fit ``output_type``, tool
+                arguments that are not JSON or do not fit the tool's schema) is sent back to the model for repair.
             requires_approval: each step given to this agent waits for a human's approval before it starts
                 (the run pauses durably; ``cadenza approve RUN STEP`` continues it).
+            budget: the most this agent may spend in one run, over all its steps (tokens and/or USD).
+            max_tokens: the most output tokens one model call may produce (the model's own default when None);
+                under a budget it is also what each call reserves for its output.
         """
         problem = name_problem(name)
         if problem:
@@ -134,6 +155,8 @@ class Agent(Generic[OutputT]):
             raise ConfigError(f"agent {name!r}: max_turns must be at least 1, got {max_turns}")
         if output_retries < 0:
             raise ConfigError(f"agent {name!r}: output_retries must not be negative")
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"agent {name!r}: max_tokens must be at least 1, got {max_tokens}")
         self._name = name
         self.instructions = instructions
         self._description = description or instructions
@@ -147,6 +170,8 @@ class Agent(Generic[OutputT]):
         self.max_turns = max_turns
         self.output_retries = output_retries
         self.requires_approval = requires_approval
+        self.budget = budget
+        self.max_tokens = max_tokens
         self.output_type: type[Any] = output_type if output_type is not None else str
         self._adapter: TypeAdapter[Any] | None = None
         self._output_schema: OutputSchema | None = None
@@ -167,13 +192,17 @@ class Agent(Generic[OutputT]):
     def __repr__(self) -> str:
         return f"Agent({self._name!r}, model={self.model.name!r}, tools={list(self.tools)})"
 
-    async def run(self, prompt: str, *, input: Any = None, run_id: RunId | None = None) -> RunResult[OutputT]:
-        """Do one piece of work alone and return the typed output."""
+    async def run(self, prompt: str, *, input: Any = None, run_id: RunId | None = None,
+                  budget: Budget | None = None) -> RunResult[OutputT]:
+        """Do one piece of work alone and return the typed output; ``budget`` caps what this run may spend."""
         task = Task(
             task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
             recipient=AgentId(self._name), instruction=prompt, input=input,
         )
-        result = await self.execute(task)
+        from ._budget import BudgetAccount
+
+        with spending_under(BudgetAccount("run", budget) if budget is not None else None):
+            result = await self.execute(task)
         output = None
         if result.ok:
             output = result.output if self._adapter is None else self._adapter.validate_python(result.output)
@@ -196,10 +225,11 @@ class Agent(Generic[OutputT]):
 
                 await step_gate(conversation.step, self._name, {"agent": self._name, "instruction": task.instruction,
                                                                 "input": task.input})
-            output = await conversation.loop()
+            with agent_spending(self, self._name, self.budget):
+                output = await conversation.loop()
         except ApprovalRequired as exc:  # the step pauses durably; a resume runs it again
             return self._result(task, "waiting", None, conversation.usage, started, ErrorInfo.from_exception(exc))
-        except (ModelError, MaxTurnsExceeded, OutputValidationError, ConfigError, ToolError) as exc:
+        except (ModelError, BudgetExceeded, MaxTurnsExceeded, OutputValidationError, ConfigError, ToolError) as exc:
             return self._result(task, "failure", None, conversation.usage, started, ErrorInfo.from_exception(exc))
         except Exception as exc:  # a model adapter broke its contract; report it, don't crash the run
             error = ErrorInfo(type=type(exc).__name__, message=f"agent {self._name!r}: {exc}", retryable=False)
@@ -218,7 +248,7 @@ class Agent(Generic[OutputT]):
 class _Conversation:
     """One task's exchange with the model: turns, tool calls and output repair."""
 
-    __slots__ = ("agent", "calls_seen", "messages", "paused", "run_id", "step", "task_id", "usage")
+    __slots__ = ("agent", "calls_seen", "malformed", "messages", "paused", "run_id", "step", "task_id", "usage")
 
     def __init__(self, agent: Agent[Any], task: Task) -> None:
         self.agent = agent
@@ -227,6 +257,8 @@ class _Conversation:
         self.step: StepContext | None = current_step.get()
         self.calls_seen: dict[tuple[str, str], int] = {}
         """How often each (tool, argument digest) was called in this task: part of each call's idempotency key."""
+        self.malformed: str | None = None
+        """The last tool call of this turn whose arguments could not be used: it counts as a repair."""
         self.paused: ApprovalRequired | None = None
         """A call that waits for a human: the task pauses once the calls made with it have ended."""
         self.messages: list[ModelMessage] = [UserMessage(content=render_task(task))]
@@ -239,14 +271,22 @@ class _Conversation:
         for _turn in range(agent.max_turns):
             request = _build_request(
                 system=agent.instructions, messages=self.messages, tools=agent._tool_specs,
-                output_schema=agent._output_schema, agent=agent._name,
+                output_schema=agent._output_schema, agent=agent._name, max_tokens=agent.max_tokens,
             )
-            response = await agent.model.request(request)
+            response = await call_model(agent.model, request)
             self.usage = response.usage if self.usage is _NO_USAGE else self.usage + response.usage
             if response.tool_calls:
+                self.malformed = None
                 results = await asyncio.gather(*(self._call_tool(c) for c in response.tool_calls))
                 if self.paused is not None:
                     raise self.paused
+                if self.malformed is not None:
+                    if repairs_left == 0:
+                        raise ToolArgumentsError(
+                            f"agent {agent.name!r}: the model's tool calls were still malformed after "
+                            f"{agent.output_retries} repair attempt(s): {self.malformed}"
+                        )
+                    repairs_left -= 1
                 call = AssistantMessage(text=response.text, tool_calls=response.tool_calls)
                 self.messages = [*self.messages, call, *results]
                 continue
@@ -272,15 +312,24 @@ class _Conversation:
         raise MaxTurnsExceeded(f"agent {agent.name!r} made {agent.max_turns} model calls without a final answer")
 
     async def _call_tool(self, call: ToolCall) -> ToolResultMessage:
+        if call.malformed is not None:
+            self.malformed = f"tool {call.name!r}: {call.malformed}"
+            return ToolResultMessage(call_id=call.id, name=call.name, is_error=True,
+                                     content=f"the arguments could not be read: {call.malformed}; call the tool "
+                                             "again with a JSON object that fits its schema")
         found = self.agent.tools.get(call.name)
         if found is None:
             known = ", ".join(self.agent.tools) or "(none)"
+            self.malformed = f"unknown tool {call.name!r}"
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True,
                                      content=f"unknown tool {call.name!r}; available tools: {known}")
         try:
             value = await self._run_tool(found, call)
         except ApprovalRequired as exc:
             self.paused = exc
+            return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
+        except ToolArgumentsError as exc:
+            self.malformed = str(exc)
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         except ToolError as exc:
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)

@@ -15,6 +15,7 @@ failures and control-flow signals are kept apart::
     │   └── CircuitOpen          a provider endpoint failed repeatedly: calls fail fast for a while
     ├── BudgetExceeded           a token or USD budget has no room for another model call
     ├── ToolError                a tool failed or was called with invalid arguments
+    │   └── ToolArgumentsError   the model's arguments were not JSON or did not fit the tool's schema
     ├── StoreError               the run store cannot be opened, read or written
     │   └── RunNotFound          no run with that id in the store
     ├── ResumeError              a run cannot be resumed: finished, or its team changed since
@@ -48,6 +49,7 @@ __all__ = (
     "RunNotFound",
     "StepTimeout",
     "StoreError",
+    "ToolArgumentsError",
     "ToolError",
     "WorkspaceConflict",
     "UnknownModelError",
@@ -141,6 +143,10 @@ class BudgetExceeded(CadenzaError):
 
 class ToolError(CadenzaError):
     """A tool failed, was unknown, or got arguments that do not fit its schema."""
+
+
+class ToolArgumentsError(ToolError):
+    """The model called a tool with arguments that are not JSON or do not fit its schema (the model's fault)."""
 
 
 class OutputValidationError(CadenzaError):

@@ -124,6 +124,8 @@ class PlanOutcome:
     records: dict[str, StepRecord]
     usage: Usage
     status: PlanStatus
+    budget_stop: ErrorInfo | None = None
+    """Why the run stopped early for a budget: no new step was dispatched after it, running ones finished."""
 
     def __repr__(self) -> str:
         # Short on purpose, like RunResult's: a full repr walks every record.
@@ -231,6 +233,7 @@ class _PlanRun:
         """Step tasks not yet finished; each removes itself (cheaper than a done callback)."""
         self.done: asyncio.Future[None] | None = None
         self.stopping = False
+        self.budget_stop: ErrorInfo | None = None
         self.retried_usage: dict[str, list[Usage]] = {}
         """Usage of attempts that failed and were retried, by step; the final attempt's is on the record."""
         self.journal: _StepJournal | None = None
@@ -253,9 +256,11 @@ class _PlanRun:
             raise self.fatal
         spent = [r.result.usage for r in self.records.values() if r.result is not None]
         spent.extend(u for retried in self.retried_usage.values() for u in retried)
-        return PlanOutcome(self.records, Usage.sum(spent), self._status())
+        return PlanOutcome(self.records, Usage.sum(spent), self._status(), self.budget_stop)
 
     def _status(self) -> PlanStatus:
+        if self.budget_stop is not None:
+            return "partial"
         statuses = [r.status for r in self.records.values()]
         if all(s == "success" for s in statuses):
             return "success"
@@ -407,7 +412,9 @@ class _PlanRun:
             if self.emit and announce:
                 self.emit(StepFailed(self.run_id, self.team, step.id, step.agent, record.attempts, error, result.usage, record.finished_at))
             self._finish_one()
-            if self.policy.failure_policy == "fail_fast":
+            if error.type == "BudgetExceeded" and _team_budget_spent():
+                self._drain(error)
+            elif self.policy.failure_policy == "fail_fast":
                 self._stop(f"the run stopped: step {step.id!r} failed (fail_fast)")
             else:
                 self._skip_dependents(step.id)
@@ -464,6 +471,16 @@ class _PlanRun:
         for task in self.running.values():
             task.cancel()
 
+    def _drain(self, error: ErrorInfo) -> None:
+        """A budget of this team (or one enclosing it) is spent: skip every step not yet dispatched, let the
+        running ones finish (their next model call is refused anyway)."""
+        if self.budget_stop is None:
+            self.budget_stop = error
+        self.stopping = True
+        for record in self.records.values():
+            if record.status == "pending" and record.step.id not in self.running:
+                self._skip(record, f"not started: {error.message}")
+
     def _skip(self, record: StepRecord, reason: str) -> None:
         held = record.skip_reason is not None  # held behind a waiting step, so already counted as finished
         record.status = "skipped"
@@ -484,3 +501,11 @@ class _PlanRun:
         tasks = list(self.running.values())
         self._stop(reason)
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _team_budget_spent() -> bool:
+    """Whether a budget covering the whole team (the run's or a team's, not one agent's) refused a call."""
+    from ._budget import current_spending
+
+    spending = current_spending.get()
+    return spending is not None and any(account.exhausted is not None for account in spending.accounts)

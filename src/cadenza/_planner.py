@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ._budget import call_model
 from ._errors import PlanError, SpawnError
 from ._messages import Usage
 from ._names import NAME_PATTERN, summarise_validation
@@ -131,7 +132,7 @@ class Planner:
         spawn_only = False
         for attempt in range(self.max_repairs + 1):
             request = ModelRequest(system=self.instructions, messages=messages, output_schema=OutputSchema(name="plan", json_schema=schema), agent=team)
-            response = await self.model.request(request)
+            response = await call_model(self.model, request)
             usage = usage + response.usage
             text = response.text or ""
             plan, problems, spawn_only = self._read(text, names, spawn)

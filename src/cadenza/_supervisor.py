@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from pydantic import TypeAdapter
 
 from ._agent import DEFAULT_MODEL, Agent, render_task
+from ._budget import Budget, BudgetAccount, spending_under
 from ._errors import CadenzaError, ConfigError, HierarchyError, SpawnError
 from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
 from ._executor import ExecutionPolicy, Executor, PlanOutcome
@@ -32,9 +33,13 @@ from .models.registry import resolve_model
 
 if TYPE_CHECKING:
     from ._events import EventSink
+    from .models.pricing import Prices
     from .stores.base import Store
 
 __all__ = ("DEFAULT_MAX_DEPTH", "Supervisor", "team_depth")
+
+ModelSpec = str | Model | Sequence[str | Model]
+"""A model string, a model, or a fallback chain of either."""
 
 OutputT = TypeVar("OutputT")
 
@@ -57,27 +62,27 @@ class Supervisor(Generic[OutputT]):
 
     @overload
     def __init__(self: Supervisor[str], name: str, *, workers: Sequence[Worker], output_type: None = None,
-                 model: str | Model | None = None, planner_model: str | Model | None = None,
-                 synthesizer_model: str | Model | None = None, instructions: str = "", description: str = "",
+                 model: ModelSpec | None = None, planner_model: ModelSpec | None = None,
+                 synthesizer_model: ModelSpec | None = None, instructions: str = "", description: str = "",
                  plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | None = None,
                  spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
-                 planner_repairs: int = 2) -> None: ...
+                 planner_repairs: int = 2, budget: Budget | None = None) -> None: ...
     @overload
     def __init__(self: Supervisor[OutputT], name: str, *, workers: Sequence[Worker], output_type: type[OutputT],
-                 model: str | Model | None = None, planner_model: str | Model | None = None,
-                 synthesizer_model: str | Model | None = None, instructions: str = "", description: str = "",
+                 model: ModelSpec | None = None, planner_model: ModelSpec | None = None,
+                 synthesizer_model: ModelSpec | None = None, instructions: str = "", description: str = "",
                  plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | None = None,
                  spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
-                 planner_repairs: int = 2) -> None: ...
+                 planner_repairs: int = 2, budget: Budget | None = None) -> None: ...
     def __init__(
         self,
         name: str,
         *,
         workers: Sequence[Worker],
         output_type: type[Any] | None = None,
-        model: str | Model | None = None,
-        planner_model: str | Model | None = None,
-        synthesizer_model: str | Model | None = None,
+        model: ModelSpec | None = None,
+        planner_model: ModelSpec | None = None,
+        synthesizer_model: ModelSpec | None = None,
         instructions: str = "",
         description: str = "",
         plan: Plan | None = None,
@@ -87,6 +92,7 @@ class Supervisor(Generic[OutputT]):
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_plan_steps: int = 50,
         planner_repairs: int = 2,
+        budget: Budget | None = None,
     ) -> None:
         """Create a team.
 
@@ -106,6 +112,8 @@ class Supervisor(Generic[OutputT]):
             max_depth: the deepest nesting of teams allowed under and including this one.
             max_plan_steps: the largest plan the planner may produce.
             planner_repairs: how often an invalid plan is sent back to the planner model.
+            budget: the most one run of this team may spend (planning, steps and synthesis, nested teams
+                included); when it is spent no new call starts and the team's result is partial.
         """
         problem = name_problem(name)
         if problem:
@@ -134,6 +142,7 @@ class Supervisor(Generic[OutputT]):
         self.spawn = spawn
         self.static_plan = self._check_static(plan, max_plan_steps) if plan is not None else None
         self.executor = Executor(policy, backend=backend)
+        self.budget = budget
 
     def _check_static(self, plan: Plan, max_plan_steps: int) -> Plan:
         """A written plan meets the same rules as a planned one, its proposed agents included."""
@@ -167,7 +176,8 @@ class Supervisor(Generic[OutputT]):
     async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
                   events: EventSink | None = None, store: Store | str | os.PathLike[str] | None = None,
                   source: str | None = None, options: dict[str, Any] | None = None,
-                  workflow: str | None = None) -> RunResult[OutputT]:
+                  workflow: str | None = None, budget: Budget | None = None,
+                  prices: Prices | None = None) -> RunResult[OutputT]:
         """Plan, execute and synthesise ``goal``; failures of steps make a partial result, not an exception.
 
         Args:
@@ -180,6 +190,9 @@ class Supervisor(Generic[OutputT]):
             source: where the team came from (a workflow file), recorded for ``cadenza resume``.
             options: how the team was built (e.g. a model override), recorded for ``cadenza resume``.
             workflow: the name to record the run under (``cadenza runs``); the team's name by default.
+            budget: the most the whole run may spend, over every team and agent in it (the team's own
+                ``budget`` applies as well).
+            prices: the price table for budgets in USD (the shipped `PRICES` by default).
 
         Raises:
             PlanError: the planner gave no valid plan (nothing was executed).
@@ -188,14 +201,15 @@ class Supervisor(Generic[OutputT]):
         """
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
-        if store is None:
-            result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
-        else:
-            from ._durable import open_for, record_run
+        with spending_under(BudgetAccount("run", budget) if budget is not None else None, prices=prices):
+            if store is None:
+                result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
+            else:
+                from ._durable import open_for, record_run
 
-            async with open_for(store) as opened:
-                result = await record_run(self, task, opened, events=events, source=source, options=options,
-                                          workflow=workflow)
+                async with open_for(store) as opened:
+                    result = await record_run(self, task, opened, events=events, source=source, options=options,
+                                              workflow=workflow)
         return self._typed(result)
 
     async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],
@@ -250,9 +264,12 @@ class Supervisor(Generic[OutputT]):
 
         With a ``journal``, the plan and every step are recorded under ``scope`` (this team's path in the run).
         """
+        account = BudgetAccount(f"team {scope or team!r}", self.budget) if self.budget is not None else None
         try:
-            return await self._plan_execute_synthesise(task, team=team, events=events, raise_plan_errors=raise_plan_errors,
-                                                        journal=journal, scope=scope or team)
+            with spending_under(account):
+                return await self._plan_execute_synthesise(task, team=team, events=events,
+                                                            raise_plan_errors=raise_plan_errors,
+                                                            journal=journal, scope=scope or team)
         except asyncio.CancelledError:
             if events:  # what was spent before the cancellation is on the step events already sent
                 events(RunFinished(task.run_id, team, "cancelled", Usage()))
@@ -330,6 +347,8 @@ class Supervisor(Generic[OutputT]):
         return plan, usage
 
     async def _synthesise(self, task: Task, goal: str, plan: Plan, outcome: PlanOutcome) -> tuple[Any, Any, ErrorInfo | None, Usage]:
+        if outcome.budget_stop is not None:  # no synthesis (it would be refused): what the finished steps made
+            return outcome.outputs(), "partial", outcome.budget_stop, Usage()
         if outcome.status == "waiting":
             waiting = [r for r in outcome.records.values() if r.status == "waiting"]
             reason = "; ".join(f"step {r.step.id!r}: {r.error.message if r.error else 'waiting'}" for r in waiting[:3])
@@ -348,6 +367,8 @@ class Supervisor(Generic[OutputT]):
                           sender=AgentId(self._name), recipient=AgentId(self._name),
                           instruction=f"Goal: {goal}\n\nWrite the final answer.", context=context, depth=task.depth)
         result = await self.synthesizer.execute(synth_task)
+        if not result.ok and result.error is not None and result.error.type == "BudgetExceeded":
+            return outcome.outputs(), "partial", result.error, result.usage  # what the steps made, unsynthesised
         if not result.ok:
             return None, "failure", result.error, result.usage
         output = result.output  # a JSON value; `run` turns it into the declared type, `execute` passes it on

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_type_hints, overload
 import pydantic_core
 from pydantic import ConfigDict, ValidationError, create_model
 
-from ._errors import ConfigError, ToolError
+from ._errors import ConfigError, ToolArgumentsError, ToolError
 from ._names import summarise_validation
 from .models.base import ToolSpec
 
@@ -140,7 +140,7 @@ class Tool:
             model = self._args_model.model_validate(arguments)
         except ValidationError as exc:
             problems = summarise_validation(exc, root="(arguments)", limit=20)
-            raise ToolError(f"invalid arguments for tool {self.name!r}: {problems}") from None
+            raise ToolArgumentsError(f"invalid arguments for tool {self.name!r}: {problems}") from None
         return {field: getattr(model, field) for field in type(model).model_fields}
 
     async def run(self, arguments: dict[str, Any], *, context: ToolContext | None = None) -> Any:

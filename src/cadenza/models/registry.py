@@ -9,7 +9,7 @@ saying which extra to install.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import ConfigError, UnknownModelError
@@ -29,6 +29,10 @@ _EXTRAS: dict[str, tuple[str, str]] = {
 }
 """Provider name to (the module that registers it on import, the extra that installs its SDK)."""
 
+_RESILIENCE = {"max_attempts": int, "retry_initial": float, "retry_max": float,
+               "breaker_threshold": int, "breaker_reset": float}
+"""Options of a vendor model that configure its retries and breaker rather than the adapter."""
+
 
 def register_provider(provider: str, factory: ModelFactory, *, replace: bool = False) -> None:
     """Make ``provider:NAME`` model strings resolve through ``factory``."""
@@ -43,15 +47,24 @@ def available_providers() -> list[str]:
     return sorted({*_factories, *_EXTRAS})
 
 
-def resolve_model(spec: str | Model, options: dict[str, Any] | None = None) -> Model:
-    """Turn a model string (or a ready model) into a model.
+def resolve_model(spec: str | Model | Sequence[str | Model], options: dict[str, Any] | None = None) -> Model:
+    """Turn a model string (or a ready model, or a fallback chain of either) into a model.
 
-    ``simulated`` alone means ``simulated:default``.
+    ``simulated`` alone means ``simulated:default``. A vendor model (``anthropic``, ``openai``,
+    ``openai-compatible``) comes wrapped in its retries and the shared breaker of its endpoint;
+    the options ``max_attempts``, ``retry_initial``, ``retry_max``, ``breaker_threshold`` and
+    ``breaker_reset`` tune them. A list is a fallback chain: each model is tried in turn.
 
     Raises:
         UnknownModelError: the provider is not registered; the message lists those that are.
+        ConfigError: a vendor SDK is not installed, a key is missing, or an option is invalid.
     """
     if not isinstance(spec, str):
+        if isinstance(spec, Sequence):
+            from .resilience import FallbackModel
+
+            chain = [resolve_model(s, options) for s in spec]
+            return chain[0] if len(chain) == 1 else FallbackModel(chain)
         return spec
     _ensure_builtins()
     provider, _, name = spec.partition(":")
@@ -59,7 +72,36 @@ def resolve_model(spec: str | Model, options: dict[str, Any] | None = None) -> M
     if factory is None:
         known = ", ".join(available_providers())
         raise UnknownModelError(f"unknown model provider {provider!r} in model {spec!r}; known providers: {known}")
-    return factory(name or "default", dict(options or {}))
+    adapter_options = dict(options or {})
+    resilience = {key: adapter_options.pop(key) for key in _RESILIENCE if key in adapter_options}
+    model = factory(name or "default", adapter_options)
+    if provider not in _EXTRAS:
+        if resilience:
+            raise ConfigError(f"model {spec!r}: {', '.join(resilience)} apply only to vendor models")
+        return model
+    return _resilient(model, spec, resilience)
+
+
+def _resilient(model: Model, spec: str, options: dict[str, Any]) -> Model:
+    from .resilience import ModelRetry, ResilientModel, breaker_for
+
+    try:
+        values = {key: _RESILIENCE[key](value) for key, value in options.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model {spec!r}: invalid retry or breaker option: {exc}") from None
+    retry = ModelRetry(
+        max_attempts=values.get("max_attempts", 4), initial=values.get("retry_initial", 0.5),
+        maximum=values.get("retry_max", 30.0),
+    )
+    endpoint = str(getattr(model, "endpoint", provider_of(spec)))
+    breaker = breaker_for(endpoint, model.name, failure_threshold=values.get("breaker_threshold", 5),
+                          reset_after=values.get("breaker_reset", 30.0))
+    return ResilientModel(model, retry=retry, breaker=breaker)
+
+
+def provider_of(spec: str) -> str:
+    """``anthropic`` of ``anthropic:claude-haiku-4-5``."""
+    return spec.partition(":")[0]
 
 
 def _load_extra(provider: str, spec: str) -> ModelFactory | None:

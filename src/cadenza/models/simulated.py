@@ -103,9 +103,11 @@ class SimulatedModel:
         scripted = self._next_scripted(agent) if agent is not None and agent in self._scripts else None
         text, calls = scripted if scripted is not None else self._generate(request, mix)
 
+        output_tokens = self._output_tokens if self._output_tokens is not None else estimate_output_tokens(text, calls)
+        if request.max_tokens is not None:  # a real provider stops at the limit; so does this one's count
+            output_tokens = min(output_tokens, request.max_tokens)
         usage = _usage(
-            self._input_tokens if self._input_tokens is not None else estimate_input_tokens(request),
-            self._output_tokens if self._output_tokens is not None else estimate_output_tokens(text, calls),
+            self._input_tokens if self._input_tokens is not None else estimate_input_tokens(request), output_tokens,
         )
         if calls:
             return _build_response(tool_calls=list(calls), usage=usage, model=self._name)

@@ -1,0 +1,256 @@
+"""Budgets in tokens and USD, per run, team and agent, that a tree of parallel agents cannot overshoot.
+
+Checking what was spent before a call is not enough: a hundred workers that start together all
+see the same room left. So before each model call the worst case of that call is *reserved*
+on every budget that covers it (the run's, each enclosing team's, the agent's): input tokens
+bounded by the request's UTF-8 bytes (a byte-level tokenizer never makes more tokens than
+bytes) plus a margin per message, output tokens by the call's ``max_tokens``, which the
+provider enforces. When a call ends its reservation is replaced by what it really cost.
+
+A call that would fit once the calls in flight have settled waits for them; a call whose worst
+case does not fit even then is refused with `BudgetExceeded` and marks that budget spent: no
+later call starts under it, calls already running finish, and the executor stops dispatching
+(the run ends ``partial``).
+
+The budgets that cover the running code travel in a context variable, set by the run, by each
+team around its steps and by each agent around its calls, so every asyncio task of a step
+sees the budgets of the step that made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._errors import BudgetExceeded, ConfigError
+from ._messages import Usage
+from .models.base import Model, ModelRequest, ModelResponse
+from .models.pricing import PRICES, Price, Prices
+
+__all__ = (
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "Budget",
+    "BudgetAccount",
+    "Spending",
+    "agent_spending",
+    "call_model",
+    "current_spending",
+    "spending_under",
+)
+
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+"""The output bound given to a call under a budget that did not set one (a model's own ``max_tokens`` wins)."""
+
+_TOKENS_PER_MESSAGE = 8
+"""Role and separator tokens a provider adds around each message: a margin on top of the bytes."""
+
+
+class Budget(BaseModel):
+    """The most a run, a team or an agent may spend; None for no limit of that kind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tokens: int | None = Field(default=None, gt=0)
+    """Every token counted (input, output, cache reads and writes)."""
+    usd: float | None = Field(default=None, gt=0)
+
+    def describe(self) -> str:
+        parts = [f"{self.tokens:,} tokens" if self.tokens is not None else "", f"${self.usd:g}" if self.usd else ""]
+        return " and ".join(p for p in parts if p) or "no limit"
+
+
+@dataclass(eq=False)
+class BudgetAccount:
+    """One budget's running totals: what finished calls spent and what calls in flight may still spend."""
+
+    label: str
+    """Whose budget, for messages: ``run``, ``team 'lead/research'``, ``agent 'writer'``."""
+    budget: Budget
+    spent_tokens: int = 0
+    spent_usd: float = 0.0
+    reserved_tokens: int = 0
+    reserved_usd: float = 0.0
+    exhausted: str | None = None
+    """Why it refused a call; once set, it refuses every later one."""
+    _settled: asyncio.Condition | None = None
+
+    def shortfall(self, tokens: int, usd: float) -> str | None:
+        """Why a call needing up to ``tokens`` and ``usd`` cannot fit even with nothing in flight, or None."""
+        if self.exhausted is not None:
+            return self.exhausted
+        budget = self.budget
+        if budget.tokens is not None and self.spent_tokens + tokens > budget.tokens:
+            return (f"the {self.label} budget of {budget.tokens:,} tokens is spent: {self.spent_tokens:,} used, "
+                    f"and the next call may need {tokens:,}")
+        if budget.usd is not None and self.spent_usd + usd > budget.usd:
+            return (f"the {self.label} budget of ${budget.usd:g} is spent: ${self.spent_usd:.4f} used, "
+                    f"and the next call may cost up to ${usd:.4f}")
+        return None
+
+    def fits_now(self, tokens: int, usd: float) -> bool:
+        """Whether the call fits beside the calls in flight."""
+        budget = self.budget
+        if budget.tokens is not None and self.spent_tokens + self.reserved_tokens + tokens > budget.tokens:
+            return False
+        return budget.usd is None or self.spent_usd + self.reserved_usd + usd <= budget.usd
+
+    @property
+    def settled(self) -> asyncio.Condition:
+        """Notified whenever a call under this budget ends."""
+        if self._settled is None:
+            self._settled = asyncio.Condition()
+        return self._settled
+
+
+@dataclass(frozen=True)
+class Spending:
+    """The budgets covering the running code, outermost first, and the prices that turn tokens into USD."""
+
+    accounts: tuple[BudgetAccount, ...] = ()
+    prices: Prices = field(default=PRICES)
+    agents: dict[int, BudgetAccount] = field(default_factory=dict)
+    """Each budgeted agent's account in this run, by the agent object's id: shared by all its steps."""
+
+    def within(self, account: BudgetAccount | None) -> Spending:
+        return self if account is None else Spending((*self.accounts, account), self.prices, self.agents)
+
+
+current_spending: ContextVar[Spending | None] = ContextVar("cadenza_spending", default=None)
+
+
+@contextmanager
+def spending_under(account: BudgetAccount | None, *, prices: Prices | None = None) -> Iterator[None]:
+    """Run the body under ``account`` as well as the budgets already covering it (and with ``prices``)."""
+    outer = current_spending.get()
+    if account is None and prices is None:
+        yield
+        return
+    if outer is None:
+        base = Spending(prices=prices or PRICES)
+    else:
+        base = outer if prices is None else Spending(outer.accounts, prices, outer.agents)
+    token = current_spending.set(base.within(account))
+    try:
+        yield
+    finally:
+        current_spending.reset(token)
+
+
+@contextmanager
+def agent_spending(agent: object, name: str, budget: Budget | None) -> Iterator[None]:
+    """Run an agent's call loop under its own budget, one account per agent per run."""
+    if budget is None:
+        yield
+        return
+    outer = current_spending.get()
+    agents = outer.agents if outer is not None else {}
+    account = agents.get(id(agent))
+    if account is None:
+        account = agents[id(agent)] = BudgetAccount(f"agent {name!r}", budget)
+    base = outer if outer is not None else Spending(agents=agents)
+    token = current_spending.set(base.within(account))
+    try:
+        yield
+    finally:
+        current_spending.reset(token)
+
+
+async def call_model(model: Model, request: ModelRequest) -> ModelResponse:
+    """``model.request(request)`` under the budgets covering the caller, reserving its worst case first.
+
+    Raises:
+        BudgetExceeded: a covering budget has no room for this call's worst case; the call was not made.
+        ConfigError: a USD budget covers a model that has no price.
+    """
+    spending = current_spending.get()
+    if spending is None or not spending.accounts:
+        return await model.request(request)
+    if request.max_tokens is None:
+        request = request.model_copy(update={"max_tokens": _default_max_tokens(model)})
+    assert request.max_tokens is not None
+    tokens = input_token_bound(request) + request.max_tokens
+    usd = 0.0
+    if any(a.budget.usd is not None for a in spending.accounts):
+        usd = max(price.worst_case(tokens - request.max_tokens, request.max_tokens)
+                  for price in _prices_of(model, spending.prices))
+    accounts = spending.accounts
+    await _reserve(accounts, tokens, usd)
+    usage: Usage | None = None
+    try:
+        response = await model.request(request)
+        usage = response.usage
+        return response
+    finally:
+        for account in accounts:
+            account.reserved_tokens -= tokens
+            account.reserved_usd -= usd
+            if usage is not None:
+                account.spent_tokens += usage.total_tokens
+                account.spent_usd += usage.cost_usd
+            if account._settled is not None:
+                async with account.settled:
+                    account.settled.notify_all()
+
+
+async def _reserve(accounts: Sequence[BudgetAccount], tokens: int, usd: float) -> None:
+    """Hold ``tokens`` and ``usd`` on every account, waiting for calls in flight to settle if need be."""
+    while True:
+        for account in accounts:
+            reason = account.shortfall(tokens, usd)
+            if reason is not None:
+                account.exhausted = reason
+                raise BudgetExceeded(reason)
+        crowded = next((a for a in accounts if not a.fits_now(tokens, usd)), None)
+        if crowded is None:
+            break
+        async with crowded.settled:
+            await crowded.settled.wait()
+    for account in accounts:
+        account.reserved_tokens += tokens
+        account.reserved_usd += usd
+
+
+def input_token_bound(request: ModelRequest) -> int:
+    """At most this many input tokens: the UTF-8 bytes of everything sent, plus a margin per message."""
+    size = len(request.system.encode())
+    for message in request.messages:
+        size += len(message.model_dump_json().encode())
+    if request.tools:
+        size += len(json.dumps([t.model_dump() for t in request.tools]).encode())
+    if request.output_schema is not None:
+        size += len(json.dumps(request.output_schema.json_schema).encode())
+    return size + _TOKENS_PER_MESSAGE * (len(request.messages) + 2)
+
+
+def _default_max_tokens(model: Model) -> int:
+    for candidate in _chain(model):
+        value = getattr(candidate, "max_tokens", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return DEFAULT_MAX_OUTPUT_TOKENS
+
+
+def _chain(model: Model) -> Sequence[Model]:
+    """The models a call may reach: each of a fallback chain, unwrapped from retries."""
+    inner = getattr(model, "models", None)
+    if isinstance(inner, tuple):
+        return [m for sub in inner for m in _chain(sub)]
+    wrapped = getattr(model, "inner", None)
+    return _chain(wrapped) if wrapped is not None else [model]
+
+
+def _prices_of(model: Model, prices: Prices) -> list[Price]:
+    found = []
+    for candidate in _chain(model):
+        own = getattr(candidate, "prices", None)
+        table = own if isinstance(own, Prices) else prices
+        found.append(table.require(candidate.name, why="a USD budget"))
+    if not found:  # pragma: no cover - a chain always has a model
+        raise ConfigError(f"model {model.name!r} has no price")
+    return found
