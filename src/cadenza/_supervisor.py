@@ -213,7 +213,8 @@ class Supervisor(Generic[OutputT]):
         return self._typed(result)
 
     async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],
-                     events: EventSink | None = None, force: bool = False) -> RunResult[OutputT]:
+                     events: EventSink | None = None, force: bool = False, budget: Budget | None = None,
+                     prices: Prices | None = None) -> RunResult[OutputT]:
         """Continue a run an earlier process left unfinished (killed, cancelled, or waiting for approval).
 
         Steps that finished are read back from ``store``, not run again; steps that were in flight run again.
@@ -222,11 +223,14 @@ class Supervisor(Generic[OutputT]):
             RunNotFound: no such run in ``store``.
             ResumeError: the run has finished, or this team differs from the one that started it
                 (``changes`` says how; ``force=True`` resumes anyway).
+
+        ``budget`` covers what this process spends; what earlier processes spent is not counted against it.
         """
         from ._durable import open_for, resume_run
 
-        async with open_for(store) as opened:
-            return self._typed(await resume_run(self, RunId(run_id), opened, events=events, force=force))
+        with spending_under(BudgetAccount("run", budget) if budget is not None else None, prices=prices):
+            async with open_for(store) as opened:
+                return self._typed(await resume_run(self, RunId(run_id), opened, events=events, force=force))
 
     def _typed(self, result: RunResult[Any]) -> RunResult[OutputT]:
         if result.output is not None and self._adapter is not None:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from ._agent import DEFAULT_MODEL, Agent
+from ._budget import Budget
 from ._errors import CadenzaError, ConfigError, UnknownModelError, WorkflowError
 from ._executor import ExecutionPolicy, RetryPolicy
 from ._plan import Plan
@@ -26,6 +27,7 @@ from ._spawn import SpawnPolicy
 from ._supervisor import Supervisor
 from ._workflow_spec import (
     AgentSpec,
+    BudgetSpec,
     TeamSpec,
     WorkflowSpec,
     describe,
@@ -36,6 +38,7 @@ from ._workflow_spec import (
 )
 from .backends.base import Worker
 from .models.base import Model
+from .models.pricing import PRICES, Price, Prices
 from .models.registry import available_providers, resolve_model
 from .models.simulated import SimulatedModel
 
@@ -59,6 +62,10 @@ class Workflow:
     """Model strings of every model the workflow may call."""
     offline: bool
     """True when every model is simulated: running costs nothing and needs no network."""
+    prices: Prices = PRICES
+    """The shipped price table with the file's ``prices:`` over it: what USD budgets are checked with."""
+    budget: Budget | None = None
+    """The file's run budget (``budget:``), for ``entry.run(goal, budget=workflow.budget)``."""
 
     @property
     def plan_source(self) -> Literal["static", "planner"]:
@@ -164,6 +171,9 @@ class _Builder:
         self.by_string: dict[str, Model | CadenzaError] = {}
         self.team_specs: dict[str, tuple[str, TeamSpec]] = {}
         self.children: dict[str, list[str]] = {}
+        self.prices = PRICES.override(
+            Prices({key: Price(**price.model_dump()) for key, price in spec.prices.items()})
+        ) if spec.prices else PRICES
 
     def build(self) -> Workflow:
         spec = self.spec
@@ -187,7 +197,8 @@ class _Builder:
         if self.problems or entry is None:
             raise _fail(self.source, sorted(self.problems, key=_file_order) or ["the top supervisor could not be built"])
         return Workflow(name=spec.name, description=spec.description, source=self.source, entry=entry,
-                        agents=agents, teams=teams, models_used=self.models_used, offline=self.offline)
+                        agents=agents, teams=teams, models_used=self.models_used, offline=self.offline,
+                        prices=self.prices, budget=_budget(spec.budget))
 
     def _problem(self, path: str, message: str) -> None:
         problem = f"{path}: {message}"
@@ -310,8 +321,11 @@ class _Builder:
         if name not in self.entries:
             entry = self.spec.models[name]
             options = dict(entry.model_extra or {})
-            if entry.model.partition(":")[0] == "simulated":
+            provider = entry.model.partition(":")[0]
+            if provider == "simulated":
                 options = {**self.sim, **options}
+            elif provider in _VENDORS and self.spec.prices:
+                options["prices"] = self.prices
             self.entries[name] = None
             try:
                 self.entries[name] = resolve_model(entry.model, options)
@@ -327,8 +341,19 @@ class _Builder:
         self.offline = self.offline and isinstance(model, SimulatedModel)
         return model
 
-    def model(self, ref: str | None, path: str) -> Model | None:
-        """Resolve a model reference: the override, a ``models`` entry, or a model string; None after a problem."""
+    def model(self, ref: str | list[str] | None, path: str) -> Model | None:
+        """Resolve a model reference: the override, a ``models`` entry, a model string or a fallback list of them;
+        None after a problem."""
+        if isinstance(ref, list) and self.override is None:
+            chain = [self.model(one, f"{path}[{i}]") for i, one in enumerate(ref)]
+            models = [m for m in chain if m is not None]
+            if len(models) != len(chain):
+                return None
+            from .models.resilience import FallbackModel
+
+            return models[0] if len(models) == 1 else FallbackModel(models)
+        if isinstance(ref, list):
+            ref = None
         if self.override is not None:
             ref, path = self.override, "--model"
         elif ref is None:
@@ -346,7 +371,9 @@ class _Builder:
             try:
                 # The file's simulated options are for the file's models, not for a --model from the command line.
                 merge = provider == "simulated" and path != "--model"
-                self.by_string[ref] = resolve_model(ref, self.sim if merge else None)
+                options = self.sim if merge else ({"prices": self.prices} if provider in _VENDORS and self.spec.prices
+                                                  else None)
+                self.by_string[ref] = resolve_model(ref, options)
             except ConfigError as exc:
                 self.by_string[ref] = exc
         resolved = self.by_string[ref]
@@ -364,7 +391,8 @@ class _Builder:
         try:
             return Agent(spec.name, spec.instructions, model=model, description=spec.description,
                          max_turns=spec.max_turns, output_retries=spec.output_retries,
-                         requires_approval=spec.requires_approval)
+                         requires_approval=spec.requires_approval, max_tokens=spec.max_tokens,
+                         budget=_budget(spec.budget))
         except ConfigError as exc:
             self._problem(f"agents[{index}]", str(exc))
             return None
@@ -392,7 +420,7 @@ class _Builder:
                               synthesizer_model=parts.synthesizer, instructions=spec.instructions,
                               description=spec.description, plan=parts.plan, policy=parts.policy, spawn=parts.spawn,
                               max_depth=spec.max_depth, max_plan_steps=spec.max_plan_steps,
-                              planner_repairs=spec.planner_repairs)
+                              planner_repairs=spec.planner_repairs, budget=_budget(spec.budget))
         except CadenzaError as exc:
             self._problem(path, str(exc))
             return None
@@ -441,6 +469,14 @@ class _Builder:
 
 
 _SECTIONS = {"--model": -1, **{name: rank for rank, name in enumerate(WorkflowSpec.model_fields)}}
+
+
+_VENDORS = frozenset({"anthropic", "openai", "openai-compatible"})
+"""Providers whose adapters price their own calls, and so take the file's ``prices:``."""
+
+
+def _budget(spec: BudgetSpec | None) -> Budget | None:
+    return None if spec is None or (spec.tokens is None and spec.usd is None) else Budget(**spec.model_dump())
 
 
 def _file_order(problem: str) -> tuple[int, int]:

@@ -92,14 +92,38 @@ class ModelEntry(BaseModel):
     """A model string, ``provider:name``."""
 
 
+ModelRef = str | Annotated[list[str], Field(min_length=1)]
+"""A ``models`` entry or a model string, or a list of them: a fallback chain, tried in order."""
+
+
+class BudgetSpec(_Spec):
+    """`Budget` fields: the most a run, team or agent may spend."""
+
+    tokens: int | None = Field(default=None, gt=0)
+    usd: float | None = Field(default=None, gt=0)
+
+
+class PriceSpec(_Spec):
+    """USD per million tokens (`Price` fields)."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
 class AgentSpec(_Spec):
     """One agent."""
 
     name: Name
     description: str = ""
     instructions: str = ""
-    model: str | None = None
-    """A ``models`` entry or a model string; ``default_model`` when absent."""
+    model: ModelRef | None = None
+    """A ``models`` entry or a model string (or a fallback list of them); ``default_model`` when absent."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """The most output tokens per model call."""
+    budget: BudgetSpec | None = None
+    """The most this agent may spend in one run."""
     max_turns: int = Field(default=10, ge=1)
     output_retries: int = Field(default=2, ge=0)
     requires_approval: bool = False
@@ -151,10 +175,12 @@ class TeamSpec(_Spec):
     name: Name
     workers: list[str] = Field(min_length=1)
     """Names of agents, or of teams in ``teams:`` (each team belongs to one team only)."""
-    model: str | None = None
+    model: ModelRef | None = None
     """Planner and synthesiser model unless ``planner_model`` / ``synthesizer_model`` say otherwise."""
-    planner_model: str | None = None
-    synthesizer_model: str | None = None
+    planner_model: ModelRef | None = None
+    synthesizer_model: ModelRef | None = None
+    budget: BudgetSpec | None = None
+    """The most one run of this team may spend, nested teams included."""
     instructions: str = ""
     description: str = ""
     plan: list[Step] | None = None
@@ -176,6 +202,10 @@ class WorkflowSpec(_Spec):
     """Named model settings that agents and teams refer to by name."""
     default_model: str | None = None
     """A ``models`` entry or a model string for everything that names none; ``simulated`` when absent."""
+    prices: dict[str, PriceSpec] = Field(default_factory=dict)
+    """Prices by ``provider:model`` prefix, replacing or adding to the shipped table."""
+    budget: BudgetSpec | None = None
+    """The most a whole run may spend (``--budget-usd`` / ``--budget-tokens`` override it)."""
     agents: list[AgentSpec] = Field(min_length=1)
     teams: list[TeamSpec] = Field(default_factory=list)
     """Nested teams, used as workers of the supervisor or of each other."""

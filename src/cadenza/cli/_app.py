@@ -112,22 +112,36 @@ def _load(path: str, model: str | None) -> Workflow:
 @click.argument("goal")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with the result, and nothing else.")
 @click.option("--no-store", is_flag=True, help="Do not record the run (it cannot be shown or resumed later).")
+@click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True), default=None, metavar="USD",
+              help="The most the run may spend, in US dollars (overrides the file's budget.usd).")
+@click.option("--budget-tokens", type=click.IntRange(min=1), default=None, metavar="N",
+              help="The most tokens the run may use (overrides the file's budget.tokens).")
 @model_option
 @debug_option
-def run(workflow: str, goal: str, as_json: bool, no_store: bool, model: str | None) -> None:
+def run(workflow: str, goal: str, as_json: bool, no_store: bool, budget_usd: float | None,
+        budget_tokens: int | None, model: str | None) -> None:
     """Run WORKFLOW (a YAML file) on GOAL and show its progress.
 
     The run is recorded in the store as it happens: cadenza show, export and resume
     find it by the id printed first.
 
+    With a budget, no model call starts once the budget could not pay for its worst case;
+    calls in flight finish and the run ends partial, saying which budget was spent.
+
     Exits 0 when the run succeeded, 1 when it was partial or failed, 2 on bad input,
     4 when it waits for a human decision (cadenza approve / reject).
     """
+    from .._budget import Budget
     from ._resume import run_workflow
 
     loaded = _load(workflow, model)
+    budget = loaded.budget
+    if budget_usd is not None or budget_tokens is not None:
+        base = budget or Budget()
+        budget = Budget(tokens=budget_tokens if budget_tokens is not None else base.tokens,
+                        usd=budget_usd if budget_usd is not None else base.usd)
     raise click.exceptions.Exit(run_workflow(loaded, path=workflow, goal=goal, as_json=as_json, model=model,
-                                             store_url=None if no_store else _store_url()))
+                                             store_url=None if no_store else _store_url(), budget=budget))
 
 
 @app.command()

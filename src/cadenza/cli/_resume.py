@@ -22,6 +22,7 @@ from .._errors import ResumeError
 from .._ids import RunId
 
 if TYPE_CHECKING:
+    from .._budget import Budget
     from .._result import RunResult
     from .._workflow import Workflow
     from ..stores.base import ApprovalRow, RunRow, Store
@@ -48,8 +49,8 @@ def _kind(as_json: bool) -> DisplayKind:
 
 
 def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, model: str | None,
-                 store_url: str | None) -> int:
-    """Run ``workflow`` on ``goal``, recorded in the store at ``store_url`` unless it is None."""
+                 store_url: str | None, budget: Budget | None = None) -> int:
+    """Run ``workflow`` on ``goal`` under ``budget``, recorded in the store at ``store_url`` unless it is None."""
     from .._ids import new_run_id
 
     run_id = new_run_id()
@@ -57,10 +58,11 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
 
     async def body(store: Store | None, display: Display) -> RunResult[Any]:
         if store is None:
-            return await workflow.entry.run(goal, run_id=run_id, events=display.handle)
+            return await workflow.entry.run(goal, run_id=run_id, events=display.handle, budget=budget,
+                                            prices=workflow.prices)
         return await workflow.entry.run(goal, run_id=run_id, events=display.handle, store=store, source=source,
-                                        workflow=workflow.name,
-                                        options={"model": model})
+                                        workflow=workflow.name, options={"model": model}, budget=budget,
+                                        prices=workflow.prices)
 
     banner = f"run {run_id} (resume with: cadenza resume {run_id})" if store_url else f"run {run_id}"
     return _drive(run_id, workflow, goal, banner=banner, as_json=as_json, store_url=store_url, body=body)
@@ -80,7 +82,8 @@ def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model
     async def body(store: Store | None, display: Display) -> RunResult[Any]:
         if store is None:  # pragma: no cover - _drive opens the store whenever it has a url
             raise RuntimeError("resume needs an open store")
-        return await workflow.entry.resume(row.run_id, store=store, events=display.handle, force=force)
+        return await workflow.entry.resume(row.run_id, store=store, events=display.handle, force=force,
+                                           budget=workflow.budget, prices=workflow.prices)
 
     banner = f"resuming run {row.run_id} ({row.status}, started {row.started_at:%Y-%m-%d %H:%M:%S} UTC)"
     return _drive(RunId(row.run_id), workflow, row.goal, banner=banner, as_json=as_json, store_url=store_url,

@@ -77,7 +77,7 @@ DEFAULT_TIMEOUT = 60.0
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _NO_KEY = "no-key"
 """Sent as the bearer token to compatible servers that need no key (the SDK always sends one)."""
-_OPTIONS = ("api_key", "api_key_env", "base_url", "timeout", "structured")
+_OPTIONS = ("api_key", "api_key_env", "base_url", "timeout", "max_tokens", "structured")
 _MODES: tuple[StructuredMode, ...] = ("strict", "json_object", "prompt")
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _PERMANENT_5XX = frozenset({501, 505})
@@ -98,6 +98,7 @@ class OpenAIModel:
         api_key_env: the environment variable holding the key.
         base_url: where the API lives, e.g. ``http://localhost:11434/v1``.
         timeout: seconds to wait for the connection or the reply before a retryable failure.
+        max_tokens: output tokens a call may produce when the request does not say; None leaves it to the server.
         structured: how structured output is asked for; ``strict`` for OpenAI, ``prompt`` otherwise.
         prices: the price table calls are costed with.
 
@@ -114,6 +115,7 @@ class OpenAIModel:
         api_key_env: str | None = None,
         base_url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        max_tokens: int | None = None,
         structured: StructuredMode | None = None,
         prices: Prices | None = None,
     ) -> None:
@@ -134,6 +136,9 @@ class OpenAIModel:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ConfigError(f"{self._name}: timeout must be a positive number of seconds, got {timeout!r}")
         self._timeout = float(timeout)
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ConfigError(f"{self._name}: max_tokens must be a positive integer, got {max_tokens!r}")
+        self._max_tokens = max_tokens
         mode = structured if structured is not None else ("prompt" if compatible else "strict")
         if mode not in _MODES:
             raise ConfigError(f"{self._name}: structured must be one of {', '.join(_MODES)}; got {structured!r}")
@@ -153,6 +158,16 @@ class OpenAIModel:
         """The base URL calls go to; a circuit breaker keys on it with the name."""
         return self._endpoint
 
+    @property
+    def max_tokens(self) -> int | None:
+        """Output tokens a call may produce when its request does not say (None: the server's default)."""
+        return self._max_tokens
+
+    @property
+    def prices(self) -> Prices:
+        """The table each call's usage is priced with."""
+        return self._prices
+
     def __repr__(self) -> str:
         return f"OpenAIModel({self._name!r})"
 
@@ -161,7 +176,8 @@ class OpenAIModel:
         fmt, system = _structured(request.output_schema, self._structured, request.system)
         messages = _messages(system, request)
         tools = [_tool(t.name, t.description, t.parameters) for t in request.tools]
-        limit = omit if request.max_tokens is None else request.max_tokens
+        wanted = request.max_tokens if request.max_tokens is not None else self._max_tokens
+        limit = omit if wanted is None else wanted
         try:
             completion: object = await self._sdk().chat.completions.create(
                 model=self._model,
@@ -175,8 +191,8 @@ class OpenAIModel:
             )
         except OpenAIError as exc:
             raise self._error(exc, structured=request.output_schema is not None) from exc
-        except ValueError as exc:  # a reply that says it is JSON but is not
-            raise self._unreadable(f"its body is not JSON ({exc})") from exc
+        except ValueError as exc:  # a body that says it is JSON but is not: garbled on the way, try again
+            raise self._unreadable(f"its body is not JSON ({exc})", retryable=True) from exc
         return self._response(completion, structured=request.output_schema is not None)
 
     async def aclose(self) -> None:
@@ -205,8 +221,8 @@ class OpenAIModel:
     def _where(self) -> str:
         return self._name if self._compatible else f"{self._name} at {self._endpoint}"
 
-    def _unreadable(self, what: str) -> ModelError:
-        return ModelError(f"{self._where()}: the reply is not a chat completion: {what}")
+    def _unreadable(self, what: str, *, retryable: bool = False) -> ModelError:
+        return ModelError(f"{self._where()}: the reply is not a chat completion: {what}", retryable=retryable)
 
     def _error(self, exc: OpenAIError, *, structured: bool) -> ModelError:
         where = self._where()
@@ -541,12 +557,12 @@ def _from_options(name: str, options: dict[str, Any], *, compatible: bool, base_
     return OpenAIModel(
         name, compatible=compatible, api_key=options.get("api_key"), api_key_env=options.get("api_key_env"),
         base_url=base_url or given, timeout=options.get("timeout", DEFAULT_TIMEOUT),
-        structured=options.get("structured"),
+        max_tokens=options.get("max_tokens"), structured=options.get("structured"),
     )
 
 
 def create_openai(name: str, options: dict[str, Any]) -> OpenAIModel:
-    """Factory of ``openai:MODEL`` (options: api_key, api_key_env, base_url, timeout, structured)."""
+    """Factory of ``openai:MODEL`` (options: api_key, api_key_env, base_url, timeout, max_tokens, structured)."""
     return _from_options(name, options, compatible=False, base_url=None)
 
 
