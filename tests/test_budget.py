@@ -140,3 +140,29 @@ def test_prices_longest_prefix_and_overrides() -> None:
     mine = PRICES.override(Prices({"openai:gpt-5-mini": Price(input=1, output=1)}))
     assert mine.cost("openai:gpt-5-mini", usage) == pytest.approx(1 + 2 + 1 + 1)  # cache at the input price
     assert PRICES.lookup("openai-compatible:llama3@http://x") is None
+
+
+async def test_a_resumed_run_counts_what_earlier_processes_spent(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from cadenza import approve
+
+    assert isinstance(tmp_path, Path)
+    db = tmp_path / "runs.db"
+    model = SimulatedModel("resume", seed=9)
+    workers = [Agent(f"w{i}", "Work.", model=model, max_tokens=40) for i in range(5)]
+    gate = Agent("gate", "Decide.", model=model, max_tokens=40, requires_approval=True)
+    plan = Plan.of(*({"id": f"s{i}", "agent": f"w{i}", "instruction": f"Part {i}"} for i in range(5)),
+                   {"id": "last", "agent": "gate", "instruction": "Sign off", "depends_on": [f"s{i}" for i in range(5)]})
+    team = Supervisor("lead", workers=[*workers, gate], plan=plan, model=model)
+    first = await team.run("Work", store=db)
+    assert first.status == "waiting"
+    earlier = sum(r.result.usage.total_tokens for r in first.steps if r.result is not None)
+    assert earlier > 0
+    await approve(db, first.run_id, "last")
+
+    resumed = await team.resume(first.run_id, store=db, budget=Budget(tokens=earlier + 150))
+
+    assert resumed.status == "partial"
+    assert resumed.error is not None
+    assert f"{earlier:,} used" in resumed.error.message  # the first process's spending was charged to the run

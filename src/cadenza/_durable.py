@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from ._events import EventSink
     from ._result import RunResult
     from ._supervisor import Supervisor
-    from .stores.base import Store
+    from .stores.base import RunSnapshot, Store
 
-__all__ = ("approve", "open_for", "plan_writes", "record_run", "resume_run", "stored_plan", "usage_write")
+__all__ = ("approve", "open_for", "plan_writes", "record_run", "recorded_usage", "resume_run", "stored_plan", "usage_write")
 
 FINISHED = ("success", "partial", "failure")
 
@@ -114,12 +114,44 @@ async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, even
     task = Task(task_id=new_task_id(), run_id=run_id, sender=AgentId("user"), recipient=AgentId(team.name),
                 instruction=row.goal, input=json.loads(row.input_json))
     journal = RunJournal(store, run_id, prior=Prior.from_snapshot(snapshot))
+    _charge_earlier_processes(snapshot)
     undecided = await _hold_uncertain_calls(journal, row)
     if undecided:
         return undecided
     running = _replace(row, status="running", finished_at=None, error_json=None)
     await journal.commit(PutRun(running))
     return await _drive(team, task, journal, running, events)
+
+
+def recorded_usage(snapshot: RunSnapshot) -> Usage:
+    """The sum of what the store holds as spent in the run: finished steps, planners and synthesizers.
+
+    A team step's usage rolls up its nested team's steps, planner and synthesizer; where those are
+    recorded, they are counted instead of the team step, so a nested team that is half done counts its
+    finished half.
+
+    Raises:
+        ValueError: a stored usage that is not valid (pydantic's ValidationError).
+    """
+    recorded = {row.scope for row in snapshot.steps} | {row.scope for row in snapshot.usage}
+    parts = [Usage.model_validate_json(row.usage_json) for row in snapshot.steps
+             if f"{row.scope}/{row.step_id}" not in recorded]
+    parts += [Usage.model_validate_json(row.usage_json) for row in snapshot.usage]
+    return Usage.sum(parts)
+
+
+def _charge_earlier_processes(snapshot: RunSnapshot) -> None:
+    """A resumed run's budget covers the whole run: what earlier processes spent counts against it."""
+    from ._budget import current_spending
+
+    spending = current_spending.get()
+    if spending is None:
+        return
+    earlier = recorded_usage(snapshot)
+    for account in spending.accounts:
+        if account.label == "run":
+            account.spent_tokens += earlier.total_tokens
+            account.spent_usd += earlier.cost_usd
 
 
 async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[Any] | None:

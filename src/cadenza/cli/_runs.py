@@ -195,19 +195,16 @@ def _result_output(row: StepRow) -> tuple[bool, Any]:
 
 def spent(snapshot: RunSnapshot) -> Usage:
     """What the run has spent: its stored total once it stopped; while it runs (or after its process died), the sum
-    of what is recorded so far, which the run row only gets at the end.
-
-    A team step's usage rolls up its nested team's steps, planner and synthesizer; where those are recorded,
-    they are counted instead of the team step, so a nested team that is half done counts its finished half.
-    """
+    of what is recorded so far, which the run row only gets at the end."""
     run = snapshot.run
     if run.status != "running":
         return _usage(run.usage_json, f"run {run.run_id}")
-    recorded = {row.scope for row in snapshot.steps} | {row.scope for row in snapshot.usage}
-    parts = [_usage(row.usage_json, f"step {row.step_id!r}") for row in snapshot.steps
-             if f"{row.scope}/{row.step_id}" not in recorded]
-    parts += [_usage(row.usage_json, f"the {row.source} of {row.scope}") for row in snapshot.usage]
-    return Usage.sum(parts)
+    from .._durable import recorded_usage
+
+    try:
+        return recorded_usage(snapshot)
+    except ValueError as exc:
+        raise StoreError(f"run {run.run_id}: a stored usage cannot be read: {exc}") from None
 
 
 def show_json(snapshot: RunSnapshot) -> dict[str, Any]:

@@ -201,7 +201,7 @@ class AnthropicModel:
         if self._given is not None:
             return self._given
         loop = asyncio.get_running_loop()
-        if self._client is None:
+        if self._client is None or self._loop is not loop:
             self._client = AsyncAnthropic(
                 api_key=self._api_key, base_url=self._base_url, timeout=self._timeout, max_retries=0
             )

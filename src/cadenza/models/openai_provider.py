@@ -25,9 +25,16 @@ Structured output (``structured`` option):
   does not fit. Choose ``"strict"`` for a server with json_schema support (vLLM, llama.cpp, LM Studio,
   recent Ollama).
 
+Other options: ``timeout`` (seconds, default 60) and ``max_tokens`` (the output limit of a call whose
+request sets none). OpenAI gets ``max_completion_tokens`` (its reasoning models refuse ``max_tokens``);
+compatible servers get ``max_tokens``, the one they all know.
+
 The SDK client never retries (``max_retries=0``): cadenza's resilience layer does, and must see every
 failure. Each failure becomes a `ModelError` whose ``retryable``, ``status`` and ``retry_after`` say what
-the server said.
+the server said: 408, 409, 429 and 5xx (but 501 and 505), timeouts, dropped connections and a body that
+is not JSON are retryable; other statuses, refusals, a reply that is not a chat completion and an empty
+reply cut off by the token limit are not. A server's ``x-should-retry`` header overrides, as in the SDK.
+There is one SDK client per event loop, closed when that loop shuts down.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -145,8 +152,8 @@ class OpenAIModel:
         self._structured: StructuredMode = mode
         self._compatible = compatible
         self._prices = prices if prices is not None else PRICES
-        self._client: AsyncOpenAI | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: dict[asyncio.AbstractEventLoop, tuple[AsyncOpenAI, AsyncGenerator[None, None]]] = {}
+        """One SDK client per event loop, with the generator that closes it when that loop shuts down."""
 
     @property
     def name(self) -> str:
@@ -178,8 +185,9 @@ class OpenAIModel:
         tools = [_tool(t.name, t.description, t.parameters) for t in request.tools]
         wanted = request.max_tokens if request.max_tokens is not None else self._max_tokens
         limit = omit if wanted is None else wanted
+        client = await self._sdk()
         try:
-            completion: object = await self._sdk().chat.completions.create(
+            completion: object = await client.chat.completions.create(
                 model=self._model,
                 messages=messages,
                 tools=tools or omit,
@@ -196,25 +204,35 @@ class OpenAIModel:
         return self._response(completion, structured=request.output_schema is not None)
 
     async def aclose(self) -> None:
-        """Close the HTTP connections (a new client opens on the next call)."""
-        client, self._client, self._loop = self._client, None, None
-        if client is not None:
-            await client.close()
+        """Close the connections opened on the running event loop now, not when the loop shuts down."""
+        found = self._clients.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[1].aclose()
 
     # ------------------------------------------------------------------ the SDK client
 
-    def _sdk(self) -> AsyncOpenAI:
-        """The client of the running event loop: its pooled connections cannot move to another loop."""
+    async def _sdk(self) -> AsyncOpenAI:
+        """The client of the running event loop: pooled connections belong to the loop that opened them.
+
+        ``run_sync`` runs each call on a fresh loop; the client of each loop is closed as the loop shuts
+        down (through an async generator, which asyncio finalizes then), and forgotten on the next call.
+        """
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            # An explicit Authorization header keeps OPENAI_CUSTOM_HEADERS from sending another one.
-            headers = {"Authorization": f"Bearer {self._api_key}"} if self._compatible else None
-            client = AsyncOpenAI(api_key=self._api_key, base_url=self._endpoint, max_retries=0,
-                                 timeout=self._timeout, default_headers=headers)
-            if self._compatible:  # OPENAI_ORG_ID and OPENAI_PROJECT_ID are for OpenAI, not for this server
-                client.organization = client.project = None
-            self._client, self._loop = client, loop
-        return self._client
+        found = self._clients.get(loop)
+        if found is not None:
+            return found[0]
+        for closed in [old for old in self._clients if old.is_closed()]:
+            del self._clients[closed]
+        # An explicit Authorization header keeps OPENAI_CUSTOM_HEADERS from sending another one.
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._compatible else None
+        client = AsyncOpenAI(api_key=self._api_key, base_url=self._endpoint, max_retries=0,
+                             timeout=self._timeout, default_headers=headers)
+        if self._compatible:  # OPENAI_ORG_ID and OPENAI_PROJECT_ID are for OpenAI, not for this server
+            client.organization = client.project = None
+        closer = _closing(client)
+        await anext(closer)
+        self._clients[loop] = (client, closer)
+        return client
 
     # ------------------------------------------------------------------ errors
 
@@ -227,7 +245,7 @@ class OpenAIModel:
     def _error(self, exc: OpenAIError, *, structured: bool) -> ModelError:
         where = self._where()
         if isinstance(exc, APITimeoutError):
-            return ModelError(f"{where}: no reply within {self._timeout:g}s", retryable=True)
+            return ModelError(f"{where}: timed out after {self._timeout:g}s waiting for the server", retryable=True)
         if isinstance(exc, APIConnectionError):
             cause = exc.__cause__
             detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
@@ -263,7 +281,7 @@ class OpenAIModel:
             raise self._unreadable(f"the choice has no message: {_excerpt(choice)}")
         refusal = _get(message, "refusal")
         if isinstance(refusal, str) and refusal:
-            raise ModelError(f"{self._name}: the model refused: {refusal}")
+            raise ModelError(f"{self._where()}: the model refused: {refusal}")
         content = _get(message, "content")
         text = content if isinstance(content, str) and content else None
         raw_calls = _get(message, "tool_calls")
@@ -271,10 +289,10 @@ class OpenAIModel:
         finish = _get(choice, "finish_reason")
         if text is None and not calls:
             if finish == "length":
-                raise ModelError(f"{self._name}: the reply ran out of tokens before it said anything "
+                raise ModelError(f"{self._where()}: the reply ran out of tokens before it said anything "
                                  "(finish_reason length); give the call a larger max_tokens")
             if finish == "content_filter":
-                raise ModelError(f"{self._name}: the reply was withheld by the content filter")
+                raise ModelError(f"{self._where()}: the reply was withheld by the content filter")
         if structured and text is not None and not calls:
             text = _strip_fence(text)
         usage = _usage(_get(completion, "usage"))
@@ -282,6 +300,14 @@ class OpenAIModel:
         model = _get(completion, "model")
         return ModelResponse(text=text, tool_calls=calls, usage=usage,
                              model=model if isinstance(model, str) and model else self._model)
+
+
+async def _closing(client: AsyncOpenAI) -> AsyncGenerator[None, None]:
+    """Suspended while ``client`` is in use; closed by `OpenAIModel.aclose` or the loop's shutdown."""
+    try:
+        yield
+    finally:
+        await client.close()
 
 
 # ---------------------------------------------------------------------- the request
