@@ -84,8 +84,7 @@ class WireServer:
     def url(self) -> str:
         """``http://127.0.0.1:PORT`` (no trailing slash)."""
         assert self._server is not None, "the server is not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def script(self, *replies: Scripted) -> None:
         """What the next requests get, in order; once used up, `default_reply` answers."""

@@ -71,7 +71,7 @@ __all__ = ("DEFAULT_BASE_URL", "AnthropicModel", "create")
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 """The SDK's default endpoint, used when neither ``base_url`` nor ``ANTHROPIC_BASE_URL`` is given."""
 
-_OPTIONS = ("api_key", "base_url", "timeout", "max_tokens", "cache")
+_OPTIONS = ("api_key", "base_url", "timeout", "max_tokens", "cache", "prices")
 _EPHEMERAL: CacheControlEphemeralParam = {"type": "ephemeral"}
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 """Besides every 5xx (529 is overload): a request timeout, a lock conflict, a rate limit."""
@@ -236,11 +236,13 @@ class AnthropicModel:
         if not isinstance(reply, Message) or not isinstance(reply.content, list) or reply.usage is None:
             raise self._error(f"the reply is not a Messages API message: {_excerpt(reply)}")
         try:
-            texts = [block.text for block in reply.content if isinstance(block, TextBlock)]
-            calls = [_tool_call(block) for block in reply.content if isinstance(block, ToolUseBlock)]
-            usage = self._usage(reply)
+            return self._read(reply, max_tokens)
         except (ValidationError, TypeError) as exc:
             raise self._error(f"the reply could not be read: {exc}") from exc
+
+    def _read(self, reply: Message, max_tokens: int) -> ModelResponse:
+        texts = [block.text for block in reply.content if isinstance(block, TextBlock)]
+        calls = [_tool_call(block) for block in reply.content if isinstance(block, ToolUseBlock)]
         stop = reply.stop_reason
         because = _EMPTY_BECAUSE.get(stop or "")
         if because is not None and not calls and not "".join(texts):
@@ -250,7 +252,7 @@ class AnthropicModel:
                 f"the reply was cut off at max_tokens ({max_tokens}) while this call was written; "
                 "its arguments may be incomplete")})
         text = "".join(texts) if texts or not calls else None
-        return ModelResponse(text=text, tool_calls=calls, usage=usage, model=reply.model or self._model)
+        return ModelResponse(text=text, tool_calls=calls, usage=self._usage(reply), model=reply.model or self._model)
 
     def _usage(self, reply: Message) -> Usage:
         counts = reply.usage
@@ -379,13 +381,16 @@ def _check_options(owner: str, *, model: object, api_key: object, base_url: obje
 
 
 def create(name: str, options: dict[str, Any]) -> AnthropicModel:
-    """The registry's factory: ``anthropic:NAME`` with options api_key, base_url, timeout, max_tokens, cache."""
+    """The registry's factory: ``anthropic:NAME`` with options api_key, base_url, timeout, max_tokens, cache and
+    prices (a `Prices` table, or a mapping of prices as in a workflow file's ``prices:``)."""
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise ConfigError(
             f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
             f"for model 'anthropic:{name}'; valid options: {', '.join(_OPTIONS)}"
         )
+    if "prices" in options:
+        options = {**options, "prices": Prices.option(options["prices"], where=f"model 'anthropic:{name}'")}
     return AnthropicModel(name, **options)
 
 

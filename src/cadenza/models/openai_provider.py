@@ -84,7 +84,7 @@ DEFAULT_TIMEOUT = 60.0
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _NO_KEY = "no-key"
 """Sent as the bearer token to compatible servers that need no key (the SDK always sends one)."""
-_OPTIONS = ("api_key", "api_key_env", "base_url", "timeout", "max_tokens", "structured")
+_OPTIONS = ("api_key", "api_key_env", "base_url", "timeout", "max_tokens", "structured", "prices")
 _MODES: tuple[StructuredMode, ...] = ("strict", "json_object", "prompt")
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _PERMANENT_5XX = frozenset({501, 505})
@@ -370,10 +370,10 @@ def _structured(
 
 _STRICT_KEYWORDS = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf", "$ref",
-    "$defs", "description", "title", "default", "format", "pattern", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "multipleOf", "minItems", "maxItems",
+    "$defs", "description", "format", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "multipleOf", "minItems", "maxItems",
 })
-"""What OpenAI's strict mode accepts; ``default`` and ``title`` are removed, the rest kept."""
+"""What OpenAI's strict mode accepts (``title``, ``default`` and ``discriminator`` are removed first)."""
 
 
 class _NotStrict(Exception):
@@ -404,10 +404,10 @@ def _strict_node(node: Any) -> dict[str, Any]:
     if "oneOf" in node:
         node["anyOf"] = node.pop("oneOf")
     all_of = node.pop("allOf", None)
-    if all_of is not None:
-        if not isinstance(all_of, list) or len(all_of) != 1:
+    if all_of is not None:  # pydantic's old way to describe a $ref: allOf of one, beside the description
+        if not isinstance(all_of, list) or len(all_of) != 1 or not isinstance(all_of[0], dict):
             raise _NotStrict
-        node = {**all_of[0], **node}
+        return _strict_node({**all_of[0], **node})
     if "$ref" in node:
         return {"$ref": node["$ref"]}  # strict mode allows no keywords beside a $ref
     if not _STRICT_KEYWORDS.issuperset(node):
@@ -426,11 +426,9 @@ def _strict_node(node: Any) -> dict[str, Any]:
 
 def _strict_object(node: dict[str, Any]) -> None:
     """Every property named and required, nothing else allowed."""
-    if node.get("additionalProperties", False) is not False:
+    properties = node.get("properties")
+    if not isinstance(properties, dict) or node.get("additionalProperties", False) is not False:
         raise _NotStrict  # a free-form mapping: strict mode needs every key named
-    properties = node.get("properties", {})
-    if not isinstance(properties, dict):
-        raise _NotStrict
     node["properties"] = {key: _strict_node(value) for key, value in properties.items()}
     node["required"] = list(properties)
     node["additionalProperties"] = False
@@ -584,11 +582,13 @@ def _from_options(name: str, options: dict[str, Any], *, compatible: bool, base_
         name, compatible=compatible, api_key=options.get("api_key"), api_key_env=options.get("api_key_env"),
         base_url=base_url or given, timeout=options.get("timeout", DEFAULT_TIMEOUT),
         max_tokens=options.get("max_tokens"), structured=options.get("structured"),
+        prices=Prices.option(options["prices"], where=f"{provider}:{name}") if "prices" in options else None,
     )
 
 
 def create_openai(name: str, options: dict[str, Any]) -> OpenAIModel:
-    """Factory of ``openai:MODEL`` (options: api_key, api_key_env, base_url, timeout, max_tokens, structured)."""
+    """Factory of ``openai:MODEL`` (options: api_key, api_key_env, base_url, timeout, max_tokens, structured,
+    prices)."""
     return _from_options(name, options, compatible=False, base_url=None)
 
 

@@ -72,6 +72,19 @@ class Prices:
                 raise ConfigError(f"{where}: price of {key!r}: {problems}") from None
         return cls(table)
 
+    @classmethod
+    def option(cls, value: object, *, where: str) -> Prices:
+        """A model's ``prices`` option: a `Prices` table, or a mapping as in a workflow file's ``prices:``.
+
+        Raises:
+            ConfigError: anything else, or a mapping that is not prices.
+        """
+        if isinstance(value, Prices):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: prices must be a mapping of model prefix to price, not {value!r}")
+        return PRICES.override(cls.from_mapping(value, where=where))
+
     def override(self, other: Prices | Mapping[str, Price]) -> Prices:
         """A new table: this one with ``other``'s entries replacing or adding to it."""
         extra = other._table if isinstance(other, Prices) else dict(other)
