@@ -20,13 +20,11 @@ Replies are built with `message_reply` and `error_reply`; `Garbled` sends a body
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from providers.wire import Drop, Recorded, Reply, WireServer
+from providers.wire import Raw, Reply, WireServer
 
 __all__ = (
     "DEFAULT_TEXT",
@@ -59,7 +57,7 @@ _MAX_BREAKPOINTS = 4
 
 
 @dataclass(frozen=True)
-class Garbled:
+class Garbled(Raw):
     """A 200 reply whose body is ``text`` sent as is, labelled JSON but not JSON."""
 
     text: str = '{"id": "msg_cut", "type": "message", "content": [{"type": "te'
@@ -137,45 +135,8 @@ class AnthropicServer(WireServer):
             problems.append(f"{breakpoints.count} cache_control breakpoints; the API allows at most {_MAX_BREAKPOINTS}")
         return problems
 
-    def script(self, *replies: Reply | Drop | Garbled) -> None:
-        """As `WireServer.script`, and a `Garbled` reply may be among them."""
-        with self._lock:
-            self._script.extend(replies)  # type: ignore[arg-type]  # the handler below takes Garbled out
-
-    def start(self) -> None:
-        super().start()
-        assert self._server is not None
-        self._server.RequestHandlerClass = _garbling(self, self._server.RequestHandlerClass)
 
 
-def _garbling(wire: AnthropicServer, base: Any) -> type[BaseHTTPRequestHandler]:
-    """The base handler, except that a scripted `Garbled` is sent as raw bytes."""
-
-    class Handler(base):  # type: ignore[misc]
-        def _serve(self, method: str) -> None:
-            with wire._lock:
-                head: object = wire._script[0] if wire._script else None
-                if isinstance(head, Garbled):
-                    wire._script.popleft()
-            if not isinstance(head, Garbled):
-                super()._serve(method)
-                return
-            length = int(self.headers.get("content-length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body: Any = json.loads(raw) if raw else None
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            problems = wire.check(method, self.path, headers, body)
-            with wire._lock:
-                wire.requests.append(Recorded(method, self.path, headers, body, problems))
-            data = head.text.encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            self.close_connection = True
-
-    return Handler
 
 
 class _Breakpoints:

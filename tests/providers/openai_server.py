@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from providers.wire import Drop, Recorded, Reply, WireServer
+from providers.wire import Raw, Reply, WireServer
 
 __all__ = ("PATH", "Garbled", "OpenAIServer", "completion", "error", "strict_problems", "tool_call")
 
@@ -45,7 +44,7 @@ _STRICT_KEYWORDS = frozenset({
 
 
 @dataclass(frozen=True)
-class Garbled:
+class Garbled(Raw):
     """A 200 reply labelled JSON whose body is ``text`` as is: a reply cut off on its way."""
 
     text: str = '{"id": "chatcmpl-cut", "object": "chat.completion", "choices": [{"ind'
@@ -106,15 +105,7 @@ def error(status: int, message: str, *, type: str = "invalid_request_error", cod
 class OpenAIServer(WireServer):
     """Answers POST /v1/chat/completions; checks each request against the documented request shape."""
 
-    def script(self, *replies: Reply | Drop | Garbled) -> None:  # type: ignore[override]
-        """What the next requests get, in order; `Garbled` replies too."""
-        with self._lock:
-            self._script.extend(replies)  # type: ignore[arg-type]
 
-    def start(self) -> None:
-        super().start()
-        assert self._server is not None
-        self._server.RequestHandlerClass = _garbling(self, self._server.RequestHandlerClass)
 
     def default_reply(self, path: str, body: Any, headers: dict[str, str]) -> Reply:
         if path != PATH:
@@ -147,32 +138,6 @@ class OpenAIServer(WireServer):
         problems += _check_format(body.get("response_format"), body.get("messages"))
         return problems
 
-
-def _garbling(wire: OpenAIServer, base: Any) -> type[BaseHTTPRequestHandler]:
-    """The base handler, except that a scripted `Garbled` is recorded, checked and sent as raw bytes."""
-
-    class Handler(base):  # type: ignore[misc, valid-type]
-        def _serve(self, method: str) -> None:
-            with wire._lock:
-                head = wire._script[0] if wire._script else None
-                garbled = wire._script.popleft() if isinstance(head, Garbled) else None
-            if not isinstance(garbled, Garbled):
-                super()._serve(method)
-                return
-            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-            body = json.loads(raw) if raw else None
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            problems = wire.check(method, self.path, headers, body)
-            with wire._lock:
-                wire.requests.append(Recorded(method, self.path, headers, body, problems))
-            data = garbled.text.encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    return Handler
 
 
 def _check_messages(messages: Any) -> list[str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ("Drop", "Recorded", "Reply", "WireServer")
+__all__ = ("Drop", "Raw", "Recorded", "Reply", "WireServer")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,14 @@ class Drop:
     """Close the connection without replying (a dropped connection)."""
 
 
-Scripted = Reply | Drop
+@dataclass(frozen=True)
+class Raw:
+    """A 200 reply labelled JSON whose body is ``text`` as is (a reply cut off on its way, say)."""
+
+    text: str
+
+
+Scripted = Reply | Drop | Raw
 
 
 @dataclass(frozen=True)
@@ -156,14 +163,17 @@ def _handler(wire: WireServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            if reply.delay:
-                time.sleep(reply.delay)
-            data = json.dumps(reply.body).encode()
+            if isinstance(reply, Raw):
+                status, data, extra = 200, reply.text.encode(), {}
+            else:
+                if reply.delay:
+                    time.sleep(reply.delay)
+                status, data, extra = reply.status, json.dumps(reply.body).encode(), reply.headers
             try:
-                self.send_response(reply.status)
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
-                for name, value in reply.headers.items():
+                for name, value in extra.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)

@@ -196,6 +196,16 @@ class ResilientModel:
                 return await self._once(request)
         raise AssertionError("unreachable: tenacity reraises the last failure")  # pragma: no cover
 
+    @property
+    def endpoint(self) -> str | None:
+        """The wrapped model's endpoint, if it has one."""
+        endpoint = getattr(self.inner, "endpoint", None)
+        return endpoint if isinstance(endpoint, str) else None
+
+    async def aclose(self) -> None:
+        """Close the wrapped model's connections on the running event loop, if it holds any."""
+        await _close(self.inner)
+
     async def _call(self, request: ModelRequest) -> ModelResponse:
         if self.timeout is None:
             return await self.inner.request(request)
@@ -237,6 +247,11 @@ class FallbackModel:
     def __repr__(self) -> str:
         return f"FallbackModel({[m.name for m in self.models]!r})"
 
+    async def aclose(self) -> None:
+        """Close every model of the chain that holds connections."""
+        for model in self.models:
+            await _close(model)
+
     async def request(self, request: ModelRequest) -> ModelResponse:
         """The first model's answer that succeeds; a `ModelError` naming every failure if none does."""
         failures: list[str] = []
@@ -246,3 +261,9 @@ class FallbackModel:
             except ModelError as exc:
                 failures.append(f"{model.name}: {exc}")
         raise ModelError("every model of the fallback chain failed: " + "; ".join(failures), retryable=False)
+
+
+async def _close(model: Model) -> None:
+    close = getattr(model, "aclose", None)
+    if close is not None:
+        await close()
