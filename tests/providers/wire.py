@@ -104,7 +104,7 @@ class WireServer:
         return [f"request {n}: {p}" for n, r in enumerate(self.requests) for p in r.problems]
 
     def start(self) -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        server = _Server(("127.0.0.1", 0), _handler(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -134,9 +134,17 @@ class WireServer:
         return self.default_reply(path, body, headers)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256
+    """A hundred clients connecting at once must queue, not be refused (the default backlog is 5)."""
+
+
 def _handler(wire: WireServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+        """Headers and body go out as two writes; with Nagle's algorithm the second waits for the client's
+        delayed ACK, 40 ms a reply."""
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return
