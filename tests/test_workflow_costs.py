@@ -95,3 +95,33 @@ def test_cli_budget_stops_the_run_partial_with_the_reason(tmp_path: Path) -> Non
     stopped = [step for step in doc["steps"] if step["status"] in ("skipped", "failed")]
     assert stopped and all("budget" in (step.get("error") or {}).get("message", step.get("skip_reason") or "")
                            for step in stopped)
+
+
+def test_the_providers_example_builds_with_keys_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No call is made: the file must load, with every model resolved to its adapter, tiers and budgets in place."""
+    from cadenza._workflow import load_workflow
+    from cadenza.models.resilience import ResilientModel
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    built = load_workflow(Path(__file__).parents[1] / "examples" / "providers.yaml")
+
+    assert not built.offline
+    assert built.budget == Budget(usd=1.0)
+    chain = built.agents["researcher_1"].model
+    assert isinstance(chain, FallbackModel)
+    assert [m.name for m in chain.models] == ["anthropic:claude-haiku-4-5", "openai:gpt-5-mini"]
+    assert isinstance(chain.models[0], ResilientModel) and chain.models[0].retry.max_attempts == 5
+    assert built.agents["triage"].model.name == "openai-compatible:llama3.1@http://localhost:11434/v1"
+    assert built.entry.planner.model.name == "anthropic:claude-opus-4-6"
+    assert built.agents["writer"].budget == Budget(usd=0.4)
+    assert built.prices.lookup("openai-compatible:llama3.1") is not None
+
+
+def test_a_missing_key_is_reported_with_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cadenza._workflow import load_workflow
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    with pytest.raises(WorkflowError, match="ANTHROPIC_API_KEY"):
+        load_workflow(Path(__file__).parents[1] / "examples" / "providers.yaml")
