@@ -211,9 +211,9 @@ class Agent(Generic[OutputT]):
             started_at=result.started_at, finished_at=result.finished_at, error=result.error,
         )
 
-    def run_sync(self, prompt: str, *, input: Any = None) -> RunResult[OutputT]:
+    def run_sync(self, prompt: str, *, input: Any = None, budget: Budget | None = None) -> RunResult[OutputT]:
         """`run` for code that is not async."""
-        return run_sync(self.run(prompt, input=input))
+        return run_sync(self.run(prompt, input=input, budget=budget))
 
     async def execute(self, task: Task, *, events: EventSink | None = None) -> Result:
         """Run the model/tool loop for ``task``; every failure becomes a failure Result."""

@@ -238,9 +238,10 @@ class Supervisor(Generic[OutputT]):
         return result
 
     def run_sync(self, goal: str, *, input: Any = None, events: EventSink | None = None,
-                 store: str | os.PathLike[str] | None = None) -> RunResult[OutputT]:
+                 store: str | os.PathLike[str] | None = None, budget: Budget | None = None,
+                 prices: Prices | None = None) -> RunResult[OutputT]:
         """`run` for code that is not async (``store`` is a URL or path here: it is opened inside the run's loop)."""
-        return run_sync(self.run(goal, input=input, events=events, store=store))
+        return run_sync(self.run(goal, input=input, events=events, store=store, budget=budget, prices=prices))
 
     async def plan(self, goal: str) -> Plan:
         """The plan this team would run for ``goal``, without running it."""
