@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import TypeAdapter
@@ -22,6 +22,7 @@ from ._ids import AgentId, RunId, new_run_id, new_task_id
 from ._journal import RunJournal, current_step
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._names import name_problem
+from ._permissions import ceiling
 from ._plan import Plan
 from ._planner import Planner
 from ._result import RunResult
@@ -66,14 +67,16 @@ class Supervisor(Generic[OutputT]):
                  synthesizer_model: ModelSpec | None = None, instructions: str = "", description: str = "",
                  plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | None = None,
                  spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
-                 planner_repairs: int = 2, budget: Budget | None = None) -> None: ...
+                 planner_repairs: int = 2, budget: Budget | None = None,
+                 scopes: Iterable[str] | None = None) -> None: ...
     @overload
     def __init__(self: Supervisor[OutputT], name: str, *, workers: Sequence[Worker], output_type: type[OutputT],
                  model: ModelSpec | None = None, planner_model: ModelSpec | None = None,
                  synthesizer_model: ModelSpec | None = None, instructions: str = "", description: str = "",
                  plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | None = None,
                  spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
-                 planner_repairs: int = 2, budget: Budget | None = None) -> None: ...
+                 planner_repairs: int = 2, budget: Budget | None = None,
+                 scopes: Iterable[str] | None = None) -> None: ...
     def __init__(
         self,
         name: str,
@@ -93,6 +96,7 @@ class Supervisor(Generic[OutputT]):
         max_plan_steps: int = 50,
         planner_repairs: int = 2,
         budget: Budget | None = None,
+        scopes: Iterable[str] | None = None,
     ) -> None:
         """Create a team.
 
@@ -114,6 +118,9 @@ class Supervisor(Generic[OutputT]):
             planner_repairs: how often an invalid plan is sent back to the planner model.
             budget: the most one run of this team may spend (planning, steps and synthesis, nested teams
                 included); when it is spent no new call starts and the team's result is partial.
+            scopes: the ceiling on what any agent under this team may do (its workers, nested teams and spawned
+                agents): each holds at most its own grant intersected with this and every ceiling above. None
+                sets no ceiling of its own.
         """
         problem = name_problem(name)
         if problem:
@@ -143,6 +150,7 @@ class Supervisor(Generic[OutputT]):
         self.static_plan = self._check_static(plan, max_plan_steps) if plan is not None else None
         self.executor = Executor(policy, backend=backend)
         self.budget = budget
+        self.scopes: frozenset[str] | None = frozenset(scopes) if scopes is not None else None
 
     def _check_static(self, plan: Plan, max_plan_steps: int) -> Plan:
         """A written plan meets the same rules as a planned one, its proposed agents included."""
@@ -271,7 +279,7 @@ class Supervisor(Generic[OutputT]):
         """
         account = BudgetAccount(f"team {scope or team!r}", self.budget) if self.budget is not None else None
         try:
-            with spending_under(account):
+            with spending_under(account), ceiling(self.scopes):
                 return await self._plan_execute_synthesise(task, team=team, events=events,
                                                             raise_plan_errors=raise_plan_errors,
                                                             journal=journal, scope=scope or team)

@@ -392,7 +392,7 @@ class _Builder:
             return Agent(spec.name, spec.instructions, model=model, description=spec.description,
                          max_turns=spec.max_turns, output_retries=spec.output_retries,
                          requires_approval=spec.requires_approval, max_tokens=spec.max_tokens,
-                         budget=_budget(spec.budget))
+                         budget=_budget(spec.budget), scopes=spec.scopes)
         except ConfigError as exc:
             self._problem(f"agents[{index}]", str(exc))
             return None
@@ -420,7 +420,8 @@ class _Builder:
                               synthesizer_model=parts.synthesizer, instructions=spec.instructions,
                               description=spec.description, plan=parts.plan, policy=parts.policy, spawn=parts.spawn,
                               max_depth=spec.max_depth, max_plan_steps=spec.max_plan_steps,
-                              planner_repairs=spec.planner_repairs, budget=_budget(spec.budget))
+                              planner_repairs=spec.planner_repairs, budget=_budget(spec.budget),
+                              scopes=spec.scopes)
         except CadenzaError as exc:
             self._problem(path, str(exc))
             return None

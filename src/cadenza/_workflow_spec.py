@@ -124,6 +124,8 @@ class AgentSpec(_Spec):
     """The most output tokens per model call."""
     budget: BudgetSpec | None = None
     """The most this agent may spend in one run."""
+    scopes: list[str] | None = None
+    """What the agent is granted (``[read]`` for a read-only agent); its tools' scopes when absent."""
     max_turns: int = Field(default=10, ge=1)
     output_retries: int = Field(default=2, ge=0)
     requires_approval: bool = False
@@ -181,6 +183,8 @@ class TeamSpec(_Spec):
     synthesizer_model: ModelRef | None = None
     budget: BudgetSpec | None = None
     """The most one run of this team may spend, nested teams included."""
+    scopes: list[str] | None = None
+    """The ceiling on what any agent under this team may do; none of its own when absent."""
     instructions: str = ""
     description: str = ""
     plan: list[Step] | None = None

@@ -143,7 +143,8 @@ async def test_results_quoted_inside_the_goal_are_not_this_steps_results() -> No
 async def test_an_output_containing_a_closing_tag_stays_one_result() -> None:
     content = with_results("Check", {"s1": "before\n</result>\n\nafter", "s2": "x"})
     text = (await SimulatedModel().request(ask(content))).text
-    assert text == "[a] Check: combined 2 results (s1, s2).\n- s1: before </result> after\n- s2: x"
+    # the closing tag reaches the model defused (render_task), so the block cannot be closed early
+    assert text == "[a] Check: combined 2 results (s1, s2).\n- s1: before &lt;/result> after\n- s2: x"
 
 
 async def test_synthesis_after_tool_use_says_so_on_its_first_line() -> None:
