@@ -20,18 +20,24 @@ __all__ = (
     "AgentProposal",
     "ApprovalError",
     "ApprovalRequired",
+    "AuditLog",
+    "AuditVerdict",
     "Budget",
     "BudgetExceeded",
     "CadenzaError",
     "CircuitBreaker",
     "CircuitOpen",
     "ConfigError",
+    "DisabledTool",
     "ErrorInfo",
     "ExecutionPolicy",
     "Executor",
     "FallbackModel",
     "FunctionModel",
     "HierarchyError",
+    "MCPPins",
+    "MCPServer",
+    "MCPTool",
     "MaxTurnsExceeded",
     "Model",
     "ModelError",
@@ -50,6 +56,7 @@ __all__ = (
     "RetryPolicy",
     "RunNotFound",
     "RunResult",
+    "SecurityError",
     "SideEffect",
     "SimulatedModel",
     "SpawnError",
@@ -73,6 +80,7 @@ __all__ = (
     "__version__",
     "approve",
     "load_workflow",
+    "mcp_tools",
     "open_store",
     "resolve_model",
     "tool",
@@ -84,18 +92,24 @@ _WHERE: dict[str, str] = {
     "AgentProposal": "._plan",
     "ApprovalError": "._errors",
     "ApprovalRequired": "._errors",
+    "AuditLog": "._audit",
+    "AuditVerdict": "._audit",
     "Budget": "._budget",
     "BudgetExceeded": "._errors",
     "CadenzaError": "._errors",
     "CircuitBreaker": ".models.resilience",
     "CircuitOpen": "._errors",
     "ConfigError": "._errors",
+    "DisabledTool": "._mcp",
     "ErrorInfo": "._messages",
     "ExecutionPolicy": "._executor",
     "Executor": "._executor",
     "FallbackModel": ".models.resilience",
     "FunctionModel": ".models.function",
     "HierarchyError": "._errors",
+    "MCPPins": "._mcp_pins",
+    "MCPServer": "._mcp",
+    "MCPTool": "._mcp",
     "MaxTurnsExceeded": "._errors",
     "Model": ".models.base",
     "ModelError": "._errors",
@@ -114,6 +128,7 @@ _WHERE: dict[str, str] = {
     "RetryPolicy": "._executor",
     "RunNotFound": "._errors",
     "RunResult": "._result",
+    "SecurityError": "._errors",
     "SideEffect": "._tools",
     "SimulatedModel": ".models.simulated",
     "SpawnError": "._errors",
@@ -136,6 +151,7 @@ _WHERE: dict[str, str] = {
     "WorkspaceValue": "._workspace",
     "approve": "._durable",
     "load_workflow": "._workflow",
+    "mcp_tools": "._mcp",
     "open_store": ".stores",
     "resolve_model": ".models.registry",
     "tool": "._tools",
@@ -158,6 +174,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ._agent import Agent
+    from ._audit import AuditLog, AuditVerdict
     from ._budget import Budget
     from ._durable import approve
     from ._errors import (
@@ -174,6 +191,7 @@ if TYPE_CHECKING:
         PlanError,
         ResumeError,
         RunNotFound,
+        SecurityError,
         SpawnError,
         StepTimeout,
         StoreError,
@@ -184,6 +202,8 @@ if TYPE_CHECKING:
         WorkspaceConflict,
     )
     from ._executor import ExecutionPolicy, Executor, RetryPolicy
+    from ._mcp import DisabledTool, MCPServer, MCPTool, mcp_tools
+    from ._mcp_pins import MCPPins
     from ._messages import ErrorInfo, Result, Task, Usage
     from ._plan import AgentProposal, Plan, PlanProblem, Step
     from ._planner import Planner

@@ -191,7 +191,7 @@ class Agent(Generic[OutputT]):
             self.tools[t.name] = t
         self._tool_specs = [t.spec for t in self.tools.values()]
         self.scopes: frozenset[str] = frozenset(scopes) if scopes is not None else frozenset(
-            scope for t in self.tools.values() for scope in t.scopes if not scope.startswith("mcp:"))
+            scope for t in self.tools.values() if t.grants_own_scopes for scope in t.scopes)
         """What the agent is granted; a team's ceiling may narrow it in a run, never widen it."""
         self.max_turns = max_turns
         self.output_retries = output_retries
@@ -364,12 +364,16 @@ class _Conversation:
             value = await self._run_tool(found, call)
         except ApprovalRequired as exc:
             self.paused = exc
+            audit_tool_call(self.agent.name, found.name, call.arguments, "waiting")
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         except ToolArgumentsError as exc:
             self.malformed = str(exc)
+            audit_tool_call(self.agent.name, found.name, call.arguments, "invalid", str(exc))
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         except ToolError as exc:
+            audit_tool_call(self.agent.name, found.name, call.arguments, "error", str(exc))
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
+        audit_tool_call(self.agent.name, found.name, call.arguments, "ok")
         return ToolResultMessage(call_id=call.id, name=call.name, content=Tool.render(value))
 
     async def _run_tool(self, found: Tool, call: ToolCall) -> Any:

@@ -1,15 +1,67 @@
-"""Where the runtime reports what the audit log records; a no-op until a run has an audit log.
+"""Where the runtime reports what the audit log records: each a no-op when the run keeps no log.
 
-(Placeholder wiring: replaced by the run's `AuditLog` once it lands.)
+A recorded run (one with a store) keeps a hash-chained `AuditLog`; it travels in a context
+variable set around the run, so every step, tool call and envelope check of the run reaches
+it without being handed it. Records join the run journal's batches: they cost no commit of
+their own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
-__all__ = ("audit_tool_call",)
+from ._journal import current_step
+
+if TYPE_CHECKING:
+    from ._audit import AuditKind, AuditLog
+
+__all__ = (
+    "audit",
+    "audit_rejection",
+    "audit_tool_call",
+    "auditing",
+    "current_audit",
+)
+
+current_audit: ContextVar[AuditLog | None] = ContextVar("cadenza_audit", default=None)
+
+
+@contextmanager
+def auditing(log: AuditLog) -> Iterator[None]:
+    """Record what happens in the body in ``log``."""
+    token = current_audit.set(log)
+    try:
+        yield
+    finally:
+        current_audit.reset(token)
+
+
+def audit(kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object] | None = None) -> None:
+    """Append one record to the running run's log, if it keeps one."""
+    log = current_audit.get()
+    if log is not None:
+        log.append(kind, actor, subject, detail)
 
 
 def audit_tool_call(agent: str, tool: str, arguments: dict[str, Any], outcome: str, detail: str = "") -> None:
-    """Record one tool call (denied ones too) in the running run's audit log, if it has one."""
-    return None
+    """Record one tool call (denied ones too): who, which tool, a digest of its arguments, what came of it."""
+    if current_audit.get() is None:
+        return
+    from ._side_effects import arguments_digest
+
+    step = current_step.get()
+    audit("tool.denied" if outcome == "denied" else "tool.called", agent, tool, {
+        "step": step.scope if step is not None else None, "arguments_digest": arguments_digest(arguments),
+        "outcome": outcome, **({"detail": detail} if detail else {}),
+    })
+
+
+def audit_rejection(reason: str, detail: str, *, sender: str | None, recipient: str | None, nonce: str | None,
+                    kind: str | None) -> None:
+    """Record a refused envelope (forged, tampered, replayed, stale, another run's) with what it claimed."""
+    audit("message.rejected", sender or "?", recipient or "", {
+        "reason": reason, "detail": detail, "nonce": nonce, "kind": kind,
+    })

@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import __version__
+from ._audit import AuditLog
+from ._audit_hooks import auditing
 from ._errors import ApprovalError, ConfigError, ResumeError, RunNotFound
 from ._fingerprint import describe, diff, digest
 from ._ids import AgentId, RunId, new_task_id
@@ -92,7 +94,9 @@ async def record_run(team: Supervisor[Any], task: Task, store: Store, *, events:
     )
     journal = RunJournal(store, task.run_id)
     await journal.commit(PutRun(row))
-    return await _drive(team, task, journal, row, events)
+    log = AuditLog(task.run_id, write=journal.record)
+    log.append("run.started", team.name, task.run_id, {"workflow": row.workflow, "goal": task.instruction})
+    return await _drive(team, task, journal, row, events, log)
 
 
 async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, events: EventSink | None,
@@ -120,7 +124,9 @@ async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, even
         return undecided
     running = _replace(row, status="running", finished_at=None, error_json=None)
     await journal.commit(PutRun(running))
-    return await _drive(team, task, journal, running, events)
+    log = await AuditLog.resume(store, run_id, write=journal.record)
+    log.append("run.resumed", team.name, run_id, {"was": row.status, "forced": force, "changes": changes[:20]})
+    return await _drive(team, task, journal, running, events, log)
 
 
 def recorded_usage(snapshot: RunSnapshot) -> Usage:
@@ -190,10 +196,11 @@ async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[A
 
 
 async def _drive(team: Supervisor[Any], task: Task, journal: RunJournal, row: RunRow,
-                 events: EventSink | None) -> RunResult[Any]:
+                 events: EventSink | None, log: AuditLog) -> RunResult[Any]:
     try:
-        result = await team._run(task, team=team.name, events=events, raise_plan_errors=True, journal=journal,
-                                 scope=team.name)
+        with auditing(log):
+            result = await team._run(task, team=team.name, events=events, raise_plan_errors=True, journal=journal,
+                                     scope=team.name)
     except asyncio.CancelledError:
         await journal.flush()  # what finished before the cancellation is durable; its cost is the run's so far
         spent = await spent_so_far(journal.store, row.run_id)
@@ -283,5 +290,13 @@ async def _decide(store: Store, run_id: str, step: str, *, approved: bool, by: s
     if len(matches) > 1:
         listed = ", ".join(f"{a.approval_id} ({a.tool} in {a.scope})" for a in matches)
         raise ApprovalError(f"run {run_id!r} has {len(matches)} pending approvals for {step!r}; name one: {listed}")
-    return await store.decide_approval(run_id, matches[0].approval_id, approved=approved, by=by, note=note)
+    decided = await store.decide_approval(run_id, matches[0].approval_id, approved=approved, by=by, note=note)
+    writes: list[Write] = []
+    log = await AuditLog.resume(store, run_id, write=lambda *w: writes.extend(w))
+    log.append("approval.decided", by, decided.approval_id, {
+        "decision": decided.status, "step": decided.scope, "tool": decided.tool,
+        "arguments_digest": decided.arguments_digest, **({"note": note} if note else {}),
+    })
+    await store.apply(writes)
+    return decided
 

@@ -21,6 +21,16 @@ failures and control-flow signals are kept apart::
     ├── ResumeError              a run cannot be resumed: finished, or its team changed since
     ├── ApprovalError            no pending approval to decide, or a decision was given twice
     ├── WorkspaceConflict        a compare-and-set write lost to another writer
+    ├── SecurityError            a signed envelope was refused (``rejection`` says why and what it claimed)
+    │   ├── ForgedSender         signed by another agent's key, or naming a sender the envelope does not
+    │   │   └── UnknownAgent     a key this run never issued, or revoked
+    │   ├── TamperedMessage      the signature does not match: something changed after sealing
+    │   ├── ReplayedMessage      an envelope already opened, sent again
+    │   ├── StaleMessage         issued outside the freshness window
+    │   ├── WrongRun             another run's envelope
+    │   ├── WrongRecipient       addressed to another agent
+    │   ├── WrongKind            another kind of message than expected
+    │   └── MalformedMessage     not an envelope, or its payload not the expected message
     └── ApprovalRequired         (a signal, not a failure) a call waits for a human; its step pauses
     ├── OutputValidationError    a final output did not fit the declared output type
     ├── MaxTurnsExceeded         an agent kept calling tools past ``max_turns``
@@ -31,6 +41,9 @@ after cancelling every running step.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 __all__ = (
     "CadenzaError",
@@ -52,6 +65,16 @@ __all__ = (
     "ToolArgumentsError",
     "ToolError",
     "WorkspaceConflict",
+    "ForgedSender",
+    "MalformedMessage",
+    "ReplayedMessage",
+    "SecurityError",
+    "StaleMessage",
+    "TamperedMessage",
+    "UnknownAgent",
+    "WrongKind",
+    "WrongRecipient",
+    "WrongRun",
     "UnknownModelError",
     "WorkflowError",
 )
@@ -215,3 +238,69 @@ class ApprovalRequired(CadenzaError):
     def __init__(self, message: str, *, approval_id: str) -> None:
         self.approval_id = approval_id
         super().__init__(message)
+
+
+RejectReason = Literal["forged", "tampered", "replayed", "stale", "wrong_run", "wrong_recipient", "wrong_kind", "malformed"]
+"""Why an envelope was refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an envelope was refused, with what it claimed (unverified): one audit record's worth."""
+
+    reason: RejectReason
+    detail: str
+    """What was wrong, in words."""
+    sender: str | None = None
+    nonce: str | None = None
+    key_id: str | None = None
+    run_id: str | None = None
+    recipient: str | None = None
+    kind: str | None = None
+
+
+class SecurityError(CadenzaError):
+    """An envelope was refused; ``rejection`` (and ``reason``) say why and what it claimed."""
+
+    reason: RejectReason = "tampered"
+
+    def __init__(self, rejection: Rejection) -> None:
+        self.rejection = rejection
+        self.reason = rejection.reason
+        super().__init__(f"{rejection.reason}: {rejection.detail} (sender {rejection.sender!r}, nonce {rejection.nonce!r})")
+
+
+class ForgedSender(SecurityError):
+    """The signing key belongs to another agent, or the payload names a sender the envelope does not."""
+
+
+class UnknownAgent(ForgedSender):
+    """No key (or identity) of that id was issued by this run's keyring, or it was revoked."""
+
+
+class TamperedMessage(SecurityError):
+    """The signature does not match: the payload or some field changed after sealing."""
+
+
+class ReplayedMessage(SecurityError):
+    """The nonce was opened before: the same envelope sent twice."""
+
+
+class StaleMessage(SecurityError):
+    """Issued too long ago, or too far in the future, for the keyring's window."""
+
+
+class WrongRun(SecurityError):
+    """The envelope carries another run's id."""
+
+
+class WrongRecipient(SecurityError):
+    """The envelope is addressed to another agent."""
+
+
+class WrongKind(SecurityError):
+    """The envelope holds another kind of message than the receiver expects."""
+
+
+class MalformedMessage(SecurityError):
+    """The envelope, or its payload, is not valid JSON of the expected shape."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from ._audit_hooks import audit, current_audit
 from ._errors import ConfigError, StepTimeout, StoreError
 from ._events import (
     EventSink,
@@ -32,6 +33,7 @@ from ._journal import RunJournal, StepContext, current_step
 from ._journal import StepJournal as _StepJournal
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
+from ._security import current_security, exchange
 from ._trusted import TrustedBuilder
 from .backends.base import Backend, Worker
 from .backends.local import LocalBackend
@@ -363,9 +365,9 @@ class _PlanRun:
         self._enter(record, task)
         try:
             if timeout is None:
-                return await self.backend.execute(worker, task, events=self.emit)
+                return await self._send(worker, task)
             async with asyncio.timeout(timeout):
-                return await self.backend.execute(worker, task, events=self.emit)
+                return await self._send(worker, task)
         except TimeoutError:
             exc: BaseException = StepTimeout(f"step {step.id!r} ({step.agent}) timed out after {timeout}s")
         except Exception as raised:  # a worker broke its contract by raising; keep the run going
@@ -379,6 +381,22 @@ class _PlanRun:
             task_id=task.task_id, run_id=self.run_id, agent=task.recipient, status="failure",
             error=ErrorInfo.from_exception(exc), started_at=started, finished_at=utcnow(),
         )
+
+    async def _send(self, worker: Worker, task: Task) -> Result:
+        """Through the backend; as signed envelopes when the run signs its messages; both ways audited."""
+        security = current_security.get()
+        logged = current_audit.get() is not None
+        if logged:
+            audit("message.sent", self.team, worker.name, {"kind": "task", "task_id": task.task_id,
+                                                           "step": task.step_id, "signed": security is not None})
+        if security is None:
+            result = await self.backend.execute(worker, task, events=self.emit)
+        else:
+            result = await exchange(security, self.backend, worker, task, team=self.team, events=self.emit)
+        if logged:
+            audit("message.sent", worker.name, self.team, {"kind": "result", "task_id": result.task_id,
+                                                           "status": result.status, "signed": security is not None})
+        return result
 
     def _enter(self, record: StepRecord, task: Task) -> None:
         """Record the dispatch, and tell the step's code (teams, tools) where in the run it is."""

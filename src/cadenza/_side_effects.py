@@ -19,6 +19,7 @@ import hashlib
 import json
 from typing import Any
 
+from ._audit_hooks import audit
 from ._errors import ApprovalRequired, ToolError
 from ._journal import RunJournal, StepContext
 from ._messages import utcnow
@@ -107,6 +108,8 @@ async def _approved(journal: RunJournal, name: str, arguments: dict[str, Any], s
     if found is None:
         request = ApprovalRow(step.run_id, the_id, step.scope, step.step_id, step.agent, name, digest,
                               json.dumps(arguments, default=str), reason, "pending", utcnow())
+        audit("approval.requested", step.agent, the_id, {"step": step.scope, "tool": name, "arguments_digest": digest,
+                                                          "reason": reason})
         await journal.commit(PutApproval(request))
         journal.prior.approvals[the_id] = request
         raise ApprovalRequired(f"{what} waits for a human decision ({reason}): {how}", approval_id=the_id)

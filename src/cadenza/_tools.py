@@ -12,7 +12,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_type_hints, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_type_hints, overload
 
 import pydantic_core
 from pydantic import ConfigDict, ValidationError, create_model
@@ -100,6 +100,10 @@ class Tool:
 
     __slots__ = ("_args_model", "_context_param", "_func", "_is_async", "description", "name", "requires_approval",
                  "scopes", "side_effect", "spec", "timeout")
+
+    grants_own_scopes: ClassVar[bool] = True
+    """Whether giving an agent this tool grants the scopes it declares (when the agent names no grant of its own):
+    true for tools written in the program, false for tools a server describes (MCP), which need an explicit grant."""
 
     def __init__(
         self,

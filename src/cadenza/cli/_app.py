@@ -1,9 +1,10 @@
 """The ``cadenza`` commands: run, plan and validate a workflow file; list, show, export,
-resume and decide on the runs recorded in the store.
+resume, decide on and audit the runs recorded in the store.
 
 Exit codes are part of the interface: 0 the run succeeded, 1 it finished
-partial or failed, 2 the input was bad (any `CadenzaError` before or during
-planning, or from the store: an unknown run id, a run that cannot be resumed),
+partial or failed (for ``audit verify``: the audit log is not as the run wrote it),
+2 the input was bad (any `CadenzaError` before or during planning, or from the
+store: an unknown run id, a run that cannot be resumed),
 3 cadenza itself broke, 4 the run waits for a human decision (``cadenza approve``
 or ``reject``), 130 the user pressed Ctrl-C. Errors print as ``error: ...`` on
 stderr; ``--debug`` adds the traceback.
@@ -234,6 +235,40 @@ def resume(run_id: str, force: bool, as_json: bool, model: str | None) -> None:
     from ._resume import resume_run
 
     raise click.exceptions.Exit(resume_run(_store_url(), run_id, force=force, as_json=as_json, model=model))
+
+
+@app.group()
+@debug_option
+def audit() -> None:
+    """Show or verify the audit log of a run.
+
+    Every message between agents, tool call, approval and spawned agent, chained by hashes.
+    """
+
+
+@audit.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print every field of every record as one JSON document.")
+@debug_option
+def audit_show(run_id: str, as_json: bool) -> None:
+    """List the audit records of RUN_ID, oldest first (--json: every field)."""
+    from ._audit import audit_show_command
+
+    audit_show_command(_store_url(), run_id, as_json=as_json)
+
+
+@audit.command("verify")
+@click.argument("run_id")
+@debug_option
+def audit_verify(run_id: str) -> None:
+    """Check that the audit log of RUN_ID is as the run wrote it.
+
+    Exits 0 when the hash chain is intact, 1 naming the first record that was altered, removed,
+    inserted or reordered, 2 for an unknown run.
+    """
+    from ._audit import audit_verify_command
+
+    raise click.exceptions.Exit(audit_verify_command(_store_url(), run_id))
 
 
 def decision_options(func: F) -> F:

@@ -18,6 +18,7 @@ import click
 from .._errors import RunNotFound
 
 if TYPE_CHECKING:
+    from .._audit import AuditTrail
     from ..stores.base import MessageRow, RunRow, RunSnapshot, Store, WorkspaceEntry
 
 __all__ = ("export_command", "open_existing", "read_run", "runs_command", "show_command")
@@ -96,13 +97,15 @@ def show_command(url: str, run_id: str, *, as_json: bool) -> None:
     Console().print(show_view(snapshot))
 
 
-async def _everything(url: str, run_id: str) -> tuple[RunSnapshot, list[MessageRow], Workspace]:
+async def _everything(url: str, run_id: str) -> tuple[RunSnapshot, list[MessageRow], Workspace, AuditTrail]:
+    from .._audit import load_trail
+
     async with open_existing(url, run_id) as store:
         snapshot = await store.snapshot(run_id)
         messages = await store.messages(run_id)
         workspace = [(item, await store.workspace_history(run_id, item.key))
                      for item in await store.workspace_items(run_id)]
-        return snapshot, messages, workspace
+        return snapshot, messages, workspace, await load_trail(store, run_id)
 
 
 def export_command(url: str, run_id: str, *, output: str | None) -> None:
@@ -111,8 +114,9 @@ def export_command(url: str, run_id: str, *, output: str | None) -> None:
     from .._messages import utcnow
     from ._runs import export_json
 
-    snapshot, messages, workspace = asyncio.run(_everything(url, run_id))
-    doc: dict[str, Any] = export_json(snapshot, messages, workspace, exported_at=utcnow(), version=__version__)
+    snapshot, messages, workspace, trail = asyncio.run(_everything(url, run_id))
+    doc: dict[str, Any] = export_json(snapshot, messages, workspace, exported_at=utcnow(), version=__version__,
+                                      audit=trail.records, audit_head=trail.head)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if output is None or output == "-":
         click.echo(text, nl=False)

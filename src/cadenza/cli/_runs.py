@@ -21,6 +21,8 @@ from .._messages import ErrorInfo, Result, Usage
 from .._plan import Plan, Step
 from ..stores.base import (
     ApprovalRow,
+    AuditHead,
+    AuditRecord,
     MessageRow,
     PlanRow,
     RunRow,
@@ -403,7 +405,10 @@ def approval_subject(row: ApprovalRow) -> str:
 # --------------------------------------------------------------------------- cadenza export
 
 
-Row = RunRow | PlanRow | StepRow | MessageRow | SpawnRow | UsageRow | ToolCallRow | ApprovalRow | WorkspaceEntry
+Row = (
+    RunRow | PlanRow | StepRow | MessageRow | SpawnRow | UsageRow | ToolCallRow | ApprovalRow | WorkspaceEntry
+    | AuditRecord
+)
 
 
 def _row_json(row: Row, *, keep_run_id: bool = False) -> dict[str, Any]:
@@ -424,10 +429,12 @@ def _row_json(row: Row, *, keep_run_id: bool = False) -> dict[str, Any]:
 
 def export_json(snapshot: RunSnapshot, messages: Sequence[MessageRow],
                 workspace: Sequence[tuple[WorkspaceEntry, Sequence[WorkspaceEntry]]], *,
-                exported_at: datetime, version: str) -> dict[str, Any]:
+                exported_at: datetime, version: str, audit: Sequence[AuditRecord] = (),
+                audit_head: AuditHead | None = None) -> dict[str, Any]:
     """The whole run as one JSON document: every row the store holds for it, JSON columns decoded.
 
-    ``workspace`` pairs each key's latest entry with its every version, oldest first.
+    ``workspace`` pairs each key's latest entry with its every version, oldest first; ``audit``
+    is the run's audit log with its stored head, so an export can be verified on its own.
     """
     return {
         "cadenza_export": EXPORT_FORMAT,
@@ -443,5 +450,7 @@ def export_json(snapshot: RunSnapshot, messages: Sequence[MessageRow],
         "approvals": [_row_json(a) for a in snapshot.approvals],
         "workspace": [{**_row_json(latest), "history": [_row_json(e) for e in history]}
                       for latest, history in workspace],
+        "audit": [_row_json(r) for r in audit],
+        "audit_head": None if audit_head is None else {"seq": audit_head.seq, "hash": audit_head.hash},
     }
 

@@ -19,7 +19,8 @@ from typing import Any, TypeVar, cast
 from ._tables import TIMESTAMPS, WRITES, Dialect, Table
 from .base import Write
 
-_KEYS = {kind: attrgetter(*table.key) for kind, table in WRITES.items() if table.key}
+_KEYS = {kind: attrgetter(*table.key) for kind, table in WRITES.items() if table.key and table.on_conflict != "append"}
+"""The key of each Write type whose rows are merged: an appended row is never merged away, so a duplicate fails."""
 
 __all__ = (
     "Decoder",
@@ -86,7 +87,8 @@ def merged(kind: type[Any], rows: list[Any]) -> list[Any]:
     """``rows`` of one Write type with each key once: what writing them one after the other would leave.
 
     A replaced row gets the last write's values at the first write's position (its ``ord``);
-    a kept row (an approval) stays the first write; appended rows have no key and all stay.
+    a kept row (an approval) stays the first write; appended rows all stay (an audit record
+    written twice in one batch fails the batch in the database, as it would in two batches).
     """
     key = _KEYS.get(kind)
     if key is None or len(rows) == 1:

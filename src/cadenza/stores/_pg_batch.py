@@ -23,7 +23,7 @@ from .base import Write
 __all__ = ("batch",)
 
 _RANK = {kind: rank for rank, kind in enumerate(WRITES)}
-_INTEGERS = frozenset({"attempts", "version"})
+_INTEGERS = frozenset({"attempts", "version", "seq"})
 _FIELDS = {kind: attrgetter(*table.written) for kind, table in WRITES.items()}
 
 

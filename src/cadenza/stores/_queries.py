@@ -9,10 +9,23 @@ import itertools
 import re
 from dataclasses import dataclass, fields
 
-from .._errors import ApprovalError
-from ._tables import APPROVALS, MESSAGES, PLANS, RUNS, SPAWNS, STEPS, TOOL_CALLS, USAGE, WORKSPACE, Dialect
+from .._errors import ApprovalError, StoreError
+from ._tables import (
+    APPROVALS,
+    AUDIT,
+    AUDIT_HEADS,
+    MESSAGES,
+    PLANS,
+    RUNS,
+    SPAWNS,
+    STEPS,
+    TOOL_CALLS,
+    USAGE,
+    WORKSPACE,
+    Dialect,
+)
 
-__all__ = ("Queries", "approval_error")
+__all__ = ("Queries", "approval_error", "audit_conflict")
 
 _WS = ", ".join(WORKSPACE.columns)
 
@@ -30,6 +43,8 @@ class Queries:
     tool_calls: str = TOOL_CALLS.select("sqlite")
     approvals: str = APPROVALS.select("sqlite")
     messages: str = MESSAGES.select("sqlite")
+    audit: str = AUDIT.select("sqlite")
+    audit_head: str = AUDIT_HEADS.select("sqlite")
     workspace_latest: str = f"SELECT {_WS} FROM workspace WHERE run_id = ? AND key = ? ORDER BY version DESC LIMIT 1"
     workspace_items: str = (
         f"SELECT {_WS} FROM workspace AS w WHERE run_id = ? AND version = "
@@ -66,4 +81,14 @@ def approval_error(run_id: str, approval_id: str, status: str | None) -> Approva
     return ApprovalError(
         f"cannot decide approval {approval_id!r} of run {run_id!r}: it is {status!r}, not 'pending' "
         "(an approval is decided once)"
+    )
+
+
+def audit_conflict(where: str, detail: str = "") -> StoreError:
+    """An audit record was written at a seq that holds one already: the batch was refused, as append-only demands."""
+    return StoreError(
+        f"the store {where} refused an audit record: the run's audit log already has a record at that seq"
+        f"{f' ({detail})' if detail else ''}; the log is append-only, so nothing of the batch was written. "
+        "Two writers appended to one run's log, or the log's head was removed: "
+        "check it with `cadenza audit verify RUN_ID`"
     )

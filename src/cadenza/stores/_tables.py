@@ -12,12 +12,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Literal, TypeVar
 
 from .base import (
+    AddAudit,
     AddMessage,
     AddSpawn,
     ApprovalRow,
+    AuditHead,
+    AuditRecord,
     MessageRow,
     PlanRow,
     PutApproval,
+    PutAuditHead,
     PutPlan,
     PutRun,
     PutStep,
@@ -33,6 +37,8 @@ from .base import (
 
 __all__ = (
     "APPROVALS",
+    "AUDIT",
+    "AUDIT_HEADS",
     "MESSAGES",
     "PLANS",
     "RUNS",
@@ -63,18 +69,21 @@ class Table(Generic[R]):
     row: type[R]
     key: tuple[str, ...]
     on_conflict: Literal["replace", "keep", "append"]
-    """``replace`` every non-key column, ``keep`` the stored row, or ``append`` (no key: always a new row)."""
+    """``replace`` every non-key column, ``keep`` the stored row, or ``append``: always a new row, and a second
+    write of its key (if it has one) is an error, in a batch of its own or in the same batch."""
     order: str
     """The ORDER BY of a read of one run: ``ord`` is the position of the first insert."""
+    assigned: tuple[str, ...] = ()
+    """Columns the store assigns on insert (a message's ``seq``): in the row, never written."""
     columns: tuple[str, ...] = field(init=False)
     """Every column, in the order of the row's fields."""
     written: tuple[str, ...] = field(init=False)
-    """The columns a write gives (``seq`` is assigned by the store)."""
+    """The columns a write gives: every column but the ``assigned`` ones."""
 
     def __post_init__(self) -> None:
         names = tuple(f.name for f in fields(self.row))  # type: ignore[arg-type]
         object.__setattr__(self, "columns", names)
-        object.__setattr__(self, "written", tuple(n for n in names if n != "seq"))
+        object.__setattr__(self, "written", tuple(n for n in names if n not in self.assigned))
 
     def insert(self, dialect: Dialect) -> str:
         """The statement a write of one row runs, with the upsert its Write type documents."""
@@ -107,12 +116,15 @@ def placeholders(dialect: Dialect, count: int) -> str:
 RUNS = Table("runs", RunRow, ("run_id",), "replace", "started_at DESC, run_id DESC")
 PLANS = Table("plans", PlanRow, ("run_id", "scope"), "replace", "ord")
 STEPS = Table("steps", StepRow, ("run_id", "scope", "step_id"), "replace", "ord")
-MESSAGES = Table("messages", MessageRow, (), "append", "seq")
+MESSAGES = Table("messages", MessageRow, (), "append", "seq", assigned=("seq",))
 SPAWNS = Table("spawns", SpawnRow, ("run_id", "scope", "name"), "replace", "ord")
 USAGE = Table("usage", UsageRow, ("run_id", "scope", "source"), "replace", "ord")
 TOOL_CALLS = Table("tool_calls", ToolCallRow, ("run_id", "key"), "replace", "ord")
 APPROVALS = Table("approvals", ApprovalRow, ("run_id", "approval_id"), "keep", "ord")
 WORKSPACE = Table("workspace", WorkspaceEntry, ("run_id", "key", "version"), "append", "key, version")
+AUDIT = Table("audit", AuditRecord, ("run_id", "seq"), "append", "seq")
+"""``seq`` comes from the writer (it is part of the hash chain), so it is written, and never twice."""
+AUDIT_HEADS = Table("audit_heads", AuditHead, ("run_id",), "replace", "run_id")
 
 WRITES: dict[type[Any], Table[Any]] = {
     PutRun: RUNS,
@@ -123,5 +135,7 @@ WRITES: dict[type[Any], Table[Any]] = {
     PutUsage: USAGE,
     PutToolCall: TOOL_CALLS,
     PutApproval: APPROVALS,
+    AddAudit: AUDIT,
+    PutAuditHead: AUDIT_HEADS,
 }
 """The table each Write type goes to."""

@@ -18,13 +18,17 @@ from typing import Literal, Self
 
 __all__ = (
     "SCHEMA_VERSION",
+    "AddAudit",
     "AddMessage",
     "AddSpawn",
     "ApprovalRow",
     "ApprovalStatus",
+    "AuditHead",
+    "AuditRecord",
     "MessageRow",
     "PlanRow",
     "PutApproval",
+    "PutAuditHead",
     "PutPlan",
     "PutRun",
     "PutStep",
@@ -43,7 +47,7 @@ __all__ = (
     "Write",
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The version of the tables this cadenza writes; a store written by a newer one is refused on open."""
 
 RunState = Literal["running", "waiting", "success", "partial", "failure", "cancelled"]
@@ -204,6 +208,41 @@ class WorkspaceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One entry of a run's append-only audit log, chained to the one before it by ``prev_hash``.
+
+    Written by `cadenza._audit.AuditLog`, which assigns ``seq`` and computes the hashes, so the
+    chain is defined by the run's writer and the store only keeps it (see `cadenza._audit`).
+    """
+
+    run_id: str
+    seq: int
+    """0, 1, 2, ... per run, without gaps."""
+    at: datetime
+    kind: str
+    """What happened: ``message.sent``, ``tool.called``, ``approval.decided``, ... (an `AuditKind`)."""
+    actor: str
+    """The agent path that acted (``lead/writer``), or ``user`` for a human."""
+    subject: str
+    """What it acted on: the tool, the recipient, the approval id."""
+    detail_json: str
+    """A JSON object, in the canonical encoding the hash covers."""
+    prev_hash: str
+    """The previous record's ``hash``; for seq 0 the genesis value derived from the run id."""
+    hash: str
+    """sha256 (hex) over the canonical encoding of every other field."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditHead:
+    """The last record of a run's audit log, stored beside it: truncating the log leaves the head behind."""
+
+    run_id: str
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunSnapshot:
     """Everything needed to show, export or resume a run (messages are read separately: they are many)."""
 
@@ -275,7 +314,27 @@ class PutApproval:
     row: ApprovalRow
 
 
-Write = PutRun | PutPlan | PutStep | AddMessage | AddSpawn | PutUsage | PutToolCall | PutApproval
+@dataclass(frozen=True, slots=True)
+class AddAudit:
+    """Append an audit record; one whose ``(run_id, seq)`` is stored already fails the whole batch.
+
+    Append-only is enforced, not assumed: a second writer of one run's log (or a writer started
+    from a stale head) gets a `StoreError` instead of silently keeping or replacing a record.
+    """
+
+    row: AuditRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PutAuditHead:
+    """Insert or replace the head of ``run_id``'s audit log; written in the batch of the records it covers."""
+
+    row: AuditHead
+
+
+Write = (
+    PutRun | PutPlan | PutStep | AddMessage | AddSpawn | PutUsage | PutToolCall | PutApproval | AddAudit | PutAuditHead
+)
 
 
 # --------------------------------------------------------------------------- the contract
@@ -328,6 +387,14 @@ class Store(ABC):
     @abstractmethod
     async def messages(self, run_id: str) -> list[MessageRow]:
         """Every message of the run in the order recorded (ascending ``seq``)."""
+
+    @abstractmethod
+    async def audit(self, run_id: str) -> list[AuditRecord]:
+        """Every audit record of the run, ascending ``seq``; empty for a run without any (or no such run)."""
+
+    @abstractmethod
+    async def audit_head(self, run_id: str) -> AuditHead | None:
+        """The head of the run's audit log (its last record's seq and hash), or None before its first record."""
 
     @abstractmethod
     async def workspace_get(self, run_id: str, key: str) -> WorkspaceEntry | None:

@@ -18,11 +18,33 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise StoreError("PostgresStore needs asyncpg: pip install 'cadenza[postgres]'") from exc
 
 from ._pg_batch import batch
-from ._queries import Queries, approval_error
+from ._queries import Queries, approval_error, audit_conflict
 from ._schema import META_TABLE, Migration, migrations, parse_version, pending, read_version_sql, set_version_sql
-from ._tables import APPROVALS, MESSAGES, PLANS, RUNS, SPAWNS, STEPS, TOOL_CALLS, USAGE, WORKSPACE, Table
+from ._tables import (
+    APPROVALS,
+    AUDIT,
+    MESSAGES,
+    PLANS,
+    RUNS,
+    SPAWNS,
+    STEPS,
+    TOOL_CALLS,
+    USAGE,
+    WORKSPACE,
+    Table,
+)
 from ._url import postgres_target
-from .base import ApprovalRow, MessageRow, RunRow, RunSnapshot, Store, WorkspaceEntry, Write
+from .base import (
+    ApprovalRow,
+    AuditHead,
+    AuditRecord,
+    MessageRow,
+    RunRow,
+    RunSnapshot,
+    Store,
+    WorkspaceEntry,
+    Write,
+)
 
 __all__ = ("PostgresStore",)
 
@@ -217,6 +239,15 @@ class PostgresStore(Store):
         """The run's messages, ascending ``seq``."""
         return await self._fetch(MESSAGES, _Q.messages, run_id)
 
+    async def audit(self, run_id: str) -> list[AuditRecord]:
+        """The run's audit records, ascending ``seq``."""
+        return await self._fetch(AUDIT, _Q.audit, run_id)
+
+    async def audit_head(self, run_id: str) -> AuditHead | None:
+        """The head of the run's audit log, or None."""
+        row = await self._fetchrow(_Q.audit_head, run_id)
+        return None if row is None else AuditHead(*row)
+
     async def workspace_get(self, run_id: str, key: str) -> WorkspaceEntry | None:
         """The latest version of ``key``, or None."""
         row = await self._fetchrow(_Q.workspace_latest, run_id, key)
@@ -250,6 +281,8 @@ class PostgresStore(Store):
             raise self._error(exc) from exc
 
     def _error(self, exc: BaseException) -> StoreError:
+        if isinstance(exc, asyncpg.UniqueViolationError) and getattr(exc, "constraint_name", None) == "audit_pkey":
+            return audit_conflict(self.url, str(getattr(exc, "detail", "") or ""))
         if isinstance(exc, OSError | TimeoutError | asyncpg.ConnectionDoesNotExistError):
             what = f"lost the connection to PostgreSQL at {self._target.where}"
         else:

@@ -17,11 +17,13 @@ from typing import ClassVar, Literal
 
 from .._errors import RunNotFound, StoreError, WorkspaceConflict
 from ._batch import group, inserts, text_decoder, text_encoder, timestamp_text
-from ._queries import Queries, approval_error
+from ._queries import Queries, approval_error, audit_conflict
 from ._schema import META_TABLE, Migration, migrations, parse_version, pending, read_version_sql, set_version_sql
-from ._tables import APPROVALS, MESSAGES, PLANS, RUNS, SPAWNS, STEPS, TOOL_CALLS, USAGE, WORKSPACE
+from ._tables import APPROVALS, AUDIT, AUDIT_HEADS, MESSAGES, PLANS, RUNS, SPAWNS, STEPS, TOOL_CALLS, USAGE, WORKSPACE
 from .base import (
     ApprovalRow,
+    AuditHead,
+    AuditRecord,
     MessageRow,
     RunRow,
     RunSnapshot,
@@ -47,6 +49,9 @@ _USAGE = text_decoder(USAGE)
 _TOOL_CALL = text_decoder(TOOL_CALLS)
 _APPROVAL = text_decoder(APPROVALS)
 _ENTRY = text_decoder(WORKSPACE)
+_AUDIT = text_decoder(AUDIT)
+_AUDIT_HEAD = text_decoder(AUDIT_HEADS)
+_AUDIT_CONFLICT = "UNIQUE constraint failed: audit.run_id, audit.seq"
 
 
 class SQLiteStore(Store):
@@ -243,6 +248,17 @@ class SQLiteStore(Store):
         with self._reading() as conn:
             return [_MESSAGE(row) for row in conn.execute(_Q.messages, (run_id,))]
 
+    async def audit(self, run_id: str) -> list[AuditRecord]:
+        """The run's audit records, ascending ``seq``."""
+        with self._reading() as conn:
+            return [_AUDIT(row) for row in conn.execute(_Q.audit, (run_id,))]
+
+    async def audit_head(self, run_id: str) -> AuditHead | None:
+        """The head of the run's audit log, or None."""
+        with self._reading() as conn:
+            row = conn.execute(_Q.audit_head, (run_id,)).fetchone()
+        return None if row is None else _AUDIT_HEAD(row)
+
     async def workspace_get(self, run_id: str, key: str) -> WorkspaceEntry | None:
         """The latest version of ``key``, or None."""
         with self._reading() as conn:
@@ -294,6 +310,8 @@ class SQLiteStore(Store):
         code = getattr(exc, "sqlite_errorcode", None)
         primary = code & 0xFF if isinstance(code, int) else -1
         text = str(exc)
+        if text == _AUDIT_CONFLICT:
+            return audit_conflict(str(self.path))
         if primary in (5, 6) or "locked" in text:  # SQLITE_BUSY, SQLITE_LOCKED
             return StoreError(
                 f"the store {self.path} is locked: another process holds a lock on it "

@@ -1,0 +1,105 @@
+"""Signed messages in a run: each Task and Result crosses between agents inside a verified envelope.
+
+A run that signs its messages holds one `Keyring` (``_identity``) and issues an identity per
+agent instance as it first speaks: a team by its path (``lead/eng``), a worker by its team's
+path and its name (``lead/eng/architect``). The executor seals each Task as its team and hands
+the envelope to the backend; the worker's side opens it (checking sender, signature, run,
+recipient, freshness and nonce), runs the worker and seals the Result as the worker; the team
+opens that. A refused envelope fails the step with the reason (never retried) and is audited.
+
+Which boundary this defends: a backend that moves work to another process or machine carries
+envelopes, and a worker there could sign only as itself. In one process the keys sit in memory
+that any Python code could reach: signing stops forged or altered messages that arrive as data
+(from a store, a bus, a tool), not hostile code inside the interpreter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from ._audit_hooks import audit_rejection
+from ._identity import AgentIdentity, Envelope, ForgedSender, Keyring, Rejection
+from ._messages import Result, Task
+
+if TYPE_CHECKING:
+    from ._events import EventSink
+    from .backends.base import Backend, Worker
+
+__all__ = ("RunSecurity", "current_security", "exchange", "signing")
+
+
+class RunSecurity:
+    """One run's keyring and the identities it issued, by agent path."""
+
+    def __init__(self, run_id: str, *, window: float = 60.0) -> None:
+        self.keyring = Keyring(run_id, window=window, on_reject=_audited)
+        self._identities: dict[str, AgentIdentity] = {}
+
+    def identity(self, path: str) -> AgentIdentity:
+        """The identity of ``path`` in this run, issued on first use."""
+        found = self._identities.get(path)
+        if found is None:
+            found = self._identities[path] = self.keyring.issue(path)
+        return found
+
+    def receive(self, envelope: Envelope) -> Task:
+        """The worker's side: the Task inside ``envelope``, verified as sent to its recipient."""
+        return self.keyring.open(envelope, recipient=envelope.recipient, expected_kind="task", model=Task)
+
+    def reply(self, envelope: Envelope, result: Result) -> Envelope:
+        """The worker's side: its Result, sealed as the recipient of the Task's ``envelope``."""
+        return self.keyring.seal(self.identity(envelope.recipient), envelope.sender, result)
+
+
+current_security: ContextVar[RunSecurity | None] = ContextVar("cadenza_security", default=None)
+
+
+@contextmanager
+def signing(run_id: str, enabled: bool) -> Iterator[None]:
+    """Sign the messages of the run ``run_id`` in the body (a nested team keeps its run's keyring)."""
+    if not enabled or current_security.get() is not None:
+        yield
+        return
+    token = current_security.set(RunSecurity(run_id))
+    try:
+        yield
+    finally:
+        current_security.reset(token)
+
+
+async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task: Task, *, team: str,
+                   events: EventSink | None) -> Result:
+    """Send ``task`` from ``team`` to ``worker`` through ``backend`` as a signed envelope; verify the reply.
+
+    Raises:
+        SecurityError: an envelope was refused on either side (already audited).
+    """
+    recipient = f"{team}/{worker.name}"
+    envelope = security.keyring.seal(security.identity(team), recipient, task)
+    deliver = getattr(backend, "deliver", None)
+    if deliver is not None:
+        reply: Envelope = await deliver(worker, envelope, security, events=events)
+    else:
+        reply = await _deliver_locally(backend, worker, envelope, security, events)
+    if isinstance(reply, Envelope) and reply.sender != recipient:  # signed, but by someone it was not sent to
+        rejection = Rejection("forged", f"the reply to a task sent to {recipient!r} is signed by {reply.sender!r}",
+                              reply.sender, reply.nonce, reply.key_id, reply.run_id, reply.recipient, reply.kind)
+        _audited(rejection)
+        raise ForgedSender(rejection)
+    return security.keyring.open(reply, recipient=team, expected_kind="result", model=Result)
+
+
+async def _deliver_locally(backend: Any, worker: Worker, envelope: Envelope, security: RunSecurity,
+                           events: EventSink | None) -> Envelope:
+    """What a backend without its own ``deliver`` does: open, run, seal the reply, in this process."""
+    task = security.receive(envelope)
+    result = await backend.execute(worker, task, events=events)
+    return security.reply(envelope, result)
+
+
+def _audited(rejection: Rejection) -> None:
+    audit_rejection(rejection.reason, rejection.detail, sender=rejection.sender, recipient=rejection.recipient,
+                    nonce=rejection.nonce, kind=rejection.kind)
