@@ -14,14 +14,21 @@ message crossing a process costs unsigned (model_dump_json plus model_validate_j
 under seal plus open. Each figure is the median of 5 rounds; every envelope is opened once.
 Per step the executor would seal and open two envelopes (the Task out, the Result back),
 compared with the core per-step overhead measured here by ``bench_core.py``'s zero-latency chain.
+
+Then the 1,000-way fan-out at zero latency (and the 1,000-step chain), each variant in a fresh
+process: no security (``sign_messages=False``, no store), signed messages, and signed messages
+with the run recorded in SQLite, which adds the audit log (two message records per step, plus
+the run's own) to the store's writes; the store without audit is `bench_store.py`'s figure.
 Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -111,7 +118,12 @@ def _serialise_only(task: Any, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a tenth of the envelopes (a smoke check)")
+    parser.add_argument("--workload", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.workload:
+        shape, n, variant = args.workload
+        _workload_child(shape, int(n), variant)
+        return
     from cadenza._identity import HmacKey
 
     scale = 10 if args.quick else 1
@@ -147,6 +159,59 @@ def main() -> None:
         print(f"\n{missing}")
     print("\n'per step' is two envelopes (the Task out, the Result back); 'of core' is that against the core "
           "per-step overhead above.")
+    _workloads(100 if args.quick else 1_000, 1 if args.quick else 3)
+
+
+_VARIANTS = {"plain": "no security, no store", "signed": "signed messages", "audited": "signed + SQLite store and audit"}
+
+
+def _workload_child(shape: str, n: int, variant: str) -> None:
+    import asyncio
+    import gc
+    import tempfile
+    import time
+
+    from bench_store import _team, _warm_up
+
+    async def measure() -> float:
+        await _warm_up()
+        team, steps = _team(shape, n)
+        with tempfile.TemporaryDirectory() as where:
+            store = None
+            if variant == "audited":
+                from cadenza.stores import SQLiteStore
+
+                store = SQLiteStore(os.path.join(where, "runs.db"))
+                await store.open()
+            gc.collect()
+            t0 = time.perf_counter()
+            result = await team.run("go", store=store, sign_messages=variant != "plain")
+            elapsed = time.perf_counter() - t0
+            if store is not None:
+                await store.close()
+        if result.status != "success":
+            raise SystemExit(f"broken run: {result.status}")
+        return elapsed / steps * 1e6
+
+    print(json.dumps(asyncio.run(measure())))
+
+
+def _workloads(n: int, runs: int) -> None:
+    print(f"\nper-step time at zero latency, fresh process per run, median of {runs}:")
+    print(f"  {'workload':<28} " + " ".join(f"{label:>32}" for label in _VARIANTS.values()))
+    for shape in ("fanout", "chain"):
+        figures = {}
+        for variant in _VARIANTS:
+            samples = []
+            for _ in range(runs):
+                out = subprocess.run([sys.executable, __file__, "--workload", shape, str(n), variant],
+                                     capture_output=True, text=True, check=True)
+                samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            figures[variant] = statistics.median(samples)
+        name = f"{n}-way fan-out + join" if shape == "fanout" else f"chain of {n}"
+        cells = [f"{figures['plain']:>25.1f} us/step"]
+        cells += [f"{figures[v]:>12.1f} us (+{figures[v] - figures['plain']:.1f})".rjust(32) for v in ("signed", "audited")]
+        print(f"  {name:<28} " + " ".join(cells))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from ._names import name_problem, summarise_validation
 from ._permissions import denial, effective_scopes
 from ._result import RunResult
 from ._sync import run_sync
+from ._tool_sources import open_for_run, source_tools
 from ._tools import Tool, ToolContext
 from ._trusted import TrustedBuilder
 from .models.base import (
@@ -47,6 +48,7 @@ from .models.registry import resolve_model
 
 if TYPE_CHECKING:
     from ._events import EventSink
+    from ._mcp import MCPServer
 
 __all__ = ("DEFAULT_MODEL", "Agent", "render_task")
 
@@ -115,6 +117,7 @@ class Agent(Generic[OutputT]):
         budget: Budget | None = None,
         max_tokens: int | None = None,
         scopes: Iterable[str] | None = None,
+        mcp_servers: Sequence[MCPServer] = (),
     ) -> None: ...
     @overload
     def __init__(
@@ -132,6 +135,7 @@ class Agent(Generic[OutputT]):
         budget: Budget | None = None,
         max_tokens: int | None = None,
         scopes: Iterable[str] | None = None,
+        mcp_servers: Sequence[MCPServer] = (),
     ) -> None: ...
     def __init__(
         self,
@@ -148,6 +152,7 @@ class Agent(Generic[OutputT]):
         budget: Budget | None = None,
         max_tokens: int | None = None,
         scopes: Iterable[str] | None = None,
+        mcp_servers: Sequence[MCPServer] = (),
     ) -> None:
         """Create an agent.
 
@@ -170,6 +175,8 @@ class Agent(Generic[OutputT]):
             scopes: what the agent is granted (``{"read"}`` for a read-only agent). A tool runs only if the agent
                 holds every scope it declares, within the ceilings of the teams above it; the runtime checks each
                 call. None grants the scopes its Python tools declare (an MCP server's tools need an explicit grant).
+            mcp_servers: MCP servers whose tools the agent may use, listed afresh for each task (opened on first
+                use and closed when the run ends); a tool name two servers share is namespaced ``server__tool``.
         """
         problem = name_problem(name)
         if problem:
@@ -198,6 +205,7 @@ class Agent(Generic[OutputT]):
         self.requires_approval = requires_approval
         self.budget = budget
         self.max_tokens = max_tokens
+        self.mcp_servers: tuple[MCPServer, ...] = tuple(mcp_servers)
         self.output_type: type[Any] = output_type if output_type is not None else str
         self._adapter: TypeAdapter[Any] | None = None
         self._output_schema: OutputSchema | None = None
@@ -228,7 +236,8 @@ class Agent(Generic[OutputT]):
         from ._budget import BudgetAccount
 
         with spending_under(BudgetAccount("run", budget) if budget is not None else None):
-            result = await self.execute(task)
+            async with open_for_run():
+                result = await self.execute(task)
         output = None
         if result.ok:
             output = result.output if self._adapter is None else self._adapter.validate_python(result.output)
@@ -251,6 +260,8 @@ class Agent(Generic[OutputT]):
 
                 await step_gate(conversation.step, self._name, {"agent": self._name, "instruction": task.instruction,
                                                                 "input": task.input})
+            if self.mcp_servers:
+                await conversation.add_tools(await source_tools(self.mcp_servers))
             with agent_spending(self, self._name, self.budget):
                 output = await conversation.loop()
         except ApprovalRequired as exc:  # the step pauses durably; a resume runs it again
@@ -261,13 +272,6 @@ class Agent(Generic[OutputT]):
             error = ErrorInfo(type=type(exc).__name__, message=f"agent {self._name!r}: {exc}", retryable=False)
             return self._result(task, "failure", None, conversation.usage, started, error)
         return self._result(task, "success", output, conversation.usage, started, None)
-
-    def _offered_tools(self) -> list[ToolSpec]:
-        """The tools the model is shown: those the agent may call here (a call to any other is denied anyway)."""
-        held = effective_scopes(self.scopes)
-        if all(t.scopes <= held for t in self.tools.values()):
-            return self._tool_specs
-        return [t.spec for t in self.tools.values() if t.scopes <= held]
 
     def _result(
         self, task: Task, status: ResultStatus, output: Any, usage: Usage, started: datetime, error: ErrorInfo | None
@@ -281,7 +285,8 @@ class Agent(Generic[OutputT]):
 class _Conversation:
     """One task's exchange with the model: turns, tool calls and output repair."""
 
-    __slots__ = ("agent", "calls_seen", "malformed", "messages", "paused", "run_id", "step", "task_id", "usage")
+    __slots__ = ("agent", "calls_seen", "malformed", "messages", "paused", "run_id", "specs", "step", "task_id",
+                 "tools", "usage")
 
     def __init__(self, agent: Agent[Any], task: Task) -> None:
         self.agent = agent
@@ -292,18 +297,38 @@ class _Conversation:
         """How often each (tool, argument digest) was called in this task: part of each call's idempotency key."""
         self.malformed: str | None = None
         """The last tool call of this turn whose arguments could not be used: it counts as a repair."""
+        self.tools: dict[str, Tool] = agent.tools
+        """The agent's own tools and, for this task, those of its MCP servers."""
+        self.specs = agent._tool_specs
         self.paused: ApprovalRequired | None = None
         """A call that waits for a human: the task pauses once the calls made with it have ended."""
         self.messages: list[ModelMessage] = [UserMessage(content=render_task(task))]
         """Never mutated once sent in a request (requests keep it); each turn that adds to it makes a new list."""
         self.usage = _NO_USAGE
 
+    async def add_tools(self, extra: Sequence[Tool]) -> None:
+        """Tools of the agent's sources for this task; a name that clashes with one of its own is refused."""
+        tools = dict(self.tools)
+        for found in extra:
+            if found.name in tools:
+                raise ConfigError(f"agent {self.agent.name!r}: the MCP tool {found.name!r} has the name of one of "
+                                  "its other tools; rename one of them")
+            tools[found.name] = found
+        self.tools, self.specs = tools, [t.spec for t in tools.values()]
+
+    def offered(self) -> list[ToolSpec]:
+        """The tools the model is shown: those the agent may call here (a call to any other is denied anyway)."""
+        held = effective_scopes(self.agent.scopes)
+        if all(t.scopes <= held for t in self.tools.values()):
+            return self.specs
+        return [t.spec for t in self.tools.values() if t.scopes <= held]
+
     async def loop(self) -> Any:
         agent = self.agent
         repairs_left = agent.output_retries
         for _turn in range(agent.max_turns):
             request = _build_request(
-                system=agent.instructions, messages=self.messages, tools=agent._offered_tools(),
+                system=agent.instructions, messages=self.messages, tools=self.offered(),
                 output_schema=agent._output_schema, agent=agent._name, max_tokens=agent.max_tokens,
             )
             response = await call_model(agent.model, request)
@@ -350,9 +375,9 @@ class _Conversation:
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True,
                                      content=f"the arguments could not be read: {call.malformed}; call the tool "
                                              "again with a JSON object that fits its schema")
-        found = self.agent.tools.get(call.name)
+        found = self.tools.get(call.name)
         if found is None:
-            known = ", ".join(self.agent.tools) or "(none)"
+            known = ", ".join(self.tools) or "(none)"
             self.malformed = f"unknown tool {call.name!r}"
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True,
                                      content=f"unknown tool {call.name!r}; available tools: {known}")

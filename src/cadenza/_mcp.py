@@ -191,6 +191,11 @@ class MCPServer:
         where = f"command={list(self.command)!r}" if self.command else f"url={self.url!r}"
         return f"MCPServer({self.name!r}, {where})"
 
+    @property
+    def is_open(self) -> bool:
+        """Whether its session is open (between ``__aenter__`` and ``__aexit__``) and still alive."""
+        return self._task is not None and not self._task.done()
+
     async def __aenter__(self) -> Self:
         if self._task is not None:
             raise ConfigError(f"MCP server {self.name!r} is already open")

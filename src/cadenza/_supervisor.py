@@ -30,6 +30,7 @@ from ._result import RunResult
 from ._security import signing
 from ._spawn import SpawnPolicy
 from ._sync import run_sync
+from ._tool_sources import open_for_run
 from .backends.base import Backend, Worker
 from .models.base import Model
 from .models.registry import resolve_model
@@ -215,14 +216,15 @@ class Supervisor(Generic[OutputT]):
                     recipient=AgentId(self._name), instruction=goal, input=input)
         with spending_under(BudgetAccount("run", budget) if budget is not None else None, prices=prices), \
                 signing(task.run_id, sign_messages):
-            if store is None:
-                result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
-            else:
-                from ._durable import open_for, record_run
+            async with open_for_run():
+                if store is None:
+                    result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
+                else:
+                    from ._durable import open_for, record_run
 
-                async with open_for(store) as opened:
-                    result = await record_run(self, task, opened, events=events, source=source, options=options,
-                                              workflow=workflow)
+                    async with open_for(store) as opened:
+                        result = await record_run(self, task, opened, events=events, source=source,
+                                                  options=options, workflow=workflow)
         return self._typed(result)
 
     async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],
@@ -243,7 +245,7 @@ class Supervisor(Generic[OutputT]):
 
         with spending_under(BudgetAccount("run", budget) if budget is not None else None, prices=prices), \
                 signing(str(run_id), sign_messages):
-            async with open_for(store) as opened:
+            async with open_for_run(), open_for(store) as opened:
                 return self._typed(await resume_run(self, RunId(run_id), opened, events=events, force=force))
 
     def _typed(self, result: RunResult[Any]) -> RunResult[OutputT]:

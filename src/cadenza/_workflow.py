@@ -171,6 +171,8 @@ class _Builder:
         self.by_string: dict[str, Model | CadenzaError] = {}
         self.team_specs: dict[str, tuple[str, TeamSpec]] = {}
         self.children: dict[str, list[str]] = {}
+        self.servers: dict[str, Any] = {}
+        """MCP servers by name, built once and shared by the agents that use them (opened when a run needs them)."""
         self.prices = PRICES.override(
             Prices({key: Price(**price.model_dump()) for key, price in spec.prices.items()})
         ) if spec.prices else PRICES
@@ -384,15 +386,46 @@ class _Builder:
 
     # ------------------------------------------------------------------ agents and teams
 
+    def _server(self, name: str, path: str) -> Any:
+        """The MCP server ``name`` of ``mcp_servers``; None after a problem (reported at ``path``)."""
+        if name in self.servers:
+            return self.servers[name]
+        spec = self.spec.mcp_servers.get(name)
+        if spec is None:
+            known = list(self.spec.mcp_servers)
+            self._problem(path, f"no MCP server named {name!r} in mcp_servers{suggest(name, known)} "
+                                f"(known: {', '.join(known) or 'none'})")
+            return None
+        try:
+            from ._mcp import MCPServer
+            from ._mcp_pins import MCPPins
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] != "mcp":
+                raise
+            self._problem(f"mcp_servers.{name}", "MCP needs the mcp SDK, which is not installed: "
+                                                  "pip install 'cadenza[mcp]'")
+            self.servers[name] = None
+            return None
+        try:
+            self.servers[name] = MCPServer(
+                name, command=spec.command, url=spec.url, env=spec.env, scopes=spec.scopes,
+                pins=MCPPins(spec.pins) if spec.pins else None, trust_on_first_use=spec.trust_on_first_use,
+                timeout=spec.timeout)
+        except ConfigError as exc:
+            self._problem(f"mcp_servers.{name}", str(exc))
+            self.servers[name] = None
+        return self.servers[name]
+
     def _agent(self, index: int, spec: AgentSpec) -> Agent[str] | None:
         model = self.model(spec.model, f"agents[{index}].model")
-        if model is None:
+        servers = [self._server(name, f"agents[{index}].tools[{i}]") for i, name in enumerate(spec.tools)]
+        if model is None or any(server is None for server in servers):
             return None
         try:
             return Agent(spec.name, spec.instructions, model=model, description=spec.description,
                          max_turns=spec.max_turns, output_retries=spec.output_retries,
                          requires_approval=spec.requires_approval, max_tokens=spec.max_tokens,
-                         budget=_budget(spec.budget), scopes=spec.scopes)
+                         budget=_budget(spec.budget), scopes=spec.scopes, mcp_servers=servers)
         except ConfigError as exc:
             self._problem(f"agents[{index}]", str(exc))
             return None

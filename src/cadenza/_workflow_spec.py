@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._agent import DEFAULT_MODEL
 from ._names import name_problem
@@ -112,6 +112,30 @@ class PriceSpec(_Spec):
     cache_write: float | None = Field(default=None, ge=0)
 
 
+class MCPServerSpec(_Spec):
+    """An MCP server whose tools agents may use (`MCPServer` fields): a command (stdio) or a URL (HTTP)."""
+
+    command: list[str] | None = Field(default=None, min_length=1)
+    """The program and its arguments, started over stdio, e.g. ``[python, -m, mcp_server_time]``."""
+    url: str | None = None
+    """A streamable HTTP endpoint, e.g. ``http://localhost:3001/mcp``."""
+    env: dict[str, str] | None = None
+    """Environment of a started server (it inherits only HOME, PATH, SHELL, TERM, USER and LOGNAME)."""
+    scopes: dict[str, list[str]] | None = None
+    """Scopes each tool needs, by tool name (``"*"`` for all); a tool not named needs ``mcp:SERVER``."""
+    trust_on_first_use: bool = False
+    """Approve (pin) a tool the first time it is seen; otherwise ``cadenza``'s pin file must approve it."""
+    pins: str | None = None
+    """The pin file (``.cadenza/mcp-pins.json`` by default)."""
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of command (a stdio server) or url (a streamable HTTP server)")
+        return self
+
+
 class AgentSpec(_Spec):
     """One agent."""
 
@@ -126,6 +150,8 @@ class AgentSpec(_Spec):
     """The most this agent may spend in one run."""
     scopes: list[str] | None = None
     """What the agent is granted (``[read]`` for a read-only agent); its tools' scopes when absent."""
+    tools: list[str] = Field(default_factory=list)
+    """Names of ``mcp_servers`` entries whose tools the agent may use (each still needs its scopes granted)."""
     max_turns: int = Field(default=10, ge=1)
     output_retries: int = Field(default=2, ge=0)
     requires_approval: bool = False
@@ -206,6 +232,8 @@ class WorkflowSpec(_Spec):
     """Named model settings that agents and teams refer to by name."""
     default_model: str | None = None
     """A ``models`` entry or a model string for everything that names none; ``simulated`` when absent."""
+    mcp_servers: dict[str, MCPServerSpec] = Field(default_factory=dict)
+    """MCP servers, by name, that agents draw tools from (``tools: [name]`` on an agent)."""
     prices: dict[str, PriceSpec] = Field(default_factory=dict)
     """Prices by ``provider:model`` prefix, replacing or adding to the shipped table."""
     budget: BudgetSpec | None = None
