@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,6 +66,8 @@ class Workflow:
     """The shipped price table with the file's ``prices:`` over it: what USD budgets are checked with."""
     budget: Budget | None = None
     """The file's run budget (``budget:``), for ``entry.run(goal, budget=workflow.budget)``."""
+    mcp_servers: dict[str, Any] = field(default_factory=dict)
+    """The file's MCP servers (`MCPServer`, not opened), by name."""
 
     @property
     def plan_source(self) -> Literal["static", "planner"]:
@@ -200,7 +202,8 @@ class _Builder:
             raise _fail(self.source, sorted(self.problems, key=_file_order) or ["the top supervisor could not be built"])
         return Workflow(name=spec.name, description=spec.description, source=self.source, entry=entry,
                         agents=agents, teams=teams, models_used=self.models_used, offline=self.offline,
-                        prices=self.prices, budget=_budget(spec.budget))
+                        prices=self.prices, budget=_budget(spec.budget),
+                        mcp_servers={name: self._server(name, f"mcp_servers.{name}") for name in spec.mcp_servers})
 
     def _problem(self, path: str, message: str) -> None:
         problem = f"{path}: {message}"

@@ -271,6 +271,39 @@ def audit_verify(run_id: str) -> None:
     raise click.exceptions.Exit(audit_verify_command(_store_url(), run_id))
 
 
+@app.group()
+@debug_option
+def mcp() -> None:
+    """Review and approve the tools of a workflow's MCP servers.
+
+    A tool is usable only once approved: its description and schema are pinned (by hash, in the
+    pin file); a server that changes them later has that tool disabled until approved again.
+    """
+
+
+@mcp.command("tools")
+@click.argument("workflow")
+@click.argument("servers", nargs=-1)
+@debug_option
+def mcp_tools(workflow: str, servers: tuple[str, ...]) -> None:
+    """Start each MCP server of WORKFLOW (or only SERVERS) and list its tools: approved, unapproved or changed."""
+    from ._mcp import tools_command
+
+    tools_command(_load(workflow, None), servers)
+
+
+@mcp.command("approve")
+@click.argument("workflow")
+@click.argument("server")
+@click.option("--tool", "tools", multiple=True, metavar="NAME", help="Approve only this tool (repeatable).")
+@debug_option
+def mcp_approve(workflow: str, server: str, tools: tuple[str, ...]) -> None:
+    """Pin the tools of SERVER in WORKFLOW as it offers them now (all of them unless --tool names some)."""
+    from ._mcp import approve_command
+
+    approve_command(_load(workflow, None), server, tools)
+
+
 def decision_options(func: F) -> F:
     """The arguments and options ``approve`` and ``reject`` share."""
     for option in reversed((
