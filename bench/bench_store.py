@@ -15,7 +15,9 @@ the store's method): a fan-out should need far fewer commits than steps, a chain
 per step. Every run is checked (run and steps successful, every step and message stored)
 before any figure of it is printed. ``close ms`` is closing the store after the run: SQLite
 checkpoints its WAL then, a cost the run's writes leave behind; the check line counts it.
-Before the clock starts, each process makes a tiny run (recorded in memory and plain) so that
+Messages are not signed (``sign_messages=False``: `bench_security.py` times that) and the
+audit log is off, so the figures are the store's own; ``SQLite+audit`` adds the audit log's
+records (two a step, chained by hashes). Before the clock starts, each process makes a tiny run (recorded in memory and plain) so that
 one-time imports are not timed. SQLite files go to $CADENZA_BENCH_DIR, else the system's temp
 directory; PostgreSQL is $CADENZA_BENCH_POSTGRES or --postgres-url (skipped, saying why, if unreachable).
 """
@@ -44,8 +46,9 @@ TARGET_US = 100.0
 """The issue's target: SQLite adds at most this much per step on average."""
 LANGGRAPH_US = {"chain": 2_500.0, "fanout": 800.0}
 """LangGraph's SQLite checkpointer, measured the same way on the same machine (figures from the issue)."""
-VARIANTS = ("none", "sqlite", "sqlite-full", "postgres")
-LABELS = {"none": "no store", "sqlite": "SQLite", "sqlite-full": "SQLite FULL", "postgres": "PostgreSQL"}
+VARIANTS = ("none", "sqlite", "sqlite-full", "postgres", "sqlite-audit")
+LABELS = {"none": "no store", "sqlite": "SQLite", "sqlite-full": "SQLite FULL", "postgres": "PostgreSQL",
+          "sqlite-audit": "SQLite+audit"}
 
 
 def _team(shape: str, n: int) -> tuple[Any, int]:
@@ -155,7 +158,7 @@ async def _measure(shape: str, n: int, variant: str, where: str, pg_url: str) ->
         counted = _Counted(store) if store is not None else None
         gc.collect()
         cpu0, t0 = time.process_time(), time.perf_counter()
-        result = await team.run(f"{shape} of {n}", store=store)
+        result = await team.run(f"{shape} of {n}", store=store, sign_messages=False, audit=variant == "sqlite-audit")
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         await _verify(store, result, steps)
         t1 = time.perf_counter()

@@ -30,8 +30,8 @@ current_audit: ContextVar[AuditLog | None] = ContextVar("cadenza_audit", default
 
 
 @contextmanager
-def auditing(log: AuditLog) -> Iterator[None]:
-    """Record what happens in the body in ``log``."""
+def auditing(log: AuditLog | None) -> Iterator[None]:
+    """Record what happens in the body in ``log`` (None: record nothing, whatever an outer run does)."""
     token = current_audit.set(log)
     try:
         yield

@@ -73,7 +73,8 @@ def fingerprint(team: Supervisor[Any], options: dict[str, Any] | None) -> dict[s
 
 
 async def record_run(team: Supervisor[Any], task: Task, store: Store, *, events: EventSink | None,
-                     source: str | None, options: dict[str, Any] | None, workflow: str | None = None) -> RunResult[Any]:
+                     source: str | None, options: dict[str, Any] | None, workflow: str | None = None,
+                     audit: bool = True) -> RunResult[Any]:
     """Run ``task`` on ``team``, recording everything in ``store``; the run row is durable before any step.
 
     Raises:
@@ -94,13 +95,14 @@ async def record_run(team: Supervisor[Any], task: Task, store: Store, *, events:
     )
     journal = RunJournal(store, task.run_id)
     await journal.commit(PutRun(row))
-    log = AuditLog(task.run_id, write=journal.record)
-    log.append("run.started", team.name, task.run_id, {"workflow": row.workflow, "goal": task.instruction})
+    log = AuditLog(task.run_id, write=journal.record) if audit else None
+    if log is not None:
+        log.append("run.started", team.name, task.run_id, {"workflow": row.workflow, "goal": task.instruction})
     return await _drive(team, task, journal, row, events, log)
 
 
 async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, events: EventSink | None,
-                     force: bool) -> RunResult[Any]:
+                     force: bool, audit: bool = True) -> RunResult[Any]:
     """Continue ``run_id`` on ``team``: finished steps are read back, the rest run."""
     snapshot = await store.snapshot(run_id)
     row = snapshot.run
@@ -124,8 +126,9 @@ async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, even
         return undecided
     running = _replace(row, status="running", finished_at=None, error_json=None)
     await journal.commit(PutRun(running))
-    log = await AuditLog.resume(store, run_id, write=journal.record)
-    log.append("run.resumed", team.name, run_id, {"was": row.status, "forced": force, "changes": changes[:20]})
+    log = await AuditLog.resume(store, run_id, write=journal.record) if audit else None
+    if log is not None:
+        log.append("run.resumed", team.name, run_id, {"was": row.status, "forced": force, "changes": changes[:20]})
     return await _drive(team, task, journal, running, events, log)
 
 
@@ -196,7 +199,7 @@ async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[A
 
 
 async def _drive(team: Supervisor[Any], task: Task, journal: RunJournal, row: RunRow,
-                 events: EventSink | None, log: AuditLog) -> RunResult[Any]:
+                 events: EventSink | None, log: AuditLog | None) -> RunResult[Any]:
     try:
         with auditing(log):
             result = await team._run(task, team=team.name, events=events, raise_plan_errors=True, journal=journal,

@@ -188,7 +188,8 @@ class Supervisor(Generic[OutputT]):
                   events: EventSink | None = None, store: Store | str | os.PathLike[str] | None = None,
                   source: str | None = None, options: dict[str, Any] | None = None,
                   workflow: str | None = None, budget: Budget | None = None,
-                  prices: Prices | None = None, sign_messages: bool = True) -> RunResult[OutputT]:
+                  prices: Prices | None = None, sign_messages: bool = True,
+                  audit: bool = True) -> RunResult[OutputT]:
         """Plan, execute and synthesise ``goal``; failures of steps make a partial result, not an exception.
 
         Args:
@@ -206,6 +207,8 @@ class Supervisor(Generic[OutputT]):
             prices: the price table for budgets in USD (the shipped `PRICES` by default).
             sign_messages: send every Task and Result between agents in a signed envelope, verified on receipt
                 (``_security``); False saves its cost (about 40 us a step) where every agent runs in this process.
+            audit: with a ``store``, keep the run's hash-chained audit log (``cadenza audit``); False saves its
+                writes (two records a step).
 
         Raises:
             PlanError: the planner gave no valid plan (nothing was executed).
@@ -224,12 +227,13 @@ class Supervisor(Generic[OutputT]):
 
                     async with open_for(store) as opened:
                         result = await record_run(self, task, opened, events=events, source=source,
-                                                  options=options, workflow=workflow)
+                                                  options=options, workflow=workflow, audit=audit)
         return self._typed(result)
 
     async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],
                      events: EventSink | None = None, force: bool = False, budget: Budget | None = None,
-                     prices: Prices | None = None, sign_messages: bool = True) -> RunResult[OutputT]:
+                     prices: Prices | None = None, sign_messages: bool = True,
+                     audit: bool = True) -> RunResult[OutputT]:
         """Continue a run an earlier process left unfinished (killed, cancelled, or waiting for approval).
 
         Steps that finished are read back from ``store``, not run again; steps that were in flight run again.
@@ -246,7 +250,8 @@ class Supervisor(Generic[OutputT]):
         with spending_under(BudgetAccount("run", budget) if budget is not None else None, prices=prices), \
                 signing(str(run_id), sign_messages):
             async with open_for_run(), open_for(store) as opened:
-                return self._typed(await resume_run(self, RunId(run_id), opened, events=events, force=force))
+                return self._typed(await resume_run(self, RunId(run_id), opened, events=events, force=force,
+                                                    audit=audit))
 
     def _typed(self, result: RunResult[Any]) -> RunResult[OutputT]:
         if result.output is not None and self._adapter is not None:
