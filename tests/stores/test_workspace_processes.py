@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from asyncio.subprocess import PIPE
 
 from cadenza.stores import open_store
@@ -19,13 +20,14 @@ WRITERS = 4
 INCREMENTS = 15
 
 _CHILD = """
-import asyncio, sys
+import asyncio, sys, time
 from cadenza._errors import WorkspaceConflict
 from cadenza.stores import open_store
 
-async def main(url: str, writer: str, times: int) -> None:
+async def main(url: str, writer: str, times: int, start: float) -> None:
     conflicts = 0
     async with open_store(url) as store:
+        await asyncio.sleep(max(0.0, start - time.time()))  # every writer begins at the same moment
         for _ in range(times):
             while True:
                 current = await store.workspace_get("run-1", "counter")
@@ -39,7 +41,7 @@ async def main(url: str, writer: str, times: int) -> None:
                     conflicts += 1
     print(conflicts)
 
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
 """
 
 
@@ -54,9 +56,10 @@ async def test_compare_and_set_across_processes_loses_no_increment(backend: Back
     url = url_of(backend)
     async with open_store(url):
         pass  # create the schema once, so the writers do not race to migrate it
+    start = time.time() + 2.0  # after every interpreter has started and opened the store
     writers = [
         await asyncio.create_subprocess_exec(sys.executable, "-c", _CHILD, url, f"process-{i}", str(INCREMENTS),
-                                             stdout=PIPE, stderr=PIPE)
+                                             str(start), stdout=PIPE, stderr=PIPE)
         for i in range(WRITERS)
     ]
     outcomes = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in writers)), timeout=120)
