@@ -8,6 +8,7 @@ their own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -27,6 +28,7 @@ __all__ = (
 )
 
 current_audit: ContextVar[AuditLog | None] = ContextVar("cadenza_audit", default=None)
+_log = logging.getLogger("cadenza.security")
 
 
 @contextmanager
@@ -47,7 +49,12 @@ def audit(kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object
 
 
 def audit_tool_call(agent: str, tool: str, arguments: dict[str, Any], outcome: str, detail: str = "") -> None:
-    """Record one tool call (denied ones too): who, which tool, a digest of its arguments, what came of it."""
+    """Record one tool call (denied ones too): who, which tool, a digest of its arguments, what came of it.
+
+    A denied call is also a warning in the log, whether or not the run keeps an audit log.
+    """
+    if outcome == "denied":
+        _log.warning("tool call denied: %s", detail, extra={"agent": agent, "tool": tool})
     if current_audit.get() is None:
         return
     from ._side_effects import arguments_digest
@@ -62,6 +69,8 @@ def audit_tool_call(agent: str, tool: str, arguments: dict[str, Any], outcome: s
 def audit_rejection(reason: str, detail: str, *, sender: str | None, recipient: str | None, nonce: str | None,
                     kind: str | None) -> None:
     """Record a refused envelope (forged, tampered, replayed, stale, another run's) with what it claimed."""
+    _log.warning("message refused (%s): %s", reason, detail,
+                 extra={"sender": sender, "recipient": recipient, "nonce": nonce})
     audit("message.rejected", sender or "?", recipient or "", {
         "reason": reason, "detail": detail, "nonce": nonce, "kind": kind,
     })

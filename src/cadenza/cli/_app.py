@@ -35,6 +35,11 @@ OFFLINE_NOTICE = "no model provider configured: running offline on the simulated
 DEFAULT_STORE = ".cadenza/runs.db"
 _DEBUG = "cadenza.debug"
 _STORE = "cadenza.store"
+_LOGGING = "cadenza.logging"
+
+
+def _set_logging(ctx: click.Context, key: str, value: str) -> None:
+    ctx.find_root().meta.setdefault(_LOGGING, {})[key] = value
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -94,9 +99,19 @@ def _fail(ctx: click.Context, message: str, code: int, *, hint: str | None = Non
 @click.option("--store", metavar="URL", envvar="CADENZA_STORE", show_envvar=True, default=DEFAULT_STORE,
               show_default=True, expose_value=False, callback=_set_store,
               help="Where runs are recorded: a SQLite file (path or sqlite:PATH) or a postgresql://... URL.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              expose_value=False, callback=lambda ctx, _p, v: _set_logging(ctx, "format", v),
+              help="Logs on stderr, each line with its run, step, agent and trace ids: readable text or JSON lines.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
+              show_default=True, expose_value=False, callback=lambda ctx, _p, v: _set_logging(ctx, "level", v),
+              help="The least severe log lines shown (retries, denials and failed steps are warnings).")
 @debug_option
 def app() -> None:
     """Orchestrate teams of LLM agents from workflow files (offline on the simulated model by default)."""
+    from .._logging import configure
+
+    settings = click.get_current_context().meta.get(_LOGGING, {})
+    configure(settings.get("format", "text"), level=settings.get("level", "warning").upper())
 
 
 def _load(path: str, model: str | None) -> Workflow:

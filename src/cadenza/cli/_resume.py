@@ -34,6 +34,13 @@ DisplayKind = Literal["live", "plain", "quiet"]
 Body = Callable[["Store | None", "Display"], Awaitable["RunResult[Any]"]]
 
 
+def _with_log(handle: Any) -> Any:
+    """The display's event sink and the log's: each event also becomes a log line at its level."""
+    from .._logging import EventLog, fan_out
+
+    return fan_out(handle, EventLog())
+
+
 def exit_code(result: RunResult[Any]) -> int:
     """0 success, 1 partial or failed, 4 waiting for a human decision."""
     return 0 if result.ok else 4 if result.status == "waiting" else 1
@@ -58,9 +65,9 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
 
     async def body(store: Store | None, display: Display) -> RunResult[Any]:
         if store is None:
-            return await workflow.entry.run(goal, run_id=run_id, events=display.handle, budget=budget,
+            return await workflow.entry.run(goal, run_id=run_id, events=_with_log(display.handle), budget=budget,
                                             prices=workflow.prices)
-        return await workflow.entry.run(goal, run_id=run_id, events=display.handle, store=store, source=source,
+        return await workflow.entry.run(goal, run_id=run_id, events=_with_log(display.handle), store=store, source=source,
                                         workflow=workflow.name, options={"model": model}, budget=budget,
                                         prices=workflow.prices)
 
@@ -82,7 +89,7 @@ def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model
     async def body(store: Store | None, display: Display) -> RunResult[Any]:
         if store is None:  # pragma: no cover - _drive opens the store whenever it has a url
             raise RuntimeError("resume needs an open store")
-        return await workflow.entry.resume(row.run_id, store=store, events=display.handle, force=force,
+        return await workflow.entry.resume(row.run_id, store=store, events=_with_log(display.handle), force=force,
                                            budget=workflow.budget, prices=workflow.prices)
 
     banner = f"resuming run {row.run_id} ({row.status}, started {row.started_at:%Y-%m-%d %H:%M:%S} UTC)"
