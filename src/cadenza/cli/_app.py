@@ -252,6 +252,22 @@ def resume(run_id: str, force: bool, as_json: bool, model: str | None) -> None:
     raise click.exceptions.Exit(resume_run(_store_url(), run_id, force=force, as_json=as_json, model=model))
 
 
+@app.command()
+@click.argument("run_id")
+@click.option("--width", default=40, show_default=True, type=click.IntRange(min=10, max=400),
+              help="Characters of the timeline bars.")
+@debug_option
+def trace(run_id: str, width: int) -> None:
+    """The tree of RUN_ID with a timeline: teams, steps, tool calls, status, duration, tokens and cost.
+
+    Bars show what ran in parallel; * marks each team's critical path. Built from what the run
+    recorded, so it works for finished, failed, waiting and resumed runs.
+    """
+    from ._trace import trace_command
+
+    trace_command(_store_url(), run_id, width=width)
+
+
 @app.group()
 @debug_option
 def audit() -> None:

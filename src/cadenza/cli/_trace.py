@@ -1,0 +1,166 @@
+"""``cadenza trace RUN_ID``: the tree of a recorded run with a timeline, built from what the run stored.
+
+Each team's plan becomes a tree of its steps (a nested team's steps under the step that ran
+it), each with its status, start, duration, attempts, tokens and cost, and the tool calls its
+agent made (from the audit log, denied ones too). A bar per step, scaled to the whole run,
+shows what ran in parallel; steps on each team's critical path (the chain of dependencies
+that finished last, so decided when the team could finish) are marked ``*`` with a solid bar.
+Works for finished, failed, waiting and resumed runs: only stored rows are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+import click
+
+from .._messages import Usage
+from .._plan import Plan
+from ..stores.base import AuditRecord, RunSnapshot, StepRow
+
+__all__ = ("TraceLine", "critical_steps", "render_trace", "trace_command", "trace_lines")
+
+_GLYPHS = {"success": "✓", "partial": "◐", "failed": "✗", "skipped": "·", "cancelled": "⊘", "waiting": "⏸",
+           "running": "▶", "pending": "·"}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceLine:
+    """One line of the tree: a step, or a tool call under one."""
+
+    depth: int
+    label: str
+    status: str
+    start: float | None
+    """Seconds from the run's start."""
+    duration: float | None
+    tokens: int
+    cost: float
+    critical: bool
+    detail: str = ""
+
+
+def critical_steps(plan: Plan, rows: dict[str, StepRow]) -> set[str]:
+    """The critical path of one team's run: from the step that finished last, back through the dependency
+    that finished last before each (the one its start waited for)."""
+    finished = {sid: row.finished_at for sid, row in rows.items() if row.finished_at is not None}
+    if not finished:
+        return set()
+    by_id = {s.id: s for s in plan.steps}
+    current: str | None = max(finished, key=lambda sid: finished[sid])
+    path: set[str] = set()
+    while current is not None and current not in path:
+        path.add(current)
+        deps = [d for d in (by_id[current].depends_on if current in by_id else ()) if d in finished]
+        current = max(deps, key=lambda d: finished[d]) if deps else None
+    return path
+
+
+def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLine]:
+    """The tree of the run, depth first in plan order."""
+    t0 = snapshot.run.started_at
+    plans = {p.scope: Plan.model_validate_json(p.plan_json) for p in snapshot.plans}
+    rows: dict[str, dict[str, StepRow]] = {}
+    for row in snapshot.steps:
+        rows.setdefault(row.scope, {})[row.step_id] = row
+    calls: dict[str, list[AuditRecord]] = {}
+    for record in audit:
+        if record.kind in ("tool.called", "tool.denied"):
+            step = _json(record.detail_json).get("step")
+            if isinstance(step, str):
+                calls.setdefault(step, []).append(record)
+    lines: list[TraceLine] = []
+
+    def team(scope: str, depth: int) -> None:
+        plan = plans.get(scope)
+        scoped = rows.get(scope, {})
+        order = [s.id for s in plan.steps] if plan is not None else list(scoped)
+        critical = critical_steps(plan, scoped) if plan is not None else set()
+        agents = {s.id: s.agent for s in plan.steps} if plan is not None else {}
+        for step_id in order:
+            row = scoped.get(step_id)
+            agent = row.agent if row is not None else agents.get(step_id, "?")
+            usage = Usage.model_validate_json(row.usage_json) if row is not None else Usage()
+            start = _offset(t0, row.started_at) if row is not None else None
+            end = _offset(t0, row.finished_at) if row is not None else None
+            detail = f"{row.attempts} attempts" if row is not None and row.attempts > 1 else ""
+            if row is not None and row.skip_reason:
+                detail = row.skip_reason
+            lines.append(TraceLine(depth, f"{step_id} {agent}", row.status if row is not None else "pending", start,
+                                   None if start is None or end is None else end - start, usage.total_tokens,
+                                   usage.cost_usd, step_id in critical, detail))
+            path = f"{scope}/{step_id}"
+            for call in calls.get(path, []):
+                outcome = str(_json(call.detail_json).get("outcome", ""))
+                lines.append(TraceLine(depth + 1, f"↳ {call.subject}", "failed" if outcome != "ok" else "success",
+                                       _offset(t0, call.at), None, 0, 0.0, False, outcome))
+            if path in plans:
+                team(path, depth + 1)
+
+    root = snapshot.plans[0].scope if snapshot.plans else None
+    if root is not None:
+        team(root, 0)
+    return lines
+
+
+def render_trace(snapshot: RunSnapshot, audit: list[AuditRecord], *, width: int = 40) -> str:
+    """The trace as plain text: a header, then one line per step or tool call with its timeline bar."""
+    run = snapshot.run
+    usage = Usage.model_validate_json(run.usage_json)
+    end = run.finished_at or max((r.finished_at for r in snapshot.steps if r.finished_at), default=run.started_at)
+    total = max(_offset(run.started_at, end), 1e-9)
+    lines = trace_lines(snapshot, audit)
+    label_width = max((2 * ln.depth + len(ln.label) for ln in lines), default=10) + 2
+    out = [f"run {run.run_id}  {run.workflow}  {_GLYPHS.get(run.status, '•')} {run.status}  {total:.2f}s · "
+           f"{usage.total_tokens} tokens · ${usage.cost_usd:.4f} · {usage.model_calls} model calls",
+           f"{'':<{label_width + 2}}{'start':>7} {'took':>7} {'tokens':>7} {'cost':>8}  "
+           f"0s{'':{width - 2 - len(f'{total:.2f}s')}}{total:.2f}s"]
+    for ln in lines:
+        mark = "*" if ln.critical else " "
+        name = f"{'  ' * ln.depth}{_GLYPHS.get(ln.status, '•')} {ln.label}"
+        start = f"{ln.start:6.2f}s" if ln.start is not None else f"{'':7}"
+        took = f"{ln.duration:6.2f}s" if ln.duration is not None else f"{'':7}"
+        money = f"${ln.cost:.4f}" if ln.tokens else ""
+        tokens = str(ln.tokens) if ln.tokens else ""
+        bar = _bar(ln.start, ln.duration, total, width, solid=ln.critical)
+        detail = f"  {ln.detail}" if ln.detail else ""
+        out.append(f"{mark} {name:<{label_width}}{start} {took} {tokens:>7} {money:>8}  {bar}{detail}".rstrip())
+    out.append("* on the critical path of its team (the chain of dependencies that finished last)")
+    return "\n".join(out)
+
+
+def _bar(start: float | None, duration: float | None, total: float, width: int, *, solid: bool) -> str:
+    if start is None:
+        return " " * width
+    left = min(width - 1, int(start / total * width))
+    if duration is None:  # an instant (a tool call): a tick
+        return " " * left + "╵" + " " * (width - left - 1)
+    length = max(1, round(duration / total * width))
+    length = min(length, width - left)
+    return " " * left + ("█" if solid else "▒") * length + " " * (width - left - length)
+
+
+def _offset(t0: datetime, at: datetime | None) -> float:
+    return 0.0 if at is None else (at - t0).total_seconds()
+
+
+def _json(text: str) -> dict[str, object]:
+    import json
+
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+async def _load(url: str, run_id: str) -> tuple[RunSnapshot, list[AuditRecord]]:
+    from ._records import open_existing
+
+    async with open_existing(url, run_id) as store:
+        return await store.snapshot(run_id), await store.audit(run_id)
+
+
+def trace_command(url: str, run_id: str, *, width: int) -> None:
+    """``cadenza trace``: print the tree and timeline of a recorded run."""
+    snapshot, audit = asyncio.run(_load(url, run_id))
+    click.echo(render_trace(snapshot, audit, width=width))
