@@ -1,11 +1,21 @@
-"""Fixtures shared by every test module."""
+"""Fixtures shared by every test module, among them the two real store backends (`backend`, `store`).
+
+Without a PostgreSQL server the PostgreSQL tests fail: they are never skipped.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from hypothesis import settings
 
 from cadenza._events import Event
+from cadenza.stores import Store
+from stores.backends import PG_URL, Backend, PostgresBackend, SQLiteBackend
 
 # Property tests check behaviour, never speed: no per-example deadline, which a loaded CI machine would trip.
 settings.register_profile("cadenza", deadline=None)
@@ -16,3 +26,25 @@ settings.load_profile("cadenza")
 def events() -> list[Event]:
     """A list that collects a run's events in order (pass ``events.append`` as the sink)."""
     return []
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each backend in turn; a PostgreSQL schema is dropped afterwards."""
+    if request.param == "sqlite":
+        yield SQLiteBackend(tmp_path / "runs.db")
+        return
+    schema = f"cadenza_test_{uuid.uuid4().hex[:12]}"
+    yield PostgresBackend(schema)
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    """An open store on each backend."""
+    async with backend.store() as opened:
+        yield opened

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import get_args
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from cadenza._audit import (
@@ -31,7 +28,7 @@ from cadenza._errors import StoreError
 from cadenza._journal import RunJournal
 from cadenza.stores import AuditHead, AuditRecord, PutRun, Store, Write
 from cadenza.stores._batch import timestamp_text
-from stores.backends import PG_URL, Backend, PostgresBackend, SQLiteBackend
+from stores.backends import Backend
 from stores.rows import T0, run_row
 
 RUN = "run-audited"
@@ -40,25 +37,6 @@ COUNT = 300
 AGENTS = 6
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Each real backend in turn (as in tests/stores); a PostgreSQL schema is dropped afterwards."""
-    if request.param == "sqlite":
-        yield SQLiteBackend(tmp_path / "runs.db")
-        return
-    schema = f"cadenza_test_{uuid.uuid4().hex[:12]}"
-    yield PostgresBackend(schema)
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    async with backend.store() as opened:
-        yield opened
 
 
 def detail(agent: int, i: int) -> dict[str, object]:

@@ -1,38 +1,4 @@
-"""The two real backends every store test runs on: SQLite in a temporary file, PostgreSQL in a fresh schema.
+"""The store tests run on both real backends: the `backend` and `store` fixtures are in ``tests/conftest.py``.
 
 Without a PostgreSQL server the PostgreSQL tests fail: they are never skipped.
 """
-
-from __future__ import annotations
-
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import asyncpg  # type: ignore[import-untyped]
-import pytest
-
-from cadenza.stores import Store
-from stores.backends import PG_URL, Backend, PostgresBackend, SQLiteBackend
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Each backend in turn; a PostgreSQL schema is dropped afterwards."""
-    if request.param == "sqlite":
-        yield SQLiteBackend(tmp_path / "runs.db")
-        return
-    schema = f"cadenza_test_{uuid.uuid4().hex[:12]}"
-    yield PostgresBackend(schema)
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    """An open store on each backend."""
-    async with backend.store() as opened:
-        yield opened
