@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 
 from ._audit_hooks import audit_tool_call
@@ -32,6 +33,7 @@ from ._result import RunResult
 from ._sync import run_sync
 from ._tool_sources import open_for_run, source_tools
 from ._tools import Tool, ToolContext
+from ._tracing import fail, provider_of, record_usage, span
 from ._trusted import TrustedBuilder
 from .models.base import (
     AssistantMessage,
@@ -252,6 +254,18 @@ class Agent(Generic[OutputT]):
 
     async def execute(self, task: Task, *, events: EventSink | None = None) -> Result:
         """Run the model/tool loop for ``task``; every failure becomes a failure Result."""
+        with span(f"invoke_agent {self._name}", {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self._name, "cadenza.kind": "agent",
+            "gen_ai.agent.id": f"{task.sender}/{self._name}", "cadenza.run_id": task.run_id,
+            "cadenza.task_id": task.task_id, "cadenza.step_id": task.step_id,
+        }) as current:
+            result = await self._execute(task)
+            record_usage(current, result.usage)
+            if result.status == "failure" and result.error is not None:
+                fail(current, result.error.type, result.error.message)
+            return result
+
+    async def _execute(self, task: Task) -> Result:
         started = utcnow()
         conversation = _Conversation(self, task)
         try:
@@ -331,7 +345,13 @@ class _Conversation:
                 system=agent.instructions, messages=self.messages, tools=self.offered(),
                 output_schema=agent._output_schema, agent=agent._name, max_tokens=agent.max_tokens,
             )
-            response = await call_model(agent.model, request)
+            with span(f"chat {agent.model.name.partition(':')[2] or agent.model.name}", {
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_of(agent.model.name),
+                "gen_ai.request.model": agent.model.name, "gen_ai.request.max_tokens": agent.max_tokens,
+                "gen_ai.agent.name": agent.name,
+            }, kind=SpanKind.CLIENT) as chat:
+                response = await call_model(agent.model, request)
+                record_usage(chat, response.usage, response_model=response.model)
             self.usage = response.usage if self.usage is _NO_USAGE else self.usage + response.usage
             if response.tool_calls:
                 self.malformed = None
@@ -370,6 +390,15 @@ class _Conversation:
         raise MaxTurnsExceeded(f"agent {agent.name!r} made {agent.max_turns} model calls without a final answer")
 
     async def _call_tool(self, call: ToolCall) -> ToolResultMessage:
+        with span(f"execute_tool {call.name}", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
+                                                "gen_ai.tool.call.id": call.id, "gen_ai.agent.name": self.agent.name}
+                  ) as current:
+            result = await self._tool_result(call)
+            if result.is_error:
+                fail(current, "ToolError", result.content[:200])
+            return result
+
+    async def _tool_result(self, call: ToolCall) -> ToolResultMessage:
         if call.malformed is not None:
             self.malformed = f"tool {call.name!r}: {call.malformed}"
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True,

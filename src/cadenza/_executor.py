@@ -34,6 +34,7 @@ from ._journal import StepJournal as _StepJournal
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
 from ._security import current_security, exchange
+from ._tracing import fail, span
 from ._trusted import TrustedBuilder
 from .backends.base import Backend, Worker
 from .backends.local import LocalBackend
@@ -365,9 +366,9 @@ class _PlanRun:
         self._enter(record, task)
         try:
             if timeout is None:
-                return await self._send(worker, task)
+                return await self._traced(record, worker, task)
             async with asyncio.timeout(timeout):
-                return await self._send(worker, task)
+                return await self._traced(record, worker, task)
         except TimeoutError:
             exc: BaseException = StepTimeout(f"step {step.id!r} ({step.agent}) timed out after {timeout}s")
         except Exception as raised:  # a worker broke its contract by raising; keep the run going
@@ -381,6 +382,18 @@ class _PlanRun:
             task_id=task.task_id, run_id=self.run_id, agent=task.recipient, status="failure",
             error=ErrorInfo.from_exception(exc), started_at=started, finished_at=utcnow(),
         )
+
+    async def _traced(self, record: StepRecord, worker: Worker, task: Task) -> Result:
+        """`_send` inside the attempt's span, marked failed when the Result is a failure."""
+        step = record.step
+        attributes = {"cadenza.step_id": step.id, "cadenza.team": self.team, "cadenza.run_id": self.run_id,
+                      "cadenza.task_id": task.task_id, "cadenza.attempt": record.attempts,
+                      "gen_ai.agent.name": step.agent}
+        with span(f"cadenza.step {step.id}", attributes) as current:
+            result = await self._send(worker, task)
+            if result.status == "failure" and result.error is not None:
+                fail(current, result.error.type, result.error.message)
+            return result
 
     async def _send(self, worker: Worker, task: Task) -> Result:
         """Through the backend; as signed envelopes when the run signs its messages; both ways audited."""

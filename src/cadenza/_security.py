@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ._audit_hooks import audit_rejection
 from ._identity import AgentIdentity, Envelope, ForgedSender, Keyring, Rejection
 from ._messages import Result, Task
+from ._tracing import attach_context, carrier
 
 if TYPE_CHECKING:
     from ._events import EventSink
@@ -78,7 +79,7 @@ async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task
         SecurityError: an envelope was refused on either side (already audited).
     """
     recipient = f"{team}/{worker.name}"
-    envelope = security.keyring.seal(security.identity(team), recipient, task)
+    envelope = security.keyring.seal(security.identity(team), recipient, task, trace=carrier())
     deliver = getattr(backend, "deliver", None)
     if deliver is not None:
         reply: Envelope = await deliver(worker, envelope, security, events=events)
@@ -96,7 +97,8 @@ async def _deliver_locally(backend: Any, worker: Worker, envelope: Envelope, sec
                            events: EventSink | None) -> Envelope:
     """What a backend without its own ``deliver`` does: open, run, seal the reply, in this process."""
     task = security.receive(envelope)
-    result = await backend.execute(worker, task, events=events)
+    with attach_context(envelope.trace):  # the worker's spans join the sender's trace, wherever it runs
+        result = await backend.execute(worker, task, events=events)
     return security.reply(envelope, result)
 
 

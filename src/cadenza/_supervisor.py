@@ -31,6 +31,7 @@ from ._security import signing
 from ._spawn import SpawnPolicy
 from ._sync import run_sync
 from ._tool_sources import open_for_run
+from ._tracing import fail, record_usage, span
 from .backends.base import Backend, Worker
 from .models.base import Model
 from .models.registry import resolve_model
@@ -291,11 +292,18 @@ class Supervisor(Generic[OutputT]):
         With a ``journal``, the plan and every step are recorded under ``scope`` (this team's path in the run).
         """
         account = BudgetAccount(f"team {scope or team!r}", self.budget) if self.budget is not None else None
+        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self._name,
+                      "cadenza.kind": "team", "cadenza.team": scope or team, "cadenza.run_id": task.run_id,
+                      "cadenza.task_id": task.task_id}
         try:
-            with spending_under(account), ceiling(self.scopes):
-                return await self._plan_execute_synthesise(task, team=team, events=events,
-                                                            raise_plan_errors=raise_plan_errors,
-                                                            journal=journal, scope=scope or team)
+            with spending_under(account), ceiling(self.scopes), span(f"invoke_agent {self._name}", attributes) as run:
+                result = await self._plan_execute_synthesise(task, team=team, events=events,
+                                                              raise_plan_errors=raise_plan_errors,
+                                                              journal=journal, scope=scope or team)
+                record_usage(run, result.usage)
+                if result.status == "failure" and result.error is not None:
+                    fail(run, result.error.type, result.error.message)
+                return result
         except asyncio.CancelledError:
             if events:  # what was spent before the cancellation is on the step events already sent
                 events(RunFinished(task.run_id, team, "cancelled", Usage()))
@@ -362,7 +370,10 @@ class Supervisor(Generic[OutputT]):
         if self.static_plan is not None:
             plan, source, usage, repairs = self.static_plan, "static", Usage(), 0
         else:
-            planned = await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=team)
+            with span("cadenza.plan", {"cadenza.team": scope, "cadenza.run_id": run_id,
+                                       "gen_ai.request.model": self.planner.model.name}) as planning:
+                planned = await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=team)
+                record_usage(planning, planned.usage)
             plan, source, usage, repairs = planned.plan, "planner", planned.usage, planned.repairs
             if events:
                 events(UsageRecorded(run_id, team, "planner", usage))

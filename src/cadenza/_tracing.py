@@ -1,0 +1,103 @@
+"""OpenTelemetry spans for runs, plans, steps, agents, model calls and tool calls (GenAI semantic conventions).
+
+cadenza depends on ``opentelemetry-api`` only; an application that installs the SDK and sets a
+tracer provider (or sets the ``OTEL_*`` variables with an exporter) gets the spans. Until a
+provider is set, the API's tracer is a proxy that records nothing, and cadenza skips building
+spans and their attributes altogether, so tracing costs nothing when it is off.
+
+Prompt and completion text are never recorded: attributes carry names, ids, models, tokens and
+cost. Trace context travels inside the signed message envelope (W3C ``traceparent``), so work
+done in another process joins its run's trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from . import __version__
+
+__all__ = ("attach_context", "carrier", "enabled", "record_usage", "span")
+
+_NOT_RECORDING = trace.INVALID_SPAN
+
+
+def enabled() -> bool:
+    """Whether an application set a tracer provider (until then the API only hands out a proxy)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+@contextmanager
+def span(name: str, attributes: Mapping[str, Any] | None = None, *,
+         kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Span]:
+    """A span around the body, current inside it; a failure in the body marks it as an error.
+
+    When tracing is off this yields a span that records nothing, without touching the API.
+    """
+    if not enabled():
+        yield _NOT_RECORDING
+        return
+    tracer = trace.get_tracer("cadenza", __version__)
+    with tracer.start_as_current_span(name, kind=kind, attributes=_clean(attributes),
+                                      record_exception=True, set_status_on_exception=True) as current:
+        yield current
+
+
+def fail(current: Span, error_type: str, message: str) -> None:
+    """Mark ``current`` as failed with ``error.type`` (for failures that come back as data, not exceptions)."""
+    if current.is_recording():
+        current.set_attribute("error.type", error_type)
+        current.set_status(Status(StatusCode.ERROR, message))
+
+
+def record_usage(current: Span, usage: Any, *, response_model: str | None = None) -> None:
+    """Token counts and cost on ``current`` (GenAI names, plus cadenza's cache tokens and cost)."""
+    if not current.is_recording():
+        return
+    current.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens + usage.cache_read_tokens
+                          + usage.cache_write_tokens)
+    current.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+    current.set_attribute("cadenza.usage.cache_read_tokens", usage.cache_read_tokens)
+    current.set_attribute("cadenza.usage.cache_write_tokens", usage.cache_write_tokens)
+    current.set_attribute("cadenza.usage.cost_usd", usage.cost_usd)
+    if response_model:
+        current.set_attribute("gen_ai.response.model", response_model)
+
+
+def carrier() -> dict[str, str] | None:
+    """The current trace context as W3C headers (``traceparent``), for an envelope; None when tracing is off."""
+    if not enabled():
+        return None
+    headers: dict[str, str] = {}
+    inject(headers)
+    return headers or None
+
+
+@contextmanager
+def attach_context(headers: Mapping[str, str] | None) -> Iterator[None]:
+    """Run the body in the trace context ``headers`` carry (from an envelope), so its spans join that trace."""
+    if not headers or not enabled():
+        yield
+        return
+    token = otel_context.attach(extract(dict(headers)))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def provider_of(model_name: str) -> str:
+    """``anthropic`` of ``anthropic:claude-haiku-4-5`` (the GenAI ``gen_ai.provider.name``)."""
+    return model_name.partition(":")[0] or model_name
+
+
+def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not attributes:
+        return None
+    return {k: v for k, v in attributes.items() if v is not None}
