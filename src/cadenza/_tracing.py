@@ -12,7 +12,7 @@ done in another process joins its run's trace.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,8 +22,9 @@ from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from . import __version__
+from ._errors import ConfigError
 
-__all__ = ("attach_context", "carrier", "enabled", "record_usage", "span")
+__all__ = ("attach_context", "carrier", "enabled", "export_to", "record_usage", "span")
 
 _NOT_RECORDING = trace.INVALID_SPAN
 
@@ -90,6 +91,29 @@ def attach_context(headers: Mapping[str, str] | None) -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+def export_to(endpoint: str | None) -> Callable[[], None]:
+    """Export spans over OTLP/HTTP to ``endpoint`` (``http://localhost:4318``; None: the ``OTEL_EXPORTER_OTLP_*``
+    variables say where); returns the function that flushes and shuts the exporter down at exit.
+
+    Raises:
+        ConfigError: the SDK or the OTLP exporter is not installed (``pip install 'cadenza[otel]'``).
+    """
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ModuleNotFoundError:
+        raise ConfigError("exporting traces needs the OpenTelemetry SDK and OTLP exporter: "
+                          "pip install 'cadenza[otel]'") from None
+    traces = None if endpoint is None else endpoint.rstrip("/") + ("" if endpoint.endswith("/v1/traces")
+                                                                    else "/v1/traces")
+    provider = TracerProvider(resource=Resource.create({"service.name": "cadenza"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces)))
+    trace.set_tracer_provider(provider)
+    return provider.shutdown
 
 
 def provider_of(model_name: str) -> str:

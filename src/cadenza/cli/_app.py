@@ -105,13 +105,29 @@ def _fail(ctx: click.Context, message: str, code: int, *, hint: str | None = Non
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True, expose_value=False, callback=lambda ctx, _p, v: _set_logging(ctx, "level", v),
               help="The least severe log lines shown (retries, denials and failed steps are warnings).")
+@click.option("--otlp", metavar="ENDPOINT", default=None, expose_value=False,
+              callback=lambda ctx, _p, v: _set_logging(ctx, "otlp", v),
+              help="Export traces over OTLP/HTTP, e.g. http://localhost:4318 (Jaeger, Phoenix, Langfuse, Tempo); "
+                   "OTEL_EXPORTER_OTLP_ENDPOINT works too. Needs pip install 'cadenza[otel]'.")
 @debug_option
 def app() -> None:
     """Orchestrate teams of LLM agents from workflow files (offline on the simulated model by default)."""
+    import atexit
+    import os
+
     from .._logging import configure
 
-    settings = click.get_current_context().meta.get(_LOGGING, {})
+    ctx = click.get_current_context()
+    settings = ctx.meta.get(_LOGGING, {})
     configure(settings.get("format", "text"), level=settings.get("level", "warning").upper())
+    endpoint = settings.get("otlp")
+    if endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        from .._tracing import export_to
+
+        try:
+            atexit.register(export_to(endpoint))
+        except CadenzaError as exc:
+            _fail(ctx, f"error: {exc}", 2)
 
 
 def _load(path: str, model: str | None) -> Workflow:
