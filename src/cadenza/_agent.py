@@ -27,13 +27,14 @@ from ._errors import (
 from ._ids import AgentId, RunId, TaskId, new_run_id, new_task_id
 from ._journal import StepContext, current_step
 from ._messages import ErrorInfo, Result, ResultStatus, Task, Usage, utcnow
+from ._metrics import tool_call as tool_metric
 from ._names import name_problem, summarise_validation
 from ._permissions import denial, effective_scopes
 from ._result import RunResult
 from ._sync import run_sync
 from ._tool_sources import open_for_run, source_tools
 from ._tools import Tool, ToolContext
-from ._tracing import fail, provider_of, record_usage, span
+from ._tracing import fail, provider_of, record_content, record_usage, span
 from ._trusted import TrustedBuilder
 from .models.base import (
     AssistantMessage,
@@ -352,6 +353,7 @@ class _Conversation:
             }, kind=SpanKind.CLIENT) as chat:
                 response = await call_model(agent.model, request)
                 record_usage(chat, response.usage, response_model=response.model)
+                record_content(chat, request, response)
             self.usage = response.usage if self.usage is _NO_USAGE else self.usage + response.usage
             if response.tool_calls:
                 self.malformed = None
@@ -396,6 +398,8 @@ class _Conversation:
             result = await self._tool_result(call)
             if result.is_error:
                 fail(current, "ToolError", result.content[:200])
+            tool_metric(self.agent.name, call.name, "denied" if result.content.startswith("permission denied")
+                        else "error" if result.is_error else "ok")
             return result
 
     async def _tool_result(self, call: ToolCall) -> ToolResultMessage:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import BudgetExceeded, ConfigError
 from ._messages import Usage
+from ._metrics import enabled as metrics_enabled
+from ._metrics import model_call as record_model_call
 from .models.base import Model, ModelRequest, ModelResponse
 from .models.pricing import PRICES, Price, Prices
 
@@ -168,6 +171,24 @@ async def call_model(model: Model, request: ModelRequest) -> ModelResponse:
         BudgetExceeded: a covering budget has no room for this call's worst case; the call was not made.
         ConfigError: a USD budget covers a model that has no price.
     """
+    if metrics_enabled():
+        return await _measured(model, request)
+    return await _within_budgets(model, request)
+
+
+async def _measured(model: Model, request: ModelRequest) -> ModelResponse:
+    """`_within_budgets`, with the call's duration, tokens and cost recorded as metrics."""
+    started = time.perf_counter()
+    try:
+        response = await _within_budgets(model, request)
+    except BaseException as exc:
+        record_model_call(model.name, None, time.perf_counter() - started, type(exc).__name__)
+        raise
+    record_model_call(model.name, response.usage, time.perf_counter() - started, None)
+    return response
+
+
+async def _within_budgets(model: Model, request: ModelRequest) -> ModelResponse:
     spending = current_spending.get()
     if spending is None or not spending.accounts:
         return await model.request(request)

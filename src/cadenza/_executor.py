@@ -32,6 +32,7 @@ from ._ids import RunId, TaskId, new_task_id
 from ._journal import RunJournal, StepContext, current_step
 from ._journal import StepJournal as _StepJournal
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
+from ._metrics import step_retried
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
 from ._security import current_security, exchange
 from ._tracing import fail, span
@@ -295,6 +296,7 @@ class _PlanRun:
                     break
                 delay = retry.delay(record.attempts)
                 self.retried_usage.setdefault(step.id, []).append(result.usage)
+                step_retried(self.team, step.agent, error.type)
                 if self.emit:
                     self.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error, delay, result.usage))
                 await asyncio.sleep(delay)

@@ -5,8 +5,9 @@ tracer provider (or sets the ``OTEL_*`` variables with an exporter) gets the spa
 provider is set, the API's tracer is a proxy that records nothing, and cadenza skips building
 spans and their attributes altogether, so tracing costs nothing when it is off.
 
-Prompt and completion text are never recorded: attributes carry names, ids, models, tokens and
-cost. Trace context travels inside the signed message envelope (W3C ``traceparent``), so work
+Prompt and completion text are recorded only when the user opts in (``CADENZA_TRACE_CONTENT=1``
+or the GenAI conventions' ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``); otherwise
+attributes carry names, ids, models, tokens and cost, never what was said. Trace context travels inside the signed message envelope (W3C ``traceparent``), so work
 done in another process joins its run's trace.
 """
 
@@ -24,7 +25,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from . import __version__
 from ._errors import ConfigError
 
-__all__ = ("attach_context", "carrier", "enabled", "export_to", "record_usage", "span")
+__all__ = ("attach_context", "capture_content", "carrier", "enabled", "export_to", "record_content", "record_usage",
+           "span")
 
 _NOT_RECORDING = trace.INVALID_SPAN
 
@@ -69,6 +71,26 @@ def record_usage(current: Span, usage: Any, *, response_model: str | None = None
     current.set_attribute("cadenza.usage.cost_usd", usage.cost_usd)
     if response_model:
         current.set_attribute("gen_ai.response.model", response_model)
+
+
+def capture_content() -> bool:
+    """Whether the user opted in to recording prompts and completions on spans."""
+    import os
+
+    return (os.environ.get("CADENZA_TRACE_CONTENT", "").lower() in ("1", "true", "yes")
+            or os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() == "true")
+
+
+def record_content(current: Span, request: Any, response: Any) -> None:
+    """The request's system prompt and messages and the response's text and tool calls, when opted in."""
+    if not current.is_recording() or not capture_content():
+        return
+    import json
+
+    current.set_attribute("gen_ai.system_instructions", request.system)
+    current.set_attribute("gen_ai.input.messages", json.dumps([m.model_dump(mode="json") for m in request.messages]))
+    current.set_attribute("gen_ai.output.messages", json.dumps({
+        "text": response.text, "tool_calls": [c.model_dump(mode="json") for c in response.tool_calls]}))
 
 
 def carrier() -> dict[str, str] | None:

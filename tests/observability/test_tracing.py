@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -165,3 +166,51 @@ def test_trace_context_in_a_signed_envelope_joins_a_worker_in_another_process() 
     assert joined == {"trace_id": sent.trace_id, "parent": sent.span_id}
     assert envelope.trace is not None and envelope.trace["traceparent"].startswith("00-")
     assert security.receive(envelope).task_id == "task_1"  # the trace context is signed with the rest
+
+
+async def test_prompts_and_completions_are_recorded_only_when_opted_in(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    agent = Agent("a", "Be secret.", model=FunctionModel(lambda r: "the answer", name="m"))
+    await agent.run("the question")
+    [chat] = [s for s in spans.get_finished_spans() if s.name.startswith("chat ")]
+    assert "gen_ai.input.messages" not in (chat.attributes or {})
+
+    spans.clear()
+    monkeypatch.setenv("CADENZA_TRACE_CONTENT", "1")
+    await agent.run("the question")
+    [chat] = [s for s in spans.get_finished_spans() if s.name.startswith("chat ")]
+    attributes = chat.attributes or {}
+    assert attributes["gen_ai.system_instructions"] == "Be secret."
+    assert "the question" in str(attributes["gen_ai.input.messages"])
+    assert "the answer" in str(attributes["gen_ai.output.messages"])
+
+
+async def test_metrics_count_model_calls_tokens_and_tool_outcomes() -> None:
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    # A meter provider can be set once per process, and only this test sets one.
+    assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+    await team().run("Find it")
+
+    data = reader.get_metrics_data()
+    assert data is not None
+    points: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points.setdefault(metric.name, []).extend(metric.data.data_points)
+    calls = {p.attributes["gen_ai.request.model"]: p.value for p in points["cadenza.model.calls"]}
+    assert calls["function:researcher"] == 2
+    tokens = {(p.attributes["gen_ai.request.model"], p.attributes["gen_ai.token.type"]): p.value
+              for p in points["gen_ai.client.token.usage.total"]}
+    assert tokens[("function:researcher", "input")] >= 30 and tokens[("function:researcher", "output")] >= 10
+    tools = {(p.attributes["gen_ai.tool.name"], p.attributes["cadenza.outcome"]): p.value
+             for p in points["cadenza.tool.calls"]}
+    assert tools == {("lookup", "ok"): 1, ("publish", "denied"): 1}
+    assert sum(p.count for p in points["gen_ai.client.operation.duration"]) >= 2

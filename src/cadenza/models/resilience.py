@@ -133,6 +133,10 @@ class CircuitBreaker:
             return
         self._failures += 1
         if self._probing or self._failures >= self.failure_threshold:
+            if self._opened_at is None or self._probing:
+                from .._metrics import breaker_opened
+
+                breaker_opened(self.name)
             self._opened_at = self._clock()
         self._probing = False
 
