@@ -56,8 +56,12 @@ AuditKind = Literal[
     "approval.requested",
     "approval.decided",
     "agent.spawned",
+    "model.called",
 ]
 """What a record says happened. Its ``subject`` and the keys its detail should hold:
+
+``model.called``: the model; the step, seconds taken, tokens, cost and outcome (what the trace
+view draws under each step; never the prompt or the reply).
 
 ``message.sent`` / ``message.rejected``: the recipient; message id, body digest, and for a
 rejection the reason (forged, tampered, replayed). ``tool.called``: the tool; arguments

@@ -17,10 +17,14 @@ from typing import TYPE_CHECKING, Any
 from ._journal import current_step
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ._audit import AuditKind, AuditLog
+    from ._messages import Usage
 
 __all__ = (
     "audit",
+    "audit_model_call",
     "audit_rejection",
     "audit_tool_call",
     "auditing",
@@ -64,6 +68,24 @@ def audit_tool_call(agent: str, tool: str, arguments: dict[str, Any], outcome: s
         "step": step.scope if step is not None else None, "arguments_digest": arguments_digest(arguments),
         "outcome": outcome, **({"detail": detail} if detail else {}),
     })
+
+
+def audit_model_call(agent: str | None, model: str, started: datetime, seconds: float, usage: Usage | None,
+                     error: str | None) -> None:
+    """Record one model call of the running step: when, how long, what it cost (not what was said)."""
+    if current_audit.get() is None:
+        return
+    step = current_step.get()
+    detail: dict[str, object] = {"step": step.scope if step is not None else None, "seconds": round(seconds, 6),
+                                 "outcome": "ok" if error is None else "error"}
+    if usage is not None:
+        detail.update(tokens=usage.total_tokens, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                      cost_usd=usage.cost_usd)
+    if error is not None:
+        detail["error"] = error
+    log = current_audit.get()
+    if log is not None:
+        log.append("model.called", agent or "?", model, detail, at=started)
 
 
 def audit_rejection(reason: str, detail: str, *, sender: str | None, recipient: str | None, nonce: str | None,

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._audit_hooks import audit_model_call, current_audit
 from ._errors import BudgetExceeded, ConfigError
-from ._messages import Usage
+from ._messages import Usage, utcnow
 from ._metrics import enabled as metrics_enabled
 from ._metrics import model_call as record_model_call
 from .models.base import Model, ModelRequest, ModelResponse
@@ -171,20 +172,26 @@ async def call_model(model: Model, request: ModelRequest) -> ModelResponse:
         BudgetExceeded: a covering budget has no room for this call's worst case; the call was not made.
         ConfigError: a USD budget covers a model that has no price.
     """
-    if metrics_enabled():
+    if metrics_enabled() or current_audit.get() is not None:
         return await _measured(model, request)
     return await _within_budgets(model, request)
 
 
 async def _measured(model: Model, request: ModelRequest) -> ModelResponse:
-    """`_within_budgets`, with the call's duration, tokens and cost recorded as metrics."""
-    started = time.perf_counter()
+    """`_within_budgets`, with the call's duration, tokens and cost recorded as metrics and in the audit log."""
+    at, started = utcnow(), time.perf_counter()
     try:
         response = await _within_budgets(model, request)
+    except BudgetExceeded:
+        raise  # refused before any call was made
     except BaseException as exc:
-        record_model_call(model.name, None, time.perf_counter() - started, type(exc).__name__)
+        seconds = time.perf_counter() - started
+        record_model_call(model.name, None, seconds, type(exc).__name__)
+        audit_model_call(request.agent, model.name, at, seconds, None, type(exc).__name__)
         raise
-    record_model_call(model.name, response.usage, time.perf_counter() - started, None)
+    seconds = time.perf_counter() - started
+    record_model_call(model.name, response.usage, seconds, None)
+    audit_model_call(request.agent, model.name, at, seconds, response.usage, None)
     return response
 
 

@@ -1,8 +1,9 @@
 """``cadenza trace RUN_ID``: the tree of a recorded run with a timeline, built from what the run stored.
 
 Each team's plan becomes a tree of its steps (a nested team's steps under the step that ran
-it), each with its status, start, duration, attempts, tokens and cost, and the tool calls its
-agent made (from the audit log, denied ones too). A bar per step, scaled to the whole run,
+it), each with its status, start, duration, attempts, tokens and cost, and, from the audit log,
+the model calls (``chat MODEL`` with their own duration, tokens and cost) and tool calls (denied
+ones too) its agent made, in the order they happened. A bar per step, scaled to the whole run,
 shows what ran in parallel; steps on each team's critical path (the chain of dependencies
 that finished last, so decided when the team could finish) are marked ``*`` with a solid bar.
 Works for finished, failed, waiting and resumed runs: only stored rows are read.
@@ -67,7 +68,7 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
         rows.setdefault(row.scope, {})[row.step_id] = row
     calls: dict[str, list[AuditRecord]] = {}
     for record in audit:
-        if record.kind in ("tool.called", "tool.denied"):
+        if record.kind in ("tool.called", "tool.denied", "model.called"):
             step = _json(record.detail_json).get("step")
             if isinstance(step, str):
                 calls.setdefault(step, []).append(record)
@@ -92,10 +93,8 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
                                    None if start is None or end is None else end - start, usage.total_tokens,
                                    usage.cost_usd, step_id in critical, detail))
             path = f"{scope}/{step_id}"
-            for call in calls.get(path, []):
-                outcome = str(_json(call.detail_json).get("outcome", ""))
-                lines.append(TraceLine(depth + 1, f"↳ {call.subject}", "failed" if outcome != "ok" else "success",
-                                       _offset(t0, call.at), None, 0, 0.0, False, outcome))
+            for call in sorted(calls.get(path, []), key=lambda r: (r.at, r.seq)):
+                lines.append(_call_line(call, depth + 1, t0))
             if path in plans:
                 team(path, depth + 1)
 
@@ -103,6 +102,21 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
     if root is not None:
         team(root, 0)
     return lines
+
+
+def _call_line(call: AuditRecord, depth: int, t0: datetime) -> TraceLine:
+    """A model call (``chat MODEL``, with its duration, tokens and cost) or a tool call (an instant) under a step."""
+    detail = _json(call.detail_json)
+    outcome = str(detail.get("outcome", ""))
+    status = "success" if outcome == "ok" else "failed"
+    if call.kind == "model.called":
+        seconds, tokens, cost = detail.get("seconds"), detail.get("tokens", 0), detail.get("cost_usd", 0.0)
+        return TraceLine(depth, f"chat {call.subject}", status, _offset(t0, call.at),
+                         float(seconds) if isinstance(seconds, int | float) else None,
+                         int(tokens) if isinstance(tokens, int) else 0,
+                         float(cost) if isinstance(cost, int | float) else 0.0, False,
+                         "" if outcome == "ok" else str(detail.get("error", outcome)))
+    return TraceLine(depth, f"↳ {call.subject}", status, _offset(t0, call.at), None, 0, 0.0, False, outcome)
 
 
 def render_trace(snapshot: RunSnapshot, audit: list[AuditRecord], *, width: int = 40) -> str:
