@@ -34,6 +34,7 @@ from ._result import RunResult
 from ._sync import run_sync
 from ._tool_sources import open_for_run, source_tools
 from ._tools import Tool, ToolContext
+from ._tracing import enabled as tracing
 from ._tracing import fail, provider_of, record_content, record_usage, span
 from ._trusted import TrustedBuilder
 from .models.base import (
@@ -41,6 +42,7 @@ from .models.base import (
     Model,
     ModelMessage,
     ModelRequest,
+    ModelResponse,
     OutputSchema,
     ToolCall,
     ToolResultMessage,
@@ -255,6 +257,8 @@ class Agent(Generic[OutputT]):
 
     async def execute(self, task: Task, *, events: EventSink | None = None) -> Result:
         """Run the model/tool loop for ``task``; every failure becomes a failure Result."""
+        if not tracing():
+            return await self._execute(task)
         with span(f"invoke_agent {self._name}", {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self._name, "cadenza.kind": "agent",
             "gen_ai.agent.id": f"{task.sender}/{self._name}", "cadenza.run_id": task.run_id,
@@ -321,6 +325,19 @@ class _Conversation:
         """Never mutated once sent in a request (requests keep it); each turn that adds to it makes a new list."""
         self.usage = _NO_USAGE
 
+    async def _traced_call(self, request: ModelRequest) -> ModelResponse:
+        """The model call inside its ``chat`` span (GenAI attributes, usage, and content when opted in)."""
+        model = self.agent.model
+        with span(f"chat {model.name.partition(':')[2] or model.name}", {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_of(model.name),
+            "gen_ai.request.model": model.name, "gen_ai.request.max_tokens": self.agent.max_tokens,
+            "gen_ai.agent.name": self.agent.name,
+        }, kind=SpanKind.CLIENT) as chat:
+            response = await call_model(model, request)
+            record_usage(chat, response.usage, response_model=response.model)
+            record_content(chat, request, response)
+            return response
+
     async def add_tools(self, extra: Sequence[Tool]) -> None:
         """Tools of the agent's sources for this task; a name that clashes with one of its own is refused."""
         tools = dict(self.tools)
@@ -346,14 +363,7 @@ class _Conversation:
                 system=agent.instructions, messages=self.messages, tools=self.offered(),
                 output_schema=agent._output_schema, agent=agent._name, max_tokens=agent.max_tokens,
             )
-            with span(f"chat {agent.model.name.partition(':')[2] or agent.model.name}", {
-                "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_of(agent.model.name),
-                "gen_ai.request.model": agent.model.name, "gen_ai.request.max_tokens": agent.max_tokens,
-                "gen_ai.agent.name": agent.name,
-            }, kind=SpanKind.CLIENT) as chat:
-                response = await call_model(agent.model, request)
-                record_usage(chat, response.usage, response_model=response.model)
-                record_content(chat, request, response)
+            response = await (self._traced_call(request) if tracing() else call_model(agent.model, request))
             self.usage = response.usage if self.usage is _NO_USAGE else self.usage + response.usage
             if response.tool_calls:
                 self.malformed = None
@@ -392,14 +402,17 @@ class _Conversation:
         raise MaxTurnsExceeded(f"agent {agent.name!r} made {agent.max_turns} model calls without a final answer")
 
     async def _call_tool(self, call: ToolCall) -> ToolResultMessage:
+        if not tracing():
+            result = await self._tool_result(call)
+            tool_metric(self.agent.name, call.name, _outcome(result))
+            return result
         with span(f"execute_tool {call.name}", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
                                                 "gen_ai.tool.call.id": call.id, "gen_ai.agent.name": self.agent.name}
                   ) as current:
             result = await self._tool_result(call)
             if result.is_error:
                 fail(current, "ToolError", result.content[:200])
-            tool_metric(self.agent.name, call.name, "denied" if result.content.startswith("permission denied")
-                        else "error" if result.is_error else "ok")
+            tool_metric(self.agent.name, call.name, _outcome(result))
             return result
 
     async def _tool_result(self, call: ToolCall) -> ToolResultMessage:
@@ -455,6 +468,13 @@ class _Conversation:
         if plain:
             return await found.run(call.arguments, context=context)
         return await guarded_call(found, call.arguments, context, step, digest)
+
+
+def _outcome(result: ToolResultMessage) -> str:
+    """``ok``, ``denied`` (by the runtime's permission check) or ``error``, for the tool-call metric."""
+    if not result.is_error:
+        return "ok"
+    return "denied" if result.content.startswith("permission denied") else "error"
 
 
 def _type_name(tp: type[Any]) -> str:

@@ -35,6 +35,7 @@ from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._metrics import step_retried
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
 from ._security import current_security, exchange
+from ._tracing import enabled as tracing
 from ._tracing import fail, span
 from ._trusted import TrustedBuilder
 from .backends.base import Backend, Worker
@@ -367,10 +368,11 @@ class _PlanRun:
             self.emit(StepStarted(self.run_id, self.team, step.id, step.agent, record.attempts, started))
         self._enter(record, task)
         try:
+            send = self._traced(record, worker, task) if tracing() else self._send(worker, task)
             if timeout is None:
-                return await self._traced(record, worker, task)
+                return await send
             async with asyncio.timeout(timeout):
-                return await self._traced(record, worker, task)
+                return await send
         except TimeoutError:
             exc: BaseException = StepTimeout(f"step {step.id!r} ({step.agent}) timed out after {timeout}s")
         except Exception as raised:  # a worker broke its contract by raising; keep the run going
@@ -421,7 +423,7 @@ class _PlanRun:
             journal.started(record, task)
         scope = f"{journal.scope}/{step.id}" if journal is not None else step.id
         current_step.set(StepContext(self.run_id, scope, step.id, step.agent, record.attempts,
-                                     journal.journal if journal is not None else None))
+                                     journal.journal if journal is not None else None, task.task_id))
 
     def _task_for(self, step: Step, attempt: int, now: datetime, timeout: float | None) -> Task:
         records = self.records

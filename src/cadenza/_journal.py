@@ -219,6 +219,8 @@ class StepContext:
     agent: str
     attempt: int
     journal: RunJournal | None
+    task_id: str | None = None
+    """The Task of this attempt (log lines carry it)."""
 
 
 current_step: ContextVar[StepContext | None] = ContextVar("cadenza_current_step", default=None)

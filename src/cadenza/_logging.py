@@ -46,7 +46,7 @@ class CorrelationFilter(logging.Filter):
         found: dict[str, str | None] = {name: None for name in _IDS}
         if step is not None:
             team, _, step_id = step.scope.rpartition("/")
-            found.update(run_id=step.run_id, team=team or None, step=step_id, agent=step.agent)
+            found.update(run_id=step.run_id, team=team or None, step=step_id, agent=step.agent, task_id=step.task_id)
         trace_id, span_id = _span_ids()
         found.update(trace_id=trace_id, span_id=span_id)
         for name, value in found.items():

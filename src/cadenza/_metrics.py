@@ -21,8 +21,18 @@ __all__ = ("breaker_opened", "enabled", "model_call", "step_retried", "tool_call
 
 
 def enabled() -> bool:
-    """Whether an application set a meter provider (until then the API only hands out a proxy)."""
+    """Whether an application set a meter provider (until then the API only hands out a proxy).
+
+    Asked on every model call: reads the API's global first (set at most once per process).
+    """
+    from opentelemetry.metrics import _internal
+
+    if getattr(_internal, "_METER_PROVIDER", None) is None and not _PROVIDER_FROM_ENV:
+        return False
     return type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
+
+
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_METER_PROVIDER" in __import__("os").environ
 
 
 @cache

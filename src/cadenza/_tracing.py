@@ -13,8 +13,9 @@ done in another process joins its run's trace.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -28,28 +29,34 @@ from ._errors import ConfigError
 __all__ = ("attach_context", "capture_content", "carrier", "enabled", "export_to", "record_content", "record_usage",
            "span")
 
-_NOT_RECORDING = trace.INVALID_SPAN
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_OFF: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
 
 
 def enabled() -> bool:
-    """Whether an application set a tracer provider (until then the API only hands out a proxy)."""
+    """Whether an application set a tracer provider (until then the API only hands out a proxy).
+
+    Asked several times a step, so it reads the API's global first (a provider is set at most
+    once per process) rather than going through `trace.get_tracer_provider`, which looks up the
+    environment on every call.
+    """
+    if getattr(trace, "_TRACER_PROVIDER", None) is None and not _PROVIDER_FROM_ENV:
+        return False
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
-@contextmanager
 def span(name: str, attributes: Mapping[str, Any] | None = None, *,
-         kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Span]:
+         kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManager[Span]:
     """A span around the body, current inside it; a failure in the body marks it as an error.
 
-    When tracing is off this yields a span that records nothing, without touching the API.
+    When tracing is off this is a shared no-op context, without touching the API (call sites on the
+    hot path check `enabled` first, so as not to build the name and attributes either).
     """
     if not enabled():
-        yield _NOT_RECORDING
-        return
+        return _OFF
     tracer = trace.get_tracer("cadenza", __version__)
-    with tracer.start_as_current_span(name, kind=kind, attributes=_clean(attributes),
-                                      record_exception=True, set_status_on_exception=True) as current:
-        yield current
+    return tracer.start_as_current_span(name, kind=kind, attributes=_clean(attributes), record_exception=True,
+                                        set_status_on_exception=True)
 
 
 def fail(current: Span, error_type: str, message: str) -> None:
@@ -102,12 +109,15 @@ def carrier() -> dict[str, str] | None:
     return headers or None
 
 
-@contextmanager
-def attach_context(headers: Mapping[str, str] | None) -> Iterator[None]:
+def attach_context(headers: Mapping[str, str] | None) -> AbstractContextManager[None]:
     """Run the body in the trace context ``headers`` carry (from an envelope), so its spans join that trace."""
     if not headers or not enabled():
-        yield
-        return
+        return nullcontext()
+    return _attached(headers)
+
+
+@contextmanager
+def _attached(headers: Mapping[str, str]) -> Iterator[None]:
     token = otel_context.attach(extract(dict(headers)))
     try:
         yield
