@@ -405,7 +405,9 @@ class Supervisor(Generic[OutputT]):
         synth_task = Task(task_id=new_task_id(), run_id=task.run_id, parent_task_id=task.task_id,
                           sender=AgentId(self._name), recipient=AgentId(self._name),
                           instruction=f"Goal: {goal}\n\nWrite the final answer.", context=context, depth=task.depth)
-        result = await self.synthesizer.execute(synth_task)
+        with span("cadenza.synthesize", {"cadenza.run_id": task.run_id, "gen_ai.agent.name": self._name}) as synth:
+            result = await self.synthesizer.execute(synth_task)
+            record_usage(synth, result.usage)
         if not result.ok and result.error is not None and result.error.type == "BudgetExceeded":
             return outcome.outputs(), "partial", result.error, result.usage  # what the steps made, unsynthesised
         if not result.ok:

@@ -97,6 +97,8 @@ async def test_the_span_tree_of_a_run_with_a_nested_team(spans: InMemorySpanExpo
     assert root.attributes["cadenza.run_id"] == result.run_id and root.attributes["cadenza.kind"] == "team"
 
     step = named("cadenza.step delegate", children(root, everything))
+    synthesis = named("cadenza.synthesize", children(root, everything))
+    assert [s.name for s in children(synthesis, everything)] == ["invoke_agent lead"]  # the synthesiser agent
     nested = named("invoke_agent inner", children(step, everything))
     inner_step = named("cadenza.step find", children(nested, everything))
     agent = named("invoke_agent researcher", children(inner_step, everything))
