@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 
 from ._audit_hooks import audit_tool_call
-from ._budget import Budget, agent_spending, call_model, spending_under
+from ._budget import Budget, agent_spending, call_model, run_account, spending_under
 from ._errors import (
     ApprovalRequired,
     BudgetExceeded,
@@ -35,7 +35,7 @@ from ._sync import run_sync
 from ._tool_sources import open_for_run, source_tools
 from ._tools import Tool, ToolContext
 from ._tracing import enabled as tracing
-from ._tracing import fail, provider_of, record_content, record_usage, span
+from ._tracing import fail, provider_of, record_content, record_outcome, record_usage, span
 from ._trusted import TrustedBuilder
 from .models.base import (
     AssistantMessage,
@@ -238,9 +238,7 @@ class Agent(Generic[OutputT]):
             task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
             recipient=AgentId(self._name), instruction=prompt, input=input,
         )
-        from ._budget import BudgetAccount
-
-        with spending_under(BudgetAccount("run", budget) if budget is not None else None):
+        with spending_under(run_account(budget)):
             async with open_for_run():
                 result = await self.execute(task)
         output = None
@@ -266,8 +264,7 @@ class Agent(Generic[OutputT]):
         }) as current:
             result = await self._execute(task)
             record_usage(current, result.usage)
-            if result.status == "failure" and result.error is not None:
-                fail(current, result.error.type, result.error.message)
+            record_outcome(current, result)
             return result
 
     async def _execute(self, task: Task) -> Result:
@@ -280,7 +277,7 @@ class Agent(Generic[OutputT]):
                 await step_gate(conversation.step, self._name, {"agent": self._name, "instruction": task.instruction,
                                                                 "input": task.input})
             if self.mcp_servers:
-                await conversation.add_tools(await source_tools(self.mcp_servers))
+                conversation.add_tools(await source_tools(self.mcp_servers))
             with agent_spending(self, self._name, self.budget):
                 output = await conversation.loop()
         except ApprovalRequired as exc:  # the step pauses durably; a resume runs it again
@@ -338,7 +335,7 @@ class _Conversation:
             record_content(chat, request, response)
             return response
 
-    async def add_tools(self, extra: Sequence[Tool]) -> None:
+    def add_tools(self, extra: Sequence[Tool]) -> None:
         """Tools of the agent's sources for this task; a name that clashes with one of its own is refused."""
         tools = dict(self.tools)
         for found in extra:

@@ -73,7 +73,8 @@ def audit_tool_call(agent: str, tool: str, arguments: dict[str, Any], outcome: s
 def audit_model_call(agent: str | None, model: str, started: datetime, seconds: float, usage: Usage | None,
                      error: str | None) -> None:
     """Record one model call of the running step: when, how long, what it cost (not what was said)."""
-    if current_audit.get() is None:
+    log = current_audit.get()
+    if log is None:
         return
     step = current_step.get()
     detail: dict[str, object] = {"step": step.scope if step is not None else None, "seconds": round(seconds, 6),
@@ -83,9 +84,7 @@ def audit_model_call(agent: str | None, model: str, started: datetime, seconds: 
                       cost_usd=usage.cost_usd)
     if error is not None:
         detail["error"] = error
-    log = current_audit.get()
-    if log is not None:
-        log.append("model.called", agent or "?", model, detail, at=started)
+    log.append("model.called", agent or "?", model, detail, at=started)
 
 
 def audit_rejection(reason: str, detail: str, *, sender: str | None, recipient: str | None, nonce: str | None,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._audit_hooks import audit_model_call, current_audit
-from ._errors import BudgetExceeded, ConfigError
+from ._errors import BudgetExceeded
 from ._messages import Usage, utcnow
 from ._metrics import enabled as metrics_enabled
 from ._metrics import model_call as record_model_call
@@ -45,6 +45,7 @@ __all__ = (
     "agent_spending",
     "call_model",
     "current_spending",
+    "run_account",
     "spending_under",
 )
 
@@ -63,10 +64,6 @@ class Budget(BaseModel):
     tokens: int | None = Field(default=None, gt=0)
     """Every token counted (input, output, cache reads and writes)."""
     usd: float | None = Field(default=None, gt=0)
-
-    def describe(self) -> str:
-        parts = [f"{self.tokens:,} tokens" if self.tokens is not None else "", f"${self.usd:g}" if self.usd else ""]
-        return " and ".join(p for p in parts if p) or "no limit"
 
 
 @dataclass(eq=False)
@@ -126,6 +123,11 @@ class Spending:
 
 
 current_spending: ContextVar[Spending | None] = ContextVar("cadenza_spending", default=None)
+
+
+def run_account(budget: Budget | None) -> BudgetAccount | None:
+    """The account of a whole run's ``budget`` (None for a run without one)."""
+    return None if budget is None else BudgetAccount("run", budget)
 
 
 @contextmanager
@@ -279,6 +281,4 @@ def _prices_of(model: Model, prices: Prices) -> list[Price]:
         own = getattr(candidate, "prices", None)
         table = own if isinstance(own, Prices) else prices
         found.append(table.require(candidate.name, why="a USD budget"))
-    if not found:  # pragma: no cover - a chain always has a model
-        raise ConfigError(f"model {model.name!r} has no price")
     return found

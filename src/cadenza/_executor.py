@@ -36,7 +36,7 @@ from ._metrics import step_retried
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
 from ._security import current_security, exchange
 from ._tracing import enabled as tracing
-from ._tracing import fail, span
+from ._tracing import record_outcome, span
 from ._trusted import TrustedBuilder
 from .backends.base import Backend, Worker
 from .backends.local import LocalBackend
@@ -395,8 +395,7 @@ class _PlanRun:
                       "gen_ai.agent.name": step.agent}
         with span(f"cadenza.step {step.id}", attributes) as current:
             result = await self._send(worker, task)
-            if result.status == "failure" and result.error is not None:
-                fail(current, result.error.type, result.error.message)
+            record_outcome(current, result)
             return result
 
     async def _send(self, worker: Worker, task: Task) -> Result:

@@ -17,9 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-__all__ = ("STANDARD_SCOPES", "ceiling", "current_ceiling", "denial", "effective_scopes")
-
-STANDARD_SCOPES = frozenset({"read", "write", "network", "exec"})
+__all__ = ("ceiling", "current_ceiling", "denial", "effective_scopes")
 
 current_ceiling: ContextVar[frozenset[str] | None] = ContextVar("cadenza_scope_ceiling", default=None)
 """The most any agent in the running team may hold; None for no ceiling."""

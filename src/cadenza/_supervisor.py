@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from ._agent import DEFAULT_MODEL, Agent, render_task
 from ._audit_hooks import audit
-from ._budget import Budget, BudgetAccount, spending_under
+from ._budget import Budget, BudgetAccount, run_account, spending_under
 from ._errors import CadenzaError, ConfigError, HierarchyError, SpawnError
 from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
 from ._executor import ExecutionPolicy, Executor, PlanOutcome
@@ -31,7 +31,7 @@ from ._security import signing
 from ._spawn import SpawnPolicy
 from ._sync import run_sync
 from ._tool_sources import open_for_run
-from ._tracing import fail, record_usage, span
+from ._tracing import record_outcome, record_usage, span
 from .backends.base import Backend, Worker
 from .models.base import Model
 from .models.registry import resolve_model
@@ -218,7 +218,7 @@ class Supervisor(Generic[OutputT]):
         """
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
-        with spending_under(BudgetAccount("run", budget) if budget is not None else None, prices=prices), \
+        with spending_under(run_account(budget), prices=prices), \
                 signing(task.run_id, sign_messages):
             async with open_for_run():
                 if store is None:
@@ -248,7 +248,7 @@ class Supervisor(Generic[OutputT]):
         """
         from ._durable import open_for, resume_run
 
-        with spending_under(BudgetAccount("run", budget) if budget is not None else None, prices=prices), \
+        with spending_under(run_account(budget), prices=prices), \
                 signing(str(run_id), sign_messages):
             async with open_for_run(), open_for(store) as opened:
                 return self._typed(await resume_run(self, RunId(run_id), opened, events=events, force=force,
@@ -301,8 +301,7 @@ class Supervisor(Generic[OutputT]):
                                                               raise_plan_errors=raise_plan_errors,
                                                               journal=journal, scope=scope or team)
                 record_usage(run, result.usage)
-                if result.status == "failure" and result.error is not None:
-                    fail(run, result.error.type, result.error.message)
+                record_outcome(run, result)
                 return result
         except asyncio.CancelledError:
             if events:  # what was spent before the cancellation is on the step events already sent

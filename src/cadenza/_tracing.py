@@ -26,7 +26,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from . import __version__
 from ._errors import ConfigError
 
-__all__ = ("attach_context", "capture_content", "carrier", "enabled", "export_to", "record_content", "record_usage",
+__all__ = ("attach_context", "capture_content", "carrier", "enabled", "export_to", "fail", "record_content", "record_outcome", "record_usage",
            "span")
 
 _PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
@@ -57,6 +57,12 @@ def span(name: str, attributes: Mapping[str, Any] | None = None, *,
     tracer = trace.get_tracer("cadenza", __version__)
     return tracer.start_as_current_span(name, kind=kind, attributes=_clean(attributes), record_exception=True,
                                         set_status_on_exception=True)
+
+
+def record_outcome(current: Span, result: Any) -> None:
+    """Mark ``current`` failed when ``result`` (a Result or RunResult, which fail as data) is a failure."""
+    if result.status == "failure" and result.error is not None:
+        fail(current, result.error.type, result.error.message)
 
 
 def fail(current: Span, error_type: str, message: str) -> None:
