@@ -35,7 +35,7 @@ from ._sync import run_sync
 from ._tool_sources import open_for_run, source_tools
 from ._tools import Tool, ToolContext
 from ._tracing import enabled as tracing
-from ._tracing import fail, provider_of, record_content, record_outcome, record_usage, span
+from ._tracing import fail, record_content, record_outcome, record_usage, span
 from ._trusted import TrustedBuilder
 from .models.base import (
     AssistantMessage,
@@ -49,7 +49,7 @@ from .models.base import (
     ToolSpec,
     UserMessage,
 )
-from .models.registry import resolve_model
+from .models.registry import provider_of, resolve_model
 
 if TYPE_CHECKING:
     from ._events import EventSink

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import metrics
 
 from . import __version__
+from .models.registry import provider_of
 
 if TYPE_CHECKING:
     from ._messages import Usage
@@ -62,8 +63,7 @@ def model_call(model: str, usage: Usage | None, seconds: float, error: str | Non
     found = _get()
     if found is None:
         return
-    provider = model.partition(":")[0]
-    attributes = {"gen_ai.provider.name": provider, "gen_ai.request.model": model, "gen_ai.operation.name": "chat"}
+    attributes = {"gen_ai.provider.name": provider_of(model), "gen_ai.request.model": model, "gen_ai.operation.name": "chat"}
     if error is not None:
         attributes["error.type"] = error
     found["calls"].add(1, attributes)

@@ -154,11 +154,6 @@ def export_to(endpoint: str | None) -> Callable[[], None]:
     return provider.shutdown
 
 
-def provider_of(model_name: str) -> str:
-    """``anthropic`` of ``anthropic:claude-haiku-4-5`` (the GenAI ``gen_ai.provider.name``)."""
-    return model_name.partition(":")[0] or model_name
-
-
 def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not attributes:
         return None

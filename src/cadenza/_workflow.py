@@ -39,7 +39,7 @@ from ._workflow_spec import (
 from .backends.base import Worker
 from .models.base import Model
 from .models.pricing import PRICES, Price, Prices
-from .models.registry import available_providers, resolve_model
+from .models.registry import available_providers, is_vendor, resolve_model
 from .models.simulated import SimulatedModel
 
 __all__ = ("Workflow", "load_workflow", "parse_workflow")
@@ -329,7 +329,7 @@ class _Builder:
             provider = entry.model.partition(":")[0]
             if provider == "simulated":
                 options = {**self.sim, **options}
-            elif provider in _VENDORS and self.spec.prices:
+            elif is_vendor(provider) and self.spec.prices:
                 options["prices"] = self.prices
             self.entries[name] = None
             try:
@@ -376,7 +376,7 @@ class _Builder:
             try:
                 # The file's simulated options are for the file's models, not for a --model from the command line.
                 merge = provider == "simulated" and path != "--model"
-                options = self.sim if merge else ({"prices": self.prices} if provider in _VENDORS and self.spec.prices
+                options = self.sim if merge else ({"prices": self.prices} if is_vendor(provider) and self.spec.prices
                                                   else None)
                 self.by_string[ref] = resolve_model(ref, options)
             except ConfigError as exc:
@@ -506,10 +506,6 @@ class _Builder:
 
 
 _SECTIONS = {"--model": -1, **{name: rank for rank, name in enumerate(WorkflowSpec.model_fields)}}
-
-
-_VENDORS = frozenset({"anthropic", "openai", "openai-compatible"})
-"""Providers whose adapters price their own calls, and so take the file's ``prices:``."""
 
 
 def _budget(spec: BudgetSpec | None) -> Budget | None:

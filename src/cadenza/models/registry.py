@@ -15,7 +15,7 @@ from typing import Any
 from .._errors import ConfigError, UnknownModelError
 from .base import Model
 
-__all__ = ("ModelFactory", "available_providers", "register_provider", "resolve_model")
+__all__ = ("ModelFactory", "available_providers", "is_vendor", "provider_of", "register_provider", "resolve_model")
 
 ModelFactory = Callable[[str, dict[str, Any]], Model]
 """Builds a model from the part after ``provider:`` and provider options."""
@@ -102,6 +102,11 @@ def _resilient(model: Model, spec: str, options: dict[str, Any]) -> Model:
 def provider_of(spec: str) -> str:
     """``anthropic`` of ``anthropic:claude-haiku-4-5``."""
     return spec.partition(":")[0]
+
+
+def is_vendor(provider: str) -> bool:
+    """Whether ``provider`` is one of the vendor extras, whose adapters price their own calls."""
+    return provider in _EXTRAS
 
 
 def _load_extra(provider: str, spec: str) -> ModelFactory | None:
