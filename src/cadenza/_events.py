@@ -8,6 +8,7 @@ data the run already holds; sinks must treat them as read-only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,7 @@ __all__ = (
     "StepStarted",
     "StepWaiting",
     "UsageRecorded",
+    "isolated",
 )
 
 RunStatus = Literal["success", "partial", "failure", "cancelled", "waiting"]
@@ -213,3 +215,39 @@ Event = (
 )
 EventSink = Callable[[Event], None]
 """Receives every event synchronously, in order; must be quick and must not raise."""
+
+
+_log = logging.getLogger("cadenza.events")
+
+
+class _Isolated:
+    """A sink whose first exception is logged and detaches it: the run it watches goes on unharmed."""
+
+    __slots__ = ("broken", "sink")
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.broken = False
+
+    def __call__(self, event: Event) -> None:
+        if self.broken:
+            return
+        try:
+            self.sink(event)
+        except Exception as exc:
+            self.broken = True
+            _log.warning("event sink %r raised %s on %s and was detached; the run goes on without it",
+                         self.sink, type(exc).__name__, type(event).__name__, exc_info=True,
+                         extra={"run_id": event.run_id, "team": event.team})
+
+
+def isolated(sink: EventSink | None) -> EventSink | None:
+    """``sink`` guarded so that nothing it raises reaches the run.
+
+    Events are emitted from inside step tasks and the scheduler; an exception there would kill the
+    task that a run waits on. A sink that raises is logged once (a warning with its traceback) and
+    receives no more events; the run's outcome does not depend on its observers.
+    """
+    if sink is None or isinstance(sink, _Isolated):
+        return sink
+    return _Isolated(sink)

@@ -242,7 +242,7 @@ class _PlanRun:
         self.retried_usage: dict[str, list[Usage]] = {}
         """Usage of attempts that failed and were retried, by step; the final attempt's is on the record."""
         self.journal: _StepJournal | None = None
-        self.fatal: StoreError | None = None
+        self.fatal: Exception | None = None
 
     async def execute(self) -> PlanOutcome:
         self.done = asyncio.get_running_loop().create_future()
@@ -314,9 +314,9 @@ class _PlanRun:
                     journal.settled(record)
                 self._finish_one()
             raise
-        except StoreError as exc:
+        except Exception as exc:  # the store failed, or a bug: stop the run rather than wait on a dead task
             self.running.pop(step.id, None)
-            self._store_failed(record, exc)
+            self._fatal(record, exc)
             return
         finally:
             self.running.pop(step.id, None)
@@ -333,14 +333,16 @@ class _PlanRun:
                                    result.usage))
         self._settle(record, result, announce=False)
 
-    def _store_failed(self, record: StepRecord, exc: StoreError) -> None:
-        """The result could not be made durable: stop the whole run, which can be resumed later."""
+    def _fatal(self, record: StepRecord, exc: Exception) -> None:
+        """The step's task broke (its result could not be made durable, or the runtime has a bug): stop the
+        whole run, which raises ``exc`` and can be resumed later, instead of waiting for a task that is gone."""
         record.status = "cancelled"
         record.finished_at = utcnow()
         self._finish_one()
         if self.fatal is None:
             self.fatal = exc
-            self._stop(f"the run stopped: the store failed: {exc}")
+            cause = f"the store failed: {exc}" if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+            self._stop(f"the run stopped: {cause}")
             if self.done is not None and not self.done.done():
                 self.done.set_result(None)
 

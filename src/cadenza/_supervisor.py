@@ -17,7 +17,7 @@ from ._agent import DEFAULT_MODEL, Agent, render_task
 from ._audit_hooks import audit
 from ._budget import Budget, BudgetAccount, run_account, spending_under
 from ._errors import CadenzaError, ConfigError, HierarchyError, SpawnError
-from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
+from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded, isolated
 from ._executor import ExecutionPolicy, Executor, PlanOutcome
 from ._ids import AgentId, RunId, new_run_id, new_task_id
 from ._journal import RunJournal, current_step
@@ -197,7 +197,8 @@ class Supervisor(Generic[OutputT]):
             goal: what the team must achieve.
             input: typed input for the goal (any JSON value).
             run_id: the id to record the run under; a fresh one by default.
-            events: receives every event of the run, in order.
+            events: receives every event of the run, in order. A sink that raises is logged once and
+                detached; the run goes on.
             store: where to record the run as it happens, so that it can be shown and resumed: an open
                 `Store`, or a store URL or SQLite path (opened and closed around the run).
             source: where the team came from (a workflow file), recorded for ``cadenza resume``.
@@ -218,6 +219,7 @@ class Supervisor(Generic[OutputT]):
         """
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
+        events = isolated(events)
         with spending_under(run_account(budget), prices=prices), \
                 signing(task.run_id, sign_messages):
             async with open_for_run():
@@ -248,6 +250,7 @@ class Supervisor(Generic[OutputT]):
         """
         from ._durable import open_for, resume_run
 
+        events = isolated(events)
         with spending_under(run_account(budget), prices=prices), \
                 signing(str(run_id), sign_messages):
             async with open_for_run(), open_for(store) as opened:

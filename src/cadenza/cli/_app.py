@@ -80,6 +80,10 @@ class _App(click.Group):
         except KeyboardInterrupt:
             click.echo("cancelled", err=True)
             raise click.exceptions.Exit(130) from None
+        except BrokenPipeError:  # stdout was closed by its reader (| head): stop quietly
+            from ._resume import closed_stdout
+
+            raise click.exceptions.Exit(closed_stdout()) from None
         except Exception as exc:
             _fail(ctx, f"internal error: {type(exc).__name__}: {exc}", 3,
                   hint=None if ctx.meta.get(_DEBUG) else "run again with --debug to see the traceback")

@@ -9,7 +9,10 @@ the commands say how on stderr, where it does not mix with the output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -31,14 +34,51 @@ if TYPE_CHECKING:
 __all__ = ("decide", "exit_code", "resume_run", "run_workflow")
 
 DisplayKind = Literal["live", "plain", "quiet"]
-Body = Callable[["Store | None", "Display"], Awaitable["RunResult[Any]"]]
+Body = Callable[["Store | None", "Callable[[Any], None]"], Awaitable["RunResult[Any]"]]
 
 
-def _with_log(handle: Any) -> Any:
-    """The display's event sink and the log's: each event also becomes a log line at its level."""
-    from .._logging import EventLog, fan_out
+class _Stop:
+    """Stops a run from outside, the way Ctrl-C does: on SIGTERM, or when stdout is closed under the display.
 
-    return fan_out(handle, EventLog())
+    Cancelling the run's main task cancels every step and records the run as cancelled, so it can
+    be resumed; ``reason`` tells `_drive` which exit to take.
+    """
+
+    def __init__(self) -> None:
+        self.reason: Literal["terminated", "stdout closed"] | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def arm(self) -> None:
+        """Watch for SIGTERM on behalf of the running task (the run's main task)."""
+        self._task = asyncio.current_task()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers on this platform
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.request, "terminated")
+
+    def disarm(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+
+    def request(self, reason: Literal["terminated", "stdout closed"]) -> None:
+        if self.reason is None and self._task is not None:
+            self.reason = reason
+            self._task.cancel()
+
+    def sink(self, display: Display) -> Callable[[Any], None]:
+        """The display's event sink and the log's; a closed stdout stops the run instead of breaking a step."""
+        from .._logging import EventLog
+
+        log = EventLog()
+
+        def each(event: Any) -> None:
+            log(event)
+            if self.reason is not None:
+                return
+            try:
+                display.handle(event)
+            except BrokenPipeError:
+                self.request("stdout closed")
+
+        return each
 
 
 def exit_code(result: RunResult[Any]) -> int:
@@ -63,11 +103,10 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
     run_id = new_run_id()
     source = str(Path(path).resolve())  # resume may run from another directory
 
-    async def body(store: Store | None, display: Display) -> RunResult[Any]:
+    async def body(store: Store | None, events: Callable[[Any], None]) -> RunResult[Any]:
         if store is None:
-            return await workflow.entry.run(goal, run_id=run_id, events=_with_log(display.handle), budget=budget,
-                                            prices=workflow.prices)
-        return await workflow.entry.run(goal, run_id=run_id, events=_with_log(display.handle), store=store, source=source,
+            return await workflow.entry.run(goal, run_id=run_id, events=events, budget=budget, prices=workflow.prices)
+        return await workflow.entry.run(goal, run_id=run_id, events=events, store=store, source=source,
                                         workflow=workflow.name, options={"model": model}, budget=budget,
                                         prices=workflow.prices)
 
@@ -86,10 +125,10 @@ def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model
         raise ResumeError(f"run {row.run_id!r} already finished ({row.status}{ended}); there is nothing to resume")
     workflow = _load_for_resume(row, model)
 
-    async def body(store: Store | None, display: Display) -> RunResult[Any]:
+    async def body(store: Store | None, events: Callable[[Any], None]) -> RunResult[Any]:
         if store is None:  # pragma: no cover - _drive opens the store whenever it has a url
             raise RuntimeError("resume needs an open store")
-        return await workflow.entry.resume(row.run_id, store=store, events=_with_log(display.handle), force=force,
+        return await workflow.entry.resume(row.run_id, store=store, events=events, force=force,
                                            budget=workflow.budget, prices=workflow.prices)
 
     banner = f"resuming run {row.run_id} ({row.status}, started {row.started_at:%Y-%m-%d %H:%M:%S} UTC)"
@@ -143,17 +182,30 @@ def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json
     from ._display import make_display
 
     display = make_display(_kind(as_json), run_id, workflow.name, goal)
+    stop = _Stop()
+    again = f"; resume with: cadenza resume {run_id}" if store_url is not None else ""
     try:
-        result, pending = asyncio.run(_session(run_id, store_url, display, banner=banner, as_json=as_json,
+        result, pending = asyncio.run(_session(run_id, store_url, display, stop, banner=banner, as_json=as_json,
                                                body=body))
     except KeyboardInterrupt:
-        again = f"; resume with: cadenza resume {run_id}" if store_url is not None else ""
         click.echo(f"cancelled: run {run_id} was stopped; running steps were cancelled{again}", err=True)
         return 130
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
-    else:
-        display.finish(result)
+    except BrokenPipeError:  # the header could not be written: nothing ran
+        return closed_stdout()
+    except asyncio.CancelledError:
+        if stop.reason == "terminated":
+            click.echo(f"terminated: run {run_id} was stopped; running steps were cancelled{again}", err=True)
+            return 128 + signal.SIGTERM
+        if stop.reason == "stdout closed":
+            return closed_stdout()
+        raise
+    try:
+        if as_json:
+            click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        else:
+            display.finish(result)
+    except BrokenPipeError:
+        return closed_stdout()
     _hint(run_id, pending)
     return exit_code(result)
 
@@ -171,8 +223,28 @@ def _hint(run_id: str, pending: list[ApprovalRow]) -> None:
         click.echo(f"decide with: cadenza approve {run_id} {key}  or  cadenza reject {run_id} {key}", err=True)
 
 
-async def _session(run_id: RunId, store_url: str | None, display: Display, *, banner: str, as_json: bool,
-                   body: Body) -> tuple[RunResult[Any], list[ApprovalRow]]:
+def closed_stdout() -> int:
+    """Whoever read stdout has gone (``| head``): stop quietly, as Unix tools do when SIGPIPE ends them.
+
+    Later writes (and the interpreter's last flush) go to /dev/null, so no second error is printed.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
+async def _session(run_id: RunId, store_url: str | None, display: Display, stop: _Stop, *, banner: str,
+                   as_json: bool, body: Body) -> tuple[RunResult[Any], list[ApprovalRow]]:
+    stop.arm()
+    try:
+        return await _recorded(run_id, store_url, display, stop, banner=banner, as_json=as_json, body=body)
+    finally:
+        stop.disarm()
+
+
+async def _recorded(run_id: RunId, store_url: str | None, display: Display, stop: _Stop, *, banner: str,
+                    as_json: bool, body: Body) -> tuple[RunResult[Any], list[ApprovalRow]]:
     async with AsyncExitStack() as stack:
         store: Store | None = None
         if store_url is not None:
@@ -182,7 +254,7 @@ async def _session(run_id: RunId, store_url: str | None, display: Display, *, ba
         if store is not None or as_json:  # the id first, on stderr, so the run can be found whatever happens next
             click.echo(banner, err=True)
         with display:
-            result = await body(store, display)
+            result = await body(store, stop.sink(display))
         pending: list[ApprovalRow] = []
         if store is not None and result.status == "waiting":
             pending = [a for a in (await store.snapshot(run_id)).approvals if a.status == "pending"]
