@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cadenza import Supervisor, WorkflowError, load_workflow
+from cadenza import ConfigError, Supervisor, WorkflowError, load_workflow
 from cadenza._workflow import parse_workflow
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -248,6 +248,28 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 def test_odd_input_is_always_a_workflow_error(tmp_path: Path, text: str) -> None:
     error = error_of(tmp_path, text)
     assert error.problems
+
+
+DEEP_LIST = "name: t\nagents: " + "[" * 5000 + "]" * 5000 + "\n"
+DEEP_MAP = "name: t\nagents:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(2000)) + "  " * 2001 + "v\n"
+
+
+@pytest.mark.parametrize("text", [DEEP_LIST, DEEP_MAP], ids=["5000 nested lists", "2000 nested maps"])
+def test_deeply_nested_yaml_is_a_workflow_error(tmp_path: Path, text: str) -> None:
+    error = error_of(tmp_path, text)
+    assert error.problems == ["nested too deeply: lists or mappings inside each other thousands of levels down "
+                              "(a workflow file needs only a few levels)"]
+    assert isinstance(error, ConfigError)
+
+
+def test_deeply_nested_data_from_python_is_a_workflow_error() -> None:
+    deep: list[object] = []
+    inner = deep
+    for _ in range(100_000):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+    with pytest.raises(WorkflowError, match="<workflow>"):
+        parse_workflow({"name": "t", "agents": [{"name": "a", "tools": deep}], "supervisor": {"name": "l", "workers": ["a"]}})
 
 
 def test_schema_errors_and_unknown_workers_are_reported_together(tmp_path: Path) -> None:

@@ -100,6 +100,8 @@ def load_workflow(path: str | Path, *, model: str | None = None) -> Workflow:
         data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise _fail(source, [yaml_problem(exc)]) from None
+    except RecursionError:  # the YAML parser recurses once per level of nesting
+        raise _fail(source, [_TOO_DEEP]) from None
     if data is None:
         raise _fail(source, ["the file is empty; expected a mapping with name, agents and supervisor"])
     return parse_workflow(data, source=source, model=model)
@@ -111,10 +113,16 @@ def parse_workflow(data: Mapping[str, Any], *, source: str = "<workflow>", model
         raise _fail(source, [f"expected a mapping with name, agents and supervisor at the top level, got {describe(data)}"])
     try:
         spec = WorkflowSpec.model_validate(data)
+        return _Builder(spec, source, model).build()
     except ValidationError as exc:
         problems = schema_problems(exc) + _unknown_workers_in_raw(data)
         raise _fail(source, sorted(problems, key=_file_order)) from None
-    return _Builder(spec, source, model).build()
+    except RecursionError:  # validating (or describing) a value nested thousands of levels deep
+        raise _fail(source, [_TOO_DEEP]) from None
+
+
+_TOO_DEEP = ("nested too deeply: lists or mappings inside each other thousands of levels down "
+             "(a workflow file needs only a few levels)")
 
 
 def _unknown_workers_in_raw(data: Mapping[str, Any]) -> list[str]:

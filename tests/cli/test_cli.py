@@ -187,6 +187,15 @@ def test_validate_bad_file(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "nope.yaml: no such file" in missing.stderr
 
 
+def test_validate_a_deeply_nested_file_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: t\nagents: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {path}: nested too deeply")
+    assert "RecursionError" not in result.stderr and "internal error" not in result.stderr
+
+
 def test_debug_shows_tracebacks(tmp_path: Path) -> None:
     path = str(tmp_path / "nope.yaml")
     assert "Traceback" in invoke("--debug", "validate", path).stderr
