@@ -27,6 +27,12 @@ or store entry that claims to be a Task from the lead -- not hostile code in the
 Replays: every nonce opened is remembered until an envelope that old would be refused as
 stale anyway, so the cache holds about two windows' worth of nonces however long the run.
 
+Time: the keyring's clock never moves backwards. When the wall clock steps back (an NTP
+correction), the keyring carries on from where it was, counting only the clock's forward
+movement from then on, so envelopes sealed after the step are as fresh as those sealed
+before it instead of all looking older than the window. A replay is still refused by its
+nonce, and one from long ago by its age on this clock that never went back.
+
 Scheme: HMAC-SHA256 with a random 256-bit key per agent instance (stdlib ``hmac``, ``secrets``).
 The verifier is always the runtime, which issued every key anyway, so public-key signatures
 would buy nothing here. ``bench/bench_security.py`` measured, per seal plus open of a 1 KB Task
@@ -301,7 +307,8 @@ class Keyring:
             raise ConfigError(f"bindings name envelope fields among {_CLAIMS}, not {dict(bindings)!r}") from None
         self._keys: dict[str, _Entry] = {}
         self._seen: dict[int, set[str]] = {}  # nonces by window-wide bucket of their issued_at
-        self._high = float("-inf")  # the latest clock reading: the stale bound never moves back
+        self._high = float("-inf")  # the latest time: the stale bound never moves back
+        self._behind = 0.0  # how far the clock has stepped back below ``_high``: added to each reading
         self._floor = -(2**62)  # buckets below this were dropped
 
     def __repr__(self) -> str:
@@ -351,7 +358,7 @@ class Keyring:
                                  "recipient": recipient, "kind": kind})
         self._check_bindings(message, kind, (kind, self.run_id, identity.agent, recipient))
         nonce = os.urandom(16).hex()
-        issued_at = datetime.fromtimestamp(self._clock(), UTC)
+        issued_at = datetime.fromtimestamp(self._now(), UTC)
         tr = None
         if trace is not None:
             tr = dict(trace)
@@ -417,15 +424,22 @@ class Keyring:
         self._check_time_and_nonce(env)
         return self._parse(env, model)
 
+    def _now(self) -> float:
+        """The clock plus every step back it has taken so far: never less than a time already used."""
+        reading = self._clock() + self._behind
+        if reading < self._high:
+            self._behind += self._high - reading
+            return self._high
+        self._high = reading
+        return reading
+
     def _check_time_and_nonce(self, env: Envelope) -> None:
-        now = self._clock()
-        if now > self._high:
-            self._high = now
-            floor = int((now - self.window) // self.window)  # every bucket below holds only stale nonces
-            if floor > self._floor:
-                for bucket in [b for b in self._seen if b < floor]:
-                    del self._seen[bucket]
-                self._floor = floor
+        now = self._now()
+        floor = int((now - self.window) // self.window)  # every bucket below holds only stale nonces
+        if floor > self._floor:
+            for bucket in [b for b in self._seen if b < floor]:
+                del self._seen[bucket]
+            self._floor = floor
         issued = env.issued_at.timestamp()
         if self._high - issued > self.window:
             self._reject("stale", f"issued {self._high - issued:.1f} s ago, outside the {self.window:g} s window", env)

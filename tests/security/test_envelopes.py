@@ -304,14 +304,31 @@ def test_too_old_and_too_new_are_stale_but_the_window_edges_pass(run: Run) -> No
     exc = refused(run, StaleMessage, "stale", old)
     assert "ago" in str(exc)
 
-    future, far_future = make_run(clock=Clock(T0 + 60.0)), make_run(clock=Clock(T0 + 60.5))
-    for sealer, ok in ((future, True), (far_future, False)):
-        envelope = sealer.sealed_task()
-        sealer.clock.now = T0  # the receiver's clock is behind the sender's
-        if ok:
-            assert sealer.keyring.open(envelope, recipient="lead/researcher")
-        else:
-            assert "in the future" in str(refused(sealer, StaleMessage, "stale", envelope))
+    # a sender whose clock is ahead of the receiver's
+    now = run.clock.now
+    ahead = forge(run, run.lead, issued_at=datetime.fromtimestamp(now + 60.0, UTC), payload=run.task().model_dump_json())
+    assert run.keyring.open(ahead, recipient="lead/researcher")
+    too_far = forge(run, run.lead, issued_at=datetime.fromtimestamp(now + 60.5, UTC), payload=run.task().model_dump_json())
+    assert "in the future" in str(refused(run, StaleMessage, "stale", too_far))
+
+
+def test_a_clock_stepped_back_past_the_window_refuses_no_honest_envelope(run: Run) -> None:
+    before = run.sealed_task()
+    run.keyring.open(before, recipient="lead/researcher")
+    in_flight = run.sealed_task()
+    run.clock.now -= 3600.0  # an NTP correction: an hour back
+    for _ in range(100):  # every envelope sealed after the step opens, as does the one in flight across it
+        run.clock.now += 0.5
+        assert run.keyring.open(run.sealed_task(), recipient="lead/researcher", model=Task)
+    assert run.keyring.open(in_flight, recipient="lead/researcher", model=Task)
+    assert run.rejections == []
+
+    refused(run, ReplayedMessage, "replayed", before)  # replays stay refused: by nonce ...
+    run.clock.now += 30.0
+    old = forge(run, run.lead, issued_at=before.issued_at, payload=run.task().model_dump_json())
+    assert "ago" in str(refused(run, StaleMessage, "stale", old))  # ... and by age, on a clock that never went back
+    theirs = make_run("run_other", clock=run.clock)
+    refused(run, WrongRun, "wrong_run", theirs.sealed_task())
 
 
 def test_an_envelope_of_another_run_is_refused() -> None:
