@@ -212,9 +212,8 @@ async def _drive(team: Supervisor[Any], task: Task, journal: RunJournal, row: Ru
         raise
     except Exception as exc:
         error = ErrorInfo.from_exception(exc)
-        if journal.failure is None:  # the store still works: record why the run ended
-            await _finish(journal, _replace(row, status="failure", finished_at=utcnow(),
-                                            error_json=error.model_dump_json()))
+        if journal.failure is None:  # the store still works: record why the run ended, and what it spent
+            await _finish_failed(journal, row, error)
         raise
     result.started_at = row.started_at
     await _finish(journal, _replace(
@@ -232,6 +231,14 @@ async def spent_so_far(store: Store, run_id: str) -> Usage:
     usages = [Usage.model_validate_json(s.usage_json) for s in snapshot.steps if s.scope.count("/") == 0]
     usages += [Usage.model_validate_json(u.usage_json) for u in snapshot.usage if u.scope.count("/") == 0]
     return Usage.sum(usages)
+
+
+async def _finish_failed(journal: RunJournal, row: RunRow, error: ErrorInfo) -> None:
+    """A run that raised (its planner gave up, say) is recorded as failed with what it had spent."""
+    await journal.flush()
+    spent = recorded_usage(await journal.store.snapshot(row.run_id))
+    await _finish(journal, _replace(row, status="failure", finished_at=utcnow(), usage_json=spent.model_dump_json(),
+                                    error_json=error.model_dump_json()))
 
 
 async def _finish(journal: RunJournal, row: RunRow) -> None:

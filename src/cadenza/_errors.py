@@ -43,7 +43,10 @@ after cancelling every running step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ._messages import Usage
 
 __all__ = (
     "CadenzaError",
@@ -85,9 +88,12 @@ class CadenzaError(Exception):
 
     Attributes:
         retryable: whether running the same work again may succeed.
+        spent: what the failed work had already spent (model calls made before it gave up), so that a
+            run's totals and budgets count it; None when nothing was spent.
     """
 
     retryable: bool = False
+    spent: Usage | None = None
 
 
 class ConfigError(CadenzaError):

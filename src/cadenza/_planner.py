@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._budget import call_model
-from ._errors import PlanError, SpawnError
+from ._errors import CadenzaError, PlanError, SpawnError
 from ._messages import Usage
 from ._names import NAME_PATTERN, summarise_validation
 from ._plan import AgentProposal, Plan, Step
@@ -132,7 +132,11 @@ class Planner:
         spawn_only = False
         for attempt in range(self.max_repairs + 1):
             request = ModelRequest(system=self.instructions, messages=messages, output_schema=OutputSchema(name="plan", json_schema=schema), agent=team)
-            response = await call_model(self.model, request)
+            try:
+                response = await call_model(self.model, request)
+            except CadenzaError as exc:  # the attempts before this one were billed: the run counts them
+                exc.spent = usage + exc.spent if exc.spent is not None else usage
+                raise
             usage = usage + response.usage
             text = response.text or ""
             plan, problems, spawn_only = self._read(text, names, spawn)
@@ -143,7 +147,9 @@ class Planner:
             ))]
         error = SpawnError if spawn_only else PlanError
         detail = "\n".join(f"  - {p}" for p in problems)
-        raise error(f"the planner gave no valid plan after {self.max_repairs} repair(s):\n{detail}", problems=problems)
+        failed = error(f"the planner gave no valid plan after {self.max_repairs} repair(s):\n{detail}", problems=problems)
+        failed.spent = usage
+        raise failed
 
     def _read(self, text: str, names: list[str], spawn: SpawnPolicy | None) -> tuple[Plan | None, list[str], bool]:
         try:

@@ -324,6 +324,8 @@ class Supervisor(Generic[OutputT]):
         try:
             plan, usage = await self._make_plan(goal, run_id, team, events, journal, scope)
         except CadenzaError as exc:
+            usage = exc.spent or usage  # a planner that gave up was still billed for every attempt
+            _count_team_usage("planner", usage, run_id, team, events, journal, scope)
             if events:
                 events(RunFinished(run_id, team, "failure", usage))
             if raise_plan_errors:
@@ -346,12 +348,7 @@ class Supervisor(Generic[OutputT]):
         usage = usage + outcome.usage
         output, status, error, synth_usage = await self._synthesise(task, goal, plan, outcome)
         usage = usage + synth_usage
-        if synth_usage.model_calls and events:
-            events(UsageRecorded(run_id, team, "synthesizer", synth_usage))
-        if synth_usage.model_calls and journal is not None:
-            from ._durable import usage_write
-
-            journal.record(usage_write(run_id, scope, "synthesizer", synth_usage))
+        _count_team_usage("synthesizer", synth_usage, run_id, team, events, journal, scope)
         finished = utcnow()
         if events:
             events(RunFinished(run_id, team, status, usage, finished))
@@ -420,6 +417,19 @@ class Supervisor(Generic[OutputT]):
             not_ok = [r.step.id for r in outcome.records.values() if r.status not in ("success",)]
             error = ErrorInfo(type="PartialRun", message=f"steps not completed: {', '.join(not_ok)}")
         return output, outcome.status, error, result.usage
+
+
+def _count_team_usage(source: Literal["planner", "synthesizer"], usage: Usage, run_id: RunId, team: str,
+                      events: EventSink | None, journal: RunJournal | None, scope: str) -> None:
+    """What a team spent outside its steps, told to the sinks and recorded with the run (its totals count it)."""
+    if not usage.model_calls:
+        return
+    if events:
+        events(UsageRecorded(run_id, team, source, usage))
+    if journal is not None:
+        from ._durable import usage_write
+
+        journal.record(usage_write(run_id, scope, source, usage))
 
 
 def _failure(task: Task, agent: str, exc: CadenzaError) -> Result:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 from cadenza import Plan
 from cadenza._messages import Usage
 from cadenza.cli import app
-from cadenza.cli._trace import critical_steps, render_trace
+from cadenza.cli._trace import critical_steps, render_trace, trace_lines
 from cadenza.stores.base import AuditRecord, PlanRow, RunRow, RunSnapshot, StepRow
 
 T0 = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
@@ -89,3 +90,25 @@ def test_cadenza_trace_on_finished_and_waiting_runs(tmp_path: Path) -> None:
     assert nested  # the nested teams' steps sit under their team's step
     missing = runner.invoke(app, ["--store", db, "trace", "run_nope"])
     assert missing.exit_code == 2
+
+
+def test_the_top_teams_planning_and_synthesis_calls_are_shown_so_the_lines_add_up(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.db")
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    runner = CliRunner()
+    done = runner.invoke(app, ["--store", db, "run", str(examples / "research.yaml"), "X", "--json"])
+    result = json.loads(done.stdout)
+
+    lines = trace_lines(*asyncio.run(_stored(db, result["run_id"])))
+
+    top = [line for line in lines if line.depth == 0]
+    assert [line.label.split()[0] for line in top] == ["chat", "s1", "s2", "s3", "s4", "s5", "s6", "chat"]
+    assert (top[0].detail, top[-1].detail) == ("planning", "synthesis")
+    assert sum(line.tokens for line in top) == result["usage"]["input_tokens"] + result["usage"]["output_tokens"]
+
+
+async def _stored(db: str, run_id: str) -> tuple[RunSnapshot, list[AuditRecord]]:
+    from cadenza.stores import open_store
+
+    async with open_store(db) as store:
+        return await store.snapshot(run_id), await store.audit(run_id)

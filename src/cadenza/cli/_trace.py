@@ -67,11 +67,15 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
     for row in snapshot.steps:
         rows.setdefault(row.scope, {})[row.step_id] = row
     calls: dict[str, list[AuditRecord]] = {}
+    top: list[AuditRecord] = []
+    """The top team's own model calls (planning, synthesis): made outside every step."""
     for record in audit:
         if record.kind in ("tool.called", "tool.denied", "model.called"):
             step = _json(record.detail_json).get("step")
             if isinstance(step, str):
                 calls.setdefault(step, []).append(record)
+            elif record.kind == "model.called":
+                top.append(record)
     lines: list[TraceLine] = []
 
     def team(scope: str, depth: int) -> None:
@@ -99,23 +103,31 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
                 team(path, depth + 1)
 
     root = snapshot.plans[0].scope if snapshot.plans else None
+    first_step = min((r.started_at for r in rows.get(root or "", {}).values() if r.started_at), default=None)
+    before = [c for c in top if first_step is None or c.at < first_step]
+    lines.extend(_call_line(c, 0, t0, purpose="planning") for c in sorted(before, key=lambda r: (r.at, r.seq)))
     if root is not None:
         team(root, 0)
+    after = [c for c in top if first_step is not None and c.at >= first_step]
+    lines.extend(_call_line(c, 0, t0, purpose="synthesis") for c in sorted(after, key=lambda r: (r.at, r.seq)))
     return lines
 
 
-def _call_line(call: AuditRecord, depth: int, t0: datetime) -> TraceLine:
-    """A model call (``chat MODEL``, with its duration, tokens and cost) or a tool call (an instant) under a step."""
+def _call_line(call: AuditRecord, depth: int, t0: datetime, *, purpose: str = "") -> TraceLine:
+    """A model call (``chat MODEL``, with its duration, tokens and cost) or a tool call (an instant) under a step.
+
+    ``purpose`` names what a call of the top team itself was for (its planning or its synthesis).
+    """
     detail = _json(call.detail_json)
     outcome = str(detail.get("outcome", ""))
     status = "success" if outcome == "ok" else "failed"
     if call.kind == "model.called":
         seconds, tokens, cost = detail.get("seconds"), detail.get("tokens", 0), detail.get("cost_usd", 0.0)
+        said = purpose if outcome == "ok" else "; ".join(filter(None, (purpose, str(detail.get("error", outcome)))))
         return TraceLine(depth, f"chat {call.subject}", status, _offset(t0, call.at),
                          float(seconds) if isinstance(seconds, int | float) else None,
                          int(tokens) if isinstance(tokens, int) else 0,
-                         float(cost) if isinstance(cost, int | float) else 0.0, False,
-                         "" if outcome == "ok" else str(detail.get("error", outcome)))
+                         float(cost) if isinstance(cost, int | float) else 0.0, False, said)
     return TraceLine(depth, f"↳ {call.subject}", status, _offset(t0, call.at), None, 0, 0.0, False, outcome)
 
 
