@@ -63,6 +63,8 @@ class DisabledTool:
     reason: str
     digest: str
     """Of the tool as the server offers it now: what an approval would pin."""
+    description: str = ""
+    """What the server says the tool does, now."""
 
     def __str__(self) -> str:
         return f"MCP server {self.server!r}, tool {self.name!r}: {self.reason}"
@@ -186,6 +188,7 @@ class MCPServer:
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._warned: set[tuple[str, str, str]] = set()  # (tool, status, digest) already logged as disabled
 
     def __repr__(self) -> str:
         where = f"command={list(self.command)!r}" if self.command else f"url={self.url!r}"
@@ -259,15 +262,20 @@ class MCPServer:
         return self._client
 
     async def tools(self) -> list[MCPTool]:
-        """The server's tools that are usable now: approved, and unchanged since (see `disabled`)."""
-        usable, disabled = await self._review()
+        """The server's tools that are usable now: approved, and unchanged since (see `disabled`).
+
+        Each disabled tool is logged once (a warning), not once per task that lists the tools.
+        """
+        usable, disabled = await self.review()
         for off in disabled:
-            logger.warning("%s", off)
+            if (off.name, off.status, off.digest) not in self._warned:
+                self._warned.add((off.name, off.status, off.digest))
+                logger.warning("%s", off)
         return usable
 
     async def disabled(self) -> list[DisabledTool]:
         """The server's tools that are not usable now, and why."""
-        return (await self._review())[1]
+        return (await self.review())[1]
 
     async def approve(self, tool: str) -> MCPTool:
         """Approve ``tool`` (the server's name for it) as the server offers it now, and return it."""
@@ -292,7 +300,8 @@ class MCPServer:
                 self._pin(found, built.digest)
         return await self.tools()
 
-    async def _review(self) -> tuple[list[MCPTool], list[DisabledTool]]:
+    async def review(self) -> tuple[list[MCPTool], list[DisabledTool]]:
+        """Every tool the server offers now, once: the usable ones, and the disabled ones with why."""
         listed = await self._list()
         names = _model_names(listed)
         usable: list[MCPTool] = []
@@ -309,14 +318,15 @@ class MCPServer:
             if status == "approved":
                 usable.append(built)
             else:
-                disabled.append(DisabledTool(self.name, found.name, status, self._why(found, built.digest), built.digest))
+                disabled.append(DisabledTool(self.name, found.name, status, self._why(found, built.digest), built.digest,
+                                             found.description or ""))
         return usable, disabled
 
     def _build(self, found: mt.Tool, name: str | None) -> MCPTool | DisabledTool:
         digest = MCPPins.digest_of(found.description, found.input_schema)
         if name is None:
             return DisabledTool(self.name, found.name, "invalid", "its name, made fit for models, is the same as "
-                                "another of the server's tools", digest)
+                                "another of the server's tools", digest, found.description or "")
         try:
             cls = validator_for(found.input_schema, default=Draft202012Validator)
             cls.check_schema(found.input_schema)
@@ -325,7 +335,8 @@ class MCPServer:
         except (SchemaError, TypeError) as exc:
             why = exc.message if isinstance(exc, SchemaError) else str(exc)
             return DisabledTool(self.name, found.name, "invalid",
-                                f"its input schema is not a valid JSON schema: {_clip(why)}", digest)
+                                f"its input schema is not a valid JSON schema: {_clip(why)}", digest,
+                                found.description or "")
         configured = [self.scopes[key] for key in ("*", found.name) if key in self.scopes]
         scopes = frozenset().union(*configured) if configured else frozenset({f"mcp:{self.name}"})
         return MCPTool(self, found, validator, name=name, scopes=scopes, digest=digest)
@@ -336,8 +347,7 @@ class MCPServer:
     def _why(self, found: mt.Tool, digest: str) -> str:
         pinned = self.pins.pin(self.name, found.name)
         if pinned is None:
-            return (f"not approved yet (digest {digest[:12]}): approve it, or open the server with "
-                    "trust_on_first_use=True")
+            return f"not approved yet (digest {digest[:12]})"
         parts = []
         if pinned.input_schema is not None:
             if pinned.description != found.description:

@@ -30,7 +30,7 @@ from ._result import RunResult
 from ._security import signing
 from ._spawn import SpawnPolicy
 from ._sync import run_sync
-from ._tool_sources import open_for_run
+from ._tool_sources import open_for_run, require_approved
 from ._tracing import record_outcome, record_usage, span
 from .backends.base import Backend, Worker
 from .models.base import Model
@@ -38,6 +38,7 @@ from .models.registry import resolve_model
 
 if TYPE_CHECKING:
     from ._events import EventSink
+    from ._mcp import MCPServer
     from .models.pricing import Prices
     from .stores.base import Store
 
@@ -185,6 +186,15 @@ class Supervisor(Generic[OutputT]):
     def __repr__(self) -> str:
         return f"Supervisor({self._name!r}, workers={list(self.workers)})"
 
+    @property
+    def mcp_servers(self) -> tuple[MCPServer, ...]:
+        """Every MCP server an agent of this team (nested teams too) draws tools from, each once."""
+        found: dict[int, MCPServer] = {}
+        for worker in self.workers.values():
+            if isinstance(worker, Agent | Supervisor):
+                found.update((id(server), server) for server in worker.mcp_servers)
+        return tuple(found.values())
+
     async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
                   events: EventSink | None = None, store: Store | str | os.PathLike[str] | None = None,
                   source: str | None = None, options: dict[str, Any] | None = None,
@@ -201,7 +211,8 @@ class Supervisor(Generic[OutputT]):
                 detached; the run goes on.
             store: where to record the run as it happens, so that it can be shown and resumed: an open
                 `Store`, or a store URL or SQLite path (opened and closed around the run).
-            source: where the team came from (a workflow file), recorded for ``cadenza resume``.
+            source: where the team came from (a workflow file), recorded for ``cadenza resume`` and named in
+                the command that approves MCP tools waiting for approval.
             options: how the team was built (e.g. a model override), recorded for ``cadenza resume``.
             workflow: the name to record the run under (``cadenza runs``); the team's name by default.
             budget: the most the whole run may spend, over every team and agent in it (the team's own
@@ -213,6 +224,7 @@ class Supervisor(Generic[OutputT]):
                 writes (two records a step).
 
         Raises:
+            ConfigError: an agent's MCP server offers tools that wait for approval (nothing was executed).
             PlanError: the planner gave no valid plan (nothing was executed).
             ModelError: the planner's model failed (nothing was executed).
             StoreError: the store failed; what was recorded before stays, and the run can be resumed.
@@ -223,6 +235,7 @@ class Supervisor(Generic[OutputT]):
         with spending_under(run_account(budget), prices=prices), \
                 signing(task.run_id, sign_messages):
             async with open_for_run():
+                await require_approved(self.mcp_servers, workflow=source)
                 if store is None:
                     result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
                 else:
@@ -254,6 +267,7 @@ class Supervisor(Generic[OutputT]):
         with spending_under(run_account(budget), prices=prices), \
                 signing(str(run_id), sign_messages):
             async with open_for_run(), open_for(store) as opened:
+                await require_approved(self.mcp_servers)
                 return self._typed(await resume_run(self, RunId(run_id), opened, events=events, force=force,
                                                     audit=audit))
 

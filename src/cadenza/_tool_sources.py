@@ -1,9 +1,10 @@
-"""Tool sources an agent draws on at run time: MCP servers, opened on first use and closed with the run.
+"""Tool sources an agent draws on at run time: MCP servers, opened as a run starts and closed with it.
 
 A workflow file is loaded before any event loop runs, but an MCP server's tools are known only
-once its session is open. So an agent holds the servers, not their tools; each task lists the
-servers' tools afresh (a description changed since approval disables that tool at once). The
-servers a run opened are closed when the run ends, so no server process outlives it.
+once its session is open. So an agent holds the servers, not their tools; a run first checks that
+every tool its servers offer is approved (`require_approved`), then each task lists the servers'
+tools afresh (a description changed since approval disables that tool at once). The servers a
+run opened are closed when the run ends, so no server process outlives it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._mcp import MCPServer
+    from ._mcp import DisabledTool, MCPServer
     from ._tools import Tool
 
-__all__ = ("open_for_run", "source_tools")
+__all__ = ("open_for_run", "require_approved", "source_tools")
 
 
 class _OpenServers:
@@ -73,3 +74,50 @@ async def source_tools(servers: Sequence[MCPServer]) -> list[Tool]:
         elif not server.is_open:
             await server.__aenter__()
     return await mcp_tools(servers)
+
+
+async def require_approved(servers: Sequence[MCPServer], *, workflow: str | None = None) -> None:
+    """Refuse to start a run whose agents' MCP servers offer tools that wait for a human's approval.
+
+    Agents would otherwise run without those tools and the run "succeed" at something else. Each
+    server is opened (inside `open_for_run`, it is closed with the run) and reviewed once; a tool
+    never approved, or changed since its approval, stops the run before any model call. A server
+    with ``trust_on_first_use`` approves what it has never seen (a changed tool still stops it).
+    Tools that can never be used (an invalid schema) are left to the warning `MCPServer.tools` logs.
+
+    Raises:
+        ConfigError: one line naming each server, its waiting tools, and the command that approves them.
+    """
+    from ._errors import ConfigError
+
+    waiting: list[tuple[MCPServer, list[DisabledTool]]] = []
+    run = _current.get()
+    for server in servers:
+        if run is not None:
+            await run.ensure(server)
+        elif not server.is_open:
+            await server.__aenter__()
+        _, disabled = await server.review()
+        held = [d for d in disabled if d.status in ("unapproved", "changed")]
+        if held:
+            waiting.append((server, held))
+    if not waiting:
+        return
+    listed = "; ".join(f"{server.name!r} ({_counted(held)})" for server, held in waiting)
+    if workflow is not None:
+        commands = " && ".join(f"cadenza mcp approve {workflow} {server.name}" for server, _ in waiting)
+        how = f"review with: cadenza mcp tools {workflow}; approve with: {commands}"
+    else:
+        how = "approve with: await server.approve_all() (or cadenza mcp approve WORKFLOW SERVER)"
+    trust = ("" if all(d.status == "changed" for _, held in waiting for d in held)
+             else " (or set trust_on_first_use: true on a server to approve tools it has never offered before)")
+    raise ConfigError(f"MCP tools wait for approval on server{'s' * (len(waiting) > 1)} {listed}; {how}{trust}")
+
+
+def _counted(held: list[DisabledTool]) -> str:
+    parts = []
+    for status in ("unapproved", "changed"):
+        names = sorted(d.name for d in held if d.status == status)
+        if names:
+            parts.append(f"{len(names)} {status}: {', '.join(names)}")
+    return "; ".join(parts)

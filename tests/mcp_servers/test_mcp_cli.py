@@ -44,3 +44,36 @@ def test_review_approve_and_see_a_change(tmp_path: Path) -> None:
 
     unknown = runner.invoke(app, ["mcp", "approve", wf, "clocks"])
     assert unknown.exit_code == 2 and "no MCP server named 'clocks'" in unknown.output
+
+
+def test_a_run_whose_tools_wait_for_approval_refuses_to_start(tmp_path: Path) -> None:
+    runner = CliRunner()
+    wf = write(tmp_path, "UTC")
+    db = str(tmp_path / "runs.db")
+
+    refused = runner.invoke(app, ["--store", db, "run", wf, "What time is it?"])
+
+    assert refused.exit_code == 2, refused.output
+    assert refused.stdout == ""
+    errors = [line for line in refused.stderr.splitlines() if not line.startswith("no model provider")]
+    assert errors == [f"error: MCP tools wait for approval on server 'time' (2 unapproved: convert_time, "
+                      f"get_current_time); review with: cadenza mcp tools {wf}; approve with: cadenza mcp approve "
+                      f"{wf} time (or set trust_on_first_use: true on a server to approve tools it has never offered "
+                      "before)"]
+    assert runner.invoke(app, ["--store", db, "runs"]).output.startswith("no runs recorded")  # nothing was recorded
+
+    assert runner.invoke(app, ["mcp", "approve", wf, "time"]).exit_code == 0  # the command it named
+    ran = runner.invoke(app, ["--store", db, "run", wf, "What time is it?"])
+    assert ran.exit_code == 0, ran.output
+    assert "WARNING" not in ran.stderr
+
+
+def test_mcp_tools_lists_each_tool_once_with_its_description_and_the_approve_command(tmp_path: Path) -> None:
+    wf = write(tmp_path, "UTC")
+    listed = CliRunner().invoke(app, ["mcp", "tools", wf])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.count("get_current_time") == 1 and listed.output.count("convert_time") == 1
+    assert "Get current time in a specific timezone" in listed.stdout
+    assert (f"approve with: cadenza mcp approve {wf} time  (or set trust_on_first_use: true under mcp_servers.time "
+            "for tools never seen before)") in listed.stdout
+    assert "trust_on_first_use=True" not in listed.output

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cadenza import WorkflowError
+from cadenza import ConfigError, WorkflowError
 from cadenza._workflow import parse_workflow
 from mcp_servers.scripted import one_call
 
@@ -66,3 +66,17 @@ def test_the_yaml_form_loads(tmp_path: Path) -> None:
     built = load_workflow(path)
     [server] = built.agents["clock"].mcp_servers
     assert server.name == "time"
+
+
+async def test_in_python_a_run_whose_tools_wait_for_approval_raises_before_any_model_call(tmp_path: Path) -> None:
+    server = {"command": [sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"],
+              "pins": str(tmp_path / "pins.json")}
+    built = parse_workflow(workflow(tmp_path, grant=["read"], server=server))
+    clock = built.agents["clock"]
+    clock.model = one_call("get_current_time", {"timezone": "Asia/Tokyo"})
+    [opened] = clock.mcp_servers
+    with pytest.raises(ConfigError, match=r"wait for approval on server 'time' \(2 unapproved: convert_time, "
+                                          r"get_current_time\); approve with: await server.approve_all\(\)"):
+        await built.entry.run("What time is it?")
+    assert clock.model.calls == []  # type: ignore[attr-defined]
+    assert not opened.is_open  # closed with the refused run

@@ -32,22 +32,39 @@ def _servers(workflow: Workflow, names: Sequence[str]) -> list[Any]:
 
 
 def tools_command(workflow: Workflow, names: Sequence[str]) -> None:
-    """Print each tool of each server with its state: usable, unapproved, changed since approval, invalid."""
-    async def review() -> list[tuple[str, list[Any], list[Any]]]:
+    """Print each tool of each server once, with its state (approved, unapproved, changed, invalid) and what it does;
+    then the command that approves what waits."""
+    async def review() -> list[tuple[Any, list[Any], list[Any]]]:
         found = []
         for server in _servers(workflow, names):
             async with server:
-                found.append((server.name, await server.tools(), await server.disabled()))
+                usable, disabled = await server.review()
+                found.append((server, usable, disabled))
         return found
 
-    for name, usable, disabled in asyncio.run(review()):
-        click.echo(f"{name}:")
+    waiting: list[str] = []
+    for server, usable, disabled in asyncio.run(review()):
+        click.echo(f"{server.name}:")
         for tool in usable:
-            click.echo(f"  ✓ {tool.name:<28} approved   needs {', '.join(sorted(tool.scopes)) or 'no scope'}")
+            click.echo(f"  ✓ {tool.remote_name:<28} approved   needs {', '.join(sorted(tool.scopes)) or 'no scope'}")
+            _describe(tool.description)
         for off in disabled:
             click.echo(f"  ✗ {off.name:<28} {off.status:<10} {off.reason}")
+            _describe(off.description)
         if not usable and not disabled:
             click.echo("  (no tools)")
+        if any(off.status in ("unapproved", "changed") for off in disabled):
+            waiting.append(server.name)
+    for name in waiting:
+        click.echo(f"approve with: cadenza mcp approve {workflow.source} {name}  "
+                   f"(or set trust_on_first_use: true under mcp_servers.{name} for tools never seen before)")
+
+
+def _describe(description: str) -> None:
+    """The tool's own description, on its first line, indented under the tool."""
+    first = description.strip().splitlines()[0] if description.strip() else ""
+    if first:
+        click.echo(f"      {first[:110]}{'…' if len(first) > 110 else ''}")
 
 
 def approve_command(workflow: Workflow, server_name: str, tools: Sequence[str]) -> None:

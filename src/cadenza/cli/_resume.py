@@ -105,7 +105,8 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
 
     async def body(store: Store | None, events: Callable[[Any], None]) -> RunResult[Any]:
         if store is None:
-            return await workflow.entry.run(goal, run_id=run_id, events=events, budget=budget, prices=workflow.prices)
+            return await workflow.entry.run(goal, run_id=run_id, events=events, budget=budget, prices=workflow.prices,
+                                            source=source)
         return await workflow.entry.run(goal, run_id=run_id, events=events, store=store, source=source,
                                         workflow=workflow.name, options={"model": model}, budget=budget,
                                         prices=workflow.prices)
@@ -185,8 +186,8 @@ def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json
     stop = _Stop()
     again = f"; resume with: cadenza resume {run_id}" if store_url is not None else ""
     try:
-        result, pending = asyncio.run(_session(run_id, store_url, display, stop, banner=banner, as_json=as_json,
-                                               body=body))
+        result, pending = asyncio.run(_session(run_id, workflow, store_url, display, stop, banner=banner,
+                                               as_json=as_json, body=body))
     except KeyboardInterrupt:
         click.echo(f"cancelled: run {run_id} was stopped; running steps were cancelled{again}", err=True)
         return 130
@@ -234,11 +235,15 @@ def closed_stdout() -> int:
     return 128 + signal.SIGPIPE
 
 
-async def _session(run_id: RunId, store_url: str | None, display: Display, stop: _Stop, *, banner: str,
-                   as_json: bool, body: Body) -> tuple[RunResult[Any], list[ApprovalRow]]:
+async def _session(run_id: RunId, workflow: Workflow, store_url: str | None, display: Display, stop: _Stop, *,
+                   banner: str, as_json: bool, body: Body) -> tuple[RunResult[Any], list[ApprovalRow]]:
+    from .._tool_sources import open_for_run, require_approved
+
     stop.arm()
     try:
-        return await _recorded(run_id, store_url, display, stop, banner=banner, as_json=as_json, body=body)
+        async with open_for_run():  # servers checked here stay open for the run, and close with it
+            await require_approved(workflow.entry.mcp_servers, workflow=workflow.source)  # before the run id is shown
+            return await _recorded(run_id, store_url, display, stop, banner=banner, as_json=as_json, body=body)
     finally:
         stop.disarm()
 
