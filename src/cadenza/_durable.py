@@ -166,7 +166,7 @@ def _charge_earlier_processes(snapshot: RunSnapshot) -> None:
 async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[Any] | None:
     """At-most-once calls that were in flight when the run stopped: the run waits for a human to decide each."""
     from ._result import RunResult
-    from ._side_effects import UNCERTAIN, approval_id
+    from ._side_effects import UNCERTAIN, current_decision
 
     prior = journal.prior
     in_flight = [c for c in prior.tool_calls.values()
@@ -174,8 +174,7 @@ async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[A
     writes: list[Write] = []
     waiting: list[str] = []
     for call in in_flight:
-        the_id = approval_id("unc", call.key)
-        decided = prior.approvals.get(the_id)
+        the_id, decided, _ = current_decision(prior.approvals, call.key, uncertain=True)
         if decided is not None and decided.status != "pending":
             continue
         waiting.append(f"tool {call.tool!r} in step {call.scope!r} ({the_id})")

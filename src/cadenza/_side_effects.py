@@ -10,13 +10,16 @@ call is recorded before it runs and again with its result, so:
 - an ``at_most_once`` call recorded as started but not finished may or may not have taken
   effect: the resume pauses for a human (approve = run it again, reject = do not);
 - a call of a tool that ``requires_approval`` pauses its step until a human decides, and
-  the decision is bound to that exact call and used once.
+  the decision is bound to that exact call and used once;
+- an approved call (or step) that was in flight when the run stopped is uncertain again: the
+  approval was used, so the resume pauses for a new decision instead of running it a third time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ._audit_hooks import audit
@@ -26,7 +29,8 @@ from ._messages import utcnow
 from ._tools import Tool, ToolContext
 from .stores.base import ApprovalRow, PutApproval, PutToolCall, ToolCallRow
 
-__all__ = ("STEP", "UNCERTAIN", "approval_id", "arguments_digest", "call_key", "guarded_call", "step_gate")
+__all__ = ("STEP", "UNCERTAIN", "approval_id", "arguments_digest", "call_key", "current_decision", "guarded_call",
+           "step_gate")
 
 STEP = "(step)"
 """The name approvals of whole steps carry where a tool call's carry the tool's."""
@@ -52,6 +56,25 @@ def approval_id(kind: str, key: str) -> str:
     return f"{kind}_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def current_decision(approvals: Mapping[str, ApprovalRow], key: str, *,
+                     uncertain: bool) -> tuple[str, ApprovalRow | None, bool]:
+    """The approval that decides the call with idempotency ``key`` now: its id, its row (None: not asked yet),
+    and whether it is a decision on an uncertain call.
+
+    An approval is used once. One that an earlier process of the run used approved a call (or step) that
+    then never finished: the run stopped during it, so it may have taken effect, and a new decision on the
+    uncertain call is due. The decisions form a chain of ids, each derived from the one before, so every
+    process of the run finds the same one.
+    """
+    the_id = approval_id("unc" if uncertain else "apr", key)
+    found = approvals.get(the_id)
+    while found is not None and found.status == "used":
+        the_id = approval_id("unc", the_id if uncertain else key)
+        uncertain = True
+        found = approvals.get(the_id)
+    return the_id, found, uncertain
+
+
 async def guarded_call(tool: Tool, arguments: dict[str, Any], context: ToolContext, step: StepContext | None,
                        digest: str) -> Any:
     """Run a call of a tool with side effects (or one needing approval) under the step's journal."""
@@ -64,10 +87,11 @@ async def guarded_call(tool: Tool, arguments: dict[str, Any], context: ToolConte
     prior = journal.prior.tool_calls.get(key)
     if prior is not None and prior.status == "finished":
         return json.loads(prior.result_json) if prior.result_json is not None else None
-    if tool.requires_approval:
-        await _approved(journal, tool.name, arguments, step, digest, key, reason="approval required")
-    if prior is not None and prior.status in ("started", "uncertain") and tool.side_effect == "at_most_once":
-        await _approved(journal, tool.name, arguments, step, digest, key, reason=UNCERTAIN)
+    in_flight = prior is not None and prior.status in ("started", "uncertain")  # when an earlier process stopped
+    if in_flight and (tool.side_effect == "at_most_once" or tool.requires_approval):
+        await _approved(journal, tool.name, arguments, step, digest, key, uncertain=True)
+    elif tool.requires_approval:
+        await _approved(journal, tool.name, arguments, step, digest, key, uncertain=False)
 
     def row(status: Any, result_json: str | None = None) -> PutToolCall:
         return PutToolCall(ToolCallRow(step.run_id, key, step.scope, step.step_id, step.agent, tool.name,
@@ -94,15 +118,14 @@ async def step_gate(step: StepContext | None, agent: str, task_description: dict
         raise ToolError(f"agent {agent!r} requires approval, which needs a team run recorded in a store")
     digest = arguments_digest(task_description)
     key = call_key(step.run_id, step.scope, STEP, digest, 0)
-    await _approved(step.journal, STEP, task_description, step, digest, key, reason="approval required")
+    await _approved(step.journal, STEP, task_description, step, digest, key, uncertain=False)
 
 
 async def _approved(journal: RunJournal, name: str, arguments: dict[str, Any], step: StepContext, digest: str,
-                    key: str, *, reason: str) -> None:
+                    key: str, *, uncertain: bool) -> None:
     """Return if a human approved this exact call (using the approval); raise otherwise."""
-    kind = "unc" if reason == UNCERTAIN else "apr"
-    the_id = approval_id(kind, key)
-    found = journal.prior.approvals.get(the_id)
+    the_id, found, uncertain = current_decision(journal.prior.approvals, key, uncertain=uncertain)
+    reason = UNCERTAIN if uncertain else "approval required"
     how = f"cadenza approve {step.run_id} {step.step_id}  (or: cadenza reject ...)"
     what = f"step {step.step_id!r}" if name == STEP else f"tool {name!r}"
     if found is None:
@@ -117,8 +140,7 @@ async def _approved(journal: RunJournal, name: str, arguments: dict[str, Any], s
         raise ApprovalRequired(f"{what} still waits for a human decision: {how}", approval_id=the_id)
     if found.status == "rejected":
         note = f": {found.note}" if found.note else ""
-        verdict = "skipped" if kind == "unc" else "rejected"
+        verdict = "skipped" if uncertain else "rejected"
         raise ToolError(f"{what} was {verdict} by {found.decided_by or 'a human'}{note}")
-    if found.status == "approved" and not await journal.store.use_approval(step.run_id, the_id):
+    if not await journal.store.use_approval(step.run_id, the_id):
         raise ToolError(f"the approval {the_id} of {what} was already used")
-    # "used" by an earlier process of this run: the call it approved never finished, so it may run again.

@@ -3,7 +3,7 @@
 Usage: ``python side_effect_child.py DB LOG ACTION RUN_ID SIDE_EFFECT APPROVAL [HANG]``
 
 ACTION is ``run`` or ``resume``; SIDE_EFFECT a tool class; APPROVAL ``yes`` if the tool requires
-approval; HANG ``in-tool`` blocks inside the first tool call, ``after-tool`` blocks on the model
+approval, ``step`` if the agent does (each of its steps); HANG ``in-tool`` blocks inside the first tool call, ``after-tool`` blocks on the model
 turn after it. Every tool execution appends ``call <key> <to>`` to LOG; every line on stdout is
 a state the parent can act on: ``IN_TOOL``, ``AFTER_TOOL``, ``RESULT <json>``.
 """
@@ -65,7 +65,7 @@ def reply(request: ModelRequest) -> str | list[ToolCall] | Any:
 async def main() -> None:
     send_tool = tool(send, side_effect=SIDE_EFFECT, requires_approval=APPROVAL == "yes")  # type: ignore[arg-type]
     model = FunctionModel(reply)
-    mailer = Agent("mailer", "Send mail.", model=model, tools=[send_tool])
+    mailer = Agent("mailer", "Send mail.", model=model, tools=[send_tool], requires_approval=APPROVAL == "step")
     lead = Supervisor("lead", workers=[mailer], model=model,
                       plan=Plan.of({"id": "mail", "agent": "mailer", "instruction": "Mail Ada"}))
     async with SQLiteStore(DB) as store:

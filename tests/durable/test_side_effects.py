@@ -23,19 +23,19 @@ class Scenario:
     log: Path
     run_id: str = "run_sidefx"
 
-    def start(self, action: str, side_effect: str, approval: bool, hang: str = "") -> subprocess.Popen[str]:
-        args = [sys.executable, str(CHILD), str(self.db), str(self.log), action, self.run_id, side_effect,
-                "yes" if approval else "no", hang]
+    def start(self, action: str, side_effect: str, approval: bool | str, hang: str = "") -> subprocess.Popen[str]:
+        said = approval if isinstance(approval, str) else "yes" if approval else "no"
+        args = [sys.executable, str(CHILD), str(self.db), str(self.log), action, self.run_id, side_effect, said, hang]
         return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def finish(self, action: str, side_effect: str, approval: bool = False) -> dict[str, Any]:
+    def finish(self, action: str, side_effect: str, approval: bool | str = False) -> dict[str, Any]:
         proc = self.start(action, side_effect, approval)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         line = next(line for line in out.splitlines() if line.startswith("RESULT "))
         return json.loads(line.removeprefix("RESULT "))  # type: ignore[no-any-return]
 
-    def kill_at(self, marker: str, action: str, side_effect: str, hang: str, approval: bool = False) -> None:
+    def kill_at(self, marker: str, action: str, side_effect: str, hang: str, approval: bool | str = False) -> None:
         proc = self.start(action, side_effect, approval, hang)
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -127,4 +127,53 @@ async def test_a_finished_call_is_answered_from_its_record_not_repeated(scenario
 async def test_a_pure_tool_simply_runs_again(scenario: Scenario) -> None:
     scenario.kill_at("AFTER_TOOL", "run", "pure", hang="after-tool")
     assert scenario.finish("resume", "pure")["status"] == "success"
+    assert len(scenario.calls()) == 2
+
+
+async def test_an_approved_call_that_crashes_again_waits_for_a_new_decision(scenario: Scenario) -> None:
+    scenario.kill_at("IN_TOOL", "run", "at_most_once", hang="in-tool")
+    assert scenario.finish("resume", "at_most_once")["status"] == "waiting"
+    await scenario.decide("mail", approved=True)
+    scenario.kill_at("IN_TOOL", "resume", "at_most_once", hang="in-tool")  # the approved re-run dies after its effect
+    assert len(scenario.calls()) == 2
+
+    paused = scenario.finish("resume", "at_most_once")
+    assert paused["status"] == "waiting" and "may have taken effect" in paused["error"]
+    assert len(scenario.calls()) == 2  # the approval was used: no third effect without a new decision
+    assert await scenario.snapshot_approvals() == [("unc_", "used"), ("unc_", "pending")]
+    assert await scenario.decide("mail", approved=True) == "approved"
+    done = scenario.finish("resume", "at_most_once")
+    assert done["status"] == "success" and done["step"] == "mailer saw: sent to ada@example.org"
+    assert len(scenario.calls()) == 3  # one effect for each approval
+
+
+async def test_a_tool_approval_is_used_once_even_when_the_approved_call_crashes(scenario: Scenario) -> None:
+    assert scenario.finish("run", "pure", approval=True)["status"] == "waiting"
+    await scenario.decide("mail", approved=True)
+    scenario.kill_at("IN_TOOL", "resume", "pure", hang="in-tool", approval=True)
+    assert len(scenario.calls()) == 1
+
+    paused = scenario.finish("resume", "pure", approval=True)
+    assert paused["status"] == "waiting" and "may have taken effect" in paused["error"]
+    assert len(scenario.calls()) == 1
+    assert sorted(await scenario.snapshot_approvals()) == [("apr_", "used"), ("unc_", "pending")]
+    await scenario.decide("mail", approved=False)
+    done = scenario.finish("resume", "pure", approval=True)
+    assert done["status"] == "success" and "was skipped by tester" in done["step"]
+    assert len(scenario.calls()) == 1
+
+
+async def test_a_step_approval_is_used_once_even_when_the_approved_step_crashes(scenario: Scenario) -> None:
+    first = scenario.finish("run", "pure", approval="step")
+    assert first["status"] == "waiting" and await scenario.snapshot_approvals() == [("apr_", "pending")]
+    await scenario.decide("mail", approved=True)
+    scenario.kill_at("IN_TOOL", "resume", "pure", hang="in-tool", approval="step")
+    assert len(scenario.calls()) == 1
+
+    paused = scenario.finish("resume", "pure", approval="step")
+    assert paused["status"] == "waiting"
+    assert len(scenario.calls()) == 1  # the step did not run again on the used approval
+    assert sorted(await scenario.snapshot_approvals()) == [("apr_", "used"), ("unc_", "pending")]
+    await scenario.decide("mail", approved=True)
+    assert scenario.finish("resume", "pure", approval="step")["status"] == "success"
     assert len(scenario.calls()) == 2
