@@ -441,8 +441,9 @@ class _Conversation:
         except ToolError as exc:
             audit_tool_call(self.agent.name, found.name, call.arguments, "error", str(exc))
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
-        audit_tool_call(self.agent.name, found.name, call.arguments, "ok")
-        return ToolResultMessage(call_id=call.id, name=call.name, content=Tool.render(value))
+        content = Tool.render(value)
+        audit_tool_call(self.agent.name, found.name, call.arguments, "ok", result=content)
+        return ToolResultMessage(call_id=call.id, name=call.name, content=content)
 
     async def _run_tool(self, found: Tool, call: ToolCall) -> Any:
         plain = found.side_effect == "pure" and not found.requires_approval

@@ -8,6 +8,7 @@ their own.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -52,9 +53,18 @@ def audit(kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object
         log.append(kind, actor, subject, detail)
 
 
-def audit_tool_call(agent: str, tool: str, arguments: dict[str, Any], outcome: str, detail: str = "") -> None:
+RESULT_PREVIEW = 200
+"""Characters of a tool's result kept in its audit record; the digest covers the whole."""
+DETAIL_LIMIT = 1000
+"""Characters of an error or denial kept in a tool call's audit record."""
+
+
+def audit_tool_call(agent: str, tool: str, arguments: dict[str, Any], outcome: str, detail: str = "", *,
+                    result: str | None = None) -> None:
     """Record one tool call (denied ones too): who, which tool, a digest of its arguments, what came of it.
 
+    What came of it is what a user looks for afterwards (``show``, ``trace``, ``export``): the error or
+    denial text (``detail``), or a bounded preview and a sha256 digest of the ``result`` the model was given.
     A denied call is also a warning in the log, whether or not the run keeps an audit log.
     """
     if outcome == "denied":
@@ -64,10 +74,14 @@ def audit_tool_call(agent: str, tool: str, arguments: dict[str, Any], outcome: s
     from ._side_effects import arguments_digest
 
     step = current_step.get()
-    audit("tool.denied" if outcome == "denied" else "tool.called", agent, tool, {
-        "step": step.scope if step is not None else None, "arguments_digest": arguments_digest(arguments),
-        "outcome": outcome, **({"detail": detail} if detail else {}),
-    })
+    record: dict[str, object] = {"step": step.scope if step is not None else None,
+                                 "arguments_digest": arguments_digest(arguments), "outcome": outcome}
+    if detail:
+        record["detail"] = detail if len(detail) <= DETAIL_LIMIT else detail[:DETAIL_LIMIT] + "…"
+    if result is not None:
+        record.update(result_preview=result[:RESULT_PREVIEW], result_chars=len(result),
+                      result_digest="sha256:" + hashlib.sha256(result.encode()).hexdigest())
+    audit("tool.denied" if outcome == "denied" else "tool.called", agent, tool, record)
 
 
 def audit_model_call(agent: str | None, model: str, started: datetime, seconds: float, usage: Usage | None,

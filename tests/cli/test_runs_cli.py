@@ -316,7 +316,7 @@ def test_export_holds_the_whole_run(store: Path) -> None:
     result = invoke(store, "export", "run_partial")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["cadenza_export"] == 1
+    assert doc["cadenza_export"] == 2
     assert doc["run"]["run_id"] == "run_partial" and doc["run"]["usage"]["cost_usd"] == 0.5
     assert doc["run"]["fingerprint"] == {"options": {"model": None}}
     assert [p["scope"] for p in doc["plans"]] == ["lead", "lead/build"]
@@ -328,7 +328,7 @@ def test_export_holds_the_whole_run(store: Path) -> None:
     assert [m["seq"] for m in doc["messages"]] == sorted(m["seq"] for m in doc["messages"])
     assert doc["spawned"][0]["proposal"]["role"] == "checks"
     assert doc["usage"] == [{"scope": "lead", "source": "planner", "usage": json.loads(usage(300))}]
-    assert doc["tool_calls"][0]["result"] == ["a", "b"]
+    assert doc["recorded_calls"][0]["result"] == ["a", "b"]
     assert doc["approvals"] == []
     workspace = {w["key"]: w for w in doc["workspace"]}
     assert workspace["notes"]["value"] == "second" and workspace["notes"]["version"] == 2

@@ -19,7 +19,7 @@ from .._errors import RunNotFound
 
 if TYPE_CHECKING:
     from .._audit import AuditTrail
-    from ..stores.base import MessageRow, RunRow, RunSnapshot, Store, WorkspaceEntry
+    from ..stores.base import AuditRecord, MessageRow, RunRow, RunSnapshot, Store, WorkspaceEntry
 
 __all__ = ("export_command", "open_existing", "read_run", "runs_command", "show_command")
 
@@ -79,22 +79,22 @@ def runs_command(url: str, *, limit: int, as_json: bool) -> None:
         console.print(table)
 
 
-async def _snapshot(url: str, run_id: str) -> RunSnapshot:
+async def _snapshot(url: str, run_id: str) -> tuple[RunSnapshot, list[AuditRecord]]:
     async with open_existing(url, run_id) as store:
-        return await store.snapshot(run_id)
+        return await store.snapshot(run_id), await store.audit(run_id)
 
 
 def show_command(url: str, run_id: str, *, as_json: bool) -> None:
-    """``cadenza show``: one run, its plans with each step's outcome, and what waits for a decision."""
+    """``cadenza show``: one run, its plans with each step's outcome and tool calls, and what waits for a decision."""
     from ._runs import show_json, show_view
 
-    snapshot = asyncio.run(_snapshot(url, run_id))
+    snapshot, audit = asyncio.run(_snapshot(url, run_id))
     if as_json:
-        click.echo(json.dumps(show_json(snapshot), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(show_json(snapshot, audit), indent=2, ensure_ascii=False))
         return
     from rich.console import Console
 
-    Console().print(show_view(snapshot))
+    Console().print(show_view(snapshot, audit))
 
 
 async def _everything(url: str, run_id: str) -> tuple[RunSnapshot, list[MessageRow], Workspace, AuditTrail]:

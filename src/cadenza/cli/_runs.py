@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ("EXPORT_FORMAT", "approval_subject", "export_json", "runs_json", "runs_table", "show_json", "show_view")
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 """The version of the ``cadenza export`` document; raised when a field changes meaning or goes away."""
 
 _OUTPUT_CHARS = 100
@@ -209,8 +209,29 @@ def spent(snapshot: RunSnapshot) -> Usage:
         raise StoreError(f"run {run.run_id}: a stored usage cannot be read: {exc}") from None
 
 
-def show_json(snapshot: RunSnapshot) -> dict[str, Any]:
-    """The run as data: what ``cadenza show`` draws, with outputs in full."""
+def tool_calls_by_step(audit: Sequence[AuditRecord]) -> dict[str, list[dict[str, Any]]]:
+    """Every tool call the audit log holds (denied ones too), by the path of the step that made it, in order."""
+    calls: dict[str, list[dict[str, Any]]] = {}
+    for record in audit:
+        if record.kind in ("tool.called", "tool.denied"):
+            call = tool_call_json(record)
+            calls.setdefault(str(call["step"]), []).append(call)
+    return calls
+
+
+def tool_call_json(record: AuditRecord) -> dict[str, Any]:
+    """One tool call: who called what, when, and what came of it (the error, or a preview and digest of the result)."""
+    detail = _loads(record.detail_json, f"audit record {record.seq}")
+    detail = detail if isinstance(detail, dict) else {}
+    return {"at": _when(record.at), "step": detail.get("step"), "agent": record.actor, "tool": record.subject,
+            "outcome": detail.get("outcome"), "arguments_digest": detail.get("arguments_digest"),
+            "error": detail.get("detail"), "result_preview": detail.get("result_preview"),
+            "result_chars": detail.get("result_chars"), "result_digest": detail.get("result_digest")}
+
+
+def show_json(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = ()) -> dict[str, Any]:
+    """The run as data: what ``cadenza show`` draws, with outputs in full and each step's tool calls."""
+    calls = tool_calls_by_step(audit)
     run = snapshot.run
     error = _error(run.error_json, f"run {run.run_id}")
     return {
@@ -225,7 +246,8 @@ def show_json(snapshot: RunSnapshot) -> dict[str, Any]:
         "usage": spent(snapshot).model_dump(),
         "output": _loads(run.output_json, f"the output of run {run.run_id}"),
         "error": error.model_dump() if error else None,
-        "teams": [{"scope": t.scope, "source": t.source, "steps": [_step_json(s) for s in t.steps]}
+        "teams": [{"scope": t.scope, "source": t.source,
+                   "steps": [{**_step_json(s), "tool_calls": calls.get(f"{t.scope}/{s.id}", [])} for s in t.steps]}
                   for t in _teams(snapshot)],
         "spawned": [{"scope": s.scope, "name": s.name} for s in snapshot.spawned],
         "pending_approvals": [_approval_json(a) for a in snapshot.approvals if a.status == "pending"],
@@ -270,16 +292,18 @@ def _approval_json(row: ApprovalRow) -> dict[str, Any]:
     }
 
 
-def show_view(snapshot: RunSnapshot) -> RenderableType:
-    """The run for a terminal: a header with totals, each team's plan as a tree, pending approvals."""
+def show_view(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = ()) -> RenderableType:
+    """The run for a terminal: a header with totals, each team's plan as a tree (with each step's tool calls and
+    what came of them), pending approvals."""
     from rich.console import Group
 
     parts: list[RenderableType] = [_header(snapshot.run, spent(snapshot))]
     teams = {t.scope: t for t in _teams(snapshot)}
+    calls = tool_calls_by_step(audit)
     shown: set[str] = set()
     for team in teams.values():
         if team.scope not in shown and not _is_nested(team.scope, teams):
-            parts.append(_team_tree(team, teams, shown))
+            parts.append(_team_tree(team, teams, shown, calls))
     pending = [a for a in snapshot.approvals if a.status == "pending"]
     if pending:
         parts.append(_approvals(snapshot.run.run_id, pending))
@@ -322,7 +346,8 @@ def _is_nested(scope: str, teams: dict[str, _TeamState]) -> bool:
     return parent in teams and any(s.id == step_id for s in teams[parent].steps)
 
 
-def _team_tree(team: _TeamState, teams: dict[str, _TeamState], shown: set[str]) -> Tree:
+def _team_tree(team: _TeamState, teams: dict[str, _TeamState], shown: set[str],
+               calls: dict[str, list[dict[str, Any]]]) -> Tree:
     from rich.markup import escape
     from rich.tree import Tree
 
@@ -333,9 +358,11 @@ def _team_tree(team: _TeamState, teams: dict[str, _TeamState], shown: set[str]) 
     for step in team.steps:
         node = tree.add(_step_label(step))
         _add_step_detail(node, step)
+        for call in calls.get(f"{team.scope}/{step.id}", []):
+            node.add(tool_call_line(call))
         nested = teams.get(f"{team.scope}/{step.id}")
         if nested is not None and nested.scope not in shown:
-            node.add(_team_tree(nested, teams, shown))
+            node.add(_team_tree(nested, teams, shown, calls))
     return tree
 
 
@@ -374,6 +401,19 @@ def _add_step_detail(node: Tree, step: _StepState) -> None:
         node.add(f"[dim]skipped: {escape(shorten(row.skip_reason, _OUTPUT_CHARS))}[/]")
     if has_output:
         node.add(f"[dim]→[/] {escape(shorten(_output_text(output), _OUTPUT_CHARS))}")
+
+
+def tool_call_line(call: dict[str, Any]) -> str:
+    """``↳ tool outcome`` with the error, or an arrow to the start of what the tool returned."""
+    from rich.markup import escape
+
+    style = "green" if call["outcome"] == "ok" else "red"
+    line = f"[dim]↳[/] {escape(str(call['tool']))} [{style}]{escape(str(call['outcome']))}[/]"
+    if call["error"]:
+        line += f" [{style}]{escape(shorten(str(call['error']), _OUTPUT_CHARS))}[/]"
+    elif call["result_preview"] is not None:
+        line += f" [dim]→[/] {escape(shorten(str(call['result_preview']), _OUTPUT_CHARS))}"
+    return line
 
 
 def _approvals(run_id: str, pending: list[ApprovalRow]) -> RenderableType:
@@ -435,6 +475,8 @@ def export_json(snapshot: RunSnapshot, messages: Sequence[MessageRow],
 
     ``workspace`` pairs each key's latest entry with its every version, oldest first; ``audit``
     is the run's audit log with its stored head, so an export can be verified on its own.
+    ``tool_calls`` lists every tool call (from the audit log) with what came of it; ``recorded_calls`` the
+    idempotency records of calls to tools with side effects.
     """
     return {
         "cadenza_export": EXPORT_FORMAT,
@@ -446,7 +488,8 @@ def export_json(snapshot: RunSnapshot, messages: Sequence[MessageRow],
         "messages": [_row_json(m) for m in messages],
         "spawned": [_row_json(s) for s in snapshot.spawned],
         "usage": [_row_json(u) for u in snapshot.usage],
-        "tool_calls": [_row_json(c) for c in snapshot.tool_calls],
+        "tool_calls": [tool_call_json(r) for r in audit if r.kind in ("tool.called", "tool.denied")],
+        "recorded_calls": [_row_json(c) for c in snapshot.tool_calls],
         "approvals": [_row_json(a) for a in snapshot.approvals],
         "workspace": [{**_row_json(latest), "history": [_row_json(e) for e in history]}
                       for latest, history in workspace],

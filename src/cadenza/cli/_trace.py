@@ -20,6 +20,7 @@ import click
 from .._messages import Usage
 from .._plan import Plan
 from ..stores.base import AuditRecord, RunSnapshot, StepRow
+from ._plan_view import shorten
 
 __all__ = ("TraceLine", "critical_steps", "render_trace", "trace_command", "trace_lines")
 
@@ -128,7 +129,12 @@ def _call_line(call: AuditRecord, depth: int, t0: datetime, *, purpose: str = ""
                          float(seconds) if isinstance(seconds, int | float) else None,
                          int(tokens) if isinstance(tokens, int) else 0,
                          float(cost) if isinstance(cost, int | float) else 0.0, False, said)
-    return TraceLine(depth, f"↳ {call.subject}", status, _offset(t0, call.at), None, 0, 0.0, False, outcome)
+    if detail.get("detail"):
+        shown = f"{outcome}: {detail['detail']}"
+    else:
+        shown = f"{outcome} → {detail['result_preview']}" if detail.get("result_preview") else outcome
+    return TraceLine(depth, f"↳ {call.subject}", status, _offset(t0, call.at), None, 0, 0.0, False,
+                     shorten(shown.replace("\n", " "), 100))
 
 
 def render_trace(snapshot: RunSnapshot, audit: list[AuditRecord], *, width: int = 40) -> str:
