@@ -15,6 +15,12 @@ later call starts under it, calls already running finish, and the executor stops
 The budgets that cover the running code travel in a context variable, set by the run, by each
 team around its steps and by each agent around its calls, so every asyncio task of a step
 sees the budgets of the step that made it.
+
+Across processes: a provider bills a call once it has the request, even if the process that
+sent it is killed before the reply. In a recorded run the run's budget keeps a
+`ReservationLedger`: each call's worst case is written to the store before the call starts and
+settled with what it cost after, and a resumed run counts what earlier processes left unsettled
+at its worst case. So what a run is billed over all its processes stays within its budget.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +48,7 @@ __all__ = (
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "Budget",
     "BudgetAccount",
+    "ReservationLedger",
     "Spending",
     "agent_spending",
     "call_model",
@@ -66,6 +74,18 @@ class Budget(BaseModel):
     usd: float | None = Field(default=None, gt=0)
 
 
+class ReservationLedger(Protocol):
+    """Where a run's budget keeps each call's reservation durably (the run's store)."""
+
+    async def reserve(self, agent: str, tokens: int, usd: float) -> str:
+        """Record an open reservation before its call starts, durably; its id."""
+        ...
+
+    def settle(self, reservation_id: str, agent: str, worst: tuple[int, float], usage: Usage) -> None:
+        """Record what the call of ``reservation_id`` really cost."""
+        ...
+
+
 @dataclass(eq=False)
 class BudgetAccount:
     """One budget's running totals: what finished calls spent and what calls in flight may still spend."""
@@ -79,6 +99,8 @@ class BudgetAccount:
     reserved_usd: float = 0.0
     exhausted: str | None = None
     """Why it refused a call; once set, it refuses every later one."""
+    ledger: ReservationLedger | None = None
+    """Where a recorded run's budget writes each reservation before its call starts."""
     _settled: asyncio.Condition | None = None
 
     def shortfall(self, tokens: int, usd: float) -> str | None:
@@ -211,12 +233,21 @@ async def _within_budgets(model: Model, request: ModelRequest) -> ModelResponse:
                   for price in _prices_of(model, spending.prices))
     accounts = spending.accounts
     await _reserve(accounts, tokens, usd)
+    ledger = next((a.ledger for a in accounts if a.ledger is not None), None)
+    reservation: str | None = None
     usage: Usage | None = None
     try:
+        if ledger is not None:  # durable before the call: a provider bills a request its sender dies waiting on
+            reservation = await ledger.reserve(request.agent or model.name, tokens, usd)
         response = await model.request(request)
         usage = response.usage
         return response
+    except asyncio.CancelledError:
+        reservation = None  # the call may have been billed: its reservation stays open, counted at its worst case
+        raise
     finally:
+        if ledger is not None and reservation is not None:
+            ledger.settle(reservation, request.agent or model.name, (tokens, usd), usage or Usage())
         for account in accounts:
             account.reserved_tokens -= tokens
             account.reserved_usd -= usd

@@ -150,17 +150,34 @@ def recorded_usage(snapshot: RunSnapshot) -> Usage:
 
 
 def _charge_earlier_processes(snapshot: RunSnapshot) -> None:
-    """A resumed run's budget covers the whole run: what earlier processes spent counts against it."""
+    """A resumed run's budget covers the whole run: what earlier processes spent counts against it.
+
+    That is the larger of what their finished work recorded and what their budget reservations stand for
+    (a call still in flight when a process died counts at its worst case: it may have been billed).
+    """
     from ._budget import current_spending
+    from ._reservations import reserved_total
 
     spending = current_spending.get()
     if spending is None:
         return
     earlier = recorded_usage(snapshot)
+    reserved_tokens, reserved_usd = reserved_total(snapshot.reservations)
     for account in spending.accounts:
         if account.label == "run":
-            account.spent_tokens += earlier.total_tokens
-            account.spent_usd += earlier.cost_usd
+            account.spent_tokens += max(earlier.total_tokens, reserved_tokens)
+            account.spent_usd += max(earlier.cost_usd, reserved_usd)
+
+
+def _keep_reservations(journal: RunJournal) -> None:
+    """Make the run budget's reservations durable in the run's store (see `_reservations`)."""
+    from ._budget import current_spending
+    from ._reservations import StoreLedger
+
+    spending = current_spending.get()
+    for account in spending.accounts if spending is not None else ():
+        if account.label == "run":
+            account.ledger = StoreLedger(journal)
 
 
 async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[Any] | None:
@@ -199,6 +216,7 @@ async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[A
 
 async def _drive(team: Supervisor[Any], task: Task, journal: RunJournal, row: RunRow,
                  events: EventSink | None, log: AuditLog | None) -> RunResult[Any]:
+    _keep_reservations(journal)
     try:
         with auditing(log):
             result = await team._run(task, team=team.name, events=events, raise_plan_errors=True, journal=journal,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -28,17 +29,32 @@ def test_the_released_version_1_statements_never_change() -> None:
         assert hashlib.sha256("\n".join(first.statements).encode()).hexdigest() == expected, dialect
 
 
-def test_this_cadenza_writes_version_2() -> None:
-    assert SCHEMA_VERSION == 2
+def test_version_2_adds_the_audit_log() -> None:
+    assert SCHEMA_VERSION >= 2
     for dialect in ("sqlite", "postgres"):
+        assert migrations(dialect)[1].version == 2
         assert any("CREATE TABLE audit " in s for s in migrations(dialect)[1].statements)
+
+
+def as_of_version(patch: pytest.MonkeyPatch, backend: Backend, version: int) -> None:
+    """Make this cadenza's store class act as the release that wrote schema ``version``: its migrations only,
+    and no reads of tables that came later (a snapshot of it has no reservations)."""
+    import cadenza.stores.postgres as pg
+    import cadenza.stores.sqlite as lite
+
+    patch.setattr(type(backend.store()), "_history", migrations(backend.dialect)[:version])
+    if version < 3:
+        module = lite if backend.dialect == "sqlite" else pg
+        never = ("SELECT run_id, run_id, run_id, 0, 0.0, run_id, 0, 0.0 FROM runs WHERE run_id = "
+                 + ("? AND 1 = 0" if backend.dialect == "sqlite" else "$1 AND false"))
+        patch.setattr(module, "_Q", dataclasses.replace(module._Q, reservations=never))
 
 
 async def version_1_store(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store created by the version-1 statements alone and filled, as a cadenza of version 1 left it."""
     old = backend.store()
     with monkeypatch.context() as patch:
-        patch.setattr(type(old), "_history", migrations(backend.dialect)[:1])
+        as_of_version(patch, backend, 1)
         async with old:
             await fill(old)
     assert await backend.scalar(VERSION) == "1"
@@ -51,13 +67,13 @@ async def everything(store: Store) -> tuple[object, ...]:
             await store.workspace_history("run-1", "k"), await store.list_runs())
 
 
-async def test_a_version_1_store_is_migrated_to_version_2_keeping_everything(
+async def test_a_version_1_store_is_migrated_to_the_latest_version_keeping_everything(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await version_1_store(backend, monkeypatch)
     old = backend.store()
     with monkeypatch.context() as patch:
-        patch.setattr(type(old), "_history", migrations(backend.dialect)[:1])
+        as_of_version(patch, backend, 1)
         async with old:
             before = await everything(old)
 
@@ -71,8 +87,8 @@ async def test_a_version_1_store_is_migrated_to_version_2_keeping_everything(
         log.append("tool.called", "lead/writer", "send_mail", {"arguments_digest": "d", "outcome": "ok"})
         await store.apply([PutRun(run_row("run-2")), *writes])
 
-    assert await backend.scalar(VERSION) == "2"
-    async with backend.store() as reopened:  # already at version 2: opens without migrating again
+    assert await backend.scalar(VERSION) == str(SCHEMA_VERSION)
+    async with backend.store() as reopened:  # already at the latest version: opens without migrating again
         assert (await everything(reopened))[:4] == before[:4]
         assert {r.run_id for r in await reopened.list_runs()} == {"run-1", "run-2"}
         records = await reopened.audit("run-1")
@@ -80,7 +96,7 @@ async def test_a_version_1_store_is_migrated_to_version_2_keeping_everything(
         assert [r.kind for r in records] == ["run.resumed", "tool.called"]
 
 
-async def test_a_version_2_store_is_refused_by_a_version_1_cadenza(
+async def test_a_newer_store_is_refused_by_a_version_1_cadenza(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with backend.store() as store:
@@ -88,7 +104,7 @@ async def test_a_version_2_store_is_refused_by_a_version_1_cadenza(
     old = backend.store()
     monkeypatch.setattr(type(old), "_history", migrations(backend.dialect)[:1])
 
-    with pytest.raises(Exception, match="schema version 2, written by a newer cadenza"):
+    with pytest.raises(Exception, match=f"schema version {SCHEMA_VERSION}, written by a newer cadenza"):
         await old.open()
 
-    assert await backend.scalar(VERSION) == "2"
+    assert await backend.scalar(VERSION) == str(SCHEMA_VERSION)

@@ -23,7 +23,9 @@ from .base import Write
 __all__ = ("batch",)
 
 _RANK = {kind: rank for rank, kind in enumerate(WRITES)}
-_INTEGERS = frozenset({"attempts", "version", "seq"})
+_TYPES = {"attempts": "integer", "version": "integer", "seq": "integer", "worst_tokens": "bigint", "tokens": "bigint",
+          "worst_usd": "double precision", "usd": "double precision"}
+"""Columns that are not text (nor timestamps), by name: each table's arrays are sent typed."""
 _FIELDS = {kind: attrgetter(*table.written) for kind, table in WRITES.items()}
 
 
@@ -76,4 +78,4 @@ def _unnest_insert(table: Table[Any], first: int) -> str:
 def _sql_type(column: str) -> str:
     if column in TIMESTAMPS:
         return "timestamptz"
-    return "integer" if column in _INTEGERS else "text"
+    return _TYPES.get(column, "text")

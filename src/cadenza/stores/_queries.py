@@ -16,6 +16,7 @@ from ._tables import (
     AUDIT_HEADS,
     MESSAGES,
     PLANS,
+    RESERVATIONS,
     RUNS,
     SPAWNS,
     STEPS,
@@ -42,6 +43,7 @@ class Queries:
     usage: str = USAGE.select("sqlite")
     tool_calls: str = TOOL_CALLS.select("sqlite")
     approvals: str = APPROVALS.select("sqlite")
+    reservations: str = RESERVATIONS.select("sqlite")
     messages: str = MESSAGES.select("sqlite")
     audit: str = AUDIT.select("sqlite")
     audit_head: str = AUDIT_HEADS.select("sqlite")

@@ -82,7 +82,15 @@ _V2 = (
 )
 """The audit log: append-only (the primary key refuses a second record at a seq), and its head beside it."""
 
-_HISTORY: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
+_V3 = (
+    """CREATE TABLE reservations (
+        ord {ord}, run_id TEXT NOT NULL, reservation_id TEXT NOT NULL, agent TEXT NOT NULL,
+        worst_tokens BIGINT NOT NULL, worst_usd DOUBLE PRECISION NOT NULL, status TEXT NOT NULL,
+        tokens BIGINT NOT NULL, usd DOUBLE PRECISION NOT NULL, UNIQUE (run_id, reservation_id))""",
+)
+"""Budget reservations: each model call's worst case, durable before the call, settled after it."""
+
+_HISTORY: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2), (3, _V3))
 """Every schema version, oldest first. Append; never edit a released entry."""
 
 

@@ -23,10 +23,12 @@ from .base import (
     PutApproval,
     PutAuditHead,
     PutPlan,
+    PutReservation,
     PutRun,
     PutStep,
     PutToolCall,
     PutUsage,
+    ReservationRow,
     RunRow,
     SpawnRow,
     StepRow,
@@ -41,6 +43,7 @@ __all__ = (
     "AUDIT_HEADS",
     "MESSAGES",
     "PLANS",
+    "RESERVATIONS",
     "RUNS",
     "SPAWNS",
     "STEPS",
@@ -125,6 +128,7 @@ WORKSPACE = Table("workspace", WorkspaceEntry, ("run_id", "key", "version"), "ap
 AUDIT = Table("audit", AuditRecord, ("run_id", "seq"), "append", "seq")
 """``seq`` comes from the writer (it is part of the hash chain), so it is written, and never twice."""
 AUDIT_HEADS = Table("audit_heads", AuditHead, ("run_id",), "replace", "run_id")
+RESERVATIONS = Table("reservations", ReservationRow, ("run_id", "reservation_id"), "replace", "ord")
 
 WRITES: dict[type[Any], Table[Any]] = {
     PutRun: RUNS,
@@ -137,5 +141,6 @@ WRITES: dict[type[Any], Table[Any]] = {
     PutApproval: APPROVALS,
     AddAudit: AUDIT,
     PutAuditHead: AUDIT_HEADS,
+    PutReservation: RESERVATIONS,
 }
 """The table each Write type goes to."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Literal, Self
@@ -30,10 +30,13 @@ __all__ = (
     "PutApproval",
     "PutAuditHead",
     "PutPlan",
+    "PutReservation",
     "PutRun",
     "PutStep",
     "PutToolCall",
     "PutUsage",
+    "ReservationRow",
+    "ReservationStatus",
     "RunRow",
     "RunSnapshot",
     "RunState",
@@ -47,7 +50,7 @@ __all__ = (
     "Write",
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of the tables this cadenza writes; a store written by a newer one is refused on open."""
 
 RunState = Literal["running", "waiting", "success", "partial", "failure", "cancelled"]
@@ -55,6 +58,7 @@ RunState = Literal["running", "waiting", "success", "partial", "failure", "cance
 
 ToolCallStatus = Literal["started", "finished", "failed", "uncertain"]
 ApprovalStatus = Literal["pending", "approved", "rejected", "used"]
+ReservationStatus = Literal["open", "settled"]
 
 
 # --------------------------------------------------------------------------- rows
@@ -194,6 +198,28 @@ class ApprovalRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ReservationRow:
+    """The worst case of one model call under the run's budget, durable before the call starts.
+
+    A provider bills a call once it has the request, whether or not the caller lives to read the
+    reply. So a call is reserved (``open``) before it is sent and ``settled`` with what it really
+    cost; a reservation still open when its process died counts at its worst case when the run is
+    resumed, so what a run is billed across all its processes stays within its budget.
+    """
+
+    run_id: str
+    reservation_id: str
+    agent: str
+    """Who made the call (the request's agent, or the model's name)."""
+    worst_tokens: int
+    worst_usd: float
+    status: ReservationStatus
+    tokens: int = 0
+    """What the call really used, once settled."""
+    usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class WorkspaceEntry:
     """One version of one key of a run's shared workspace."""
 
@@ -253,6 +279,7 @@ class RunSnapshot:
     usage: list[UsageRow]
     tool_calls: list[ToolCallRow]
     approvals: list[ApprovalRow]
+    reservations: list[ReservationRow] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- writes
@@ -315,6 +342,13 @@ class PutApproval:
 
 
 @dataclass(frozen=True, slots=True)
+class PutReservation:
+    """Insert or replace the reservation ``(run_id, reservation_id)``."""
+
+    row: ReservationRow
+
+
+@dataclass(frozen=True, slots=True)
 class AddAudit:
     """Append an audit record; one whose ``(run_id, seq)`` is stored already fails the whole batch.
 
@@ -334,6 +368,7 @@ class PutAuditHead:
 
 Write = (
     PutRun | PutPlan | PutStep | AddMessage | AddSpawn | PutUsage | PutToolCall | PutApproval | AddAudit | PutAuditHead
+    | PutReservation
 )
 
 

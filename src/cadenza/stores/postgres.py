@@ -25,6 +25,7 @@ from ._tables import (
     AUDIT,
     MESSAGES,
     PLANS,
+    RESERVATIONS,
     RUNS,
     SPAWNS,
     STEPS,
@@ -231,6 +232,7 @@ class PostgresStore(Store):
                     usage=[USAGE.row(*r) for r in await conn.fetch(_Q.usage, run_id)],
                     tool_calls=[TOOL_CALLS.row(*r) for r in await conn.fetch(_Q.tool_calls, run_id)],
                     approvals=[APPROVALS.row(*r) for r in await conn.fetch(_Q.approvals, run_id)],
+                    reservations=[RESERVATIONS.row(*r) for r in await conn.fetch(_Q.reservations, run_id)],
                 )
         except _FAILURES as exc:
             raise self._error(exc) from exc

@@ -19,7 +19,20 @@ from .._errors import RunNotFound, StoreError, WorkspaceConflict
 from ._batch import group, inserts, text_decoder, text_encoder, timestamp_text
 from ._queries import Queries, approval_error, audit_conflict
 from ._schema import META_TABLE, Migration, migrations, parse_version, pending, read_version_sql, set_version_sql
-from ._tables import APPROVALS, AUDIT, AUDIT_HEADS, MESSAGES, PLANS, RUNS, SPAWNS, STEPS, TOOL_CALLS, USAGE, WORKSPACE
+from ._tables import (
+    APPROVALS,
+    AUDIT,
+    AUDIT_HEADS,
+    MESSAGES,
+    PLANS,
+    RESERVATIONS,
+    RUNS,
+    SPAWNS,
+    STEPS,
+    TOOL_CALLS,
+    USAGE,
+    WORKSPACE,
+)
 from .base import (
     ApprovalRow,
     AuditHead,
@@ -47,6 +60,7 @@ _MESSAGE = text_decoder(MESSAGES)
 _SPAWN = text_decoder(SPAWNS)
 _USAGE = text_decoder(USAGE)
 _TOOL_CALL = text_decoder(TOOL_CALLS)
+_RESERVATION = text_decoder(RESERVATIONS)
 _APPROVAL = text_decoder(APPROVALS)
 _ENTRY = text_decoder(WORKSPACE)
 _AUDIT = text_decoder(AUDIT)
@@ -241,6 +255,7 @@ class SQLiteStore(Store):
                 usage=[_USAGE(r) for r in conn.execute(_Q.usage, key)],
                 tool_calls=[_TOOL_CALL(r) for r in conn.execute(_Q.tool_calls, key)],
                 approvals=[_APPROVAL(r) for r in conn.execute(_Q.approvals, key)],
+                reservations=[_RESERVATION(r) for r in conn.execute(_Q.reservations, key)],
             )
 
     async def messages(self, run_id: str) -> list[MessageRow]:
