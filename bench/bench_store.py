@@ -17,7 +17,8 @@ before any figure of it is printed. ``close ms`` is closing the store after the 
 checkpoints its WAL then, a cost the run's writes leave behind; the check line counts it.
 Messages are not signed (``sign_messages=False``: `bench_security.py` times that) and the
 audit log is off, so the figures are the store's own; ``SQLite+audit`` adds the audit log's
-records (two a step, chained by hashes). Before the clock starts, each process makes a tiny run (recorded in memory and plain) so that
+records (two a step, chained by hashes); ``SQLite+budget`` runs under a run budget (too large to stop it), so
+each model call's reservation is committed before the call and settled after. Before the clock starts, each process makes a tiny run (recorded in memory and plain) so that
 one-time imports are not timed. SQLite files go to $CADENZA_BENCH_DIR, else the system's temp
 directory; PostgreSQL is $CADENZA_BENCH_POSTGRES or --postgres-url (skipped, saying why, if unreachable).
 """
@@ -46,9 +47,9 @@ TARGET_US = 100.0
 """The issue's target: SQLite adds at most this much per step on average."""
 LANGGRAPH_US = {"chain": 2_500.0, "fanout": 800.0}
 """LangGraph's SQLite checkpointer, measured the same way on the same machine (figures from the issue)."""
-VARIANTS = ("none", "sqlite", "sqlite-full", "postgres", "sqlite-audit")
+VARIANTS = ("none", "sqlite", "sqlite-full", "postgres", "sqlite-audit", "sqlite-budget")
 LABELS = {"none": "no store", "sqlite": "SQLite", "sqlite-full": "SQLite FULL", "postgres": "PostgreSQL",
-          "sqlite-audit": "SQLite+audit"}
+          "sqlite-audit": "SQLite+audit", "sqlite-budget": "SQLite+budget"}
 
 
 def _team(shape: str, n: int) -> tuple[Any, int]:
@@ -158,7 +159,11 @@ async def _measure(shape: str, n: int, variant: str, where: str, pg_url: str) ->
         counted = _Counted(store) if store is not None else None
         gc.collect()
         cpu0, t0 = time.process_time(), time.perf_counter()
-        result = await team.run(f"{shape} of {n}", store=store, sign_messages=False, audit=variant == "sqlite-audit")
+        from cadenza import Budget
+
+        budget = Budget(tokens=10**12) if variant == "sqlite-budget" else None
+        result = await team.run(f"{shape} of {n}", store=store, sign_messages=False, audit=variant == "sqlite-audit",
+                                budget=budget)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         await _verify(store, result, steps)
         t1 = time.perf_counter()
