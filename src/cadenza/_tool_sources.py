@@ -67,13 +67,18 @@ async def source_tools(servers: Sequence[MCPServer]) -> list[Tool]:
     """
     from ._mcp import mcp_tools
 
+    await _open(servers)
+    return await mcp_tools(servers)
+
+
+async def _open(servers: Sequence[MCPServer]) -> None:
+    """Open each closed server: through the run, which closes it when it ends, or on its own outside a run."""
     run = _current.get()
     for server in servers:
         if run is not None:
             await run.ensure(server)
         elif not server.is_open:
             await server.__aenter__()
-    return await mcp_tools(servers)
 
 
 async def require_approved(servers: Sequence[MCPServer], *, workflow: str | None = None) -> None:
@@ -91,12 +96,8 @@ async def require_approved(servers: Sequence[MCPServer], *, workflow: str | None
     from ._errors import ConfigError
 
     waiting: list[tuple[MCPServer, list[DisabledTool]]] = []
-    run = _current.get()
+    await _open(servers)
     for server in servers:
-        if run is not None:
-            await run.ensure(server)
-        elif not server.is_open:
-            await server.__aenter__()
         _, disabled = await server.review()
         held = [d for d in disabled if d.status in ("unapproved", "changed")]
         if held:
