@@ -38,3 +38,14 @@ def test_errors_share_one_root() -> None:
         value = getattr(cadenza, name)
         if isinstance(value, type) and issubclass(value, Exception):
             assert issubclass(value, cadenza.CadenzaError), name
+
+
+def test_the_version_is_the_projects() -> None:
+    import tomllib
+    from pathlib import Path
+
+    import cadenza
+    from cadenza._version import __version__
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert cadenza.__version__ == __version__ == project["project"]["version"]

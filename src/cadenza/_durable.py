@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from . import __version__
 from ._audit import AuditLog
 from ._audit_hooks import auditing
 from ._errors import ApprovalError, ConfigError, ResumeError, RunNotFound
@@ -25,6 +24,7 @@ from ._ids import AgentId, RunId, new_task_id
 from ._journal import Prior, RunJournal
 from ._messages import ErrorInfo, Task, Usage, utcnow
 from ._plan import Plan
+from ._version import __version__
 from .stores.base import (
     AddSpawn,
     ApprovalRow,

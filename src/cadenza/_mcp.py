@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Self, TextIO
 
-from . import __version__
 from ._errors import ConfigError, ToolArgumentsError, ToolError
 from ._mcp_pins import MCPPins
 from ._tools import Tool, ToolContext
+from ._version import __version__
 from .models.base import ToolSpec
 
 try:

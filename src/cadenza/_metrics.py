@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 
-from . import __version__
+from ._version import __version__
 from .models.registry import provider_of
 
 if TYPE_CHECKING:

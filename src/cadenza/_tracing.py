@@ -23,8 +23,8 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from . import __version__
 from ._errors import ConfigError
+from ._version import __version__
 
 __all__ = ("attach_context", "capture_content", "carrier", "enabled", "export_to", "fail", "record_content", "record_outcome", "record_usage",
            "span")

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .. import __version__
 from .._errors import CadenzaError
+from .._version import __version__
 
 if TYPE_CHECKING:
     from .._workflow import Workflow

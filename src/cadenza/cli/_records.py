@@ -110,8 +110,8 @@ async def _everything(url: str, run_id: str) -> tuple[RunSnapshot, list[MessageR
 
 def export_command(url: str, run_id: str, *, output: str | None) -> None:
     """``cadenza export``: the whole run as one JSON document, to a file or stdout."""
-    from .. import __version__
     from .._messages import utcnow
+    from .._version import __version__
     from ._runs import export_json
 
     snapshot, messages, workspace, trail = asyncio.run(_everything(url, run_id))
