@@ -56,3 +56,20 @@ def test_usage_adds_up_field_by_field(a: Usage, b: Usage) -> None:
     assert total.model_calls == a.model_calls + b.model_calls
     assert total.total_tokens == a.total_tokens + b.total_tokens
     assert total.cost_usd == a.cost_usd + b.cost_usd
+
+
+def test_an_error_says_its_code_and_stored_errors_without_one_get_it_from_their_type() -> None:
+    from cadenza import ApprovalRequired, BudgetExceeded, ErrorCode, ErrorInfo
+    from cadenza._errors import Rejection, StaleMessage
+
+    assert ErrorInfo.from_exception(BudgetExceeded("spent")).code is ErrorCode.BUDGET_EXCEEDED
+    assert ErrorInfo.from_exception(StaleMessage(Rejection("stale", "old"))).code is ErrorCode.STALE_MESSAGE
+    assert ErrorInfo.from_exception(ApprovalRequired("wait", approval_id="apr_1")).code is ErrorCode.APPROVAL_REQUIRED
+    assert ErrorInfo.from_exception(KeyError("x")).code is ErrorCode.INTERNAL
+
+    stored = '{"type": "BudgetExceeded", "message": "the run budget is spent", "retryable": false}'
+    assert ErrorInfo.model_validate_json(stored).code is ErrorCode.BUDGET_EXCEEDED
+    assert ErrorInfo.model_validate_json('{"type": "RunFailed", "message": "m"}').code is ErrorCode.RUN_FAILED
+    assert ErrorInfo.model_validate_json('{"type": "ValueError", "message": "m"}').code is ErrorCode.INTERNAL
+    round_trip = ErrorInfo.from_exception(BudgetExceeded("spent"))
+    assert ErrorInfo.model_validate_json(round_trip.model_dump_json()) == round_trip

@@ -33,11 +33,40 @@ def test_each_module_all_lists_only_names_it_defines() -> None:
             assert hasattr(module, name), f"{info.name}.__all__ names missing {name!r}"
 
 
-def test_errors_share_one_root() -> None:
+SIGNALS = {"ApprovalRequired"}
+"""Control flow, not failures: kept outside the error tree, so ``except CadenzaError`` never swallows them."""
+
+
+def test_errors_share_one_root_and_signals_stand_apart() -> None:
     for name in cadenza.__all__:
         value = getattr(cadenza, name)
         if isinstance(value, type) and issubclass(value, Exception):
-            assert issubclass(value, cadenza.CadenzaError), name
+            assert issubclass(value, cadenza.CadenzaError) is (name not in SIGNALS), name
+
+
+def test_the_error_tree_drawn_in_errors_matches_the_code() -> None:
+    import re
+
+    from cadenza import _errors
+
+    drawn: dict[str, str | None] = {}
+    parents: list[str] = []
+    for line in (_errors.__doc__ or "").splitlines():
+        found = re.match(r"^    ((?:[│ ]   )*)(?:[├└]── )?([A-Z][A-Za-z]+)(?:\s{2,}|$)", line)
+        if found is None:
+            continue
+        depth = len(found.group(1)) // 4 + (1 if "──" in line else 0)
+        name = found.group(2)
+        parents[depth:] = [name]
+        drawn[name] = parents[depth - 1] if depth else None
+    classes = {name: value for name, value in vars(_errors).items()
+               if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == _errors.__name__}
+    assert set(drawn) == set(classes)
+    for name, parent in drawn.items():
+        bases = [b.__name__ for b in classes[name].__bases__]
+        assert bases[0] == (parent or "Exception"), name
+        assert classes[name].code.value, name  # every class has its own code
+    assert len({c.code for c in classes.values()}) == len(classes)
 
 
 def test_the_version_is_the_projects() -> None:

@@ -18,6 +18,7 @@ from ._errors import (
     ApprovalRequired,
     BudgetExceeded,
     ConfigError,
+    ErrorCode,
     MaxTurnsExceeded,
     ModelError,
     OutputValidationError,
@@ -285,7 +286,7 @@ class Agent(Generic[OutputT]):
         except (ModelError, BudgetExceeded, MaxTurnsExceeded, OutputValidationError, ConfigError, ToolError) as exc:
             return self._result(task, "failure", None, conversation.usage, started, ErrorInfo.from_exception(exc))
         except Exception as exc:  # a model adapter broke its contract; report it, don't crash the run
-            error = ErrorInfo(type=type(exc).__name__, message=f"agent {self._name!r}: {exc}", retryable=False)
+            error = ErrorInfo(type=type(exc).__name__, code=ErrorCode.INTERNAL, message=f"agent {self._name!r}: {exc}")
             return self._result(task, "failure", None, conversation.usage, started, error)
         return self._result(task, "success", output, conversation.usage, started, None)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._audit import AuditLog
 from ._audit_hooks import auditing
-from ._errors import ApprovalError, ConfigError, ResumeError, RunNotFound
+from ._errors import ApprovalError, ConfigError, ErrorCode, ResumeError, RunNotFound
 from ._fingerprint import describe, diff, digest
 from ._ids import AgentId, RunId, new_task_id
 from ._journal import Prior, RunJournal
@@ -202,7 +202,7 @@ async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[A
                                                   call.arguments_digest, "null", UNCERTAIN, "pending", utcnow())))
     if not waiting:
         return None
-    error = ErrorInfo(type="UncertainToolCalls", message=(
+    error = ErrorInfo(type="UncertainToolCalls", code=ErrorCode.UNCERTAIN_TOOL_CALLS, message=(
         f"{len(waiting)} at-most-once call{'s' * (len(waiting) > 1)} may have taken effect before the run stopped: "
         f"{'; '.join(waiting)}. Decide with: cadenza approve {row.run_id} STEP (run it again) or "
         f"cadenza reject {row.run_id} STEP (skip it)"))

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from ._audit_hooks import audit, current_audit
-from ._errors import ConfigError, StepTimeout, StoreError
+from ._errors import ConfigError, ErrorCode, StepTimeout, StoreError
 from ._events import (
     EventSink,
     StepCancelled,
@@ -444,11 +444,12 @@ class _PlanRun:
         record.finished_at = result.finished_at
         if result.status == "failure":
             record.status = "failed"
-            error = result.error or ErrorInfo(type="UnknownError", message="the worker reported failure without an error")
+            error = result.error or ErrorInfo(type="UnknownError", code=ErrorCode.UNREPORTED,
+                                              message="the worker reported failure without an error")
             if self.emit and announce:
                 self.emit(StepFailed(self.run_id, self.team, step.id, step.agent, record.attempts, error, result.usage, record.finished_at))
             self._finish_one()
-            if error.type == "BudgetExceeded" and _team_budget_spent():
+            if error.code is ErrorCode.BUDGET_EXCEEDED and _team_budget_spent():
                 self._drain(error)
             elif self.policy.failure_policy == "fail_fast":
                 self._stop(f"the run stopped: step {step.id!r} failed (fail_fast)")
@@ -457,7 +458,7 @@ class _PlanRun:
             return
         if result.status == "waiting":
             record.status = "waiting"
-            reason = result.error or ErrorInfo(type="Waiting", message="the step waits for a decision")
+            reason = result.error or ErrorInfo(type="Waiting", code=ErrorCode.WAITING, message="the step waits for a decision")
             if self.emit:
                 self.emit(StepWaiting(self.run_id, self.team, step.id, step.agent, record.attempts, reason, result.usage))
             self._finish_one()

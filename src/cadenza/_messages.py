@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ._errors import CODES_BY_TYPE, ErrorCode, code_of
 from ._ids import AgentId, RunId, StepId, TaskId
 
 __all__ = ("SCHEMA_VERSION", "ErrorInfo", "Result", "ResultStatus", "Task", "Usage", "utcnow")
@@ -74,19 +75,30 @@ class ErrorInfo(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: str
-    """The exception class name, e.g. ``ModelError``."""
+    """The exception class name, e.g. ``ModelError``: for people; code compares ``code``."""
     message: str
     """What went wrong, in words a user can act on."""
     retryable: bool = False
     """Whether running the same work again may succeed."""
+    code: ErrorCode = ErrorCode.INTERNAL
+    """What kind of failure this is (one of cadenza's `ErrorCode`s)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _code_from_type(cls, data: Any) -> Any:
+        """An ErrorInfo stored before codes existed gets the code of its ``type``."""
+        if isinstance(data, dict) and "code" not in data and isinstance(data.get("type"), str):
+            return {**data, "code": CODES_BY_TYPE.get(data["type"], ErrorCode.INTERNAL)}
+        return data
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        """Describe ``exc``; cadenza errors say themselves whether they are retryable."""
+        """Describe ``exc``; cadenza errors say themselves what kind they are and whether they are retryable."""
         return cls.model_construct(
             type=type(exc).__name__,
             message=str(exc) or type(exc).__name__,
             retryable=bool(getattr(exc, "retryable", False)),
+            code=code_of(exc),
         )
 
 

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from ._agent import DEFAULT_MODEL, Agent, render_task
 from ._audit_hooks import audit
 from ._budget import Budget, BudgetAccount, run_account, spending_under
-from ._errors import CadenzaError, ConfigError, HierarchyError, SpawnError
+from ._errors import CadenzaError, ConfigError, ErrorCode, HierarchyError, SpawnError
 from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded, isolated
 from ._executor import ExecutionPolicy, Executor, PlanOutcome
 from ._ids import AgentId, RunId, new_run_id, new_task_id
@@ -404,11 +404,12 @@ class Supervisor(Generic[OutputT]):
         if outcome.status == "waiting":
             waiting = [r for r in outcome.records.values() if r.status == "waiting"]
             reason = "; ".join(f"step {r.step.id!r}: {r.error.message if r.error else 'waiting'}" for r in waiting[:3])
-            return None, "waiting", ErrorInfo(type="Waiting", message=reason), Usage()
+            return None, "waiting", ErrorInfo(type="Waiting", code=ErrorCode.WAITING, message=reason), Usage()
         if outcome.status == "failure":
             failed = [r for r in outcome.records.values() if r.status == "failed"]
             reason = "; ".join(f"step {r.step.id!r} failed: {r.error.message if r.error else 'unknown error'}" for r in failed[:3])
-            return None, "failure", ErrorInfo(type="RunFailed", message=reason or "no step succeeded"), Usage()
+            return None, "failure", ErrorInfo(type="RunFailed", code=ErrorCode.RUN_FAILED,
+                                                        message=reason or "no step succeeded"), Usage()
         context: dict[str, Any] = {}
         for record in outcome.records.values():
             if record.status in ("success", "partial"):
@@ -421,7 +422,7 @@ class Supervisor(Generic[OutputT]):
         with span("cadenza.synthesize", {"cadenza.run_id": task.run_id, "gen_ai.agent.name": self._name}) as synth:
             result = await self.synthesizer.execute(synth_task)
             record_usage(synth, result.usage)
-        if not result.ok and result.error is not None and result.error.type == "BudgetExceeded":
+        if not result.ok and result.error is not None and result.error.code is ErrorCode.BUDGET_EXCEEDED:
             return outcome.outputs(), "partial", result.error, result.usage  # what the steps made, unsynthesised
         if not result.ok:
             return None, "failure", result.error, result.usage
@@ -429,7 +430,7 @@ class Supervisor(Generic[OutputT]):
         error = None
         if outcome.status == "partial":
             not_ok = [r.step.id for r in outcome.records.values() if r.status not in ("success",)]
-            error = ErrorInfo(type="PartialRun", message=f"steps not completed: {', '.join(not_ok)}")
+            error = ErrorInfo(type="PartialRun", code=ErrorCode.PARTIAL_RUN, message=f"steps not completed: {', '.join(not_ok)}")
         return output, outcome.status, error, result.usage
 
 

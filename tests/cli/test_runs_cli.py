@@ -268,7 +268,7 @@ def test_show_json(store: Path) -> None:
     assert lead["build"]["depends_on"] == ["research"] and lead["build"]["instruction"] == "Build it"
     assert lead["report"]["skip_reason"] == "dependency 'build' did not succeed"
     code = doc["teams"][1]["steps"][1]
-    assert code["error"] == {"type": "ModelError", "message": "provider overloaded", "retryable": False}
+    assert code["error"] == {"type": "ModelError", "message": "provider overloaded", "retryable": False, "code": "model"}
     assert code["attempts"] == 3
     assert doc["spawned"] == [{"scope": "lead", "name": "fact_checker"}]
     waiting = json.loads(invoke(store, "show", "run_waiting", "--json").stdout)
