@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from cadenza import ExecutionPolicy, Executor, Plan, PlanError, RetryPolicy, Step
 from cadenza._events import Event, StepFailed, StepFinished, StepRetrying, StepSkipped, StepStarted
-from cadenza._executor import PlanOutcome
 from cadenza._ids import RunId
+from cadenza._outcomes import PlanOutcome
 from support import Fail, ScriptedWorker, kinds, other_tasks
 
 RUN = RunId("run_test")

@@ -24,6 +24,7 @@ from ._ids import AgentId, RunId, new_task_id
 from ._journal import Prior, RunJournal
 from ._messages import ErrorInfo, Task, Usage, utcnow
 from ._plan import Plan
+from ._status import FINISHED_RUN
 from ._version import __version__
 from .stores.base import (
     AddSpawn,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ("approve", "open_for", "plan_writes", "record_run", "recorded_usage", "resume_run", "stored_plan", "usage_write")
 
-FINISHED = ("success", "partial", "failure")
+FINISHED = FINISHED_RUN
 
 R = TypeVar("R", RunRow, ToolCallRow)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ._ids import RunId
 from ._messages import ErrorInfo, Usage, utcnow
+from ._status import RunStatus
 
 if TYPE_CHECKING:
     from ._plan import AgentProposal, Plan
@@ -39,7 +40,6 @@ __all__ = (
     "isolated",
 )
 
-RunStatus = Literal["success", "partial", "failure", "cancelled", "waiting"]
 
 
 @dataclass(slots=True)

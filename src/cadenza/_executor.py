@@ -33,20 +33,20 @@ from ._journal import RunJournal, StepContext, current_step
 from ._journal import StepJournal as _StepJournal
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._metrics import step_retried
+from ._outcomes import PlanOutcome, StepRecord
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
 from ._security import current_security, exchange
+from ._status import Outcome
 from ._tracing import enabled as tracing
 from ._tracing import record_outcome, span
 from ._trusted import TrustedBuilder
 from .backends.base import Backend, Worker
 from .backends.local import LocalBackend
 
-__all__ = ("ExecutionPolicy", "Executor", "PlanOutcome", "RetryPolicy", "StepRecord", "StepStatus")
+__all__ = ("ExecutionPolicy", "Executor", "RetryPolicy")
 
 _build_task = TrustedBuilder(Task)
 
-StepStatus = Literal["pending", "running", "success", "partial", "failed", "skipped", "cancelled", "waiting"]
-PlanStatus = Literal["success", "partial", "failure", "waiting"]
 FailurePolicy = Literal["continue", "fail_fast"]
 
 
@@ -101,44 +101,6 @@ class ExecutionPolicy:
             raise ConfigError(f"step_timeout must be positive, got {self.step_timeout}")
         if self.failure_policy not in ("continue", "fail_fast"):
             raise ConfigError(f"failure_policy must be 'continue' or 'fail_fast', got {self.failure_policy!r}")
-
-
-@dataclass(slots=True)
-class StepRecord:
-    """What happened to one step."""
-
-    step: Step
-    status: StepStatus = "pending"
-    attempts: int = 0
-    result: Result | None = None
-    error: ErrorInfo | None = None
-    skip_reason: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    @property
-    def output(self) -> object:
-        """The step's output, or None if it produced none."""
-        return self.result.output if self.result is not None else None
-
-
-@dataclass(slots=True)
-class PlanOutcome:
-    """Every step's record, in plan order, and the usage they spent together."""
-
-    records: dict[str, StepRecord]
-    usage: Usage
-    status: PlanStatus
-    budget_stop: ErrorInfo | None = None
-    """Why the run stopped early for a budget: no new step was dispatched after it, running ones finished."""
-
-    def __repr__(self) -> str:
-        # Short on purpose, like RunResult's: a full repr walks every record.
-        return f"PlanOutcome(status={self.status!r}, steps={len(self.records)}, model_calls={self.usage.model_calls})"
-
-    def outputs(self) -> dict[str, object]:
-        """Outputs of the steps that produced one, by step id."""
-        return {sid: r.result.output for sid, r in self.records.items() if r.result is not None and r.status in ("success", "partial")}
 
 
 class _Limits:
@@ -263,7 +225,7 @@ class _PlanRun:
         spent.extend(u for retried in self.retried_usage.values() for u in retried)
         return PlanOutcome(self.records, Usage.sum(spent), self._status(), self.budget_stop)
 
-    def _status(self) -> PlanStatus:
+    def _status(self) -> Outcome:
         if self.budget_stop is not None:
             return "partial"
         statuses = [r.status for r in self.records.values()]

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 
 from ._errors import StoreError
 from ._messages import Result, Usage, utcnow
+from ._status import FINISHED_STEP
 from .stores.base import AddMessage, MessageRow, PutStep, StepRow
 
 if TYPE_CHECKING:
-    from ._executor import StepRecord
     from ._messages import Task
+    from ._outcomes import StepRecord
     from .stores.base import ApprovalRow, PlanRow, RunSnapshot, SpawnRow, Store, ToolCallRow, Write
 
 __all__ = ("Prior", "RunJournal", "StepContext", "StepJournal", "current_step")
@@ -55,7 +56,7 @@ class Prior:
         for plan in snapshot.plans:
             prior.plans[plan.scope] = plan
         for step in snapshot.steps:
-            if step.status in ("success", "partial", "failed") and step.result_json is not None:
+            if step.status in FINISHED_STEP and step.result_json is not None:
                 result = Result.model_validate_json(step.result_json)
                 retried = _difference(Usage.model_validate_json(step.usage_json), result.usage)
                 prior.results[(step.scope, step.step_id)] = (result, step.attempts, retried)

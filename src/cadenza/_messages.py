@@ -14,12 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._errors import CODES_BY_TYPE, ErrorCode, code_of
 from ._ids import AgentId, RunId, StepId, TaskId
+from ._status import Outcome
 
 __all__ = ("SCHEMA_VERSION", "ErrorInfo", "Result", "ResultStatus", "Task", "Usage", "utcnow")
 
 SCHEMA_VERSION = 1
 
-ResultStatus = Literal["success", "failure", "partial", "waiting"]
+ResultStatus = Outcome
+"""How a worker's task came back (`cadenza._status.Outcome`)."""
 
 
 def utcnow() -> datetime:

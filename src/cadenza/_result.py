@@ -5,17 +5,17 @@ from __future__ import annotations
 import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
-from ._executor import StepRecord
 from ._ids import RunId
 from ._messages import ErrorInfo, Usage
+from ._outcomes import StepRecord
 from ._plan import Plan
+from ._status import Outcome
 
-__all__ = ("RunResult", "RunStatus")
+__all__ = ("RunResult",)
 
 OutputT = TypeVar("OutputT")
-RunStatus = Literal["success", "partial", "failure", "waiting"]
 
 
 @dataclass(slots=True)
@@ -23,7 +23,7 @@ class RunResult(Generic[OutputT]):
     """The outcome of a run: the typed output, what it cost, and what each step did."""
 
     run_id: RunId
-    status: RunStatus
+    status: Outcome
     output: OutputT | None
     usage: Usage
     started_at: datetime

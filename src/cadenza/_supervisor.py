@@ -18,11 +18,12 @@ from ._audit_hooks import audit
 from ._budget import Budget, BudgetAccount, run_account, spending_under
 from ._errors import CadenzaError, ConfigError, ErrorCode, HierarchyError, SpawnError
 from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded, isolated
-from ._executor import ExecutionPolicy, Executor, PlanOutcome
+from ._executor import ExecutionPolicy, Executor
 from ._ids import AgentId, RunId, new_run_id, new_task_id
 from ._journal import RunJournal, current_step
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._names import name_problem
+from ._outcomes import PlanOutcome
 from ._permissions import ceiling
 from ._plan import Plan
 from ._planner import Planner

@@ -16,6 +16,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Literal, Self
 
+from .._status import RunStatus
+
 __all__ = (
     "SCHEMA_VERSION",
     "AddAudit",
@@ -53,8 +55,8 @@ __all__ = (
 SCHEMA_VERSION = 3
 """The version of the tables this cadenza writes; a store written by a newer one is refused on open."""
 
-RunState = Literal["running", "waiting", "success", "partial", "failure", "cancelled"]
-"""``running`` also describes a run whose process died: `cadenza resume` continues it."""
+RunState = RunStatus
+"""The stored state of a run: a `cadenza._status.RunStatus` (``running`` also for a run whose process died)."""
 
 ToolCallStatus = Literal["started", "finished", "failed", "uncertain"]
 ApprovalStatus = Literal["pending", "approved", "rejected", "used"]
