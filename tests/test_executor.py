@@ -309,3 +309,52 @@ def test_fail_fast_on_random_dags_settles_every_step_exactly_once(dag: tuple[Pla
     if any(records[s].status == "failed" for s in failing if s in records):
         assert outcome.status == "failure"
     assert w.running == 0
+
+
+async def test_a_sink_that_raises_inside_a_step_task_does_not_stall_the_executor() -> None:
+    seen: list[str] = []
+
+    def sink(event: Event) -> None:
+        seen.append(type(event).__name__)
+        if isinstance(event, StepStarted) and event.step_id == "b":
+            raise RuntimeError("sink broke inside a step task")
+
+    executor = Executor()
+    w = ScriptedWorker("w")
+    outcome = await asyncio.wait_for(executor.run(plan(("a", "w", []), ("b", "w", ["a"]), ("c", "w", ["b"])),
+                                                  {"w": w}, run_id=RUN, team="lead", events=sink), timeout=10)
+    assert outcome.status == "success"
+    assert [r.status for r in outcome.records.values()] == ["success", "success", "success"]
+    assert seen[-1] == "StepStarted"  # detached once it raised
+    assert not other_tasks()
+
+
+async def test_a_step_task_that_breaks_stops_the_run_with_its_error_instead_of_hanging() -> None:
+    class BrokenJournal:
+        """A journal whose record of a finished step raises something that is not a StoreError (a bug)."""
+
+        scope = "lead"
+        journal = None
+
+        def restored(self, step_id: str) -> None:
+            return None
+
+        def started(self, record: object, task: object) -> None:
+            return None
+
+        async def finished(self, record: object, result: object, retried: object) -> None:
+            raise KeyError("a bug in the journal")
+
+        def settled(self, record: object) -> None:
+            return None
+
+    from cadenza import _executor
+
+    executor = Executor()
+    run = _executor._PlanRun(executor, plan(("a", "w", []), ("b", "w", ["a"])), {"w": ScriptedWorker("w")}, RUN,
+                             "lead", None, 0, None)
+    run.journal = BrokenJournal()  # type: ignore[assignment]
+    with pytest.raises(KeyError, match="a bug in the journal"):
+        await asyncio.wait_for(run.execute(), timeout=10)
+    assert run.records["b"].status == "skipped"
+    assert not other_tasks()

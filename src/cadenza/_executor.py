@@ -27,6 +27,7 @@ from ._events import (
     StepSkipped,
     StepStarted,
     StepWaiting,
+    isolated,
 )
 from ._ids import RunId, TaskId, new_task_id
 from ._journal import RunJournal, StepContext, current_step
@@ -185,7 +186,7 @@ class _PlanRun:
         self.team = team
         self.parent_task_id = parent_task_id
         self.depth = depth
-        self.emit = events
+        self.emit = isolated(events)  # a sink that raises inside a step task must not kill the task
         self.limits = _Limits(self.policy)
         self.records: dict[str, StepRecord] = {s.id: StepRecord(s) for s in plan.steps}
         self.waiting_on: dict[str, int] = {}
