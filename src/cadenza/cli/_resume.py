@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 __all__ = ("decide", "exit_code", "resume_run", "run_workflow")
 
 DisplayKind = Literal["live", "plain", "quiet"]
+
+TERMINATED = 143
+"""The exit code after SIGTERM: 128 + 15, what a shell reports for a process the signal ended."""
+STDOUT_CLOSED = 141
+"""The exit code when stdout's reader went away: 128 + 13 (SIGPIPE), also where no SIGPIPE exists."""
 Body = Callable[["Store | None", "Callable[[Any], None]"], Awaitable["RunResult[Any]"]]
 
 
@@ -196,7 +201,7 @@ def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json
     except asyncio.CancelledError:
         if stop.reason == "terminated":
             click.echo(f"terminated: run {run_id} was stopped; running steps were cancelled{again}", err=True)
-            return 128 + signal.SIGTERM
+            return TERMINATED
         if stop.reason == "stdout closed":
             return closed_stdout()
         raise
@@ -232,7 +237,7 @@ def closed_stdout() -> int:
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    return 128 + signal.SIGPIPE
+    return STDOUT_CLOSED
 
 
 async def _session(run_id: RunId, workflow: Workflow, store_url: str | None, display: Display, stop: _Stop, *,
