@@ -43,14 +43,13 @@ from .stores.base import (
 )
 
 if TYPE_CHECKING:
+    from ._budget import BudgetAccount
     from ._events import EventSink
     from ._result import RunResult
     from ._supervisor import Supervisor
     from .stores.base import RunSnapshot, Store
 
 __all__ = ("approve", "open_for", "plan_writes", "record_run", "recorded_usage", "resume_run", "stored_plan", "usage_write")
-
-FINISHED = FINISHED_RUN
 
 R = TypeVar("R", RunRow, ToolCallRow)
 
@@ -107,7 +106,7 @@ async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, even
     """Continue ``run_id`` on ``team``: finished steps are read back, the rest run."""
     snapshot = await store.snapshot(run_id)
     row = snapshot.run
-    if row.status in FINISHED:
+    if row.status in FINISHED_RUN:
         ended = f" at {row.finished_at:%Y-%m-%d %H:%M:%S} UTC" if row.finished_at else ""
         raise ResumeError(f"run {run_id!r} already finished ({row.status}{ended}); there is nothing to resume")
     stored = json.loads(row.fingerprint_json)
@@ -156,29 +155,32 @@ def _charge_earlier_processes(snapshot: RunSnapshot) -> None:
     That is the larger of what their finished work recorded and what their budget reservations stand for
     (a call still in flight when a process died counts at its worst case: it may have been billed).
     """
-    from ._budget import current_spending
     from ._reservations import reserved_total
 
-    spending = current_spending.get()
-    if spending is None:
+    account = _run_budget()
+    if account is None:
         return
     earlier = recorded_usage(snapshot)
     reserved_tokens, reserved_usd = reserved_total(snapshot.reservations)
-    for account in spending.accounts:
-        if account.label == "run":
-            account.spent_tokens += max(earlier.total_tokens, reserved_tokens)
-            account.spent_usd += max(earlier.cost_usd, reserved_usd)
+    account.spent_tokens += max(earlier.total_tokens, reserved_tokens)
+    account.spent_usd += max(earlier.cost_usd, reserved_usd)
 
 
 def _keep_reservations(journal: RunJournal) -> None:
     """Make the run budget's reservations durable in the run's store (see `_reservations`)."""
-    from ._budget import current_spending
     from ._reservations import StoreLedger
 
+    account = _run_budget()
+    if account is not None:
+        account.ledger = StoreLedger(journal)
+
+
+def _run_budget() -> BudgetAccount | None:
+    """The account of the running run's own budget (`run_account`), if it has one."""
+    from ._budget import current_spending
+
     spending = current_spending.get()
-    for account in spending.accounts if spending is not None else ():
-        if account.label == "run":
-            account.ledger = StoreLedger(journal)
+    return next((a for a in spending.accounts if a.label == "run"), None) if spending is not None else None
 
 
 async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[Any] | None:

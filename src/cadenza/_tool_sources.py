@@ -27,6 +27,8 @@ class _OpenServers:
 
     def __init__(self) -> None:
         self.opened: list[MCPServer] = []
+        self.approved: set[int] = set()
+        """Servers (by id) whose tools this run found approved: the CLI checks before the run, the run not again."""
         self._locks: dict[int, asyncio.Lock] = {}
 
     async def ensure(self, server: MCPServer) -> None:
@@ -85,7 +87,7 @@ async def require_approved(servers: Sequence[MCPServer], *, workflow: str | None
     """Refuse to start a run whose agents' MCP servers offer tools that wait for a human's approval.
 
     Agents would otherwise run without those tools and the run "succeed" at something else. Each
-    server is opened (inside `open_for_run`, it is closed with the run) and reviewed once; a tool
+    server is opened (inside `open_for_run`, it is closed with the run) and reviewed once per run; a tool
     never approved, or changed since its approval, stops the run before any model call. A server
     with ``trust_on_first_use`` approves what it has never seen (a changed tool still stops it).
     Tools that can never be used (an invalid schema) are left to the warning `MCPServer.tools` logs.
@@ -95,6 +97,9 @@ async def require_approved(servers: Sequence[MCPServer], *, workflow: str | None
     """
     from ._errors import ConfigError
 
+    run = _current.get()
+    if run is not None:
+        servers = [s for s in servers if id(s) not in run.approved]
     waiting: list[tuple[MCPServer, list[DisabledTool]]] = []
     await _open(servers)
     for server in servers:
@@ -103,6 +108,8 @@ async def require_approved(servers: Sequence[MCPServer], *, workflow: str | None
         if held:
             waiting.append((server, held))
     if not waiting:
+        if run is not None:
+            run.approved.update(id(s) for s in servers)
         return
     listed = "; ".join(f"{server.name!r} ({_counted(held)})" for server, held in waiting)
     if workflow is not None:

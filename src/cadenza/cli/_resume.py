@@ -122,11 +122,11 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
 
 def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model: str | None) -> int:
     """Continue a recorded run, rebuilding its team from the workflow file it was started from."""
-    from .._durable import FINISHED
+    from .._status import FINISHED_RUN
     from ._records import read_run
 
     row = asyncio.run(read_run(store_url, run_id))
-    if row.status in FINISHED:  # say so before loading the workflow and starting a display for nothing
+    if row.status in FINISHED_RUN:  # say so before loading the workflow and starting a display for nothing
         ended = f" at {row.finished_at:%Y-%m-%d %H:%M:%S} UTC" if row.finished_at else ""
         raise ResumeError(f"run {row.run_id!r} already finished ({row.status}{ended}); there is nothing to resume")
     workflow = _load_for_resume(row, model)

@@ -209,13 +209,16 @@ def spent(snapshot: RunSnapshot) -> Usage:
         raise StoreError(f"run {run.run_id}: a stored usage cannot be read: {exc}") from None
 
 
+def tool_calls(audit: Sequence[AuditRecord]) -> list[dict[str, Any]]:
+    """Every tool call the audit log holds (denied ones too), in order, each as `tool_call_json` gives it."""
+    return [tool_call_json(r) for r in audit if r.kind in ("tool.called", "tool.denied")]
+
+
 def tool_calls_by_step(audit: Sequence[AuditRecord]) -> dict[str, list[dict[str, Any]]]:
-    """Every tool call the audit log holds (denied ones too), by the path of the step that made it, in order."""
+    """`tool_calls`, by the path of the step that made each."""
     calls: dict[str, list[dict[str, Any]]] = {}
-    for record in audit:
-        if record.kind in ("tool.called", "tool.denied"):
-            call = tool_call_json(record)
-            calls.setdefault(str(call["step"]), []).append(call)
+    for call in tool_calls(audit):
+        calls.setdefault(str(call["step"]), []).append(call)
     return calls
 
 
@@ -488,7 +491,7 @@ def export_json(snapshot: RunSnapshot, messages: Sequence[MessageRow],
         "messages": [_row_json(m) for m in messages],
         "spawned": [_row_json(s) for s in snapshot.spawned],
         "usage": [_row_json(u) for u in snapshot.usage],
-        "tool_calls": [tool_call_json(r) for r in audit if r.kind in ("tool.called", "tool.denied")],
+        "tool_calls": tool_calls(audit),
         "recorded_calls": [_row_json(c) for c in snapshot.tool_calls],
         "approvals": [_row_json(a) for a in snapshot.approvals],
         "workspace": [{**_row_json(latest), "history": [_row_json(e) for e in history]}
