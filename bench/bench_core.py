@@ -140,11 +140,20 @@ def uneven() -> dict[str, Any]:
 async def _barrier_baseline(plan: Any, workers: dict[str, Any]) -> float:
     """The same plan run layer by layer, each layer waiting for its slowest step (for comparison only)."""
     from cadenza import Task
+    from cadenza._run_state import RunState
+    from cadenza._step_context import StepContext
+
+    port = RunState("b").port()
+
+    def ctx(sid: str) -> StepContext:
+        return StepContext(run_id="b", scope=f"b/{sid}", step_id=sid, agent=plan.step(sid).agent, attempt=1,
+                           task_id=sid, ceiling=None, prior_calls=(), trace=())
 
     t0 = time.perf_counter()
     for layer in plan.layers():
         await asyncio.gather(*(
-            workers[plan.step(sid).agent].execute(Task(task_id=sid, run_id="b", sender="b", recipient="w", instruction="x"))
+            workers[plan.step(sid).agent].execute(Task(task_id=sid, run_id="b", sender="b", recipient="w", instruction="x"),
+                                                  ctx(sid), port)
             for sid in layer
         ))
     return time.perf_counter() - t0

@@ -42,7 +42,9 @@ PROMPT = "Name one benefit of writing tests before code."
 async def _variants(provider: str, url: str) -> tuple[dict[str, Call], Callable[[], Awaitable[None]]]:
     import httpx2  # the SDKs' HTTP client
 
-    from cadenza._budget import Budget, BudgetAccount, call_model, spending_under
+    from cadenza._budget import Budget, BudgetAccount, call_model
+    from cadenza._run_state import RunState
+    from cadenza._step_context import StepContext
     from cadenza.models import resolve_model
     from cadenza.models.base import ModelRequest, UserMessage
 
@@ -87,9 +89,12 @@ async def _variants(provider: str, url: str) -> tuple[dict[str, Call], Callable[
         reply = await http.post(endpoint, json=body, headers=headers)
         return reply.json()
 
+    port = RunState("run_bench", budget=BudgetAccount("run", Budget(usd=1_000_000.0))).port()
+    ctx = StepContext(run_id="run_bench", scope="bench/s1", step_id="s1", agent="bench", attempt=1, task_id="task_b",
+                      ceiling=None, prior_calls=(), trace=())
+
     async def through_cadenza() -> Any:
-        with spending_under(BudgetAccount("run", Budget(usd=1_000_000.0))):
-            return await call_model(full, request)
+        return await call_model(full, request, ctx, port)
 
     async def close() -> None:
         await http.aclose()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from cadenza._events import Event
 from cadenza._ids import AgentId
 from cadenza._messages import ErrorInfo, Result, Task, Usage, utcnow
+from cadenza._step_context import StepContext
 
 Behaviour = Callable[[Task], Awaitable[object]]
 
@@ -28,7 +29,7 @@ class ScriptedWorker:
     max_running: int = 0
     cancelled: int = 0
 
-    async def execute(self, task: Task, *, events: object = None) -> Result:
+    async def execute(self, task: Task, ctx: object = None, port: object = None) -> Result:
         self.seen.append(task)
         self.running += 1
         self.max_running = max(self.max_running, self.running)
@@ -47,6 +48,13 @@ class ScriptedWorker:
         return Result(task_id=task.task_id, run_id=task.run_id, agent=AgentId(self.name), status="success",
                       output=output, usage=Usage(model_calls=1, input_tokens=2, output_tokens=1),
                       started_at=started, finished_at=utcnow())
+
+
+def step_context(*, run_id: str = "run_test", scope: str = "lead/s1", agent: str = "w",
+                 ceiling: frozenset[str] | None = None) -> StepContext:
+    """The context of a first attempt of a step at ``scope``, as the executor makes one."""
+    return StepContext(run_id=run_id, scope=scope, step_id=scope.rpartition("/")[2], agent=agent, attempt=1,
+                       task_id="task_test", ceiling=ceiling, prior_calls=(), trace=())
 
 
 class Fail(Exception):

@@ -7,9 +7,11 @@ import asyncio
 import pytest
 
 from cadenza import Agent, Budget, BudgetExceeded, FunctionModel, ModelRequest, ModelResponse, Plan, Supervisor, Usage
-from cadenza._budget import BudgetAccount, call_model, input_token_bound, spending_under
+from cadenza._budget import BudgetAccount, call_model, input_token_bound
+from cadenza._run_state import RunState
 from cadenza.models.pricing import Prices
 from cadenza.models.simulated import SimulatedModel
+from support import step_context
 
 FAN_OUT = 100
 
@@ -77,8 +79,8 @@ async def test_parallel_calls_wait_for_room_rather_than_overshoot() -> None:
     request = ModelRequest(system="s", max_tokens=1000)
     worst = input_token_bound(request) + 1000
     account = BudgetAccount("run", Budget(tokens=3 * worst + 500))
-    with spending_under(account):
-        await asyncio.gather(*(call_model(model, request) for _ in range(20)))
+    port = RunState("run_test", budget=account).port()
+    await asyncio.gather(*(call_model(model, request, step_context(), port) for _ in range(20)))
 
     assert len(model.calls) == 20
     assert peak == 3  # three worst cases fit at once (what was spent is small beside them)

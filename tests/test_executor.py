@@ -339,6 +339,9 @@ async def test_a_step_task_that_breaks_stops_the_run_with_its_error_instead_of_h
         def restored(self, step_id: str) -> None:
             return None
 
+        def prior_calls(self, step_id: str) -> tuple[()]:
+            return ()
+
         def started(self, record: object, task: object) -> None:
             return None
 
@@ -351,8 +354,10 @@ async def test_a_step_task_that_breaks_stops_the_run_with_its_error_instead_of_h
     from cadenza import _executor
 
     executor = Executor()
+    from cadenza._run_state import RunState
+
     run = _executor._PlanRun(executor, plan(("a", "w", []), ("b", "w", ["a"])), {"w": ScriptedWorker("w")}, RUN,
-                             "lead", None, 0, None)
+                             "lead", None, 0, RunState(RUN).port(), "lead", None)
     run.journal = BrokenJournal()  # type: ignore[assignment]
     with pytest.raises(KeyError, match="a bug in the journal"):
         await asyncio.wait_for(run.execute(), timeout=10)

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 
 from ._audit_hooks import audit_tool_call
-from ._budget import Budget, agent_spending, call_model, run_account, spending_under
+from ._budget import Budget, call_model, run_account
 from ._errors import (
     ApprovalRequired,
     BudgetExceeded,
@@ -26,14 +26,15 @@ from ._errors import (
     ToolError,
 )
 from ._ids import AgentId, RunId, TaskId, new_run_id, new_task_id
-from ._journal import StepContext, current_step
 from ._messages import ErrorInfo, Result, ResultStatus, Task, Usage, utcnow
 from ._metrics import tool_call as tool_metric
 from ._names import name_problem, summarise_validation
-from ._permissions import denial, effective_scopes
+from ._permissions import denial
 from ._result import RunResult
+from ._run_state import RunState
+from ._step_context import StepContext
 from ._sync import run_sync
-from ._tool_sources import open_for_run, source_tools
+from ._tool_sources import source_tools
 from ._tools import Tool, ToolContext
 from ._tracing import enabled as tracing
 from ._tracing import fail, record_content, record_outcome, record_usage, span
@@ -53,8 +54,8 @@ from .models.base import (
 from .models.registry import provider_of, resolve_model
 
 if TYPE_CHECKING:
-    from ._events import EventSink
     from ._mcp import MCPServer
+    from ._port import RunPort
 
 __all__ = ("DEFAULT_MODEL", "Agent", "render_task")
 
@@ -239,9 +240,11 @@ class Agent(Generic[OutputT]):
             task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
             recipient=AgentId(self._name), instruction=prompt, input=input,
         )
-        with spending_under(run_account(budget)):
-            async with open_for_run():
-                result = await self.execute(task)
+        state = RunState(task.run_id, budget=run_account(budget))
+        ctx = StepContext(run_id=task.run_id, scope=self._name, step_id=self._name, agent=self._name, attempt=1,
+                          task_id=task.task_id, ceiling=None, prior_calls=(), trace=())
+        async with state.sources:
+            result = await self.execute(task, ctx, state.port())
         output = None
         if result.ok:
             output = result.output if self._adapter is None else self._adapter.validate_python(result.output)
@@ -254,33 +257,33 @@ class Agent(Generic[OutputT]):
         """`run` for code that is not async."""
         return run_sync(self.run(prompt, input=input, budget=budget))
 
-    async def execute(self, task: Task, *, events: EventSink | None = None) -> Result:
-        """Run the model/tool loop for ``task``; every failure becomes a failure Result."""
+    async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
+        """Run the model/tool loop for ``task`` as ``ctx`` places it, through ``port``; every failure becomes a
+        failure Result."""
         if not tracing():
-            return await self._execute(task)
+            return await self._execute(task, ctx, port)
         with span(f"invoke_agent {self._name}", {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self._name, "cadenza.kind": "agent",
             "gen_ai.agent.id": f"{task.sender}/{self._name}", "cadenza.run_id": task.run_id,
             "cadenza.task_id": task.task_id, "cadenza.step_id": task.step_id,
         }) as current:
-            result = await self._execute(task)
+            result = await self._execute(task, ctx, port)
             record_usage(current, result.usage)
             record_outcome(current, result)
             return result
 
-    async def _execute(self, task: Task) -> Result:
+    async def _execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
         started = utcnow()
-        conversation = _Conversation(self, task)
+        conversation = _Conversation(self, task, ctx, port)
         try:
             if self.requires_approval:
                 from ._side_effects import step_gate
 
-                await step_gate(conversation.step, self._name, {"agent": self._name, "instruction": task.instruction,
-                                                                "input": task.input})
+                await step_gate(ctx, port, self._name, {"agent": self._name, "instruction": task.instruction,
+                                                        "input": task.input})
             if self.mcp_servers:
-                conversation.add_tools(await source_tools(self.mcp_servers))
-            with agent_spending(self, self._name, self.budget):
-                output = await conversation.loop()
+                conversation.add_tools(await source_tools(self.mcp_servers, port))
+            output = await conversation.loop()
         except ApprovalRequired as exc:  # the step pauses durably; a resume runs it again
             return self._result(task, "waiting", None, conversation.usage, started, ErrorInfo.from_exception(exc))
         except (ModelError, BudgetExceeded, MaxTurnsExceeded, OutputValidationError, ConfigError, ToolError) as exc:
@@ -302,14 +305,15 @@ class Agent(Generic[OutputT]):
 class _Conversation:
     """One task's exchange with the model: turns, tool calls and output repair."""
 
-    __slots__ = ("agent", "calls_seen", "malformed", "messages", "paused", "run_id", "specs", "step", "task_id",
-                 "tools", "usage")
+    __slots__ = ("agent", "calls_seen", "ctx", "malformed", "messages", "paused", "port", "run_id", "specs",
+                 "task_id", "tools", "usage")
 
-    def __init__(self, agent: Agent[Any], task: Task) -> None:
+    def __init__(self, agent: Agent[Any], task: Task, ctx: StepContext, port: RunPort) -> None:
         self.agent = agent
         self.task_id: TaskId = task.task_id
         self.run_id = task.run_id
-        self.step: StepContext | None = current_step.get()
+        self.ctx = ctx
+        self.port = port
         self.calls_seen: dict[tuple[str, str], int] = {}
         """How often each (tool, argument digest) was called in this task: part of each call's idempotency key."""
         self.malformed: str | None = None
@@ -331,7 +335,7 @@ class _Conversation:
             "gen_ai.request.model": model.name, "gen_ai.request.max_tokens": self.agent.max_tokens,
             "gen_ai.agent.name": self.agent.name,
         }, kind=SpanKind.CLIENT) as chat:
-            response = await call_model(model, request)
+            response = await call_model(model, request, self.ctx, self.port, self.agent.budget)
             record_usage(chat, response.usage, response_model=response.model)
             record_content(chat, request, response)
             return response
@@ -348,7 +352,7 @@ class _Conversation:
 
     def offered(self) -> list[ToolSpec]:
         """The tools the model is shown: those the agent may call here (a call to any other is denied anyway)."""
-        held = effective_scopes(self.agent.scopes)
+        held = self.ctx.effective_scopes(self.agent.scopes)
         if all(t.scopes <= held for t in self.tools.values()):
             return self.specs
         return [t.spec for t in self.tools.values() if t.scopes <= held]
@@ -361,7 +365,8 @@ class _Conversation:
                 system=agent.instructions, messages=self.messages, tools=self.offered(),
                 output_schema=agent._output_schema, agent=agent._name, max_tokens=agent.max_tokens,
             )
-            response = await (self._traced_call(request) if tracing() else call_model(agent.model, request))
+            response = await (self._traced_call(request) if tracing()
+                              else call_model(agent.model, request, self.ctx, self.port, agent.budget))
             self.usage = response.usage if self.usage is _NO_USAGE else self.usage + response.usage
             if response.tool_calls:
                 self.malformed = None
@@ -425,26 +430,30 @@ class _Conversation:
             self.malformed = f"unknown tool {call.name!r}"
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True,
                                      content=f"unknown tool {call.name!r}; available tools: {known}")
-        refused = denial(self.agent.name, found.name, found.scopes, self.agent.scopes)
+        refused = denial(self.agent.name, found.name, found.scopes, self.agent.scopes, self.ctx.ceiling)
         if refused is not None:  # whatever the model asked for: the runtime decides
-            audit_tool_call(self.agent.name, found.name, call.arguments, "denied", refused)
+            self._audit(found, call, "denied", refused)
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True, content=refused)
         try:
             value = await self._run_tool(found, call)
         except ApprovalRequired as exc:
             self.paused = exc
-            audit_tool_call(self.agent.name, found.name, call.arguments, "waiting")
+            self._audit(found, call, "waiting")
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         except ToolArgumentsError as exc:
             self.malformed = str(exc)
-            audit_tool_call(self.agent.name, found.name, call.arguments, "invalid", str(exc))
+            self._audit(found, call, "invalid", str(exc))
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         except ToolError as exc:
-            audit_tool_call(self.agent.name, found.name, call.arguments, "error", str(exc))
+            self._audit(found, call, "error", str(exc))
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         content = Tool.render(value)
-        audit_tool_call(self.agent.name, found.name, call.arguments, "ok", result=content)
+        self._audit(found, call, "ok", result=content)
         return ToolResultMessage(call_id=call.id, name=call.name, content=content)
+
+    def _audit(self, found: Tool, call: ToolCall, outcome: str, detail: str = "", *, result: str | None = None) -> None:
+        audit_tool_call(self.port, self.ctx, self.agent.name, found.name, call.arguments, outcome, detail,
+                        result=result)
 
     async def _run_tool(self, found: Tool, call: ToolCall) -> Any:
         plain = found.side_effect == "pure" and not found.requires_approval
@@ -455,18 +464,13 @@ class _Conversation:
         digest = arguments_digest(call.arguments)
         seen = self.calls_seen.get((found.name, digest), 0)
         self.calls_seen[(found.name, digest)] = seen + 1
-        step = self.step
-        where = step.scope if step is not None else f"{self.agent.name}:{self.task_id}"
-        workspace = None
-        if step is not None and step.journal is not None:
-            from ._workspace import Workspace
-
-            workspace = Workspace(step.journal.store, step.run_id, writer=self.agent.name)
-        context = ToolContext(self.run_id, step.scope if step is not None else None, self.agent.name,
-                              call_key(self.run_id, where, found.name, digest, seen), workspace)
+        ctx = self.ctx
+        context = ToolContext(self.run_id, ctx.scope, self.agent.name,
+                              call_key(self.run_id, ctx.scope, found.name, digest, seen),
+                              self.port.workspace(ctx, self.agent.name))
         if plain:
             return await found.run(call.arguments, context=context)
-        return await guarded_call(found, call.arguments, context, step, digest)
+        return await guarded_call(found, call.arguments, context, ctx, self.port, digest)
 
 
 def _outcome(result: ToolResultMessage) -> str:

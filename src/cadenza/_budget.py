@@ -12,9 +12,8 @@ case does not fit even then is refused with `BudgetExceeded` and marks that budg
 later call starts under it, calls already running finish, and the executor stops dispatching
 (the run ends ``partial``).
 
-The budgets that cover the running code travel in a context variable, set by the run, by each
-team around its steps and by each agent around its calls, so every asyncio task of a step
-sees the budgets of the step that made it.
+The run keeps the accounts; a worker reaches them through its port (``_port.RunPort.reserve`` and
+``settle``), which covers each call by the run's budget, each enclosing team's and the agent's own.
 
 Across processes: a provider bills a call once it has the request, even if the process that
 sent it is killed before the reply. In a recorded run the run's budget keeps a
@@ -28,33 +27,34 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._audit_hooks import audit_model_call, current_audit
 from ._errors import BudgetExceeded
 from ._messages import Usage, utcnow
 from ._metrics import enabled as metrics_enabled
 from ._metrics import model_call as record_model_call
 from .models.base import Model, ModelRequest, ModelResponse
-from .models.pricing import PRICES, Price, Prices
+from .models.pricing import Price, Prices
+
+if TYPE_CHECKING:
+    from ._port import RunPort
+    from ._step_context import StepContext
 
 __all__ = (
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "Budget",
     "BudgetAccount",
+    "Held",
     "ReservationLedger",
-    "Spending",
-    "agent_spending",
     "call_model",
-    "current_spending",
+    "release",
+    "reserve_on",
     "run_account",
-    "spending_under",
+    "worst_case",
 )
 
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
@@ -131,20 +131,16 @@ class BudgetAccount:
         return self._settled
 
 
-@dataclass(frozen=True)
-class Spending:
-    """The budgets covering the running code, outermost first, and the prices that turn tokens into USD."""
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A call's reservation on its accounts, until `release`."""
 
-    accounts: tuple[BudgetAccount, ...] = ()
-    prices: Prices = field(default=PRICES)
-    agents: dict[int, BudgetAccount] = field(default_factory=dict)
-    """Each budgeted agent's account in this run, by the agent object's id: shared by all its steps."""
-
-    def within(self, account: BudgetAccount | None) -> Spending:
-        return self if account is None else Spending((*self.accounts, account), self.prices, self.agents)
-
-
-current_spending: ContextVar[Spending | None] = ContextVar("cadenza_spending", default=None)
+    accounts: tuple[BudgetAccount, ...]
+    agent: str
+    tokens: int
+    usd: float
+    ledger: ReservationLedger | None
+    reservation: str | None
 
 
 def run_account(budget: Budget | None) -> BudgetAccount | None:
@@ -152,111 +148,99 @@ def run_account(budget: Budget | None) -> BudgetAccount | None:
     return None if budget is None else BudgetAccount("run", budget)
 
 
-@contextmanager
-def spending_under(account: BudgetAccount | None, *, prices: Prices | None = None) -> Iterator[None]:
-    """Run the body under ``account`` as well as the budgets already covering it (and with ``prices``)."""
-    outer = current_spending.get()
-    if account is None and prices is None:
-        yield
-        return
-    if outer is None:
-        base = Spending(prices=prices or PRICES)
-    else:
-        base = outer if prices is None else Spending(outer.accounts, prices, outer.agents)
-    token = current_spending.set(base.within(account))
-    try:
-        yield
-    finally:
-        current_spending.reset(token)
-
-
-@contextmanager
-def agent_spending(agent: object, name: str, budget: Budget | None) -> Iterator[None]:
-    """Run an agent's call loop under its own budget, one account per agent per run."""
-    if budget is None:
-        yield
-        return
-    outer = current_spending.get()
-    agents = outer.agents if outer is not None else {}
-    account = agents.get(id(agent))
-    if account is None:
-        account = agents[id(agent)] = BudgetAccount(f"agent {name!r}", budget)
-    base = outer if outer is not None else Spending(agents=agents)
-    token = current_spending.set(base.within(account))
-    try:
-        yield
-    finally:
-        current_spending.reset(token)
-
-
-async def call_model(model: Model, request: ModelRequest) -> ModelResponse:
-    """``model.request(request)`` under the budgets covering the caller, reserving its worst case first.
+async def call_model(model: Model, request: ModelRequest, ctx: StepContext, port: RunPort,
+                     budget: Budget | None = None) -> ModelResponse:
+    """``model.request(request)`` under the budgets covering the step (and the agent's own ``budget``): its
+    worst case is reserved through ``port`` first and settled with what it cost after.
 
     Raises:
         BudgetExceeded: a covering budget has no room for this call's worst case; the call was not made.
         ConfigError: a USD budget covers a model that has no price.
     """
-    if metrics_enabled() or current_audit.get() is not None:
-        return await _measured(model, request)
-    return await _within_budgets(model, request)
-
-
-async def _measured(model: Model, request: ModelRequest) -> ModelResponse:
-    """`_within_budgets`, with the call's duration, tokens and cost recorded as metrics and in the audit log."""
+    lease = await port.reserve(ctx, model, request, budget)
+    if lease.held is None and not (metrics_enabled() or port.audited):
+        return await model.request(request)
     at, started = utcnow(), time.perf_counter()
     try:
-        response = await _within_budgets(model, request)
-    except BudgetExceeded:
-        raise  # refused before any call was made
+        response = await model.request(lease.request)
+    except asyncio.CancelledError:
+        await port.settle(lease, None)
+        raise
     except BaseException as exc:
+        await port.settle(lease, Usage())
         seconds = time.perf_counter() - started
         record_model_call(model.name, None, seconds, type(exc).__name__)
-        audit_model_call(request.agent, model.name, at, seconds, None, type(exc).__name__)
+        if port.audited:
+            port.audit("model.called", request.agent or "?", model.name,
+                       model_call_detail(ctx, seconds, None, type(exc).__name__), at=at)
         raise
+    await port.settle(lease, response.usage)
     seconds = time.perf_counter() - started
     record_model_call(model.name, response.usage, seconds, None)
-    audit_model_call(request.agent, model.name, at, seconds, response.usage, None)
+    if port.audited:
+        port.audit("model.called", request.agent or "?", model.name,
+                   model_call_detail(ctx, seconds, response.usage, None), at=at)
     return response
 
 
-async def _within_budgets(model: Model, request: ModelRequest) -> ModelResponse:
-    spending = current_spending.get()
-    if spending is None or not spending.accounts:
-        return await model.request(request)
+def model_call_detail(ctx: StepContext, seconds: float, usage: Usage | None, error: str | None) -> dict[str, object]:
+    """The audit record of one model call: when, how long, what it cost (not what was said)."""
+    detail: dict[str, object] = {"step": ctx.scope, "seconds": round(seconds, 6),
+                                 "outcome": "ok" if error is None else "error"}
+    if usage is not None:
+        detail.update(tokens=usage.total_tokens, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                      cost_usd=usage.cost_usd)
+    if error is not None:
+        detail["error"] = error
+    return detail
+
+
+def worst_case(model: Model, request: ModelRequest, accounts: Sequence[BudgetAccount],
+               prices: Prices) -> tuple[ModelRequest, int, float]:
+    """The request with its output bound set, and the most tokens and USD it may cost."""
     if request.max_tokens is None:
         request = request.model_copy(update={"max_tokens": _default_max_tokens(model)})
     assert request.max_tokens is not None
     tokens = input_token_bound(request) + request.max_tokens
     usd = 0.0
-    if any(a.budget.usd is not None for a in spending.accounts):
+    if any(a.budget.usd is not None for a in accounts):
         usd = max(price.worst_case(tokens - request.max_tokens, request.max_tokens)
-                  for price in _prices_of(model, spending.prices))
-    accounts = spending.accounts
+                  for price in _prices_of(model, prices))
+    return request, tokens, usd
+
+
+async def reserve_on(accounts: tuple[BudgetAccount, ...], agent: str, tokens: int, usd: float) -> Held:
+    """Hold ``tokens`` and ``usd`` on every account (durably, where one keeps a ledger) before a call starts.
+
+    Raises:
+        BudgetExceeded: an account has no room even with nothing in flight.
+    """
     await _reserve(accounts, tokens, usd)
     ledger = next((a.ledger for a in accounts if a.ledger is not None), None)
     reservation: str | None = None
-    usage: Usage | None = None
-    try:
-        if ledger is not None:  # durable before the call: a provider bills a request its sender dies waiting on
-            reservation = await ledger.reserve(request.agent or model.name, tokens, usd)
-        response = await model.request(request)
-        usage = response.usage
-        return response
-    except asyncio.CancelledError:
-        reservation = None  # the call may have been billed: its reservation stays open, counted at its worst case
-        raise
-    finally:
-        if ledger is not None and reservation is not None:
-            ledger.settle(reservation, request.agent or model.name, (tokens, usd), usage or Usage())
-        for account in accounts:
-            account.reserved_tokens -= tokens
-            account.reserved_usd -= usd
-            if usage is not None:
-                account.spent_tokens += usage.total_tokens
-                account.spent_usd += usage.cost_usd
-            if account._settled is not None:
-                async with account.settled:
-                    account.settled.notify_all()
+    if ledger is not None:  # durable before the call: a provider bills a request its sender dies waiting on
+        try:
+            reservation = await ledger.reserve(agent, tokens, usd)
+        except BaseException:
+            await release(Held(accounts, agent, tokens, usd, None, None), Usage())
+            raise
+    return Held(accounts, agent, tokens, usd, ledger, reservation)
+
+
+async def release(held: Held, usage: Usage | None) -> None:
+    """A call ended: replace its reservation with ``usage`` (None: it was cancelled and may have been billed,
+    so a durable reservation stays open, counted at its worst case)."""
+    if held.ledger is not None and held.reservation is not None and usage is not None:
+        held.ledger.settle(held.reservation, held.agent, (held.tokens, held.usd), usage)
+    for account in held.accounts:
+        account.reserved_tokens -= held.tokens
+        account.reserved_usd -= held.usd
+        if usage is not None:
+            account.spent_tokens += usage.total_tokens
+            account.spent_usd += usage.cost_usd
+        if account._settled is not None:
+            async with account.settled:
+                account.settled.notify_all()
 
 
 async def _reserve(accounts: Sequence[BudgetAccount], tokens: int, usd: float) -> None:

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._audit import AuditLog
-from ._audit_hooks import auditing
 from ._errors import ApprovalError, ConfigError, ErrorCode, ResumeError, RunNotFound
 from ._fingerprint import describe, diff, digest
 from ._ids import AgentId, RunId, new_task_id
@@ -43,9 +42,9 @@ from .stores.base import (
 )
 
 if TYPE_CHECKING:
-    from ._budget import BudgetAccount
     from ._events import EventSink
     from ._result import RunResult
+    from ._run_state import RunState
     from ._supervisor import Supervisor
     from .stores.base import RunSnapshot, Store
 
@@ -72,10 +71,11 @@ def fingerprint(team: Supervisor[Any], options: dict[str, Any] | None) -> dict[s
     return {"team": describe(team), "options": options or {}}
 
 
-async def record_run(team: Supervisor[Any], task: Task, store: Store, *, events: EventSink | None,
+async def record_run(team: Supervisor[Any], task: Task, store: Store, *, state: RunState, events: EventSink | None,
                      source: str | None, options: dict[str, Any] | None, workflow: str | None = None,
                      audit: bool = True) -> RunResult[Any]:
-    """Run ``task`` on ``team``, recording everything in ``store``; the run row is durable before any step.
+    """Run ``task`` on ``team`` in ``state``, recording everything in ``store``; the run row is durable before
+    any step.
 
     Raises:
         ConfigError: a run with this id is already in the store (it is left as it is).
@@ -98,11 +98,11 @@ async def record_run(team: Supervisor[Any], task: Task, store: Store, *, events:
     log = AuditLog(task.run_id, write=journal.record) if audit else None
     if log is not None:
         log.append("run.started", team.name, task.run_id, {"workflow": row.workflow, "goal": task.instruction})
-    return await _drive(team, task, journal, row, events, log)
+    return await _drive(team, task, state, journal, row, events, log)
 
 
-async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, events: EventSink | None,
-                     force: bool, audit: bool = True) -> RunResult[Any]:
+async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, state: RunState,
+                     events: EventSink | None, force: bool, audit: bool = True) -> RunResult[Any]:
     """Continue ``run_id`` on ``team``: finished steps are read back, the rest run."""
     snapshot = await store.snapshot(run_id)
     row = snapshot.run
@@ -120,7 +120,7 @@ async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, even
     task = Task(task_id=new_task_id(), run_id=run_id, sender=AgentId("user"), recipient=AgentId(team.name),
                 instruction=row.goal, input=json.loads(row.input_json))
     journal = RunJournal(store, run_id, prior=Prior.from_snapshot(snapshot))
-    _charge_earlier_processes(snapshot)
+    _charge_earlier_processes(state, snapshot)
     undecided = await _hold_uncertain_calls(journal, row)
     if undecided:
         return undecided
@@ -129,7 +129,7 @@ async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, even
     log = await AuditLog.resume(store, run_id, write=journal.record) if audit else None
     if log is not None:
         log.append("run.resumed", team.name, run_id, {"was": row.status, "forced": force, "changes": changes[:20]})
-    return await _drive(team, task, journal, running, events, log)
+    return await _drive(team, task, state, journal, running, events, log)
 
 
 def recorded_usage(snapshot: RunSnapshot) -> Usage:
@@ -149,7 +149,7 @@ def recorded_usage(snapshot: RunSnapshot) -> Usage:
     return Usage.sum(parts)
 
 
-def _charge_earlier_processes(snapshot: RunSnapshot) -> None:
+def _charge_earlier_processes(state: RunState, snapshot: RunSnapshot) -> None:
     """A resumed run's budget covers the whole run: what earlier processes spent counts against it.
 
     That is the larger of what their finished work recorded and what their budget reservations stand for
@@ -157,7 +157,7 @@ def _charge_earlier_processes(snapshot: RunSnapshot) -> None:
     """
     from ._reservations import reserved_total
 
-    account = _run_budget()
+    account = state.budget
     if account is None:
         return
     earlier = recorded_usage(snapshot)
@@ -166,27 +166,10 @@ def _charge_earlier_processes(snapshot: RunSnapshot) -> None:
     account.spent_usd += max(earlier.cost_usd, reserved_usd)
 
 
-def _keep_reservations(journal: RunJournal) -> None:
-    """Make the run budget's reservations durable in the run's store (see `_reservations`)."""
-    from ._reservations import StoreLedger
-
-    account = _run_budget()
-    if account is not None:
-        account.ledger = StoreLedger(journal)
-
-
-def _run_budget() -> BudgetAccount | None:
-    """The account of the running run's own budget (`run_account`), if it has one."""
-    from ._budget import current_spending
-
-    spending = current_spending.get()
-    return next((a for a in spending.accounts if a.label == "run"), None) if spending is not None else None
-
-
 async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[Any] | None:
     """At-most-once calls that were in flight when the run stopped: the run waits for a human to decide each."""
+    from ._approvals import UNCERTAIN, current_decision
     from ._result import RunResult
-    from ._side_effects import UNCERTAIN, current_decision
 
     prior = journal.prior
     in_flight = [c for c in prior.tool_calls.values()
@@ -217,13 +200,17 @@ async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[A
                      error=error)
 
 
-async def _drive(team: Supervisor[Any], task: Task, journal: RunJournal, row: RunRow,
+async def _drive(team: Supervisor[Any], task: Task, state: RunState, journal: RunJournal, row: RunRow,
                  events: EventSink | None, log: AuditLog | None) -> RunResult[Any]:
-    _keep_reservations(journal)
+    from ._reservations import StoreLedger
+
+    state.journal = journal
+    state.audit_log = log
+    if state.budget is not None:  # its reservations durable in the run's store (see `_reservations`)
+        state.budget.ledger = StoreLedger(journal)
     try:
-        with auditing(log):
-            result = await team._run(task, team=team.name, events=events, raise_plan_errors=True, journal=journal,
-                                     scope=team.name)
+        result = await team._run(task, team=team.name, port=state.port(events=events), ceiling=None,
+                                 raise_plan_errors=True, scope=team.name)
     except asyncio.CancelledError:
         await journal.flush()  # what finished before the cancellation is durable; its cost is the run's so far
         spent = await spent_so_far(journal.store, row.run_id)

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from ._audit_hooks import audit, current_audit
 from ._errors import ConfigError, ErrorCode, StepTimeout, StoreError
 from ._events import (
     EventSink,
@@ -30,16 +29,17 @@ from ._events import (
     isolated,
 )
 from ._ids import RunId, TaskId, new_task_id
-from ._journal import RunJournal, StepContext, current_step
 from ._journal import StepJournal as _StepJournal
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._metrics import step_retried
 from ._outcomes import PlanOutcome, StepRecord
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
-from ._security import current_security, exchange
+from ._run_state import LocalPort, RunState
+from ._security import exchange
 from ._status import Outcome
+from ._step_context import StepContext
+from ._tracing import carrier, record_outcome, span
 from ._tracing import enabled as tracing
-from ._tracing import record_outcome, span
 from ._trusted import TrustedBuilder
 from .backends.base import Backend, Worker
 from .backends.local import LocalBackend
@@ -143,14 +143,17 @@ class Executor:
         parent_task_id: TaskId | None = None,
         depth: int = 0,
         events: EventSink | None = None,
-        journal: RunJournal | None = None,
         scope: str | None = None,
+        port: LocalPort | None = None,
+        ceiling: frozenset[str] | None = None,
     ) -> PlanOutcome:
         """Run every step of a checked plan and return what happened to each.
 
-        With a ``journal``, every step is recorded under ``scope`` (the team's path in the run,
-        ``team`` by default): a step's result is durable before any dependent starts, and steps
-        an earlier process finished are read back from ``journal.prior`` instead of run again.
+        ``port`` is the run the plan belongs to, as its team reaches it (its budgets, its journal, its event
+        sink); without one, the plan runs on its own, telling ``events`` what happens. ``ceiling`` is the most
+        any agent of the plan may hold. When the run is recorded, every step is recorded under ``scope`` (the
+        team's path in the run, ``team`` by default): a step's result is durable before any dependent starts,
+        and steps an earlier process finished are read back instead of run again.
 
         Cancelling this coroutine cancels every running step and waits for them
         before the cancellation propagates, so no task outlives the run.
@@ -159,9 +162,9 @@ class Executor:
             StoreError: the journal's store failed; running steps were cancelled first.
         """
         plan.check(workers.keys(), max_steps=max(DEFAULT_MAX_STEPS, len(plan.steps)))  # size is the planner's policy
-        run = _PlanRun(self, plan, workers, run_id, team, parent_task_id, depth, events)
-        if journal is not None:
-            run.journal = _StepJournal(journal, scope or team)
+        if port is None:
+            port = RunState(run_id).port(events=isolated(events))
+        run = _PlanRun(self, plan, workers, run_id, team, parent_task_id, depth, port, scope or team, ceiling)
         return await run.execute()
 
 
@@ -177,7 +180,9 @@ class _PlanRun:
         team: str,
         parent_task_id: TaskId | None,
         depth: int,
-        events: EventSink | None,
+        port: LocalPort,
+        scope: str,
+        ceiling: frozenset[str] | None,
     ) -> None:
         self.policy = executor.policy
         self.backend = executor.backend
@@ -186,7 +191,11 @@ class _PlanRun:
         self.team = team
         self.parent_task_id = parent_task_id
         self.depth = depth
-        self.emit = isolated(events)  # a sink that raises inside a step task must not kill the task
+        self.port = port
+        self.state = port.state
+        self.emit = port.events  # isolated by the run: a sink that raises inside a step task must not kill it
+        self.scope = scope
+        self.ceiling = ceiling
         self.limits = _Limits(self.policy)
         self.records: dict[str, StepRecord] = {s.id: StepRecord(s) for s in plan.steps}
         self.waiting_on: dict[str, int] = {}
@@ -204,7 +213,8 @@ class _PlanRun:
         self.budget_stop: ErrorInfo | None = None
         self.retried_usage: dict[str, list[Usage]] = {}
         """Usage of attempts that failed and were retried, by step; the final attempt's is on the record."""
-        self.journal: _StepJournal | None = None
+        journal = port.state.journal
+        self.journal: _StepJournal | None = _StepJournal(journal, scope) if journal is not None else None
         self.fatal: Exception | None = None
 
     async def execute(self) -> PlanOutcome:
@@ -331,9 +341,9 @@ class _PlanRun:
         task = self._task_for(step, record.attempts, started, timeout)
         if self.emit:
             self.emit(StepStarted(self.run_id, self.team, step.id, step.agent, record.attempts, started))
-        self._enter(record, task)
+        ctx = self._enter(record, task)
         try:
-            send = self._traced(record, worker, task) if tracing() else self._send(worker, task)
+            send = self._traced(record, worker, task, ctx) if tracing() else self._send(worker, task, ctx)
             if timeout is None:
                 return await send
             async with asyncio.timeout(timeout):
@@ -352,42 +362,47 @@ class _PlanRun:
             error=ErrorInfo.from_exception(exc), started_at=started, finished_at=utcnow(),
         )
 
-    async def _traced(self, record: StepRecord, worker: Worker, task: Task) -> Result:
-        """`_send` inside the attempt's span, marked failed when the Result is a failure."""
+    async def _traced(self, record: StepRecord, worker: Worker, task: Task, ctx: StepContext) -> Result:
+        """`_send` inside the attempt's span (its trace context on ``ctx``), marked failed when the Result is a
+        failure."""
         step = record.step
         attributes = {"cadenza.step_id": step.id, "cadenza.team": self.team, "cadenza.run_id": self.run_id,
                       "cadenza.task_id": task.task_id, "cadenza.attempt": record.attempts,
                       "gen_ai.agent.name": step.agent}
         with span(f"cadenza.step {step.id}", attributes) as current:
-            result = await self._send(worker, task)
+            result = await self._send(worker, task, replace(ctx, trace=tuple((carrier() or {}).items())))
             record_outcome(current, result)
             return result
 
-    async def _send(self, worker: Worker, task: Task) -> Result:
+    async def _send(self, worker: Worker, task: Task, ctx: StepContext) -> Result:
         """Through the backend; as signed envelopes when the run signs its messages; both ways audited."""
-        security = current_security.get()
-        logged = current_audit.get() is not None
+        state = self.state
+        security = state.security
+        logged = state.audit_log is not None
         if logged:
-            audit("message.sent", self.team, worker.name, {"kind": "task", "task_id": task.task_id,
-                                                           "step": task.step_id, "signed": security is not None})
+            state.audit("message.sent", self.team, worker.name, {"kind": "task", "task_id": task.task_id,
+                                                                 "step": task.step_id, "signed": security is not None})
         if security is None:
-            result = await self.backend.execute(worker, task, events=self.emit)
+            result = await self.backend.execute(worker, task, ctx, self.port)
         else:
-            result = await exchange(security, self.backend, worker, task, team=self.team, events=self.emit)
+            result = await exchange(security, self.backend, worker, task, ctx, self.port, team=self.team)
         if logged:
-            audit("message.sent", worker.name, self.team, {"kind": "result", "task_id": result.task_id,
-                                                           "status": result.status, "signed": security is not None})
+            state.audit("message.sent", worker.name, self.team, {"kind": "result", "task_id": result.task_id,
+                                                                 "status": result.status,
+                                                                 "signed": security is not None})
         return result
 
-    def _enter(self, record: StepRecord, task: Task) -> None:
-        """Record the dispatch, and tell the step's code (teams, tools) where in the run it is."""
+    def _enter(self, record: StepRecord, task: Task) -> StepContext:
+        """Record the dispatch; the context of the attempt: where in the run it is, what it may do."""
         step = record.step
         journal = self.journal
         if journal is not None:
             journal.started(record, task)
-        scope = f"{journal.scope}/{step.id}" if journal is not None else step.id
-        current_step.set(StepContext(self.run_id, scope, step.id, step.agent, record.attempts,
-                                     journal.journal if journal is not None else None, task.task_id))
+        scope = f"{self.scope}/{step.id}"
+        prior = journal.prior_calls(step.id) if journal is not None else ()
+        return StepContext(run_id=self.run_id, scope=scope, step_id=step.id, agent=step.agent,
+                           attempt=record.attempts, task_id=task.task_id, ceiling=self.ceiling, prior_calls=prior,
+                           trace=())
 
     def _task_for(self, step: Step, attempt: int, now: datetime, timeout: float | None) -> Task:
         records = self.records
@@ -412,7 +427,7 @@ class _PlanRun:
             if self.emit and announce:
                 self.emit(StepFailed(self.run_id, self.team, step.id, step.agent, record.attempts, error, result.usage, record.finished_at))
             self._finish_one()
-            if error.code is ErrorCode.BUDGET_EXCEEDED and _team_budget_spent():
+            if error.code is ErrorCode.BUDGET_EXCEEDED and self.port.budget_spent():
                 self._drain(error)
             elif self.policy.failure_policy == "fail_fast":
                 self._stop(f"the run stopped: step {step.id!r} failed (fail_fast)")
@@ -502,10 +517,3 @@ class _PlanRun:
         self._stop(reason)
         await asyncio.gather(*tasks, return_exceptions=True)
 
-
-def _team_budget_spent() -> bool:
-    """Whether a budget covering the whole team (the run's or a team's, not one agent's) refused a call."""
-    from ._budget import current_spending
-
-    spending = current_spending.get()
-    return spending is not None and any(account.exhausted is not None for account in spending.accounts)

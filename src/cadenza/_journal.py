@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._errors import StoreError
 from ._messages import Result, Usage, utcnow
 from ._status import FINISHED_STEP
+from ._step_context import PriorCall
 from .stores.base import AddMessage, MessageRow, PutStep, StepRow
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ._outcomes import StepRecord
     from .stores.base import ApprovalRow, PlanRow, RunSnapshot, SpawnRow, Store, ToolCallRow, Write
 
-__all__ = ("Prior", "RunJournal", "StepContext", "StepJournal", "current_step")
+__all__ = ("Prior", "RunJournal", "StepJournal")
 
 
 @dataclass(slots=True)
@@ -49,6 +49,12 @@ class Prior:
     """By idempotency key."""
     approvals: dict[str, ApprovalRow] = field(default_factory=dict)
     """By approval id."""
+    calls_by_step: dict[str, tuple[PriorCall, ...]] = field(default_factory=dict)
+    """The tool calls, by the path of the step that made them: what each step's context carries."""
+
+    def calls_of(self, scope: str) -> tuple[PriorCall, ...]:
+        """The tool calls the step at ``scope`` made in earlier processes."""
+        return self.calls_by_step.get(scope, ())
 
     @classmethod
     def from_snapshot(cls, snapshot: RunSnapshot) -> Prior:
@@ -65,8 +71,11 @@ class Prior:
                 prior.planning[usage.scope] = Usage.model_validate_json(usage.usage_json)
         for spawn in snapshot.spawned:
             prior.spawned.setdefault(spawn.scope, []).append(spawn)
+        by_step: dict[str, list[PriorCall]] = {}
         for call in snapshot.tool_calls:
             prior.tool_calls[call.key] = call
+            by_step.setdefault(call.scope, []).append(PriorCall(call.key, call.status, call.result_json))
+        prior.calls_by_step = {scope: tuple(calls) for scope, calls in by_step.items()}
         for approval in snapshot.approvals:
             prior.approvals[approval.approval_id] = approval
         return prior
@@ -171,6 +180,10 @@ class StepJournal:
         """The final result and attempt count an earlier process recorded for the step, if any."""
         return self.journal.prior.results.get((self.scope, step_id))
 
+    def prior_calls(self, step_id: str) -> tuple[PriorCall, ...]:
+        """The tool calls the step made in earlier processes of the run."""
+        return self.journal.prior.calls_of(f"{self.scope}/{step_id}")
+
     def started(self, record: StepRecord, task: Task) -> None:
         """An attempt was dispatched; recorded with the next batch (a crash now means: run it again)."""
         self.journal.record(
@@ -204,25 +217,3 @@ class StepJournal:
             skip_reason=record.skip_reason, usage_json=usage.model_dump_json() if usage is not None else "{}",
         )
 
-
-@dataclass(slots=True)
-class StepContext:
-    """Where a piece of work runs within its run: set by the executor for each step, read by teams and tools.
-
-    A nested team reads it to record its own plan and steps under ``scope`` and to find what
-    an earlier process of the run finished; an agent reads it to key its tool calls and approvals.
-    """
-
-    run_id: str
-    scope: str
-    """The step's path in the run: the team's scope, a slash, the step id (``lead/review``)."""
-    step_id: str
-    agent: str
-    attempt: int
-    journal: RunJournal | None
-    task_id: str | None = None
-    """The Task of this attempt (log lines carry it)."""
-
-
-current_step: ContextVar[StepContext | None] = ContextVar("cadenza_current_step", default=None)
-"""The step the running code belongs to; each step runs in its own asyncio task, so each sees its own."""

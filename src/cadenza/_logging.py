@@ -4,9 +4,10 @@ cadenza logs through the standard `logging` module under the ``cadenza`` logger,
 application routes and filters it as it does everything else. Two pieces make the lines
 useful for a team of agents:
 
-- `CorrelationFilter` stamps each record with the ids of the code that logged it: the run,
-  team scope, step and agent from the step context (``_journal.current_step``), the trace and
-  span ids from the current OpenTelemetry span. Nothing has to be passed along by hand.
+- `CorrelationFilter` stamps each record with the ids of where it was logged: the run, team
+  scope, step, agent and task that the runtime passes with each line of a step (`step_fields`
+  of its `StepContext`; no context variable finds them), and the trace and span ids of the
+  current OpenTelemetry span.
 - `EventLog` turns the run's events into log lines at levels that make sense: a step retried
   or failed is a warning, a failed run an error, progress is info. Pass it (or `log_events`)
   as a run's event sink, or beside another one with `fan_out`.
@@ -22,11 +23,13 @@ import logging
 import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from ._journal import current_step
+if TYPE_CHECKING:
+    from ._step_context import StepContext
 
-__all__ = ("CorrelationFilter", "EventLog", "JsonFormatter", "TextFormatter", "configure", "fan_out", "logger")
+__all__ = ("CorrelationFilter", "EventLog", "JsonFormatter", "TextFormatter", "configure", "fan_out", "logger",
+           "step_fields")
 
 logger = logging.getLogger("cadenza")
 """The root of cadenza's loggers; runtime modules log under ``cadenza.<module>``."""
@@ -38,21 +41,22 @@ _IDS = ("run_id", "task_id", "team", "step", "agent", "trace_id", "span_id")
 class CorrelationFilter(logging.Filter):
     """Adds ``run_id``, ``task_id``, ``team``, ``step``, ``agent``, ``trace_id`` and ``span_id`` to each record.
 
-    Values a caller passed in ``extra=`` win; the rest come from the running step and span.
+    Values a caller passed in ``extra=`` (`step_fields`) win; the trace ids come from the current span.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        step = current_step.get()
         found: dict[str, str | None] = {name: None for name in _IDS}
-        if step is not None:
-            team, _, step_id = step.scope.rpartition("/")
-            found.update(run_id=step.run_id, team=team or None, step=step_id, agent=step.agent, task_id=step.task_id)
         trace_id, span_id = _span_ids()
         found.update(trace_id=trace_id, span_id=span_id)
         for name, value in found.items():
             if getattr(record, name, None) is None:
                 setattr(record, name, value)
         return True
+
+
+def step_fields(ctx: StepContext) -> dict[str, str]:
+    """The ids of a step for a log line's ``extra=``: its run, team, step, agent and task."""
+    return {"run_id": ctx.run_id, "team": ctx.team, "step": ctx.step_id, "agent": ctx.agent, "task_id": ctx.task_id}
 
 
 def _span_ids() -> tuple[str | None, str | None]:

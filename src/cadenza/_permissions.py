@@ -7,46 +7,29 @@ model asked and before anything runs, and a denied call goes back to the model a
 
 Delegation never widens rights. A team may carry a ceiling (``Supervisor(scopes=...)``): every
 agent under it, nested teams and spawned agents included, holds at most the intersection of
-its own grant and every ceiling above it. Ceilings travel in a context variable, set by each
-team around its steps, so an agent sees the ceilings of the team that runs it in this run.
+its own grant and every ceiling above it. Each team narrows the ceiling it was given by its own
+(`narrowed`) and hands the result to its steps in their `StepContext`, so an agent holds what the
+teams that run it allow, wherever it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable
 
-__all__ = ("ceiling", "current_ceiling", "denial", "effective_scopes")
-
-current_ceiling: ContextVar[frozenset[str] | None] = ContextVar("cadenza_scope_ceiling", default=None)
-"""The most any agent in the running team may hold; None for no ceiling."""
+__all__ = ("denial", "narrowed")
 
 
-@contextmanager
-def ceiling(scopes: Iterable[str] | None) -> Iterator[None]:
-    """Run the body under ``scopes`` as a ceiling, within any ceiling already in force."""
+def narrowed(ceiling: frozenset[str] | None, scopes: Iterable[str] | None) -> frozenset[str] | None:
+    """A team's ``scopes`` as a ceiling within the ``ceiling`` already in force (None: no ceiling)."""
     if scopes is None:
-        yield
-        return
-    outer = current_ceiling.get()
-    limit = frozenset(scopes) if outer is None else outer & frozenset(scopes)
-    token = current_ceiling.set(limit)
-    try:
-        yield
-    finally:
-        current_ceiling.reset(token)
+        return ceiling
+    return frozenset(scopes) if ceiling is None else ceiling & frozenset(scopes)
 
 
-def effective_scopes(granted: frozenset[str]) -> frozenset[str]:
-    """What an agent granted ``granted`` holds here, under the ceilings of the teams running it."""
-    limit = current_ceiling.get()
-    return granted if limit is None else granted & limit
-
-
-def denial(agent: str, tool: str, needs: frozenset[str], granted: frozenset[str]) -> str | None:
-    """Why ``agent`` may not call ``tool``, or None when it may."""
-    held = effective_scopes(granted)
+def denial(agent: str, tool: str, needs: frozenset[str], granted: frozenset[str],
+           ceiling: frozenset[str] | None) -> str | None:
+    """Why ``agent``, granted ``granted`` under ``ceiling``, may not call ``tool``, or None when it may."""
+    held = granted if ceiling is None else granted & ceiling
     missing = needs - held
     if not missing:
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,8 +20,12 @@ from ._messages import Usage
 from ._names import NAME_PATTERN, summarise_validation
 from ._plan import AgentProposal, Plan, Step
 from ._spawn import SpawnPolicy
+from ._step_context import StepContext
 from .backends.base import Worker
 from .models.base import AssistantMessage, Model, ModelMessage, ModelRequest, OutputSchema, UserMessage
+
+if TYPE_CHECKING:
+    from ._port import RunPort
 
 __all__ = ("PlannedOutcome", "Planner", "plan_schema")
 
@@ -117,8 +121,12 @@ class Planner:
         self.max_steps = max_steps
         self.instructions = instructions
 
-    async def plan(self, goal: str, workers: Sequence[Worker], *, spawn: SpawnPolicy | None = None, team: str = "planner") -> PlannedOutcome:
+    async def plan(self, goal: str, workers: Sequence[Worker], *, spawn: SpawnPolicy | None = None, team: str = "planner",
+                   within: tuple[StepContext, RunPort] | None = None) -> PlannedOutcome:
         """A valid plan for ``goal`` over ``workers`` (and any agents ``spawn`` allows).
+
+        ``within`` is the team's place in its run and the run's port: the planner's calls count against the
+        run's budgets. Without it the plan is made outside any run, and no budget covers it.
 
         Raises:
             PlanError: the model's answer was still invalid after ``max_repairs`` repairs.
@@ -130,10 +138,11 @@ class Planner:
         usage = Usage()
         problems: list[str] = []
         spawn_only = False
+        ctx, port = within if within is not None else _outside_a_run(team)
         for attempt in range(self.max_repairs + 1):
             request = ModelRequest(system=self.instructions, messages=messages, output_schema=OutputSchema(name="plan", json_schema=schema), agent=team)
             try:
-                response = await call_model(self.model, request)
+                response = await call_model(self.model, request, ctx, port)
             except CadenzaError as exc:  # the attempts before this one were billed: the run counts them
                 exc.spent = usage + exc.spent if exc.spent is not None else usage
                 raise
@@ -180,3 +189,14 @@ class Planner:
             text += (f"\n\nIf no team member fits a step, you may propose up to {spawn.max_agents} new agents "
                      f"in new_agents, each with tools chosen only from {tools} and a tier from {json.dumps(list(spawn.tiers))}.")
         return text
+
+
+def _outside_a_run(team: str) -> tuple[StepContext, RunPort]:
+    """The context and port of a plan made on its own (``cadenza plan``): a run of its own, with no budget."""
+    from ._ids import new_run_id, new_task_id
+    from ._run_state import RunState
+
+    state = RunState(new_run_id())
+    ctx = StepContext(run_id=state.run_id, scope=team, step_id=team, agent=team, attempt=1, task_id=new_task_id(),
+                      ceiling=None, prior_calls=(), trace=())
+    return ctx, state.port()

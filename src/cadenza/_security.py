@@ -15,28 +15,32 @@ that any Python code could reach: signing stops forged or altered messages that 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._audit_hooks import audit_rejection
 from ._identity import AgentIdentity, Envelope, ForgedSender, Keyring, Rejection
 from ._messages import Result, Task
 from ._tracing import attach_context, carrier
 
 if TYPE_CHECKING:
-    from ._events import EventSink
+    from ._port import RunPort
+    from ._step_context import StepContext
     from .backends.base import Backend, Worker
 
-__all__ = ("RunSecurity", "current_security", "exchange", "signing")
+__all__ = ("DEFAULT_WINDOW", "RunSecurity", "exchange")
+
+DEFAULT_WINDOW = 60.0
+"""Seconds an envelope stays fresh: one older than that is refused as stale."""
 
 
 class RunSecurity:
-    """One run's keyring and the identities it issued, by agent path."""
+    """One run's keyring and the identities it issued, by agent path; part of the run's state."""
 
-    def __init__(self, run_id: str, *, window: float = 60.0) -> None:
-        self.keyring = Keyring(run_id, window=window, on_reject=_audited)
+    def __init__(self, run_id: str, *, on_reject: Callable[[Rejection], None] | None = None,
+                 window: float | None = None) -> None:
+        """``on_reject`` sees each refused envelope before its error is raised (the run audits it)."""
+        self.keyring = Keyring(run_id, window=DEFAULT_WINDOW if window is None else window, on_reject=on_reject)
+        self.on_reject = on_reject
         self._identities: dict[str, AgentIdentity] = {}
 
     def identity(self, path: str) -> AgentIdentity:
@@ -55,24 +59,8 @@ class RunSecurity:
         return self.keyring.seal(self.identity(envelope.recipient), envelope.sender, result)
 
 
-current_security: ContextVar[RunSecurity | None] = ContextVar("cadenza_security", default=None)
-
-
-@contextmanager
-def signing(run_id: str, enabled: bool) -> Iterator[None]:
-    """Sign the messages of the run ``run_id`` in the body (a nested team keeps its run's keyring)."""
-    if not enabled or current_security.get() is not None:
-        yield
-        return
-    token = current_security.set(RunSecurity(run_id))
-    try:
-        yield
-    finally:
-        current_security.reset(token)
-
-
-async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task: Task, *, team: str,
-                   events: EventSink | None) -> Result:
+async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task: Task, ctx: StepContext,
+                   port: RunPort, *, team: str) -> Result:
     """Send ``task`` from ``team`` to ``worker`` through ``backend`` as a signed envelope; verify the reply.
 
     Raises:
@@ -82,26 +70,22 @@ async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task
     envelope = security.keyring.seal(security.identity(team), recipient, task, trace=carrier())
     deliver = getattr(backend, "deliver", None)
     if deliver is not None:
-        reply: Envelope = await deliver(worker, envelope, security, events=events)
+        reply: Envelope = await deliver(worker, envelope, security, ctx, port)
     else:
-        reply = await _deliver_locally(backend, worker, envelope, security, events)
+        reply = await _deliver_locally(backend, worker, envelope, security, ctx, port)
     if isinstance(reply, Envelope) and reply.sender != recipient:  # signed, but by someone it was not sent to
         rejection = Rejection("forged", f"the reply to a task sent to {recipient!r} is signed by {reply.sender!r}",
                               reply.sender, reply.nonce, reply.key_id, reply.run_id, reply.recipient, reply.kind)
-        _audited(rejection)
+        if security.on_reject is not None:
+            security.on_reject(rejection)
         raise ForgedSender(rejection)
     return security.keyring.open(reply, recipient=team, expected_kind="result", model=Result)
 
 
 async def _deliver_locally(backend: Any, worker: Worker, envelope: Envelope, security: RunSecurity,
-                           events: EventSink | None) -> Envelope:
+                           ctx: StepContext, port: RunPort) -> Envelope:
     """What a backend without its own ``deliver`` does: open, run, seal the reply, in this process."""
     task = security.receive(envelope)
     with attach_context(envelope.trace):  # the worker's spans join the sender's trace, wherever it runs
-        result = await backend.execute(worker, task, events=events)
+        result = await backend.execute(worker, task, ctx, port)
     return security.reply(envelope, result)
-
-
-def _audited(rejection: Rejection) -> None:
-    audit_rejection(rejection.reason, rejection.detail, sender=rejection.sender, recipient=rejection.recipient,
-                    nonce=rejection.nonce, kind=rejection.kind)

@@ -13,30 +13,26 @@ call is recorded before it runs and again with its result, so:
   the decision is bound to that exact call and used once;
 - an approved call (or step) that was in flight when the run stopped is uncertain again: the
   approval was used, so the resume pauses for a new decision instead of running it a third time.
+
+This module is the worker's side: it asks the run through its port (``_port.RunPort``) to record
+each call and to decide approvals (``_approvals``); it never touches the store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._audit_hooks import audit
-from ._errors import ApprovalRequired, ToolError
-from ._journal import RunJournal, StepContext
-from ._messages import utcnow
-from ._tools import Tool, ToolContext
-from .stores.base import ApprovalRow, PutApproval, PutToolCall, ToolCallRow
+from ._approvals import STEP
+from ._port import ApprovalAsk, ToolCallRecord
 
-__all__ = ("STEP", "UNCERTAIN", "approval_id", "arguments_digest", "call_key", "current_decision", "guarded_call",
-           "step_gate")
+if TYPE_CHECKING:
+    from ._port import RunPort
+    from ._step_context import StepContext
+    from ._tools import Tool, ToolContext
 
-STEP = "(step)"
-"""The name approvals of whole steps carry where a tool call's carry the tool's."""
-
-UNCERTAIN = ("uncertain: the call was in flight when the run stopped and may have taken effect; "
-             "approve to run it again, reject to skip it")
+__all__ = ("STEP", "arguments_digest", "call_key", "guarded_call", "step_gate")
 
 
 def arguments_digest(arguments: dict[str, Any]) -> str:
@@ -51,96 +47,44 @@ def call_key(run_id: str, step: str, tool: str, digest: str, occurrence: int) ->
     return "idem_" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def approval_id(kind: str, key: str) -> str:
-    """``apr_...`` for an approval a tool requires, ``unc_...`` for a decision on an uncertain call."""
-    return f"{kind}_" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def current_decision(approvals: Mapping[str, ApprovalRow], key: str, *,
-                     uncertain: bool) -> tuple[str, ApprovalRow | None, bool]:
-    """The approval that decides the call with idempotency ``key`` now: its id, its row (None: not asked yet),
-    and whether it is a decision on an uncertain call.
-
-    An approval is used once. One that an earlier process of the run used approved a call (or step) that
-    then never finished: the run stopped during it, so it may have taken effect, and a new decision on the
-    uncertain call is due. The decisions form a chain of ids, each derived from the one before, so every
-    process of the run finds the same one.
-    """
-    the_id = approval_id("unc" if uncertain else "apr", key)
-    found = approvals.get(the_id)
-    while found is not None and found.status == "used":
-        the_id = approval_id("unc", the_id if uncertain else key)
-        uncertain = True
-        found = approvals.get(the_id)
-    return the_id, found, uncertain
-
-
-async def guarded_call(tool: Tool, arguments: dict[str, Any], context: ToolContext, step: StepContext | None,
+async def guarded_call(tool: Tool, arguments: dict[str, Any], context: ToolContext, ctx: StepContext, port: RunPort,
                        digest: str) -> Any:
-    """Run a call of a tool with side effects (or one needing approval) under the step's journal."""
-    journal = step.journal if step is not None else None
-    if step is None or journal is None:  # not recorded: nothing to guard but the approval, which needs a record
-        if tool.requires_approval:
-            raise ToolError(f"tool {tool.name!r} requires approval, which needs a team run recorded in a store")
-        return await tool.run(arguments, context=context)
+    """Run a call of a tool with side effects (or one needing approval), recorded by the run before and after.
+
+    Raises:
+        ApprovalRequired: the call waits for a human (the step pauses).
+        ToolError: the tool failed, the call was rejected, or the port refused to record it.
+    """
     key = context.idempotency_key
-    prior = journal.prior.tool_calls.get(key)
+    prior = ctx.prior_call(key)
     if prior is not None and prior.status == "finished":
         return json.loads(prior.result_json) if prior.result_json is not None else None
     in_flight = prior is not None and prior.status in ("started", "uncertain")  # when an earlier process stopped
     if in_flight and (tool.side_effect == "at_most_once" or tool.requires_approval):
-        await _approved(journal, tool.name, arguments, step, digest, key, uncertain=True)
+        await port.approve(ctx, ApprovalAsk(tool.name, arguments, digest, key, uncertain=True))
     elif tool.requires_approval:
-        await _approved(journal, tool.name, arguments, step, digest, key, uncertain=False)
+        await port.approve(ctx, ApprovalAsk(tool.name, arguments, digest, key, uncertain=False))
 
-    def row(status: Any, result_json: str | None = None) -> PutToolCall:
-        return PutToolCall(ToolCallRow(step.run_id, key, step.scope, step.step_id, step.agent, tool.name,
-                                       tool.side_effect, digest, status, utcnow(), result_json))
+    def record(status: Any, result_json: str | None = None) -> ToolCallRecord:
+        return ToolCallRecord(key, tool.name, tool.side_effect, digest, status, result_json)
 
-    await journal.commit(row("started"))  # durable before the effect can happen
+    await port.record_call(ctx, record("started"))  # durable before the effect can happen
     try:
         value = await tool.run(arguments, context=context)
-    except ToolError:
-        journal.record(row("failed"))
+    except Exception:
+        await port.record_call(ctx, record("failed"))
         raise
-    await journal.commit(row("finished", json.dumps(value, default=str)))
+    await port.record_call(ctx, record("finished", json.dumps(value, default=str)))
     return value
 
 
-async def step_gate(step: StepContext | None, agent: str, task_description: dict[str, Any]) -> None:
+async def step_gate(ctx: StepContext, port: RunPort, agent: str, task_description: dict[str, Any]) -> None:
     """For an agent that requires approval: return once a human approved this step, else raise.
 
     Raises:
         ApprovalRequired: no decision yet (the step pauses).
-        ToolError: the step was rejected, or the run is not recorded (approvals need a store).
+        ToolError: the step was rejected, or the run cannot keep approvals (it is not recorded).
     """
-    if step is None or step.journal is None:
-        raise ToolError(f"agent {agent!r} requires approval, which needs a team run recorded in a store")
     digest = arguments_digest(task_description)
-    key = call_key(step.run_id, step.scope, STEP, digest, 0)
-    await _approved(step.journal, STEP, task_description, step, digest, key, uncertain=False)
-
-
-async def _approved(journal: RunJournal, name: str, arguments: dict[str, Any], step: StepContext, digest: str,
-                    key: str, *, uncertain: bool) -> None:
-    """Return if a human approved this exact call (using the approval); raise otherwise."""
-    the_id, found, uncertain = current_decision(journal.prior.approvals, key, uncertain=uncertain)
-    reason = UNCERTAIN if uncertain else "approval required"
-    how = f"cadenza approve {step.run_id} {step.step_id}  (or: cadenza reject ...)"
-    what = f"step {step.step_id!r}" if name == STEP else f"tool {name!r}"
-    if found is None:
-        request = ApprovalRow(step.run_id, the_id, step.scope, step.step_id, step.agent, name, digest,
-                              json.dumps(arguments, default=str), reason, "pending", utcnow())
-        audit("approval.requested", step.agent, the_id, {"step": step.scope, "tool": name, "arguments_digest": digest,
-                                                          "reason": reason})
-        await journal.commit(PutApproval(request))
-        journal.prior.approvals[the_id] = request
-        raise ApprovalRequired(f"{what} waits for a human decision ({reason}): {how}", approval_id=the_id)
-    if found.status == "pending":
-        raise ApprovalRequired(f"{what} still waits for a human decision: {how}", approval_id=the_id)
-    if found.status == "rejected":
-        note = f": {found.note}" if found.note else ""
-        verdict = "skipped" if uncertain else "rejected"
-        raise ToolError(f"{what} was {verdict} by {found.decided_by or 'a human'}{note}")
-    if not await journal.store.use_approval(step.run_id, the_id):
-        raise ToolError(f"the approval {the_id} of {what} was already used")
+    key = call_key(ctx.run_id, ctx.scope, STEP, digest, 0)
+    await port.approve(ctx, ApprovalAsk(STEP, task_description, digest, key, uncertain=False))

@@ -9,29 +9,29 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import TypeAdapter
 
 from ._agent import DEFAULT_MODEL, Agent, render_task
-from ._audit_hooks import audit
-from ._budget import Budget, BudgetAccount, run_account, spending_under
+from ._budget import Budget, BudgetAccount, run_account
 from ._errors import CadenzaError, ConfigError, ErrorCode, HierarchyError, SpawnError
 from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded, isolated
 from ._executor import ExecutionPolicy, Executor
 from ._ids import AgentId, RunId, new_run_id, new_task_id
-from ._journal import RunJournal, current_step
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._names import name_problem
 from ._outcomes import PlanOutcome
-from ._permissions import ceiling
+from ._permissions import narrowed
 from ._plan import Plan
 from ._planner import Planner
 from ._result import RunResult
-from ._security import signing
+from ._run_state import LocalPort, RunState
 from ._spawn import SpawnPolicy
+from ._step_context import StepContext
 from ._sync import run_sync
-from ._tool_sources import open_for_run, require_approved
+from ._tool_sources import ToolSources, require_approved
 from ._tracing import record_outcome, record_usage, span
 from .backends.base import Backend, Worker
 from .models.base import Model
@@ -39,7 +39,9 @@ from .models.registry import resolve_model
 
 if TYPE_CHECKING:
     from ._events import EventSink
+    from ._journal import RunJournal
     from ._mcp import MCPServer
+    from ._port import RunPort
     from .models.pricing import Prices
     from .stores.base import Store
 
@@ -201,7 +203,7 @@ class Supervisor(Generic[OutputT]):
                   source: str | None = None, options: dict[str, Any] | None = None,
                   workflow: str | None = None, budget: Budget | None = None,
                   prices: Prices | None = None, sign_messages: bool = True,
-                  audit: bool = True) -> RunResult[OutputT]:
+                  audit: bool = True, tool_sources: ToolSources | None = None) -> RunResult[OutputT]:
         """Plan, execute and synthesise ``goal``; failures of steps make a partial result, not an exception.
 
         Args:
@@ -223,6 +225,9 @@ class Supervisor(Generic[OutputT]):
                 (``_security``); False saves its cost (about 40 us a step) where every agent runs in this process.
             audit: with a ``store``, keep the run's hash-chained audit log (``cadenza audit``); False saves its
                 writes (two records a step).
+            tool_sources: MCP servers the caller opened and reviewed already (the CLI does, before it shows the
+                run id); they are not reviewed again, and stay open. By default the run opens what its agents
+                need and closes it when it ends.
 
         Raises:
             ConfigError: an agent's MCP server offers tools that wait for approval (nothing was executed).
@@ -233,24 +238,24 @@ class Supervisor(Generic[OutputT]):
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
         events = isolated(events)
-        with spending_under(run_account(budget), prices=prices), \
-                signing(task.run_id, sign_messages):
-            async with open_for_run():
-                await require_approved(self.mcp_servers, workflow=source)
-                if store is None:
-                    result = await self._run(task, team=self._name, events=events, raise_plan_errors=True)
-                else:
-                    from ._durable import open_for, record_run
+        state = _run_state(task.run_id, budget, prices, sign_messages, tool_sources)
+        async with _owned(state.sources, tool_sources):
+            await require_approved(self.mcp_servers, state.sources, workflow=source)
+            if store is None:
+                result = await self._run(task, team=self._name, port=state.port(events=events), ceiling=None,
+                                         raise_plan_errors=True)
+            else:
+                from ._durable import open_for, record_run
 
-                    async with open_for(store) as opened:
-                        result = await record_run(self, task, opened, events=events, source=source,
-                                                  options=options, workflow=workflow, audit=audit)
+                async with open_for(store) as opened:
+                    result = await record_run(self, task, opened, state=state, events=events, source=source,
+                                              options=options, workflow=workflow, audit=audit)
         return self._typed(result)
 
     async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],
                      events: EventSink | None = None, force: bool = False, budget: Budget | None = None,
                      prices: Prices | None = None, sign_messages: bool = True,
-                     audit: bool = True) -> RunResult[OutputT]:
+                     audit: bool = True, tool_sources: ToolSources | None = None) -> RunResult[OutputT]:
         """Continue a run an earlier process left unfinished (killed, cancelled, or waiting for approval).
 
         Steps that finished are read back from ``store``, not run again; steps that were in flight run again.
@@ -265,12 +270,11 @@ class Supervisor(Generic[OutputT]):
         from ._durable import open_for, resume_run
 
         events = isolated(events)
-        with spending_under(run_account(budget), prices=prices), \
-                signing(str(run_id), sign_messages):
-            async with open_for_run(), open_for(store) as opened:
-                await require_approved(self.mcp_servers)
-                return self._typed(await resume_run(self, RunId(run_id), opened, events=events, force=force,
-                                                    audit=audit))
+        state = _run_state(str(run_id), budget, prices, sign_messages, tool_sources)
+        async with _owned(state.sources, tool_sources), open_for(store) as opened:
+            await require_approved(self.mcp_servers, state.sources)
+            return self._typed(await resume_run(self, RunId(run_id), opened, state=state, events=events, force=force,
+                                                audit=audit))
 
     def _typed(self, result: RunResult[Any]) -> RunResult[OutputT]:
         if result.output is not None and self._adapter is not None:
@@ -289,35 +293,39 @@ class Supervisor(Generic[OutputT]):
             return self.static_plan
         return (await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=self._name)).plan
 
-    async def execute(self, task: Task, *, events: EventSink | None = None) -> Result:
-        """Run as a worker of a parent team; the Result carries the whole subtree's usage."""
+    async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
+        """Run as a worker of a parent team, at ``ctx.scope`` in its run; the Result carries the whole subtree's
+        usage. A team runs its own steps, so it needs the run itself: the port of the process the run lives in."""
         team = f"{task.sender}/{self._name}" if task.sender != "user" else self._name
         if task.depth + team_depth(self) > self.max_depth:
             return _failure(task, self._name, HierarchyError(
                 f"team {team!r} would nest deeper than the limit of {self.max_depth} teams"))
-        context = current_step.get()
-        journal = context.journal if context is not None else None
-        scope = context.scope if context is not None else team
-        outcome = await self._run(task, team=team, events=events, raise_plan_errors=False, journal=journal, scope=scope)
+        if not isinstance(port, LocalPort):
+            return _failure(task, self._name, ConfigError(
+                f"team {team!r} can run only in the process of its run; its port is a {type(port).__name__}"))
+        outcome = await self._run(task, team=team, port=port, ceiling=ctx.ceiling, raise_plan_errors=False,
+                                  scope=ctx.scope)
         return Result(task_id=task.task_id, run_id=task.run_id, agent=AgentId(self._name), status=outcome.status,
                       output=outcome.output, error=outcome.error, usage=outcome.usage,
                       started_at=outcome.started_at, finished_at=outcome.finished_at)
 
-    async def _run(self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool,
-                   journal: RunJournal | None = None, scope: str | None = None) -> RunResult[Any]:
+    async def _run(self, task: Task, *, team: str, port: LocalPort, ceiling: frozenset[str] | None,
+                   raise_plan_errors: bool, scope: str | None = None) -> RunResult[Any]:
         """Plan, execute, synthesise; the output is a JSON value. Every way out emits `RunFinished`.
 
-        With a ``journal``, the plan and every step are recorded under ``scope`` (this team's path in the run).
+        ``port`` is the run as the team's parent reaches it, ``ceiling`` the most any agent above allows. When the
+        run is recorded, the plan and every step are recorded under ``scope`` (this team's path in the run).
         """
         account = BudgetAccount(f"team {scope or team!r}", self.budget) if self.budget is not None else None
+        events = port.events
         attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self._name,
                       "cadenza.kind": "team", "cadenza.team": scope or team, "cadenza.run_id": task.run_id,
                       "cadenza.task_id": task.task_id}
         try:
-            with spending_under(account), ceiling(self.scopes), span(f"invoke_agent {self._name}", attributes) as run:
-                result = await self._plan_execute_synthesise(task, team=team, events=events,
-                                                              raise_plan_errors=raise_plan_errors,
-                                                              journal=journal, scope=scope or team)
+            with span(f"invoke_agent {self._name}", attributes) as run:
+                result = await self._plan_execute_synthesise(task, team=team, port=port.within(account, events),
+                                                              ceiling=narrowed(ceiling, self.scopes),
+                                                              raise_plan_errors=raise_plan_errors, scope=scope or team)
                 record_usage(run, result.usage)
                 record_outcome(run, result)
                 return result
@@ -327,17 +335,21 @@ class Supervisor(Generic[OutputT]):
             raise
 
     async def _plan_execute_synthesise(
-        self, task: Task, *, team: str, events: EventSink | None, raise_plan_errors: bool,
-        journal: RunJournal | None, scope: str,
+        self, task: Task, *, team: str, port: LocalPort, ceiling: frozenset[str] | None, raise_plan_errors: bool,
+        scope: str,
     ) -> RunResult[Any]:
         started = utcnow()
         run_id = task.run_id
         goal = render_task(task)
+        events = port.events
+        journal = port.state.journal
+        own = StepContext(run_id=run_id, scope=scope, step_id=scope.rpartition("/")[2], agent=self._name, attempt=1,
+                          task_id=task.task_id, ceiling=ceiling, prior_calls=(), trace=())  # planning and synthesis
         if events:
             events(RunStarted(run_id, team, task.instruction, started))
         usage = Usage()
         try:
-            plan, usage = await self._make_plan(goal, run_id, team, events, journal, scope)
+            plan, usage = await self._make_plan(goal, team, own, port, scope)
         except CadenzaError as exc:
             usage = exc.spent or usage  # a planner that gave up was still billed for every attempt
             _count_team_usage("planner", usage, run_id, team, events, journal, scope)
@@ -354,14 +366,14 @@ class Supervisor(Generic[OutputT]):
             for proposal in plan.new_agents:
                 workers[proposal.name] = self.spawn.build(proposal)
                 spawned.append(proposal.name)
-                audit("agent.spawned", team, proposal.name, {"role": proposal.role, "tools": list(proposal.tools),
-                                                             "tier": proposal.tier})
+                port.audit("agent.spawned", team, proposal.name, {"role": proposal.role,
+                                                                  "tools": list(proposal.tools), "tier": proposal.tier})
                 if events:
                     events(AgentSpawned(run_id, team, proposal))
         outcome = await self.executor.run(plan, workers, run_id=run_id, team=team, parent_task_id=task.task_id,
-                                          depth=task.depth + 1, events=events, journal=journal, scope=scope)
+                                          depth=task.depth + 1, scope=scope, port=port, ceiling=ceiling)
         usage = usage + outcome.usage
-        output, status, error, synth_usage = await self._synthesise(task, goal, plan, outcome)
+        output, status, error, synth_usage = await self._synthesise(task, goal, plan, outcome, own, port)
         usage = usage + synth_usage
         _count_team_usage("synthesizer", synth_usage, run_id, team, events, journal, scope)
         finished = utcnow()
@@ -371,8 +383,11 @@ class Supervisor(Generic[OutputT]):
                          finished_at=finished, error=error, plan=plan, steps=list(outcome.records.values()),
                          spawned=spawned)
 
-    async def _make_plan(self, goal: str, run_id: RunId, team: str, events: EventSink | None,
-                         journal: RunJournal | None, scope: str) -> tuple[Plan, Usage]:
+    async def _make_plan(self, goal: str, team: str, own: StepContext, port: LocalPort,
+                         scope: str) -> tuple[Plan, Usage]:
+        run_id = RunId(own.run_id)
+        events = port.events
+        journal = port.state.journal
         if journal is not None and scope in journal.prior.plans:
             from ._durable import stored_plan
 
@@ -386,7 +401,8 @@ class Supervisor(Generic[OutputT]):
         else:
             with span("cadenza.plan", {"cadenza.team": scope, "cadenza.run_id": run_id,
                                        "gen_ai.request.model": self.planner.model.name}) as planning:
-                planned = await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=team)
+                planned = await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=team,
+                                                  within=(own, port))
                 record_usage(planning, planned.usage)
             plan, source, usage, repairs = planned.plan, "planner", planned.usage, planned.repairs
             if events:
@@ -399,7 +415,8 @@ class Supervisor(Generic[OutputT]):
             events(PlanReady(run_id, team, plan, source, repairs))
         return plan, usage
 
-    async def _synthesise(self, task: Task, goal: str, plan: Plan, outcome: PlanOutcome) -> tuple[Any, Any, ErrorInfo | None, Usage]:
+    async def _synthesise(self, task: Task, goal: str, plan: Plan, outcome: PlanOutcome, own: StepContext,
+                          port: LocalPort) -> tuple[Any, Any, ErrorInfo | None, Usage]:
         if outcome.budget_stop is not None:  # no synthesis (it would be refused): what the finished steps made
             return outcome.outputs(), "partial", outcome.budget_stop, Usage()
         if outcome.status == "waiting":
@@ -421,7 +438,7 @@ class Supervisor(Generic[OutputT]):
                           sender=AgentId(self._name), recipient=AgentId(self._name),
                           instruction=f"Goal: {goal}\n\nWrite the final answer.", context=context, depth=task.depth)
         with span("cadenza.synthesize", {"cadenza.run_id": task.run_id, "gen_ai.agent.name": self._name}) as synth:
-            result = await self.synthesizer.execute(synth_task)
+            result = await self.synthesizer.execute(synth_task, own, port)
             record_usage(synth, result.usage)
         if not result.ok and result.error is not None and result.error.code is ErrorCode.BUDGET_EXCEEDED:
             return outcome.outputs(), "partial", result.error, result.usage  # what the steps made, unsynthesised
@@ -446,6 +463,23 @@ def _count_team_usage(source: Literal["planner", "synthesizer"], usage: Usage, r
         from ._durable import usage_write
 
         journal.record(usage_write(run_id, scope, source, usage))
+
+
+def _run_state(run_id: str, budget: Budget | None, prices: Prices | None, sign_messages: bool,
+               tool_sources: ToolSources | None) -> RunState:
+    """The state of a run this team starts (or resumes) in this process."""
+    from .models.pricing import PRICES
+
+    state = RunState(run_id, prices=prices or PRICES, budget=run_account(budget),
+                     sources=tool_sources if tool_sources is not None else ToolSources())
+    if sign_messages:
+        state.sign_messages()
+    return state
+
+
+def _owned(sources: ToolSources, given: ToolSources | None) -> AbstractAsyncContextManager[object]:
+    """``sources`` closed when the run ends, unless the caller gave them (then the caller closes them)."""
+    return nullcontext() if given is not None else sources
 
 
 def _failure(task: Task, agent: str, exc: CadenzaError) -> Result:

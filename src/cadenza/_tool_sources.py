@@ -10,84 +10,64 @@ run opened are closed when the run ends, so no server process outlives it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from ._mcp import DisabledTool, MCPServer
+    from ._port import RunPort
     from ._tools import Tool
 
-__all__ = ("open_for_run", "require_approved", "source_tools")
+__all__ = ("ToolSources", "require_approved", "source_tools")
 
 
-class _OpenServers:
-    """The servers one run opened, each opened once even when parallel steps ask at the same time."""
+class ToolSources:
+    """The servers one run opened, each opened once even when parallel steps ask at the same time.
+
+    Part of the run's state (``RunState.sources``); ``async with`` closes, when the block ends, every
+    server it opened (one the caller had opened already stays open).
+    """
 
     def __init__(self) -> None:
         self.opened: list[MCPServer] = []
         self.approved: set[int] = set()
-        """Servers (by id) whose tools this run found approved: the CLI checks before the run, the run not again."""
+        """Servers (by id) whose tools were found approved: the CLI checks before the run, the run not again."""
         self._locks: dict[int, asyncio.Lock] = {}
 
-    async def ensure(self, server: MCPServer) -> None:
-        lock = self._locks.setdefault(id(server), asyncio.Lock())
-        async with lock:
-            if server not in self.opened and not server.is_open:
-                await server.__aenter__()
-                self.opened.append(server)
+    async def open(self, servers: Sequence[MCPServer]) -> None:
+        """Open each server that is closed; it stays open until `close`."""
+        for server in servers:
+            lock = self._locks.setdefault(id(server), asyncio.Lock())
+            async with lock:
+                if server not in self.opened and not server.is_open:
+                    await server.__aenter__()
+                    self.opened.append(server)
 
     async def close(self) -> None:
         for server in reversed(self.opened):
             await server.__aexit__(None, None, None)
         self.opened.clear()
 
+    async def __aenter__(self) -> Self:
+        return self
 
-_current: ContextVar[_OpenServers | None] = ContextVar("cadenza_open_servers", default=None)
-
-
-@asynccontextmanager
-async def open_for_run() -> AsyncIterator[None]:
-    """Close, when the body ends, every server the body opened (a nested run leaves them to its outer run)."""
-    if _current.get() is not None:
-        yield
-        return
-    servers = _OpenServers()
-    token = _current.set(servers)
-    try:
-        yield
-    finally:
-        _current.reset(token)
-        await servers.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
-async def source_tools(servers: Sequence[MCPServer]) -> list[Tool]:
-    """The usable tools of ``servers``, opening any that is closed (names two servers share are namespaced).
-
-    Outside a run (no `open_for_run`), a server opened here stays open: close it with ``async with``.
-    """
+async def source_tools(servers: Sequence[MCPServer], port: RunPort) -> list[Tool]:
+    """The usable tools of ``servers``, opened through the run (names two servers share are namespaced)."""
     from ._mcp import mcp_tools
 
-    await _open(servers)
+    await port.open_servers(servers)
     return await mcp_tools(servers)
 
 
-async def _open(servers: Sequence[MCPServer]) -> None:
-    """Open each closed server: through the run, which closes it when it ends, or on its own outside a run."""
-    run = _current.get()
-    for server in servers:
-        if run is not None:
-            await run.ensure(server)
-        elif not server.is_open:
-            await server.__aenter__()
-
-
-async def require_approved(servers: Sequence[MCPServer], *, workflow: str | None = None) -> None:
+async def require_approved(servers: Sequence[MCPServer], sources: ToolSources, *, workflow: str | None = None) -> None:
     """Refuse to start a run whose agents' MCP servers offer tools that wait for a human's approval.
 
     Agents would otherwise run without those tools and the run "succeed" at something else. Each
-    server is opened (inside `open_for_run`, it is closed with the run) and reviewed once per run; a tool
+    server is opened by ``sources`` (closed with them) and reviewed once per ``sources``; a tool
     never approved, or changed since its approval, stops the run before any model call. A server
     with ``trust_on_first_use`` approves what it has never seen (a changed tool still stops it).
     Tools that can never be used (an invalid schema) are left to the warning `MCPServer.tools` logs.
@@ -97,19 +77,16 @@ async def require_approved(servers: Sequence[MCPServer], *, workflow: str | None
     """
     from ._errors import ConfigError
 
-    run = _current.get()
-    if run is not None:
-        servers = [s for s in servers if id(s) not in run.approved]
+    servers = [s for s in servers if id(s) not in sources.approved]
     waiting: list[tuple[MCPServer, list[DisabledTool]]] = []
-    await _open(servers)
+    await sources.open(servers)
     for server in servers:
         _, disabled = await server.review()
         held = [d for d in disabled if d.status in ("unapproved", "changed")]
         if held:
             waiting.append((server, held))
     if not waiting:
-        if run is not None:
-            run.approved.update(id(s) for s in servers)
+        sources.approved.update(id(s) for s in servers)
         return
     listed = "; ".join(f"{server.name!r} ({_counted(held)})" for server, held in waiting)
     if workflow is not None:

@@ -40,8 +40,9 @@ from typing import Any
 from cadenza import Supervisor
 from cadenza._errors import CadenzaError
 from cadenza._events import Event
-from cadenza._journal import current_step
 from cadenza._messages import Result, Task
+from cadenza._port import RunPort
+from cadenza._step_context import StepContext
 from cadenza._workflow import parse_workflow
 from cadenza.backends.base import Worker
 from cadenza.backends.local import LocalBackend
@@ -116,13 +117,11 @@ class LoggingBackend(LocalBackend):
     def __init__(self, log_fd: int) -> None:
         self.log_fd = log_fd
 
-    async def execute(self, worker: Worker, task: Task, *, events: Any = None) -> Result:
+    async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Log ``start`` and ``end`` around the step, keyed as the store keys it."""
-        context = current_step.get()
-        where = context.scope.rpartition("/")[0] if context is not None else "?"
-        step = context.step_id if context is not None else str(task.step_id)
+        where, step = ctx.team, ctx.step_id
         self._log(f"start {where} {step}")
-        result = await super().execute(worker, task, events=events)
+        result = await super().execute(worker, task, ctx, port)
         self._log(f"end {where} {step}")
         return result
 

@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
+import cadenza._security
 from cadenza import Agent, Plan, Supervisor
 from cadenza._identity import Envelope
-from cadenza._security import RunSecurity, current_security
+from cadenza._port import RunPort
+from cadenza._security import RunSecurity
+from cadenza._step_context import StepContext
 from cadenza.backends.base import Worker
 from cadenza.models.simulated import SimulatedModel
 
@@ -22,9 +25,9 @@ ran: list[str] = []
 
 
 class Recording(Agent[str]):
-    async def execute(self, task: Any, *, events: Any = None) -> Any:
+    async def execute(self, task: Any, ctx: StepContext, port: RunPort) -> Any:
         ran.append(task.instruction)
-        return await super().execute(task, events=events)
+        return await super().execute(task, ctx, port)
 
 
 def team(backend: Any, steps: int = 1) -> Supervisor[str]:
@@ -40,13 +43,14 @@ def team(backend: Any, steps: int = 1) -> Supervisor[str]:
 class Honest:
     """Delivers as the local backend does, through the worker's own side of the exchange."""
 
-    async def execute(self, worker: Worker, task: Any, *, events: Any = None) -> Any:
-        return await worker.execute(task, events=events)
+    async def execute(self, worker: Worker, task: Any, ctx: StepContext, port: RunPort) -> Any:
+        return await worker.execute(task, ctx, port)
 
-    async def deliver(self, worker: Worker, envelope: Envelope, security: RunSecurity, *, events: Any = None) -> Envelope:
+    async def deliver(self, worker: Worker, envelope: Envelope, security: RunSecurity, ctx: StepContext,
+                      port: RunPort) -> Envelope:
         envelope = self.in_transit(envelope, security)
         task = security.receive(envelope)
-        result = await worker.execute(task, events=events)
+        result = await worker.execute(task, ctx, port)
         return self.on_the_way_back(security.reply(envelope, result), security)
 
     def in_transit(self, envelope: Envelope, security: RunSecurity) -> Envelope:
@@ -69,7 +73,8 @@ class TampersWithTheResult(Honest):
 class ForgesTheReply(Honest):
     """Answers as another agent of the run (whose key it got hold of), claiming that agent's name."""
 
-    async def deliver(self, worker: Worker, envelope: Envelope, security: RunSecurity, *, events: Any = None) -> Envelope:
+    async def deliver(self, worker: Worker, envelope: Envelope, security: RunSecurity, ctx: StepContext,
+                      port: RunPort) -> Envelope:
         from cadenza._messages import Result, utcnow
 
         task = security.receive(envelope)
@@ -79,8 +84,9 @@ class ForgesTheReply(Honest):
 
 
 class ReplaysTheTask(Honest):
-    async def deliver(self, worker: Worker, envelope: Envelope, security: RunSecurity, *, events: Any = None) -> Envelope:
-        reply = await super().deliver(worker, envelope, security, events=events)
+    async def deliver(self, worker: Worker, envelope: Envelope, security: RunSecurity, ctx: StepContext,
+                      port: RunPort) -> Envelope:
+        reply = await super().deliver(worker, envelope, security, ctx, port)
         security.receive(envelope)  # the same envelope again, to run the work twice
         return reply
 
@@ -128,19 +134,16 @@ async def test_an_attack_in_transit_fails_the_step_with_the_reason(backend: Hone
     assert "Delete part" not in str(ran) and result.output is None
 
 
-async def test_a_message_held_past_the_window_is_stale() -> None:
+async def test_a_message_held_past_the_window_is_stale(monkeypatch: pytest.MonkeyPatch) -> None:
     class Slow(Honest):
-        async def deliver(self, worker: Worker, envelope: Envelope, security: RunSecurity, *,
-                          events: Any = None) -> Envelope:
+        async def deliver(self, worker: Worker, envelope: Envelope, security: RunSecurity, ctx: StepContext,
+                          port: RunPort) -> Envelope:
             await asyncio.sleep(0.2)
-            return await super().deliver(worker, envelope, security, events=events)
+            return await super().deliver(worker, envelope, security, ctx, port)
 
     lead = team(Slow())
-    token = current_security.set(RunSecurity("run_stale", window=0.05))
-    try:
-        result = await lead.run("Work", run_id="run_stale")  # type: ignore[arg-type]
-    finally:
-        current_security.reset(token)
+    monkeypatch.setattr(cadenza._security, "DEFAULT_WINDOW", 0.05)
+    result = await lead.run("Work", run_id="run_stale")  # type: ignore[arg-type]
 
     [step] = result.steps
     assert step.error is not None and step.error.type == "StaleMessage"

@@ -1,7 +1,8 @@
 """Where a step actually runs: the executor hands each (worker, task) to a backend.
 
-Workers must be runnable from (worker, task) alone, with no other state of the
-orchestrator, so that a backend can move them to another process or machine.
+Workers must be runnable from what they are handed alone (the task, a frozen `StepContext` and the
+run's port), with no other state of the orchestrator, so that a backend can move them to another
+process or machine.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from .._events import EventSink
     from .._messages import Result, Task
+    from .._port import RunPort
+    from .._step_context import StepContext
 
 __all__ = ("Backend", "Worker")
 
@@ -29,14 +31,15 @@ class Worker(Protocol):
         """What the worker is good for, as shown to the planner."""
         ...
 
-    async def execute(self, task: Task, *, events: EventSink | None = None) -> Result:
-        """Do the task. Failures come back as a failure Result, not as an exception."""
+    async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
+        """Do the task where ``ctx`` says, asking ``port`` for anything stateful (budgets, tool call records,
+        approvals, the workspace, events). Failures come back as a failure Result, not as an exception."""
         ...
 
 
 class Backend(Protocol):
     """Runs one task on one worker, somewhere."""
 
-    async def execute(self, worker: Worker, task: Task, *, events: EventSink | None = None) -> Result:
+    async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Run ``task`` on ``worker`` and return its Result; cancellation must stop the work."""
         ...

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .._events import EventSink
     from .._messages import Result, Task
+    from .._port import RunPort
+    from .._step_context import StepContext
     from .base import Worker
 
 __all__ = ("LocalBackend",)
@@ -15,6 +16,6 @@ __all__ = ("LocalBackend",)
 class LocalBackend:
     """In-process asyncio execution: no serialisation, no copies."""
 
-    async def execute(self, worker: Worker, task: Task, *, events: EventSink | None = None) -> Result:
+    async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Await the worker directly; cancelling the caller cancels the work."""
-        return await worker.execute(task, events=events)
+        return await worker.execute(task, ctx, port)

@@ -27,6 +27,7 @@ from .._ids import RunId
 if TYPE_CHECKING:
     from .._budget import Budget
     from .._result import RunResult
+    from .._tool_sources import ToolSources
     from .._workflow import Workflow
     from ..stores.base import ApprovalRow, RunRow, Store
     from ._display import Display
@@ -39,7 +40,8 @@ TERMINATED = 143
 """The exit code after SIGTERM: 128 + 15, what a shell reports for a process the signal ended."""
 STDOUT_CLOSED = 141
 """The exit code when stdout's reader went away: 128 + 13 (SIGPIPE), also where no SIGPIPE exists."""
-Body = Callable[["Store | None", "Callable[[Any], None]"], Awaitable["RunResult[Any]"]]
+Body = Callable[["Store | None", "Callable[[Any], None]", "ToolSources"], Awaitable["RunResult[Any]"]]
+"""A run (or resume) given its open store, its event sink and the MCP servers the CLI opened and checked."""
 
 
 class _Stop:
@@ -108,13 +110,13 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
     run_id = new_run_id()
     source = str(Path(path).resolve())  # resume may run from another directory
 
-    async def body(store: Store | None, events: Callable[[Any], None]) -> RunResult[Any]:
+    async def body(store: Store | None, events: Callable[[Any], None], sources: ToolSources) -> RunResult[Any]:
         if store is None:
             return await workflow.entry.run(goal, run_id=run_id, events=events, budget=budget, prices=workflow.prices,
-                                            source=source)
+                                            source=source, tool_sources=sources)
         return await workflow.entry.run(goal, run_id=run_id, events=events, store=store, source=source,
                                         workflow=workflow.name, options={"model": model}, budget=budget,
-                                        prices=workflow.prices)
+                                        prices=workflow.prices, tool_sources=sources)
 
     banner = f"run {run_id} (resume with: cadenza resume {run_id})" if store_url else f"run {run_id}"
     return _drive(run_id, workflow, goal, banner=banner, as_json=as_json, store_url=store_url, body=body)
@@ -131,11 +133,11 @@ def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model
         raise ResumeError(f"run {row.run_id!r} already finished ({row.status}{ended}); there is nothing to resume")
     workflow = _load_for_resume(row, model)
 
-    async def body(store: Store | None, events: Callable[[Any], None]) -> RunResult[Any]:
+    async def body(store: Store | None, events: Callable[[Any], None], sources: ToolSources) -> RunResult[Any]:
         if store is None:  # pragma: no cover - _drive opens the store whenever it has a url
             raise RuntimeError("resume needs an open store")
         return await workflow.entry.resume(row.run_id, store=store, events=events, force=force,
-                                           budget=workflow.budget, prices=workflow.prices)
+                                           budget=workflow.budget, prices=workflow.prices, tool_sources=sources)
 
     banner = f"resuming run {row.run_id} ({row.status}, started {row.started_at:%Y-%m-%d %H:%M:%S} UTC)"
     return _drive(RunId(row.run_id), workflow, row.goal, banner=banner, as_json=as_json, store_url=store_url,
@@ -242,19 +244,20 @@ def closed_stdout() -> int:
 
 async def _session(run_id: RunId, workflow: Workflow, store_url: str | None, display: Display, stop: _Stop, *,
                    banner: str, as_json: bool, body: Body) -> tuple[RunResult[Any], list[ApprovalRow]]:
-    from .._tool_sources import open_for_run, require_approved
+    from .._tool_sources import ToolSources, require_approved
 
     stop.arm()
     try:
-        async with open_for_run():  # servers checked here stay open for the run, and close with it
-            await require_approved(workflow.entry.mcp_servers, workflow=workflow.source)  # before the run id is shown
-            return await _recorded(run_id, store_url, display, stop, banner=banner, as_json=as_json, body=body)
+        async with ToolSources() as sources:  # servers checked here stay open for the run, and close with it
+            await require_approved(workflow.entry.mcp_servers, sources, workflow=workflow.source)  # before the run id
+            return await _recorded(run_id, store_url, display, stop, banner=banner, as_json=as_json, body=body,
+                                   sources=sources)
     finally:
         stop.disarm()
 
 
 async def _recorded(run_id: RunId, store_url: str | None, display: Display, stop: _Stop, *, banner: str,
-                    as_json: bool, body: Body) -> tuple[RunResult[Any], list[ApprovalRow]]:
+                    as_json: bool, body: Body, sources: ToolSources) -> tuple[RunResult[Any], list[ApprovalRow]]:
     async with AsyncExitStack() as stack:
         store: Store | None = None
         if store_url is not None:
@@ -264,7 +267,7 @@ async def _recorded(run_id: RunId, store_url: str | None, display: Display, stop
         if store is not None or as_json:  # the id first, on stderr, so the run can be found whatever happens next
             click.echo(banner, err=True)
         with display:
-            result = await body(store, stop.sink(display))
+            result = await body(store, stop.sink(display), sources)
         pending: list[ApprovalRow] = []
         if store is not None and result.status == "waiting":
             pending = [a for a in (await store.snapshot(run_id)).approvals if a.status == "pending"]

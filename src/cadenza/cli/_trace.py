@@ -67,16 +67,18 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
     rows: dict[str, dict[str, StepRow]] = {}
     for row in snapshot.steps:
         rows.setdefault(row.scope, {})[row.step_id] = row
+    root = snapshot.plans[0].scope if snapshot.plans else None
     calls: dict[str, list[AuditRecord]] = {}
     top: list[AuditRecord] = []
-    """The top team's own model calls (planning, synthesis): made outside every step."""
+    """The top team's own model calls (planning, synthesis): made outside every step, at the team's own path
+    (earlier runs recorded no path for them)."""
     for record in audit:
         if record.kind in ("tool.called", "tool.denied", "model.called"):
             step = _json(record.detail_json).get("step")
-            if isinstance(step, str):
-                calls.setdefault(step, []).append(record)
-            elif record.kind == "model.called":
+            if record.kind == "model.called" and (step is None or step == root):
                 top.append(record)
+            elif isinstance(step, str):
+                calls.setdefault(step, []).append(record)
     lines: list[TraceLine] = []
 
     def team(scope: str, depth: int) -> None:
@@ -103,7 +105,6 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
             if path in plans:
                 team(path, depth + 1)
 
-    root = snapshot.plans[0].scope if snapshot.plans else None
     first_step = min((r.started_at for r in rows.get(root or "", {}).values() if r.started_at), default=None)
     before = [c for c in top if first_step is None or c.at < first_step]
     lines.extend(_call_line(c, 0, t0, purpose="planning") for c in sorted(before, key=lambda r: (r.at, r.seq)))

@@ -1,0 +1,119 @@
+"""The port: how a worker asks its run for anything stateful.
+
+A worker is handed a frozen `StepContext` (where it is, what it may do) and a `RunPort`. Whatever
+changes the run's state goes through the port: budget reservations around each model call, the
+record of a tool call with side effects, a human's approval, the shared workspace, events and
+audit records. The run decides and writes; the worker never holds the store, the run's budgets
+or its keyring. A port that cannot do what is asked raises (fail closed): an operation is
+refused with the reason, never skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ._audit import AuditKind
+    from ._budget import Budget
+    from ._events import Event
+    from ._mcp import MCPServer
+    from ._messages import Usage
+    from ._step_context import StepContext
+    from ._workspace import Workspace
+    from .models.base import Model, ModelRequest
+
+__all__ = ("ApprovalAsk", "Lease", "RunPort", "ToolCallRecord")
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What the run granted one model call: the request to send (its output bound set) and the reservation
+    it holds until the call is settled. Only the port that issued it reads the rest."""
+
+    request: ModelRequest
+    held: Any = None
+    """The issuing port's record of the reservation (None: no budget covers the call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    """One moment of a guarded tool call, as the worker reports it for the run to record."""
+
+    key: str
+    """The call's idempotency key."""
+    tool: str
+    side_effect: str
+    arguments_digest: str
+    status: Literal["started", "finished", "failed"]
+    result_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalAsk:
+    """A decision a call (or a whole step) needs from a human, bound to that exact call."""
+
+    name: str
+    """The tool's name, or ``_side_effects.STEP`` for a step."""
+    arguments: Mapping[str, Any]
+    arguments_digest: str
+    key: str
+    """The idempotency key of the call the decision is for."""
+    uncertain: bool
+    """The call was in flight when an earlier process stopped: the decision is whether to run it again."""
+
+
+class RunPort(Protocol):
+    """The run, as a worker reaches it. One port serves every step of a team; each call names its step."""
+
+    @property
+    def audited(self) -> bool:
+        """Whether the run keeps an audit log (a worker builds records only then)."""
+        ...
+
+    def emit(self, event: Event) -> None:
+        """Tell the run's event sinks (the live display, logs) what happened."""
+        ...
+
+    def audit(self, kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object] | None = None, *,
+              at: datetime | None = None) -> None:
+        """Append a record to the run's audit log (nothing when the run keeps none); ``at`` when it happened."""
+        ...
+
+    async def reserve(self, ctx: StepContext, model: Model, request: ModelRequest, budget: Budget | None) -> Lease:
+        """Hold the worst case of one model call on every budget covering the step (and the agent's own
+        ``budget``), waiting for calls in flight if need be.
+
+        Raises:
+            BudgetExceeded: a covering budget has no room; the call must not be made.
+        """
+        ...
+
+    async def settle(self, lease: Lease, usage: Usage | None) -> None:
+        """The call of ``lease`` ended: replace its reservation with what it cost (None: it failed before
+        any cost was reported, or was cancelled and may have been billed)."""
+        ...
+
+    async def record_call(self, ctx: StepContext, call: ToolCallRecord) -> None:
+        """Record a guarded tool call; returns once a ``started`` or ``finished`` record is durable."""
+        ...
+
+    async def approve(self, ctx: StepContext, ask: ApprovalAsk) -> None:
+        """Return if a human approved this exact call, using the approval up.
+
+        Raises:
+            ApprovalRequired: no decision yet (the step pauses; the request is recorded).
+            ToolError: it was rejected, its approval was used already, or the run cannot keep approvals.
+        """
+        ...
+
+    def workspace(self, ctx: StepContext, writer: str) -> Workspace | None:
+        """The run's shared workspace as ``writer`` sees it; None when the run keeps none."""
+        ...
+
+    async def open_servers(self, servers: Sequence[MCPServer]) -> None:
+        """Open each closed server for the rest of the run (the run closes what it opened when it ends)."""
+        ...

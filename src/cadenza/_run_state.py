@@ -1,0 +1,166 @@
+"""The state one run holds in this process, handed explicitly to its teams, and the port its workers use.
+
+Everything a run keeps while it goes (its journal, audit log, keyring, budgets, the tool servers it
+opened) lives in one `RunState`, made when the run starts and passed down by hand: to each team
+that runs under it, and, behind a `LocalPort`, to every worker. No context variable carries it, so
+what a step may reach is exactly what it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ._approvals import STEP, decide
+from ._budget import BudgetAccount, release, reserve_on, worst_case
+from ._errors import ToolError
+from ._port import Lease
+from ._tool_sources import ToolSources
+from .models.pricing import PRICES, Prices
+from .stores.base import PutToolCall, ToolCallRow
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ._audit import AuditKind, AuditLog
+    from ._budget import Budget
+    from ._events import Event, EventSink
+    from ._identity import Rejection
+    from ._journal import RunJournal
+    from ._mcp import MCPServer
+    from ._messages import Usage
+    from ._port import ApprovalAsk, ToolCallRecord
+    from ._security import RunSecurity
+    from ._step_context import StepContext
+    from ._workspace import Workspace
+    from .models.base import Model, ModelRequest
+
+__all__ = ("LocalPort", "RunState")
+
+
+@dataclass(eq=False, slots=True)
+class RunState:
+    """One run's live state in this process; one per run, shared by the run's teams."""
+
+    run_id: str
+    prices: Prices = PRICES
+    """What turns tokens into USD for budgets in USD."""
+    budget: BudgetAccount | None = None
+    """The whole run's own budget, if it has one."""
+    journal: RunJournal | None = None
+    """Where a recorded run's records go (None: the run is not recorded)."""
+    audit_log: AuditLog | None = None
+    security: RunSecurity | None = None
+    """The run's keyring, when it signs the messages between its agents."""
+    sources: ToolSources = field(default_factory=ToolSources)
+    """The MCP servers the run opened (closed when it ends)."""
+    agent_budgets: dict[str, BudgetAccount] = field(default_factory=dict)
+    """Each budgeted agent's account, by its path (team path and name): shared by all its steps in the run."""
+
+    def audit(self, kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object] | None = None, *,
+              at: datetime | None = None) -> None:
+        """Append one record to the run's audit log, if it keeps one."""
+        if self.audit_log is not None:
+            self.audit_log.append(kind, actor, subject, detail, at=at)
+
+    def sign_messages(self) -> None:
+        """Sign every Task and Result between the run's agents, with a keyring of the run's own."""
+        from ._security import RunSecurity
+
+        self.security = RunSecurity(self.run_id, on_reject=self._rejected)
+
+    def _rejected(self, rejection: Rejection) -> None:
+        from ._audit_hooks import audit_rejection
+
+        audit_rejection(self, rejection.reason, rejection.detail, sender=rejection.sender,
+                        recipient=rejection.recipient, nonce=rejection.nonce, kind=rejection.kind)
+
+    def port(self, accounts: tuple[BudgetAccount, ...] = (), events: EventSink | None = None) -> LocalPort:
+        """A port for workers under ``accounts`` (outermost first; the run's own budget goes first)."""
+        if self.budget is not None and self.budget not in accounts:
+            accounts = (self.budget, *accounts)
+        return LocalPort(self, accounts, events)
+
+
+class LocalPort:
+    """The port of workers in this process: every request goes straight to the run's state."""
+
+    __slots__ = ("accounts", "events", "state")
+
+    def __init__(self, state: RunState, accounts: tuple[BudgetAccount, ...], events: EventSink | None) -> None:
+        self.state = state
+        self.accounts = accounts
+        """The budgets covering the team's steps: the run's, then each enclosing team's."""
+        self.events = events
+
+    def within(self, account: BudgetAccount | None, events: EventSink | None) -> LocalPort:
+        """The port of a nested team's steps: these budgets and the team's own."""
+        accounts = self.accounts if account is None else (*self.accounts, account)
+        return LocalPort(self.state, accounts, events)
+
+    def budget_spent(self) -> bool:
+        """Whether a budget covering the whole team (the run's or a team's, not one agent's) refused a call."""
+        return any(account.exhausted is not None for account in self.accounts)
+
+    @property
+    def audited(self) -> bool:
+        return self.state.audit_log is not None
+
+    def emit(self, event: Event) -> None:
+        if self.events is not None:
+            self.events(event)
+
+    def audit(self, kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object] | None = None, *,
+              at: datetime | None = None) -> None:
+        self.state.audit(kind, actor, subject, detail, at=at)
+
+    async def reserve(self, ctx: StepContext, model: Model, request: ModelRequest, budget: Budget | None) -> Lease:
+        accounts = self.accounts
+        if budget is not None:
+            path = f"{ctx.team}/{ctx.agent}"
+            own = self.state.agent_budgets.get(path)
+            if own is None:
+                own = self.state.agent_budgets[path] = BudgetAccount(f"agent {ctx.agent!r}", budget)
+            accounts = (*accounts, own)
+        if not accounts:
+            return Lease(request)
+        request, tokens, usd = worst_case(model, request, accounts, self.state.prices)
+        held = await reserve_on(accounts, request.agent or model.name, tokens, usd)
+        return Lease(request, held)
+
+    async def settle(self, lease: Lease, usage: Usage | None) -> None:
+        if lease.held is not None:
+            await release(lease.held, usage)
+
+    async def record_call(self, ctx: StepContext, call: ToolCallRecord) -> None:
+        journal = self.state.journal
+        if journal is None:  # not recorded: no process will resume the run, so there is nothing to keep
+            return
+        from ._messages import utcnow
+
+        row = PutToolCall(ToolCallRow(ctx.run_id, call.key, ctx.scope, ctx.step_id, ctx.agent, call.tool,
+                                      call.side_effect, call.arguments_digest, call.status, utcnow(), call.result_json))
+        if call.status == "failed":
+            journal.record(row)
+        else:
+            await journal.commit(row)
+
+    async def approve(self, ctx: StepContext, ask: ApprovalAsk) -> None:
+        journal = self.state.journal
+        if journal is None:
+            what = f"agent {ctx.agent!r}" if ask.name == STEP else f"tool {ask.name!r}"
+            raise ToolError(f"{what} requires approval, which needs a team run recorded in a store")
+        await decide(journal, self.state.audit, ctx, ask)
+
+    def workspace(self, ctx: StepContext, writer: str) -> Workspace | None:
+        journal = self.state.journal
+        if journal is None:
+            return None
+        from ._workspace import Workspace
+
+        return Workspace(journal.store, ctx.run_id, writer=writer)
+
+    async def open_servers(self, servers: Sequence[MCPServer]) -> None:
+        await self.state.sources.open(servers)
+

@@ -1,0 +1,87 @@
+"""Where a piece of work runs within its run: the value every worker is handed with its Task.
+
+A worker must be runnable from what it is given, in this process or another: so the run's
+state reaches it as a frozen value (`StepContext`) and a port (``_port.RunPort``) through which
+it asks the run for anything stateful. Nothing is looked up in a global or a context variable.
+
+Every field is required: a context that arrives without one (a serialised context from an
+older sender, a hand-built one) is refused when it is read, never filled with a default that
+would fail open (no ceiling, no record of the calls an earlier process made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import TypeAdapter
+
+__all__ = ("PriorCall", "StepContext")
+
+CallStatus = Literal["started", "finished", "failed", "uncertain"]
+
+
+@dataclass(frozen=True, slots=True)
+class PriorCall:
+    """A tool call of this step that an earlier process of the run recorded."""
+
+    key: str
+    """The call's idempotency key."""
+    status: CallStatus
+    result_json: str | None
+    """What a finished call returned, as JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """One attempt of one step, as its worker sees it: where it is, what it may do, what came before."""
+
+    run_id: str
+    scope: str
+    """The step's path in the run: its team's path, a slash, the step id (``lead/review``); a team's own
+    work (planning, synthesis) and a lone agent's run use the team's or agent's path."""
+    step_id: str
+    agent: str
+    """The worker the step is assigned to."""
+    attempt: int
+    task_id: str
+    """The Task of this attempt (log lines and audit records carry it)."""
+    ceiling: frozenset[str] | None
+    """The most any agent here may hold: the intersection of every ceiling of the teams above (None: no team
+    above set one). An agent holds its own grant within it."""
+    prior_calls: tuple[PriorCall, ...]
+    """Tool calls of this step an earlier process of the run recorded (empty on a first run)."""
+    trace: tuple[tuple[str, str], ...]
+    """The W3C trace context of the step's span (empty when tracing is off), so work done elsewhere joins it."""
+
+    @property
+    def team(self) -> str:
+        """The path of the team that runs the step."""
+        return self.scope.rpartition("/")[0] or self.scope
+
+    def prior_call(self, key: str) -> PriorCall | None:
+        """What an earlier process recorded of the call with idempotency ``key``, if anything."""
+        for call in self.prior_calls:
+            if call.key == key:
+                return call
+        return None
+
+    def effective_scopes(self, granted: frozenset[str]) -> frozenset[str]:
+        """What an agent granted ``granted`` holds here: its grant, within the ceilings above it."""
+        return granted if self.ceiling is None else granted & self.ceiling
+
+    def to_json(self) -> bytes:
+        """The context as JSON, for a worker in another process."""
+        return _ADAPTER.dump_json(self)
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> StepContext:
+        """A context read back from `to_json`.
+
+        Raises:
+            pydantic.ValidationError: a field is missing or malformed; the error names it.
+        """
+        return _ADAPTER.validate_json(data)
+
+
+_ADAPTER: TypeAdapter[StepContext] = TypeAdapter(StepContext)
