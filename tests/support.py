@@ -10,6 +10,7 @@ from cadenza._events import Event
 from cadenza._ids import AgentId
 from cadenza._messages import ErrorInfo, Result, Task, Usage, utcnow
 from cadenza._step_context import StepContext
+from cadenza._worker_spec import OtherSpec, reference
 
 Behaviour = Callable[[Task], Awaitable[object]]
 
@@ -28,6 +29,9 @@ class ScriptedWorker:
     running: int = 0
     max_running: int = 0
     cancelled: int = 0
+
+    def describe(self) -> OtherSpec:
+        return OtherSpec(name=self.name, description=self.description, type=reference(type(self)))
 
     async def execute(self, task: Task, ctx: object = None, port: object = None) -> Result:
         self.seen.append(task)

@@ -39,6 +39,7 @@ from ._tools import Tool, ToolContext
 from ._tracing import enabled as tracing
 from ._tracing import fail, record_content, record_outcome, record_usage, span
 from ._trusted import TrustedBuilder
+from ._worker_spec import model_spec
 from .models.base import (
     AssistantMessage,
     Model,
@@ -56,6 +57,7 @@ from .models.registry import provider_of, resolve_model
 if TYPE_CHECKING:
     from ._mcp import MCPServer
     from ._port import RunPort
+    from ._worker_spec import AgentSpec
 
 __all__ = ("DEFAULT_MODEL", "Agent", "render_task")
 
@@ -198,6 +200,7 @@ class Agent(Generic[OutputT]):
         self.instructions = instructions
         self._description = description or instructions
         self.model: Model = resolve_model(model if model is not None else DEFAULT_MODEL)
+        self._model_spec = model_spec(model if model is not None else DEFAULT_MODEL)
         self.tools: dict[str, Tool] = {}
         for t in tools:
             if t.name in self.tools:
@@ -232,6 +235,23 @@ class Agent(Generic[OutputT]):
 
     def __repr__(self) -> str:
         return f"Agent({self._name!r}, model={self.model.name!r}, tools={list(self.tools)})"
+
+    def describe(self) -> AgentSpec:
+        """What the agent is, as data: its instructions, model, tools, output type and limits."""
+        from ._worker_spec import AgentSpec, ModelRef, reference, tool_ref
+
+        output_type = None
+        if self.output_type is not str:  # a generic alias or a union has no import path of its own
+            output_type = reference(self.output_type) if isinstance(self.output_type, type) else repr(self.output_type)
+        return AgentSpec(
+            name=self._name, description=self._description, instructions=self.instructions,
+            model=ModelRef(name=self.model.name, spec=self._model_spec),
+            tools=tuple(tool_ref(t) for t in self.tools.values()), mcp_servers=tuple(s.name for s in self.mcp_servers),
+            output_schema=self._output_schema.json_schema if self._output_schema is not None else None,
+            output_type=output_type, max_turns=self.max_turns, output_retries=self.output_retries,
+            max_tokens=self.max_tokens, requires_approval=self.requires_approval, budget=self.budget,
+            scopes=tuple(sorted(self.scopes)),
+        )
 
     async def run(self, prompt: str, *, input: Any = None, run_id: RunId | None = None,
                   budget: Budget | None = None) -> RunResult[OutputT]:

@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from ._worker_spec import AgentSpec, OtherSpec, TeamSpec
 from .backends.base import Worker
 
 __all__ = ("describe", "diff", "digest")
@@ -21,45 +22,42 @@ Json = dict[str, Any]
 
 
 def describe(worker: Worker) -> Json:
-    """The fingerprint of an agent, a team, or any other worker."""
-    from ._agent import Agent
-    from ._supervisor import Supervisor
-
-    if isinstance(worker, Supervisor):
-        return _team(worker)
-    if isinstance(worker, Agent):
-        return _agent(worker)
-    return {"kind": type(worker).__name__, "description": worker.description}
+    """The fingerprint of an agent, a team, or any other worker, from what it says it is (`Worker.describe`)."""
+    return _fingerprint(worker.describe())
 
 
-def _agent(agent: Any) -> Json:
-    tools = {
-        name: {"description": t.description, "parameters": t.spec.parameters, "scopes": sorted(t.scopes)}
-        for name, t in sorted(agent.tools.items())
-    }
+def _fingerprint(spec: AgentSpec | TeamSpec | OtherSpec) -> Json:
+    if isinstance(spec, TeamSpec):
+        return _team(spec)
+    if isinstance(spec, AgentSpec):
+        return _agent(spec)
+    return {"kind": spec.type.rpartition(":")[2].rpartition(".")[2], "description": spec.description}
+
+
+def _agent(agent: AgentSpec) -> Json:
+    tools = {t.name: {"description": t.description, "parameters": t.parameters, "scopes": list(t.scopes)}
+             for t in sorted(agent.tools, key=lambda t: t.name)}
     return {
         "kind": "agent",
         "instructions": agent.instructions,
         "model": agent.model.name,
         "tools": tools,
-        "output": agent._output_schema.json_schema if agent._output_schema is not None else "str",
+        "output": agent.output_schema if agent.output_schema is not None else "str",
         "max_turns": agent.max_turns,
     }
 
 
-def _team(team: Any) -> Json:
+def _team(team: TeamSpec) -> Json:
     spawn = team.spawn
     return {
         "kind": "team",
-        "planner_model": team.planner.model.name,
+        "planner_model": team.planner_model.name,
         "synthesizer": _agent(team.synthesizer),
-        "plan": team.static_plan.model_dump(mode="json") if team.static_plan is not None else None,
+        "plan": team.plan.model_dump(mode="json") if team.plan is not None else None,
         "spawn": None if spawn is None else {
-            "max_agents": spawn.max_agents,
-            "tiers": {tier: m if isinstance(m, str) else m.name for tier, m in sorted(spawn.tiers.items())},
-            "tools": spawn.tool_names,
+            "max_agents": spawn.max_agents, "tiers": dict(sorted(spawn.tiers.items())), "tools": list(spawn.tools),
         },
-        "workers": {name: describe(w) for name, w in team.workers.items()},
+        "workers": {w.name: _fingerprint(w) for w in team.workers},
     }
 
 

@@ -82,6 +82,11 @@ class MCPTool(Tool):
     grants_own_scopes: ClassVar[bool] = False
     """A server describes this tool: an agent holds its scopes only when granted them explicitly."""
 
+    @property
+    def reference(self) -> str | None:
+        """None: the tool lives in its server's session, not in an importable function."""
+        return None
+
     def __init__(self, server: MCPServer, definition: mt.Tool, validator: Validator, *, name: str,
                  scopes: frozenset[str], digest: str) -> None:
         # Tool.__init__ derives everything from a Python function; an MCP tool brings its own schema.

@@ -33,6 +33,7 @@ from ._step_context import StepContext
 from ._sync import run_sync
 from ._tool_sources import ToolSources, require_approved
 from ._tracing import record_outcome, record_usage, span
+from ._worker_spec import TeamSpec, model_spec
 from .backends.base import Backend, Worker
 from .models.base import Model
 from .models.registry import resolve_model
@@ -61,9 +62,8 @@ Combine their results into the final answer to the goal. Say plainly if some ste
 
 def team_depth(worker: Worker) -> int:
     """Levels of teams in ``worker``'s tree: 0 for an agent, 1 for a team of agents, and so on."""
-    if not isinstance(worker, Supervisor):
-        return 0
-    return 1 + max((team_depth(w) for w in worker.workers.values()), default=0)
+    spec = worker.describe()
+    return spec.depth if isinstance(spec, TeamSpec) else 0
 
 
 class Supervisor(Generic[OutputT]):
@@ -144,12 +144,13 @@ class Supervisor(Generic[OutputT]):
                 raise HierarchyError(f"team {name!r} cannot be its own worker")
             self.workers[worker.name] = worker
         self.max_depth = max_depth
-        depth = team_depth(self)
+        depth = self._depth = 1 + max((team_depth(w) for w in self.workers.values()), default=0)  # this one too
         if depth > max_depth:
             raise HierarchyError(f"team {name!r} nests {depth} levels of teams, deeper than the limit of {max_depth}")
         self._description = description or f"A team ({', '.join(self.workers)}) led by {name}."
         base_model = model if model is not None else DEFAULT_MODEL
         self.planner = Planner(resolve_model(planner_model or base_model), max_repairs=planner_repairs, max_steps=max_plan_steps)
+        self._planner_spec = model_spec(planner_model or base_model)
         self.synthesizer = Agent(name, "\n\n".join(filter(None, [SYNTHESIZER_INSTRUCTIONS, instructions])),
                                  model=synthesizer_model or base_model, output_type=output_type)
         self.output_type: type[Any] = output_type if output_type is not None else str
@@ -188,6 +189,22 @@ class Supervisor(Generic[OutputT]):
 
     def __repr__(self) -> str:
         return f"Supervisor({self._name!r}, workers={list(self.workers)})"
+
+    def describe(self) -> TeamSpec:
+        """What the team is, as data: its planner, synthesiser, written plan, spawn policy and workers."""
+        from ._worker_spec import ModelRef, SpawnSpec
+
+        spawn = self.spawn
+        return TeamSpec(
+            name=self._name, description=self._description,
+            planner_model=ModelRef(name=self.planner.model.name, spec=self._planner_spec),
+            synthesizer=self.synthesizer.describe(), plan=self.static_plan,
+            spawn=None if spawn is None else SpawnSpec(
+                max_agents=spawn.max_agents, tools=tuple(spawn.tool_names),
+                tiers={tier: m if isinstance(m, str) else m.name for tier, m in sorted(spawn.tiers.items())}),
+            workers=tuple(w.describe() for w in self.workers.values()), max_depth=self.max_depth,
+            scopes=tuple(sorted(self.scopes)) if self.scopes is not None else None, budget=self.budget,
+        )
 
     @property
     def mcp_servers(self) -> tuple[MCPServer, ...]:
@@ -297,7 +314,7 @@ class Supervisor(Generic[OutputT]):
         """Run as a worker of a parent team, at ``ctx.scope`` in its run; the Result carries the whole subtree's
         usage. A team runs its own steps, so it needs the run itself: the port of the process the run lives in."""
         team = f"{task.sender}/{self._name}" if task.sender != "user" else self._name
-        if task.depth + team_depth(self) > self.max_depth:
+        if task.depth + self._depth > self.max_depth:
             return _failure(task, self._name, HierarchyError(
                 f"team {team!r} would nest deeper than the limit of {self.max_depth} teams"))
         if not isinstance(port, LocalPort):

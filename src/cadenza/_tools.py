@@ -138,6 +138,11 @@ class Tool:
     def __repr__(self) -> str:
         return f"Tool({self.name!r}, scopes={sorted(self.scopes)})"
 
+    @property
+    def reference(self) -> str | None:
+        """``module:qualname`` of the function behind the tool, by which another process imports it again."""
+        return f"{self._func.__module__}:{self._func.__qualname__}"
+
     def validate_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Check ``arguments`` against the schema; raise `ToolError` saying what is wrong."""
         try:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .._messages import Result, Task
     from .._port import RunPort
     from .._step_context import StepContext
+    from .._worker_spec import WorkerSpec
 
 __all__ = ("Backend", "Worker")
 
@@ -29,6 +30,11 @@ class Worker(Protocol):
     @property
     def description(self) -> str:
         """What the worker is good for, as shown to the planner."""
+        ...
+
+    def describe(self) -> WorkerSpec:
+        """What the worker is, as data (an `AgentSpec`, a `TeamSpec`, or an `OtherSpec` naming its class): read by
+        fingerprints, depth checks and the plan view, and by backends that rebuild it in another process."""
         ...
 
     async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:

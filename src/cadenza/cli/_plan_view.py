@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._plan import Plan, Step
-from .._supervisor import Supervisor
+from .._worker_spec import TeamSpec
 
 if TYPE_CHECKING:
     from rich.tree import Tree
+
+    from ..backends.base import Worker
 
 __all__ = ("plan_json", "plan_tree", "shorten")
 
@@ -29,23 +31,35 @@ def shorten(text: str, limit: int = _INSTRUCTION_CHARS) -> str:
     return line[: cut if cut > limit // 2 else limit - 1].rstrip() + "…"
 
 
-def plan_tree(plan: Plan, team: Supervisor[Any], *, source: str | None = None) -> Tree:
+def plan_tree(plan: Plan, team: Worker, *, source: str | None = None) -> Tree:
     """The plan of ``team`` as a rich Tree: one branch per layer, one leaf per step."""
     from rich.tree import Tree
 
-    tree = Tree(_title(plan, team, source or team.plan_source))
-    _add_layers(tree, plan, team)
+    spec = _team_spec(team)
+    tree = Tree(_title(plan, spec, source or _source(spec)))
+    _add_layers(tree, plan, spec)
     return tree
 
 
-def _title(plan: Plan, team: Supervisor[Any], source: str) -> str:
+def _team_spec(team: Worker) -> TeamSpec:
+    spec = team.describe()
+    if not isinstance(spec, TeamSpec):
+        raise TypeError(f"{team.name!r} is not a team: it has no plan")
+    return spec
+
+
+def _source(team: TeamSpec) -> str:
+    return "static" if team.plan is not None else "planner"
+
+
+def _title(plan: Plan, team: TeamSpec, source: str) -> str:
     path, _ = plan.critical_path()
     layers = len(plan.layers())
     return (f"[bold]{team.name}[/] plan ([italic]{source}[/]): {_count(len(plan.steps), 'step')} "
             f"in {_count(layers, 'layer')}, critical path {_count(len(path), 'step')}")
 
 
-def _add_layers(tree: Tree, plan: Plan, team: Supervisor[Any]) -> None:
+def _add_layers(tree: Tree, plan: Plan, team: TeamSpec) -> None:
     from rich.markup import escape
 
     for number, layer in enumerate(plan.layers(), start=1):
@@ -53,34 +67,39 @@ def _add_layers(tree: Tree, plan: Plan, team: Supervisor[Any]) -> None:
         branch = tree.add(f"[dim]layer {number}: {_count(len(layer), 'step')}{parallel}[/]")
         for step_id in layer:
             step = plan.step(step_id)
-            worker = team.workers.get(step.agent)
+            worker = team.worker(step.agent)
             label = f"[cyan]{escape(step.id)}[/] → [bold]{escape(step.agent)}[/]: {escape(shorten(step.instruction))}"
             if step.depends_on:
                 label += f" [dim](after {escape(', '.join(step.depends_on))})[/]"
             leaf = branch.add(label)
-            if isinstance(worker, Supervisor):
+            if isinstance(worker, TeamSpec):
                 _add_team(leaf, worker)
             elif worker is None:
                 leaf.add("[dim]an agent the planner proposes to spawn for this run[/]")
 
 
-def _add_team(leaf: Tree, team: Supervisor[Any]) -> None:
+def _add_team(leaf: Tree, team: TeamSpec) -> None:
     from rich.markup import escape
 
-    workers = ", ".join(team.workers)
-    if team.static_plan is None:
+    workers = ", ".join(w.name for w in team.workers)
+    if team.plan is None:
         leaf.add(f"[magenta]team[/] of {escape(workers)}: plans its own steps at run time")
         return
-    sub = leaf.add(f"[magenta]team[/] of {escape(workers)}: " + _title(team.static_plan, team, "static"))
-    _add_layers(sub, team.static_plan, team)
+    sub = leaf.add(f"[magenta]team[/] of {escape(workers)}: " + _title(team.plan, team, "static"))
+    _add_layers(sub, team.plan, team)
 
 
-def plan_json(plan: Plan, team: Supervisor[Any], *, source: str | None = None) -> dict[str, Any]:
+def plan_json(plan: Plan, team: Worker, *, source: str | None = None) -> dict[str, Any]:
     """The plan as a JSON-ready document, with the layers, the critical path and nested static plans."""
+    spec = _team_spec(team)
+    return _plan_json(plan, spec, source or _source(spec))
+
+
+def _plan_json(plan: Plan, team: TeamSpec, source: str) -> dict[str, Any]:
     path, _ = plan.critical_path()
     return {
         "team": team.name,
-        "source": source or team.plan_source,
+        "source": source,
         "steps": [_step_json(step, team) for step in plan.steps],
         "new_agents": [p.model_dump(mode="json") for p in plan.new_agents],
         "layers": plan.layers(),
@@ -88,17 +107,17 @@ def plan_json(plan: Plan, team: Supervisor[Any], *, source: str | None = None) -
     }
 
 
-def _step_json(step: Step, team: Supervisor[Any]) -> dict[str, Any]:
-    worker = team.workers.get(step.agent)
+def _step_json(step: Step, team: TeamSpec) -> dict[str, Any]:
+    worker = team.worker(step.agent)
     out: dict[str, Any] = {
         "id": step.id,
         "agent": step.agent,
         "instruction": step.instruction,
         "depends_on": list(step.depends_on),
-        "worker": "team" if isinstance(worker, Supervisor) else "agent" if worker is not None else "spawned",
+        "worker": "spawned" if worker is None else "team" if isinstance(worker, TeamSpec) else worker.kind,
     }
-    if isinstance(worker, Supervisor) and worker.static_plan is not None:
-        out["plan"] = plan_json(worker.static_plan, worker, source="static")
+    if isinstance(worker, TeamSpec) and worker.plan is not None:
+        out["plan"] = _plan_json(worker.plan, worker, "static")
     return out
 
 

@@ -1,0 +1,199 @@
+"""What a worker is, as a value: `Worker.describe()` gives it, and everything that must know a worker reads it.
+
+A fingerprint (to refuse resuming a run with a different team), the depth check of nested teams,
+the plan view, and a backend that moves a worker to another process all need to know what a
+worker is without asking which class it is. So each worker describes itself as a `WorkerSpec`:
+an agent (`AgentSpec`), a team (`TeamSpec`, holding its workers' specs) or any other worker
+(`OtherSpec`). A spec is plain data (pydantic, JSON both ways).
+
+Tools travel by reference (an importable ``module:qualname``) and models by their model string
+and options. What cannot be rebuilt elsewhere from its reference (a lambda, a function defined
+inside another, one in ``__main__``, a model given as an object) is named by `rebuild_problems`,
+so a backend can refuse it at submission, before any step runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._budget import Budget
+from ._plan import Plan
+
+if TYPE_CHECKING:
+    from ._tools import Tool
+    from .models.base import Model
+
+__all__ = ("AgentSpec", "ModelRef", "OtherSpec", "SpawnSpec", "TeamSpec", "ToolRef", "WorkerSpec", "model_spec",
+           "rebuild_problems", "reference", "tool_ref")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ToolRef(_Spec):
+    """A tool, by the importable function behind it and what it declares."""
+
+    name: str
+    function: str | None
+    """``module:qualname`` of the function (or of the `Tool` a ``@tool`` decorator made); None when the tool
+    comes from elsewhere (an MCP server)."""
+    description: str
+    parameters: dict[str, Any]
+    """The JSON schema of its arguments, as the model sees it."""
+    scopes: tuple[str, ...]
+    side_effect: str
+    requires_approval: bool
+    timeout: float | None
+
+
+class ModelRef(_Spec):
+    """A model: its name, and what rebuilds it (a model string or a fallback chain of them, and options)."""
+
+    name: str
+    spec: str | tuple[str, ...] | None
+    """What `resolve_model` was given; None when the agent was handed a model object."""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentSpec(_Spec):
+    """An `Agent`: instructions, model, tools, output type and limits."""
+
+    kind: Literal["agent"] = "agent"
+    name: str
+    description: str
+    instructions: str
+    model: ModelRef
+    tools: tuple[ToolRef, ...]
+    mcp_servers: tuple[str, ...]
+    """The names of its MCP servers."""
+    output_schema: dict[str, Any] | None
+    """The JSON schema its final answer must fit; None for plain text."""
+    output_type: str | None
+    """``module:qualname`` of its output type (a generic type such as ``list[str]`` by its repr); None for plain
+    text."""
+    max_turns: int
+    output_retries: int
+    max_tokens: int | None
+    requires_approval: bool
+    budget: Budget | None
+    scopes: tuple[str, ...]
+
+
+class SpawnSpec(_Spec):
+    """What a team's planner may grant to agents it proposes."""
+
+    max_agents: int
+    tiers: dict[str, str]
+    """Model tier name to model name."""
+    tools: tuple[str, ...]
+
+
+class TeamSpec(_Spec):
+    """A `Supervisor`: its planner and synthesiser, its written plan if any, and its workers' specs."""
+
+    kind: Literal["team"] = "team"
+    name: str
+    description: str
+    planner_model: ModelRef
+    synthesizer: AgentSpec
+    plan: Plan | None
+    spawn: SpawnSpec | None
+    workers: tuple[WorkerSpec, ...]
+    max_depth: int
+    scopes: tuple[str, ...] | None
+    budget: Budget | None
+
+    @property
+    def depth(self) -> int:
+        """Levels of teams in this tree, this one included."""
+        return 1 + max((w.depth for w in self.workers if isinstance(w, TeamSpec)), default=0)
+
+    def worker(self, name: str) -> WorkerSpec | None:
+        """The spec of the worker called ``name``, if the team has one."""
+        return next((w for w in self.workers if w.name == name), None)
+
+
+class OtherSpec(_Spec):
+    """Any other worker: what it is for, and the class that makes it."""
+
+    kind: Literal["worker"] = "worker"
+    name: str
+    description: str
+    type: str
+    """``module:qualname`` of its class."""
+
+
+WorkerSpec = Annotated[AgentSpec | TeamSpec | OtherSpec, Field(discriminator="kind")]
+"""What any worker is, as data."""
+
+TeamSpec.model_rebuild()
+
+
+def reference(obj: Callable[..., Any] | type[Any]) -> str:
+    """``module:qualname`` of a function or class."""
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def model_spec(model: str | Model | Sequence[str | Model]) -> str | tuple[str, ...] | None:
+    """The model string (or chain of them) another process can resolve again; None for a model object."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, Sequence) and all(isinstance(m, str) for m in model):
+        return tuple(str(m) for m in model)
+    return None
+
+
+def tool_ref(tool: Tool) -> ToolRef:
+    """The reference of a tool written in Python (``function`` None for one a server describes)."""
+    return ToolRef(name=tool.name, function=tool.reference,
+                   description=tool.description, parameters=tool.spec.parameters, scopes=tuple(sorted(tool.scopes)),
+                   side_effect=tool.side_effect, requires_approval=tool.requires_approval, timeout=tool.timeout)
+
+
+def rebuild_problems(spec: AgentSpec | TeamSpec | OtherSpec, path: str = "") -> list[str]:
+    """What in ``spec`` (and the specs under it) another process could not rebuild, each naming the object
+    and the worker (empty: all of it can be rebuilt)."""
+    where = f"{path}/{spec.name}" if path else spec.name
+    problems: list[str] = []
+    if isinstance(spec, TeamSpec):
+        problems += _model_problems(spec.planner_model, f"team {where!r}: its planner")
+        problems += _model_problems(spec.synthesizer.model, f"team {where!r}: its synthesizer")
+        for worker in spec.workers:
+            problems += rebuild_problems(worker, where)
+        return problems
+    if isinstance(spec, OtherSpec):
+        return _reference_problems(spec.type, f"worker {where!r} (a {spec.type.rpartition(':')[2]})")
+    problems += _model_problems(spec.model, f"agent {where!r}")
+    for tool in spec.tools:
+        if tool.function is None:
+            problems.append(f"agent {where!r}: tool {tool.name!r} has no function to import (it comes from a server)")
+        else:
+            problems += _reference_problems(tool.function, f"agent {where!r}: tool {tool.name!r}")
+    if spec.output_type is not None:
+        problems += _reference_problems(spec.output_type, f"agent {where!r}: its output type")
+    problems += [f"agent {where!r}: MCP server {name!r} is an open session, which cannot be moved"
+                 for name in spec.mcp_servers]
+    return problems
+
+
+def _model_problems(model: ModelRef, who: str) -> list[str]:
+    if model.spec is not None:
+        return []
+    return [f"{who}: model {model.name!r} was given as an object; give a model string (with options) instead"]
+
+
+def _reference_problems(ref: str, what: str) -> list[str]:
+    module, colon, qualname = ref.partition(":")
+    if not colon:
+        return [f"{what} ({ref}) is not a class or function another process can import; wrap it in a pydantic model"]
+    if "<lambda>" in qualname:
+        return [f"{what} is a lambda ({ref}), which cannot be imported; define it at module level"]
+    if "<locals>" in qualname:
+        return [f"{what} is defined inside a function ({ref}), so it cannot be imported; define it at module level"]
+    if module == "__main__":
+        return [f"{what} is defined in the script being run ({ref}); move it to a module another process can import"]
+    return []
