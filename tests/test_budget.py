@@ -80,7 +80,7 @@ async def test_parallel_calls_wait_for_room_rather_than_overshoot() -> None:
     worst = input_token_bound(request) + 1000
     account = BudgetAccount("run", Budget(tokens=3 * worst + 500))
     port = RunState("run_test", budget=account).port()
-    await asyncio.gather(*(call_model(model, request, step_context(), port) for _ in range(20)))
+    await asyncio.gather(*(call_model(model, request, step_context(budgets=port.budgets), port) for _ in range(20)))
 
     assert len(model.calls) == 20
     assert peak == 3  # three worst cases fit at once (what was spent is small beside them)

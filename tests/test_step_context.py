@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cadenza import Agent, FunctionModel, MCPServer, ModelRequest, Plan, Supervisor, Task, tool
+from cadenza import Agent, Budget, FunctionModel, MCPServer, ModelRequest, Plan, Supervisor, Task, tool
 from cadenza._messages import Result
-from cadenza._port import ApprovalAsk, Lease, ToolCallRecord
+from cadenza._port import ApprovalAsk, Claim, Lease, ToolCallRecord
 from cadenza._run_state import RunState
 from cadenza._step_context import PriorCall, StepContext
 from cadenza._tools import ToolContext
 from cadenza.backends.base import Worker
 from cadenza.backends.local import LocalBackend
-from cadenza.models.base import Model, ToolCall
+from cadenza.models.base import ToolCall
 from support import step_context
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "cadenza"
@@ -57,7 +57,7 @@ class RefusingPort:
               at: datetime | None = None) -> None:
         raise self._refuse("audit")
 
-    async def reserve(self, ctx: StepContext, model: Model, request: ModelRequest, budget: Any) -> Lease:
+    async def reserve(self, ctx: StepContext, claim: Claim, budget: Any) -> Lease:
         raise self._refuse("reserve")
 
     async def settle(self, lease: Lease, usage: Any) -> None:
@@ -79,8 +79,8 @@ class RefusingPort:
 class BudgetOnly(RefusingPort):
     """Grants model calls (no budget covers them) and says the run keeps no workspace; refuses everything else."""
 
-    async def reserve(self, ctx: StepContext, model: Model, request: ModelRequest, budget: Any) -> Lease:
-        return Lease(request)
+    async def reserve(self, ctx: StepContext, claim: Claim, budget: Any) -> Lease:
+        return Lease()
 
     async def settle(self, lease: Lease, usage: Any) -> None:
         pass
@@ -112,7 +112,7 @@ def calls_tool_then_answers(name: str, arguments: dict[str, Any]) -> FunctionMod
 
 def test_a_context_survives_json_and_is_frozen() -> None:
     ctx = StepContext(run_id="run_1", scope="lead/eng/review", step_id="review", agent="critic", attempt=2,
-                      task_id="task_1", ceiling=frozenset({"read"}),
+                      task_id="task_1", ceiling=frozenset({"read"}), budgets=("run", "team 'lead'"),
                       prior_calls=(PriorCall("idem_1", "finished", '{"ok": true}'), PriorCall("idem_2", "started", None)),
                       trace=(("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),))
 
@@ -123,9 +123,10 @@ def test_a_context_survives_json_and_is_frozen() -> None:
         ctx.ceiling = None  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("field", ["ceiling", "prior_calls", "run_id", "scope", "attempt"])
+@pytest.mark.parametrize("field", ["ceiling", "budgets", "prior_calls", "run_id", "scope", "attempt"])
 def test_a_context_missing_a_field_is_refused_naming_it(field: str) -> None:
-    """No default fills a gap: a missing ceiling would grant everything, missing prior calls would repeat them."""
+    """No default fills a gap: a missing ceiling would grant everything, missing budgets would spend unchecked,
+    missing prior calls would repeat them."""
     data = json.loads(step_context().to_json())
     del data[field]
 
@@ -146,10 +147,29 @@ async def test_a_model_call_the_port_cannot_reserve_is_not_made() -> None:
     model = FunctionModel(lambda request: "answer")
     port = RefusingPort()
 
-    result = await Agent("w", model=model).execute(task(), step_context(), port)
+    result = await Agent("w", model=model).execute(task(), step_context(budgets=("run",)), port)
 
     assert result.status == "failure" and result.error is not None and "cannot reserve" in result.error.message
     assert port.asked == ["reserve"] and model.calls == []
+
+
+async def test_an_agents_own_budget_is_claimed_through_the_port_even_where_no_team_budget_applies() -> None:
+    model = FunctionModel(lambda request: "answer")
+    port = RefusingPort()
+
+    result = await Agent("w", model=model, budget=Budget(tokens=100)).execute(task(), step_context(), port)
+
+    assert result.status == "failure" and port.asked == ["reserve"] and model.calls == []
+
+
+async def test_a_step_no_budget_covers_calls_its_model_without_a_reservation() -> None:
+    """The engine says so in the context; the call is still audited when the run keeps a log."""
+    model = FunctionModel(lambda request: "answer")
+
+    quiet = await Agent("w", model=model).execute(task(), step_context(), RefusingPort())
+    audited = await Agent("w", model=model).execute(task(), step_context(), RefusingPort(audited=True))
+
+    assert quiet.status == "success" and audited.status == "failure" and len(model.calls) == 2
 
 
 async def test_a_side_effect_the_port_cannot_record_does_not_happen() -> None:
@@ -289,13 +309,13 @@ async def test_each_step_is_handed_its_place_and_the_ceilings_of_every_team_abov
 
 async def test_a_budget_of_the_run_reaches_the_agent_only_through_its_port() -> None:
     """The same agent, handed the same task: under the run's port its call is budgeted, under a bare port not."""
-    from cadenza import Budget, BudgetExceeded
+    from cadenza import BudgetExceeded
     from cadenza._budget import run_account
 
     agent = Agent("w", model=FunctionModel(lambda request: "answer"), max_tokens=100)
     tight = RunState("run_test", budget=run_account(Budget(tokens=10))).port()
 
-    refused = await agent.execute(task(), step_context(), tight)
+    refused = await agent.execute(task(), step_context(budgets=tight.budgets), tight)
     free = await agent.execute(task(), step_context(), RunState("run_test").port())
 
     assert refused.status == "failure" and refused.error is not None

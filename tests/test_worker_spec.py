@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from cadenza import Agent, Budget, FunctionModel, MCPServer, Plan, SpawnPolicy, Supervisor, tool
+from cadenza import Agent, Budget, ConfigError, FunctionModel, MCPServer, Plan, SpawnPolicy, Supervisor, Task, tool
 from cadenza._fingerprint import describe, digest
+from cadenza._rebuild import build_agent
 from cadenza._supervisor import team_depth
-from cadenza._worker_spec import AgentSpec, OtherSpec, TeamSpec, WorkerSpec, rebuild_problems
+from cadenza._worker_spec import AgentSpec, ModelSource, OtherSpec, TeamSpec, ToolRef, WorkerSpec, rebuild_problems
 from cadenza._workflow import load_workflow
 from cadenza.cli._plan_view import plan_json
 from support import ScriptedWorker
@@ -75,8 +76,10 @@ def test_a_team_spec_survives_json() -> None:
     assert isinstance(analyst, AgentSpec)
     assert analyst.output_type == f"{__name__}:Finding" and analyst.output_schema is not None
     assert [(t.name, t.function, t.scopes) for t in analyst.tools] == [("search", f"{__name__}:search", ("network",))]
-    assert (analyst.model.spec, analyst.max_tokens, analyst.budget) == ("simulated:analyst", 200, Budget(tokens=5000))
-    assert isinstance(writer, AgentSpec) and writer.model.spec == ("simulated:a", "simulated:b")
+    assert (analyst.model.sources, analyst.max_tokens, analyst.budget) == (
+        (ModelSource(spec="simulated:analyst"),), 200, Budget(tokens=5000))
+    assert isinstance(writer, AgentSpec)
+    assert writer.model.sources == (ModelSource(spec="simulated:a"), ModelSource(spec="simulated:b"))
     assert checker == OtherSpec(name="checker", description="a scripted test worker", type="support:ScriptedWorker")
     assert back.spawn is not None and back.spawn.tiers == {"cheap": "simulated:cheap"}
 
@@ -139,3 +142,60 @@ def test_a_spec_is_refused_with_unknown_fields() -> None:
 
     with pytest.raises(ValueError, match="temperature"):
         TypeAdapter(WorkerSpec).validate_python(data)
+
+
+# Rebuilding, as a worker process does --------------------------------------------------------------------------------
+
+
+async def test_an_agent_rebuilt_from_its_spec_is_the_same_agent_and_answers_the_same() -> None:
+    from cadenza._run_state import RunState
+    from support import step_context
+
+    original = Agent("analyst", "Find facts.", model="simulated:analyst", tools=[search, tool(lookup)],
+                     output_type=Finding, max_tokens=200, scopes={"network"})
+    rebuilt = build_agent(TypeAdapter(WorkerSpec).validate_json(original.describe().model_dump_json()))
+    task = Task(task_id="task_1", run_id="run_1", sender="lead", recipient="analyst", instruction="Find X")
+
+    assert rebuilt.describe() == original.describe() and rebuilt.tools["search"] is search
+    first = await original.execute(task, step_context(agent="analyst"), RunState("run_1").port())
+    second = await rebuilt.execute(task, step_context(agent="analyst"), RunState("run_1").port())
+    assert first.status == "success" and (first.output, first.usage) == (second.output, second.usage)
+
+
+def test_a_workflows_agents_carry_where_their_models_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared model objects, fallback chains, vendor options and the file's prices: all rebuild the same."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    for workflow in ("research.yaml", "providers.yaml"):
+        team = load_workflow(str(EXAMPLES / workflow)).entry
+        agents = [w for w in team.workers.values() if isinstance(w, Agent)]
+        assert agents and rebuild_problems(team.describe()) == []
+        for agent in agents:
+            rebuilt = build_agent(agent.describe())
+            assert rebuilt.describe() == agent.describe() and rebuilt.model.name == agent.model.name
+    researcher = load_workflow(str(EXAMPLES / "providers.yaml")).entry.workers["researcher_1"]
+    sources = researcher.describe().model.sources  # type: ignore[union-attr]
+    assert sources is not None and [s.spec for s in sources] == ["anthropic:claude-haiku-4-5", "openai:gpt-5-mini"]
+    assert sources[0].options["max_attempts"] == 5
+
+
+def test_a_tool_that_differs_in_the_rebuilding_process_is_refused() -> None:
+    spec = Agent("a", model="simulated", tools=[search]).describe()
+    changed = spec.model_copy(update={"tools": (spec.tools[0].model_copy(update={"scopes": ("read",)}),)})
+
+    with pytest.raises(ConfigError, match=r"tool 'search': .*search in this process is not the tool the run "
+                                          r"described \(its scopes differ\)"):
+        build_agent(changed)
+
+
+def test_a_tool_that_cannot_be_imported_is_refused_naming_it() -> None:
+    spec = Agent("a", model="simulated", tools=[search]).describe()
+    gone = ToolRef(**{**spec.tools[0].model_dump(), "function": "tests_no_such_module:search"})
+
+    with pytest.raises(ConfigError, match="agent 'a': tool 'search': cannot import tests_no_such_module:search"):
+        build_agent(spec.model_copy(update={"tools": (gone,)}))
+
+
+def test_only_agents_are_rebuilt_in_a_worker_process() -> None:
+    with pytest.raises(ConfigError, match="team 'lead' cannot be rebuilt in a worker process"):
+        build_agent(research_team().describe())

@@ -39,7 +39,7 @@ from ._tools import Tool, ToolContext
 from ._tracing import enabled as tracing
 from ._tracing import fail, record_content, record_outcome, record_usage, span
 from ._trusted import TrustedBuilder
-from ._worker_spec import model_spec
+from ._worker_spec import model_sources
 from .models.base import (
     AssistantMessage,
     Model,
@@ -57,7 +57,7 @@ from .models.registry import provider_of, resolve_model
 if TYPE_CHECKING:
     from ._mcp import MCPServer
     from ._port import RunPort
-    from ._worker_spec import AgentSpec
+    from ._worker_spec import AgentSpec, ModelSource
 
 __all__ = ("DEFAULT_MODEL", "Agent", "render_task")
 
@@ -127,6 +127,7 @@ class Agent(Generic[OutputT]):
         max_tokens: int | None = None,
         scopes: Iterable[str] | None = None,
         mcp_servers: Sequence[MCPServer] = (),
+        model_source: Sequence[ModelSource] | None = None,
     ) -> None: ...
     @overload
     def __init__(
@@ -145,6 +146,7 @@ class Agent(Generic[OutputT]):
         max_tokens: int | None = None,
         scopes: Iterable[str] | None = None,
         mcp_servers: Sequence[MCPServer] = (),
+        model_source: Sequence[ModelSource] | None = None,
     ) -> None: ...
     def __init__(
         self,
@@ -162,6 +164,7 @@ class Agent(Generic[OutputT]):
         max_tokens: int | None = None,
         scopes: Iterable[str] | None = None,
         mcp_servers: Sequence[MCPServer] = (),
+        model_source: Sequence[ModelSource] | None = None,
     ) -> None:
         """Create an agent.
 
@@ -186,6 +189,9 @@ class Agent(Generic[OutputT]):
                 call. None grants the scopes its Python tools declare (an MCP server's tools need an explicit grant).
             mcp_servers: MCP servers whose tools the agent may use, listed afresh for each task (opened on first
                 use and closed when the run ends); a tool name two servers share is namespaced ``server__tool``.
+            model_source: where a ``model`` given as an object came from (its model string and options, one per
+                model of a fallback chain), so that a backend can build the same model in another process; a
+                workflow file gives it. Not needed for a model given as a string.
         """
         problem = name_problem(name)
         if problem:
@@ -200,7 +206,8 @@ class Agent(Generic[OutputT]):
         self.instructions = instructions
         self._description = description or instructions
         self.model: Model = resolve_model(model if model is not None else DEFAULT_MODEL)
-        self._model_spec = model_spec(model if model is not None else DEFAULT_MODEL)
+        self._model_sources = tuple(model_source) if model_source is not None else model_sources(
+            model if model is not None else DEFAULT_MODEL)
         self.tools: dict[str, Tool] = {}
         for t in tools:
             if t.name in self.tools:
@@ -245,7 +252,7 @@ class Agent(Generic[OutputT]):
             output_type = reference(self.output_type) if isinstance(self.output_type, type) else repr(self.output_type)
         return AgentSpec(
             name=self._name, description=self._description, instructions=self.instructions,
-            model=ModelRef(name=self.model.name, spec=self._model_spec),
+            model=ModelRef(name=self.model.name, sources=self._model_sources),
             tools=tuple(tool_ref(t) for t in self.tools.values()), mcp_servers=tuple(s.name for s in self.mcp_servers),
             output_schema=self._output_schema.json_schema if self._output_schema is not None else None,
             output_type=output_type, max_turns=self.max_turns, output_retries=self.output_retries,
@@ -261,10 +268,11 @@ class Agent(Generic[OutputT]):
             recipient=AgentId(self._name), instruction=prompt, input=input,
         )
         state = RunState(task.run_id, budget=run_account(budget))
+        port = state.port()
         ctx = StepContext(run_id=task.run_id, scope=self._name, step_id=self._name, agent=self._name, attempt=1,
-                          task_id=task.task_id, ceiling=None, prior_calls=(), trace=())
+                          task_id=task.task_id, ceiling=None, budgets=port.budgets, prior_calls=(), trace=())
         async with state.sources:
-            result = await self.execute(task, ctx, state.port())
+            result = await self.execute(task, ctx, port)
         output = None
         if result.ok:
             output = result.output if self._adapter is None else self._adapter.validate_python(result.output)

@@ -37,6 +37,7 @@ from ._errors import BudgetExceeded
 from ._messages import Usage, utcnow
 from ._metrics import enabled as metrics_enabled
 from ._metrics import model_call as record_model_call
+from ._port import Claim, Lease, ModelPrice
 from .models.base import Model, ModelRequest, ModelResponse
 from .models.pricing import Price, Prices
 
@@ -52,9 +53,10 @@ __all__ = (
     "ReservationLedger",
     "call_model",
     "release",
+    "claim_for",
     "reserve_on",
     "run_account",
-    "worst_case",
+    "worst_usd",
 )
 
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
@@ -150,31 +152,39 @@ def run_account(budget: Budget | None) -> BudgetAccount | None:
 
 async def call_model(model: Model, request: ModelRequest, ctx: StepContext, port: RunPort,
                      budget: Budget | None = None) -> ModelResponse:
-    """``model.request(request)`` under the budgets covering the step (and the agent's own ``budget``): its
-    worst case is reserved through ``port`` first and settled with what it cost after.
+    """``model.request(request)`` under the budgets covering the step (``ctx.budgets``) and the agent's own
+    ``budget``: its worst case is reserved through ``port`` first and settled with what it cost after.
 
     Raises:
         BudgetExceeded: a covering budget has no room for this call's worst case; the call was not made.
         ConfigError: a USD budget covers a model that has no price.
     """
-    lease = await port.reserve(ctx, model, request, budget)
-    if lease.held is None and not (metrics_enabled() or port.audited):
+    budgeted = bool(ctx.budgets) or budget is not None
+    metered = metrics_enabled() or port.audited
+    if not budgeted and not metered:
         return await model.request(request)
+    lease: Lease | None = None
+    if budgeted:
+        request, claim = claim_for(model, request)
+        lease = await port.reserve(ctx, claim, budget)
     at, started = utcnow(), time.perf_counter()
     try:
-        response = await model.request(lease.request)
+        response = await model.request(request)
     except asyncio.CancelledError:
-        await port.settle(lease, None)
+        if lease is not None:
+            await port.settle(lease, None)
         raise
     except BaseException as exc:
-        await port.settle(lease, Usage())
+        if lease is not None:
+            await port.settle(lease, Usage())
         seconds = time.perf_counter() - started
         record_model_call(model.name, None, seconds, type(exc).__name__)
         if port.audited:
             port.audit("model.called", request.agent or "?", model.name,
                        model_call_detail(ctx, seconds, None, type(exc).__name__), at=at)
         raise
-    await port.settle(lease, response.usage)
+    if lease is not None:
+        await port.settle(lease, response.usage)
     seconds = time.perf_counter() - started
     record_model_call(model.name, response.usage, seconds, None)
     if port.audited:
@@ -195,18 +205,24 @@ def model_call_detail(ctx: StepContext, seconds: float, usage: Usage | None, err
     return detail
 
 
-def worst_case(model: Model, request: ModelRequest, accounts: Sequence[BudgetAccount],
-               prices: Prices) -> tuple[ModelRequest, int, float]:
-    """The request with its output bound set, and the most tokens and USD it may cost."""
+def claim_for(model: Model, request: ModelRequest) -> tuple[ModelRequest, Claim]:
+    """The request with its output bound set, and the most it may spend: what the worker asks the run to hold."""
     if request.max_tokens is None:
         request = request.model_copy(update={"max_tokens": _default_max_tokens(model)})
     assert request.max_tokens is not None
-    tokens = input_token_bound(request) + request.max_tokens
-    usd = 0.0
-    if any(a.budget.usd is not None for a in accounts):
-        usd = max(price.worst_case(tokens - request.max_tokens, request.max_tokens)
-                  for price in _prices_of(model, prices))
-    return request, tokens, usd
+    models = tuple(ModelPrice(m.name, _own_price(m)) for m in _chain(model))
+    return request, Claim(request.agent or model.name, input_token_bound(request), request.max_tokens, models)
+
+
+def worst_usd(claim: Claim, prices: Prices) -> float:
+    """The most ``claim``'s call may cost in USD: at the dearest model it may reach.
+
+    Raises:
+        ConfigError: a model it may reach has no price (in its own table or ``prices``).
+    """
+    return max((m.price or prices.require(m.model, why="a USD budget")).worst_case(claim.input_tokens,
+                                                                                      claim.output_tokens)
+               for m in claim.models)
 
 
 async def reserve_on(accounts: tuple[BudgetAccount, ...], agent: str, tokens: int, usd: float) -> Held:
@@ -290,10 +306,7 @@ def _chain(model: Model) -> Sequence[Model]:
     return _chain(wrapped) if wrapped is not None else [model]
 
 
-def _prices_of(model: Model, prices: Prices) -> list[Price]:
-    found = []
-    for candidate in _chain(model):
-        own = getattr(candidate, "prices", None)
-        table = own if isinstance(own, Prices) else prices
-        found.append(table.require(candidate.name, why="a USD budget"))
-    return found
+def _own_price(model: Model) -> Price | None:
+    """The price a model's own table gives it (a vendor model configured with prices), if it has one."""
+    own = getattr(model, "prices", None)
+    return own.lookup(model.name) if isinstance(own, Prices) else None

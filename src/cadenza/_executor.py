@@ -401,7 +401,7 @@ class _PlanRun:
         scope = f"{self.scope}/{step.id}"
         prior = journal.prior_calls(step.id) if journal is not None else ()
         return StepContext(run_id=self.run_id, scope=scope, step_id=step.id, agent=step.agent,
-                           attempt=record.attempts, task_id=task.task_id, ceiling=self.ceiling, prior_calls=prior,
+                           attempt=record.attempts, task_id=task.task_id, ceiling=self.ceiling, budgets=self.port.budgets, prior_calls=prior,
                            trace=())
 
     def _task_for(self, step: Step, attempt: int, now: datetime, timeout: float | None) -> Task:

@@ -198,5 +198,5 @@ def _outside_a_run(team: str) -> tuple[StepContext, RunPort]:
 
     state = RunState(new_run_id())
     ctx = StepContext(run_id=state.run_id, scope=team, step_id=team, agent=team, attempt=1, task_id=new_task_id(),
-                      ceiling=None, prior_calls=(), trace=())
+                      ceiling=None, budgets=(), prior_calls=(), trace=())
     return ctx, state.port()

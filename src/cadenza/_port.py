@@ -24,17 +24,40 @@ if TYPE_CHECKING:
     from ._messages import Usage
     from ._step_context import StepContext
     from ._workspace import Workspace
-    from .models.base import Model, ModelRequest
+    from .models.pricing import Price
 
-__all__ = ("ApprovalAsk", "Lease", "RunPort", "ToolCallRecord")
+__all__ = ("ApprovalAsk", "Claim", "Lease", "ModelPrice", "RunPort", "ToolCallRecord")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """A model a call may reach, and the price it declares for itself (None: the run's price table decides)."""
+
+    model: str
+    price: Price | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The most one model call may spend, as the worker works it out before the call."""
+
+    agent: str
+    input_tokens: int
+    """At most this many input tokens (the request's bytes and a margin per message)."""
+    output_tokens: int
+    """The call's output bound (``max_tokens``), which the provider enforces."""
+    models: tuple[ModelPrice, ...]
+    """Every model the call may reach (a fallback chain has several): its worst case in USD is the dearest."""
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """What the run granted one model call: the request to send (its output bound set) and the reservation
-    it holds until the call is settled. Only the port that issued it reads the rest."""
+    """The reservation the run granted one model call, until it is settled. Only the issuing port reads it."""
 
-    request: ModelRequest
     held: Any = None
     """The issuing port's record of the reservation (None: no budget covers the call)."""
 
@@ -83,12 +106,13 @@ class RunPort(Protocol):
         """Append a record to the run's audit log (nothing when the run keeps none); ``at`` when it happened."""
         ...
 
-    async def reserve(self, ctx: StepContext, model: Model, request: ModelRequest, budget: Budget | None) -> Lease:
-        """Hold the worst case of one model call on every budget covering the step (and the agent's own
-        ``budget``), waiting for calls in flight if need be.
+    async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
+        """Hold the worst case of one model call on every budget covering the step (``ctx.budgets``) and the
+        agent's own ``budget``, waiting for calls in flight if need be.
 
         Raises:
             BudgetExceeded: a covering budget has no room; the call must not be made.
+            ConfigError: a USD budget covers the call and a model it may reach has no price.
         """
         ...
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._approvals import STEP, decide
-from ._budget import BudgetAccount, release, reserve_on, worst_case
+from ._budget import BudgetAccount, release, reserve_on, worst_usd
 from ._errors import ToolError
 from ._port import Lease
 from ._tool_sources import ToolSources
@@ -30,11 +30,10 @@ if TYPE_CHECKING:
     from ._journal import RunJournal
     from ._mcp import MCPServer
     from ._messages import Usage
-    from ._port import ApprovalAsk, ToolCallRecord
+    from ._port import ApprovalAsk, Claim, ToolCallRecord
     from ._security import RunSecurity
     from ._step_context import StepContext
     from ._workspace import Workspace
-    from .models.base import Model, ModelRequest
 
 __all__ = ("LocalPort", "RunState")
 
@@ -99,6 +98,11 @@ class LocalPort:
         accounts = self.accounts if account is None else (*self.accounts, account)
         return LocalPort(self.state, accounts, events)
 
+    @property
+    def budgets(self) -> tuple[str, ...]:
+        """The labels of the budgets covering the team's steps, for their contexts."""
+        return tuple(account.label for account in self.accounts)
+
     def budget_spent(self) -> bool:
         """Whether a budget covering the whole team (the run's or a team's, not one agent's) refused a call."""
         return any(account.exhausted is not None for account in self.accounts)
@@ -115,7 +119,7 @@ class LocalPort:
               at: datetime | None = None) -> None:
         self.state.audit(kind, actor, subject, detail, at=at)
 
-    async def reserve(self, ctx: StepContext, model: Model, request: ModelRequest, budget: Budget | None) -> Lease:
+    async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
         accounts = self.accounts
         if budget is not None:
             path = f"{ctx.team}/{ctx.agent}"
@@ -124,10 +128,9 @@ class LocalPort:
                 own = self.state.agent_budgets[path] = BudgetAccount(f"agent {ctx.agent!r}", budget)
             accounts = (*accounts, own)
         if not accounts:
-            return Lease(request)
-        request, tokens, usd = worst_case(model, request, accounts, self.state.prices)
-        held = await reserve_on(accounts, request.agent or model.name, tokens, usd)
-        return Lease(request, held)
+            return Lease()
+        usd = worst_usd(claim, self.state.prices) if any(a.budget.usd is not None for a in accounts) else 0.0
+        return Lease(await reserve_on(accounts, claim.agent, claim.tokens, usd))
 
     async def settle(self, lease: Lease, usage: Usage | None) -> None:
         if lease.held is not None:

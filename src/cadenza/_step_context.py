@@ -49,6 +49,9 @@ class StepContext:
     ceiling: frozenset[str] | None
     """The most any agent here may hold: the intersection of every ceiling of the teams above (None: no team
     above set one). An agent holds its own grant within it."""
+    budgets: tuple[str, ...]
+    """The budgets covering the step, outermost first (``run``, ``team 'lead'``): each model call reserves its
+    worst case on them through the port. Empty when none does (an agent's own budget is the agent's to claim)."""
     prior_calls: tuple[PriorCall, ...]
     """Tool calls of this step an earlier process of the run recorded (empty on a first run)."""
     trace: tuple[tuple[str, str], ...]

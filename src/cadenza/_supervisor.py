@@ -33,7 +33,7 @@ from ._step_context import StepContext
 from ._sync import run_sync
 from ._tool_sources import ToolSources, require_approved
 from ._tracing import record_outcome, record_usage, span
-from ._worker_spec import TeamSpec, model_spec
+from ._worker_spec import TeamSpec, model_sources
 from .backends.base import Backend, Worker
 from .models.base import Model
 from .models.registry import resolve_model
@@ -150,7 +150,7 @@ class Supervisor(Generic[OutputT]):
         self._description = description or f"A team ({', '.join(self.workers)}) led by {name}."
         base_model = model if model is not None else DEFAULT_MODEL
         self.planner = Planner(resolve_model(planner_model or base_model), max_repairs=planner_repairs, max_steps=max_plan_steps)
-        self._planner_spec = model_spec(planner_model or base_model)
+        self._planner_sources = model_sources(planner_model or base_model)
         self.synthesizer = Agent(name, "\n\n".join(filter(None, [SYNTHESIZER_INSTRUCTIONS, instructions])),
                                  model=synthesizer_model or base_model, output_type=output_type)
         self.output_type: type[Any] = output_type if output_type is not None else str
@@ -197,7 +197,7 @@ class Supervisor(Generic[OutputT]):
         spawn = self.spawn
         return TeamSpec(
             name=self._name, description=self._description,
-            planner_model=ModelRef(name=self.planner.model.name, spec=self._planner_spec),
+            planner_model=ModelRef(name=self.planner.model.name, sources=self._planner_sources),
             synthesizer=self.synthesizer.describe(), plan=self.static_plan,
             spawn=None if spawn is None else SpawnSpec(
                 max_agents=spawn.max_agents, tools=tuple(spawn.tool_names),
@@ -361,7 +361,8 @@ class Supervisor(Generic[OutputT]):
         events = port.events
         journal = port.state.journal
         own = StepContext(run_id=run_id, scope=scope, step_id=scope.rpartition("/")[2], agent=self._name, attempt=1,
-                          task_id=task.task_id, ceiling=ceiling, prior_calls=(), trace=())  # planning and synthesis
+                          task_id=task.task_id, ceiling=ceiling, budgets=port.budgets, prior_calls=(),
+                          trace=())  # planning and synthesis
         if events:
             events(RunStarted(run_id, team, task.instruction, started))
         usage = Usage()

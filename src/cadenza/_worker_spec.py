@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._tools import Tool
     from .models.base import Model
 
-__all__ = ("AgentSpec", "ModelRef", "OtherSpec", "SpawnSpec", "TeamSpec", "ToolRef", "WorkerSpec", "model_spec",
+__all__ = ("AgentSpec", "ModelRef", "ModelSource", "OtherSpec", "SpawnSpec", "TeamSpec", "ToolRef", "WorkerSpec", "model_sources",
            "rebuild_problems", "reference", "tool_ref")
 
 
@@ -45,18 +45,26 @@ class ToolRef(_Spec):
     parameters: dict[str, Any]
     """The JSON schema of its arguments, as the model sees it."""
     scopes: tuple[str, ...]
-    side_effect: str
+    side_effect: Literal["pure", "idempotent", "at_most_once"]
     requires_approval: bool
     timeout: float | None
 
 
+class ModelSource(_Spec):
+    """A model string and the options it is resolved with: what builds the same model in another process."""
+
+    spec: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    """JSON values only (a price table as a mapping, an API key by the name of its environment variable)."""
+
+
 class ModelRef(_Spec):
-    """A model: its name, and what rebuilds it (a model string or a fallback chain of them, and options)."""
+    """A model: its name, and what rebuilds it."""
 
     name: str
-    spec: str | tuple[str, ...] | None
-    """What `resolve_model` was given; None when the agent was handed a model object."""
-    options: dict[str, Any] = Field(default_factory=dict)
+    sources: tuple[ModelSource, ...] | None
+    """The model, or each model of its fallback chain, as a model string with options; None when the agent was
+    handed a model object and was not told where it came from."""
 
 
 class AgentSpec(_Spec):
@@ -138,12 +146,12 @@ def reference(obj: Callable[..., Any] | type[Any]) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
 
-def model_spec(model: str | Model | Sequence[str | Model]) -> str | tuple[str, ...] | None:
-    """The model string (or chain of them) another process can resolve again; None for a model object."""
+def model_sources(model: str | Model | Sequence[str | Model]) -> tuple[ModelSource, ...] | None:
+    """What resolves ``model`` again in another process: its model strings; None for a model object."""
     if isinstance(model, str):
-        return model
+        return (ModelSource(spec=model),)
     if isinstance(model, Sequence) and all(isinstance(m, str) for m in model):
-        return tuple(str(m) for m in model)
+        return tuple(ModelSource(spec=str(m)) for m in model)
     return None
 
 
@@ -159,9 +167,7 @@ def rebuild_problems(spec: AgentSpec | TeamSpec | OtherSpec, path: str = "") -> 
     and the worker (empty: all of it can be rebuilt)."""
     where = f"{path}/{spec.name}" if path else spec.name
     problems: list[str] = []
-    if isinstance(spec, TeamSpec):
-        problems += _model_problems(spec.planner_model, f"team {where!r}: its planner")
-        problems += _model_problems(spec.synthesizer.model, f"team {where!r}: its synthesizer")
+    if isinstance(spec, TeamSpec):  # its planning and synthesis run where its run does: only its workers move
         for worker in spec.workers:
             problems += rebuild_problems(worker, where)
         return problems
@@ -181,9 +187,10 @@ def rebuild_problems(spec: AgentSpec | TeamSpec | OtherSpec, path: str = "") -> 
 
 
 def _model_problems(model: ModelRef, who: str) -> list[str]:
-    if model.spec is not None:
+    if model.sources is not None:
         return []
-    return [f"{who}: model {model.name!r} was given as an object; give a model string (with options) instead"]
+    return [f"{who}: model {model.name!r} was given as an object; give a model string (and model_source with its "
+            "options) instead"]
 
 
 def _reference_problems(ref: str, what: str) -> list[str]:

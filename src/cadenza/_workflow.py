@@ -25,6 +25,7 @@ from ._executor import ExecutionPolicy, RetryPolicy
 from ._plan import Plan
 from ._spawn import SpawnPolicy
 from ._supervisor import Supervisor
+from ._worker_spec import ModelSource
 from ._workflow_spec import (
     AgentSpec,
     BudgetSpec,
@@ -179,6 +180,9 @@ class _Builder:
         self.entries: dict[str, Model | None] = {}
         self.too_deep: set[str] = set()
         self.by_string: dict[str, Model | CadenzaError] = {}
+        self.sources: dict[int, tuple[Model, tuple[ModelSource, ...]]] = {}
+        """What each resolved model (by id; it is kept alive here) was resolved from, so a backend can build it in
+        another process."""
         self.team_specs: dict[str, tuple[str, TeamSpec]] = {}
         self.children: dict[str, list[str]] = {}
         self.servers: dict[str, Any] = {}
@@ -341,12 +345,21 @@ class _Builder:
                 options["prices"] = self.prices
             self.entries[name] = None
             try:
-                self.entries[name] = resolve_model(entry.model, options)
+                self.entries[name] = self._resolve(entry.model, options)
             except UnknownModelError as exc:
                 self._problem(f"models.{name}.model", str(exc))
             except ConfigError as exc:
                 self._problem(f"models.{name}", str(exc))
         return self.entries[name]
+
+    def _resolve(self, spec: str, options: dict[str, Any] | None) -> Model:
+        """`resolve_model`, remembering what the model was made from (a price table as its mapping)."""
+        model = resolve_model(spec, options)
+        portable = dict(options or {})
+        if "prices" in portable:
+            portable["prices"] = {key: price.model_dump(exclude_none=True) for key, price in self.spec.prices.items()}
+        self.sources[id(model)] = (model, (ModelSource(spec=spec, options=portable),))
+        return model
 
     def _use(self, model: Model) -> Model:
         """Count a model that something refers to (an unused ``models`` entry neither costs nor goes online)."""
@@ -364,7 +377,11 @@ class _Builder:
                 return None
             from .models.resilience import FallbackModel
 
-            return models[0] if len(models) == 1 else FallbackModel(models)
+            if len(models) == 1:
+                return models[0]
+            fallback = FallbackModel(models)
+            self.sources[id(fallback)] = (fallback, tuple(src for m in models for src in self.sources[id(m)][1]))
+            return fallback
         if isinstance(ref, list):
             ref = None
         if self.override is not None:
@@ -386,7 +403,7 @@ class _Builder:
                 merge = provider == "simulated" and path != "--model"
                 options = self.sim if merge else ({"prices": self.prices} if is_vendor(provider) and self.spec.prices
                                                   else None)
-                self.by_string[ref] = resolve_model(ref, options)
+                self.by_string[ref] = self._resolve(ref, options)
             except ConfigError as exc:
                 self.by_string[ref] = exc
         resolved = self.by_string[ref]
@@ -433,7 +450,8 @@ class _Builder:
         if model is None or any(server is None for server in servers):
             return None
         try:
-            return Agent(spec.name, spec.instructions, model=model, description=spec.description,
+            return Agent(spec.name, spec.instructions, model=model, model_source=self.sources.get(id(model), (model, None))[1],
+                         description=spec.description,
                          max_turns=spec.max_turns, output_retries=spec.output_retries,
                          requires_approval=spec.requires_approval, max_tokens=spec.max_tokens,
                          budget=_budget(spec.budget), scopes=spec.scopes, mcp_servers=servers)
