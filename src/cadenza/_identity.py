@@ -81,6 +81,7 @@ from ._trusted import TrustedBuilder
 
 __all__ = (
     "BINDINGS",
+    "WorkerKey",
     "AgentIdentity",
     "Envelope",
     "EnvelopeKind",
@@ -210,6 +211,10 @@ class HmacKey:
         """Whether ``signature`` is the HMAC of ``data``."""
         return hmac.compare_digest(hmac.digest(self._secret, data, "sha256"), signature)
 
+    def export(self) -> bytes:
+        """The secret, for the one process that runs this key's agent (`WorkerKey.to_json`)."""
+        return self._secret
+
     def __repr__(self) -> str:
         return "HmacKey(<secret>)"
 
@@ -261,6 +266,67 @@ def _claims_in(raw: str | bytes) -> dict[str, str | None]:
         return {}
     fields = ("sender", "nonce", "key_id", "run_id", "recipient", "kind")
     return {f: data[f] for f in fields if isinstance(data.get(f), str)}
+
+
+def _sealed(identity: AgentIdentity, key: SigningKey, recipient: str, kind: EnvelopeKind, message: BaseModel,
+            issued_at: datetime, trace: Mapping[str, str] | None) -> Envelope:
+    """``message`` signed by ``key`` as ``identity``, with a fresh nonce."""
+    tr = None
+    if trace is not None:
+        tr = dict(trace)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tr.items()):
+            raise ConfigError(f"trace context maps strings to strings (W3C traceparent, tracestate), not {tr!r}")
+    nonce = os.urandom(16).hex()
+    payload = message.model_dump_json()
+    data = _signing_input(kind, identity.run_id, identity.agent, recipient, identity.key_id, nonce, issued_at, tr,
+                          payload)
+    return _build_envelope(
+        kind=kind, run_id=identity.run_id, sender=identity.agent, recipient=AgentId(recipient), key_id=identity.key_id,
+        nonce=nonce, issued_at=issued_at, payload=payload, trace=tr, signature=key.sign(data).hex(),
+    )
+
+
+class WorkerKey:
+    """One agent instance's own key, for the process that runs it: it seals as that agent, and as no other.
+
+    The runtime that issued it (the `Keyring`) verifies what it seals. It travels to a worker process as JSON
+    (`to_json`); the keyring it came from never leaves the run's process.
+    """
+
+    __slots__ = ("_key", "identity")
+
+    def __init__(self, identity: AgentIdentity, key: SigningKey) -> None:
+        self.identity = identity
+        self._key = key
+
+    def __repr__(self) -> str:
+        return f"WorkerKey({self.identity.agent!r}, {self.identity.key_id})"
+
+    def seal(self, recipient: str, message: BaseModel, *, trace: Mapping[str, str] | None = None) -> Envelope:
+        """``message`` (a Result, say) from this key's agent to ``recipient``, signed now."""
+        kind = getattr(message, "kind", None)
+        if kind not in ("task", "result"):
+            raise ConfigError(f"a worker seals tasks and results, not a {type(message).__name__}")
+        return _sealed(self.identity, self._key, recipient, kind, message, datetime.fromtimestamp(time.time(), UTC),
+                       trace)
+
+    def to_json(self) -> dict[str, str]:
+        """The key as JSON, for the worker process that runs its agent (and only that one).
+
+        Raises:
+            ConfigError: the key cannot be exported (only HMAC keys are).
+        """
+        if not isinstance(self._key, HmacKey):
+            raise ConfigError(f"the key of {self.identity.agent!r} is a {type(self._key).__name__}, which does not "
+                              "travel to another process")
+        return {"agent": self.identity.agent, "key_id": self.identity.key_id, "run_id": self.identity.run_id,
+                "secret": self._key.export().hex()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str]) -> WorkerKey:
+        """A key read back from `to_json`."""
+        identity = AgentIdentity(AgentId(data["agent"]), data["key_id"], RunId(data["run_id"]))
+        return cls(identity, HmacKey(bytes.fromhex(data["secret"])))
 
 
 @dataclass(slots=True)
@@ -357,19 +423,20 @@ class Keyring:
                          claims={"sender": identity.agent, "key_id": identity.key_id, "run_id": identity.run_id,
                                  "recipient": recipient, "kind": kind})
         self._check_bindings(message, kind, (kind, self.run_id, identity.agent, recipient))
-        nonce = os.urandom(16).hex()
-        issued_at = datetime.fromtimestamp(self._now(), UTC)
-        tr = None
-        if trace is not None:
-            tr = dict(trace)
-            if not all(isinstance(k, str) and isinstance(v, str) for k, v in tr.items()):
-                raise ConfigError(f"trace context maps strings to strings (W3C traceparent, tracestate), not {tr!r}")
-        payload = message.model_dump_json()
-        data = _signing_input(kind, self.run_id, identity.agent, recipient, identity.key_id, nonce, issued_at, tr, payload)
-        return _build_envelope(
-            kind=kind, run_id=self.run_id, sender=identity.agent, recipient=AgentId(recipient), key_id=identity.key_id,
-            nonce=nonce, issued_at=issued_at, payload=payload, trace=tr, signature=entry.key.sign(data).hex(),
-        )
+        return _sealed(identity, entry.key, recipient, kind, message, datetime.fromtimestamp(self._now(), UTC), trace)
+
+    def worker_key(self, identity: AgentIdentity) -> WorkerKey:
+        """``identity``'s own key, for the worker that acts as it (in this process or another).
+
+        Raises:
+            UnknownAgent: ``identity`` was not issued by this keyring, or was revoked.
+        """
+        entry = self._keys.get(identity.key_id)
+        if entry is None or entry.identity is not identity:
+            self._reject("forged", f"the identity {identity.agent!r} ({identity.key_id}) was not issued by this "
+                         f"keyring of run {self.run_id!r}, or was revoked", error=UnknownAgent,
+                         claims={"sender": identity.agent, "key_id": identity.key_id, "run_id": identity.run_id})
+        return WorkerKey(identity, entry.key)
 
     @overload
     def open(self, envelope: Envelope | str | bytes, *, recipient: str | None,

@@ -16,18 +16,18 @@ that any Python code could reach: signing stops forged or altered messages that 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._identity import AgentIdentity, Envelope, ForgedSender, Keyring, Rejection
 from ._messages import Result, Task
-from ._tracing import attach_context, carrier
+from ._tracing import carrier
 
 if TYPE_CHECKING:
     from ._port import RunPort
     from ._step_context import StepContext
     from .backends.base import Backend, Worker
 
-__all__ = ("DEFAULT_WINDOW", "RunSecurity", "exchange")
+__all__ = ("DEFAULT_WINDOW", "RunSecurity", "TaskOpener", "exchange")
 
 DEFAULT_WINDOW = 60.0
 """Seconds an envelope stays fresh: one older than that is refused as stale."""
@@ -54,25 +54,43 @@ class RunSecurity:
         """The worker's side: the Task inside ``envelope``, verified as sent to its recipient."""
         return self.keyring.open(envelope, recipient=envelope.recipient, expected_kind="task", model=Task)
 
-    def reply(self, envelope: Envelope, result: Result) -> Envelope:
-        """The worker's side: its Result, sealed as the recipient of the Task's ``envelope``."""
-        return self.keyring.seal(self.identity(envelope.recipient), envelope.sender, result)
+
+class TaskOpener:
+    """The worker's side of a Task envelope, checked by the runtime that issued the run's keys.
+
+    A backend is handed this, not the keyring: it can open (verify) the task sent to its worker, and sign
+    nothing. With HMAC keys only the issuer can verify, so the run's process opens the task even when the
+    worker runs elsewhere, and the worker seals its Result with its own key (`WorkerKey`).
+    """
+
+    __slots__ = ("_security",)
+
+    def __init__(self, security: RunSecurity) -> None:
+        self._security = security
+
+    def open(self, envelope: Envelope) -> Task:
+        """The Task inside ``envelope``, verified as sent to its recipient.
+
+        Raises:
+            SecurityError: the envelope was refused (already audited).
+        """
+        return self._security.receive(envelope)
 
 
 async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task: Task, ctx: StepContext,
                    port: RunPort, *, team: str) -> Result:
     """Send ``task`` from ``team`` to ``worker`` through ``backend`` as a signed envelope; verify the reply.
 
+    The backend gets the envelope, a `TaskOpener` and the worker's own key: enough to run the task and sign
+    the Result as that worker, and nothing more.
+
     Raises:
         SecurityError: an envelope was refused on either side (already audited).
     """
     recipient = f"{team}/{worker.name}"
     envelope = security.keyring.seal(security.identity(team), recipient, task, trace=carrier())
-    deliver = getattr(backend, "deliver", None)
-    if deliver is not None:
-        reply: Envelope = await deliver(worker, envelope, security, ctx, port)
-    else:
-        reply = await _deliver_locally(backend, worker, envelope, security, ctx, port)
+    key = security.keyring.worker_key(security.identity(recipient))
+    reply = await backend.deliver(worker, envelope, TaskOpener(security), key, ctx, port)
     if isinstance(reply, Envelope) and reply.sender != recipient:  # signed, but by someone it was not sent to
         rejection = Rejection("forged", f"the reply to a task sent to {recipient!r} is signed by {reply.sender!r}",
                               reply.sender, reply.nonce, reply.key_id, reply.run_id, reply.recipient, reply.kind)
@@ -80,12 +98,3 @@ async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task
             security.on_reject(rejection)
         raise ForgedSender(rejection)
     return security.keyring.open(reply, recipient=team, expected_kind="result", model=Result)
-
-
-async def _deliver_locally(backend: Any, worker: Worker, envelope: Envelope, security: RunSecurity,
-                           ctx: StepContext, port: RunPort) -> Envelope:
-    """What a backend without its own ``deliver`` does: open, run, seal the reply, in this process."""
-    task = security.receive(envelope)
-    with attach_context(envelope.trace):  # the worker's spans join the sender's trace, wherever it runs
-        result = await backend.execute(worker, task, ctx, port)
-    return security.reply(envelope, result)

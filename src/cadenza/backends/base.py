@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from .._identity import Envelope, WorkerKey
     from .._messages import Result, Task
     from .._port import RunPort
+    from .._security import TaskOpener
     from .._step_context import StepContext
     from .._worker_spec import WorkerSpec
 
@@ -44,8 +46,14 @@ class Worker(Protocol):
 
 
 class Backend(Protocol):
-    """Runs one task on one worker, somewhere."""
+    """Runs one task on one worker, somewhere: as plain messages, or as signed envelopes in a run that signs."""
 
     async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Run ``task`` on ``worker`` and return its Result; cancellation must stop the work."""
+        ...
+
+    async def deliver(self, worker: Worker, envelope: Envelope, opener: TaskOpener, key: WorkerKey,
+                      ctx: StepContext, port: RunPort) -> Envelope:
+        """Carry a sealed Task to ``worker``, open it with ``opener``, run it, and return its Result sealed with
+        ``key`` (the worker's own key, and the only one the backend gets); cancellation must stop the work."""
         ...

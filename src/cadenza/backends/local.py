@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._tracing import attach_context
+
 if TYPE_CHECKING:
+    from .._identity import Envelope, WorkerKey
     from .._messages import Result, Task
     from .._port import RunPort
+    from .._security import TaskOpener
     from .._step_context import StepContext
     from .base import Worker
 
@@ -19,3 +23,11 @@ class LocalBackend:
     async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Await the worker directly; cancelling the caller cancels the work."""
         return await worker.execute(task, ctx, port)
+
+    async def deliver(self, worker: Worker, envelope: Envelope, opener: TaskOpener, key: WorkerKey,
+                      ctx: StepContext, port: RunPort) -> Envelope:
+        """Open the task, run it here (its spans joining the sender's trace), seal the Result as the worker."""
+        task = opener.open(envelope)
+        with attach_context(envelope.trace):
+            result = await self.execute(worker, task, ctx, port)
+        return key.seal(envelope.sender, result)
