@@ -52,6 +52,7 @@ __all__ = (
     "Planner",
     "Price",
     "Prices",
+    "ProcessBackend",
     "Result",
     "ResumeError",
     "RetryPolicy",
@@ -74,6 +75,7 @@ __all__ = (
     "ToolError",
     "UnknownModelError",
     "Usage",
+    "WorkerLost",
     "WorkflowError",
     "Workspace",
     "WorkspaceConflict",
@@ -137,6 +139,8 @@ _WHERE: dict[str, str] = {
     "SpawnPolicy": "._spawn",
     "Step": "._plan",
     "StepTimeout": "._errors",
+    "WorkerLost": "._errors",
+    "ProcessBackend": ".backends.process",
     "Store": ".stores.base",
     "StoreError": "._errors",
     "Supervisor": "._supervisor",
@@ -201,6 +205,7 @@ if TYPE_CHECKING:
         ToolArgumentsError,
         ToolError,
         UnknownModelError,
+        WorkerLost,
         WorkflowError,
         WorkspaceConflict,
     )
@@ -216,6 +221,7 @@ if TYPE_CHECKING:
     from ._tools import SideEffect, Tool, ToolContext, tool
     from ._workflow import load_workflow
     from ._workspace import Workspace, WorkspaceValue, workspace_tools
+    from .backends.process import ProcessBackend
     from .models.base import Model, ModelRequest, ModelResponse
     from .models.function import FunctionModel
     from .models.pricing import Price, Prices

@@ -19,6 +19,7 @@ failures and control-flow signals are kept apart::
     ├── OutputValidationError    a final output did not fit the declared output type
     ├── MaxTurnsExceeded         an agent kept calling tools past ``max_turns``
     ├── StepTimeout              a step ran past its deadline
+    ├── WorkerLost               the worker process running a step died (retryable)
     ├── StoreError               the run store cannot be opened, read or written
     │   └── RunNotFound          no run with that id in the store
     ├── ResumeError              a run cannot be resumed: finished, or its team changed since
@@ -74,6 +75,7 @@ __all__ = (
     "ResumeError",
     "RunNotFound",
     "StepTimeout",
+    "WorkerLost",
     "StoreError",
     "ToolArgumentsError",
     "ToolError",
@@ -110,6 +112,7 @@ class ErrorCode(StrEnum):
     OUTPUT_VALIDATION = "output_validation"
     MAX_TURNS = "max_turns"
     STEP_TIMEOUT = "step_timeout"
+    WORKER_LOST = "worker_lost"
     STORE = "store"
     RUN_NOT_FOUND = "run_not_found"
     RESUME = "resume"
@@ -276,6 +279,14 @@ class StepTimeout(CadenzaError):
     """A step ran past its timeout; retryable, since a slow call may be quicker next time."""
 
     code = ErrorCode.STEP_TIMEOUT
+
+    retryable = True
+
+
+class WorkerLost(CadenzaError):
+    """The worker process running a step died (a tool crashed it, it was killed); retryable, in a new process."""
+
+    code = ErrorCode.WORKER_LOST
 
     retryable = True
 

@@ -190,6 +190,21 @@ class Supervisor(Generic[OutputT]):
     def __repr__(self) -> str:
         return f"Supervisor({self._name!r}, workers={list(self.workers)})"
 
+    def use_backend(self, backend: Backend) -> None:
+        """Run this team's steps, and those of every team under it, on ``backend``."""
+        self.executor.backend = backend
+        for worker in self.workers.values():
+            if isinstance(worker, Supervisor):
+                worker.use_backend(backend)
+
+    def backend_problems(self) -> list[str]:
+        """What of this team's tree its teams' backends cannot run (a lambda tool on a process backend, say)."""
+        found = [problem for w in self.workers.values() for problem in self.executor.backend.problems(w)]
+        for worker in self.workers.values():
+            if isinstance(worker, Supervisor):
+                found += worker.backend_problems()
+        return found
+
     def describe(self) -> TeamSpec:
         """What the team is, as data: its planner, synthesiser, written plan, spawn policy and workers."""
         from ._worker_spec import ModelRef, SpawnSpec
@@ -247,7 +262,8 @@ class Supervisor(Generic[OutputT]):
                 need and closes it when it ends.
 
         Raises:
-            ConfigError: an agent's MCP server offers tools that wait for approval (nothing was executed).
+            ConfigError: an agent's MCP server offers tools that wait for approval, or a worker cannot run on its
+                team's backend (nothing was executed).
             PlanError: the planner gave no valid plan (nothing was executed).
             ModelError: the planner's model failed (nothing was executed).
             StoreError: the store failed; what was recorded before stays, and the run can be resumed.
@@ -258,6 +274,7 @@ class Supervisor(Generic[OutputT]):
         state = _run_state(task.run_id, budget, prices, sign_messages, tool_sources)
         async with _owned(state.sources, tool_sources):
             await require_approved(self.mcp_servers, state.sources, workflow=source)
+            _check_backends(self)
             if store is None:
                 result = await self._run(task, team=self._name, port=state.port(events=events), ceiling=None,
                                          raise_plan_errors=True)
@@ -290,6 +307,7 @@ class Supervisor(Generic[OutputT]):
         state = _run_state(str(run_id), budget, prices, sign_messages, tool_sources)
         async with _owned(state.sources, tool_sources), open_for(store) as opened:
             await require_approved(self.mcp_servers, state.sources)
+            _check_backends(self)
             return self._typed(await resume_run(self, RunId(run_id), opened, state=state, events=events, force=force,
                                                 audit=audit))
 
@@ -493,6 +511,17 @@ def _run_state(run_id: str, budget: Budget | None, prices: Prices | None, sign_m
     if sign_messages:
         state.sign_messages()
     return state
+
+
+def _check_backends(team: Supervisor[Any]) -> None:
+    """Refuse, before anything runs, a team tree its backends cannot run.
+
+    Raises:
+        ConfigError: naming each worker and what of it cannot run where its team sends it.
+    """
+    problems = team.backend_problems()
+    if problems:
+        raise ConfigError(f"team {team.name!r} cannot run on its backend: " + "; ".join(problems))
 
 
 def _owned(sources: ToolSources, given: ToolSources | None) -> AbstractAsyncContextManager[object]:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ToolError, WorkspaceConflict
 from ._tools import Tool, ToolContext
 
 if TYPE_CHECKING:
-    from .stores.base import Store, WorkspaceEntry
+    from .stores.base import WorkspaceEntry
 
-__all__ = ("Workspace", "WorkspaceValue", "workspace_tools")
+__all__ = ("Workspace", "WorkspaceAccess", "WorkspaceValue", "workspace_tools")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +36,23 @@ class WorkspaceValue:
         return cls(entry.key, json.loads(entry.value_json), entry.version, entry.writer)
 
 
+class WorkspaceAccess(Protocol):
+    """Where a workspace's versions are kept: the run's `Store`, or a worker process's port back to the run."""
+
+    async def workspace_get(self, run_id: str, key: str) -> WorkspaceEntry | None: ...
+
+    async def workspace_items(self, run_id: str) -> list[WorkspaceEntry]: ...
+
+    async def workspace_put(self, run_id: str, key: str, value_json: str, *, expected_version: int,
+                            writer: str) -> WorkspaceEntry: ...
+
+
 class Workspace:
     """A run's workspace in its store, as seen by one writer (an agent, or ``user``)."""
 
     __slots__ = ("run_id", "store", "writer")
 
-    def __init__(self, store: Store, run_id: str, *, writer: str = "user") -> None:
+    def __init__(self, store: WorkspaceAccess, run_id: str, *, writer: str = "user") -> None:
         self.store = store
         self.run_id = run_id
         self.writer = writer

@@ -48,6 +48,9 @@ class Honest:
         self.keys: dict[str, WorkerKey] = {}
         """Every key it was handed, by agent path: what a compromised carrier could collect."""
 
+    def problems(self, worker: Worker) -> list[str]:
+        return []
+
     async def execute(self, worker: Worker, task: Any, ctx: StepContext, port: RunPort) -> Any:
         return await worker.execute(task, ctx, port)
 

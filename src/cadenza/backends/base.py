@@ -48,6 +48,11 @@ class Worker(Protocol):
 class Backend(Protocol):
     """Runs one task on one worker, somewhere: as plain messages, or as signed envelopes in a run that signs."""
 
+    def problems(self, worker: Worker) -> list[str]:
+        """What of ``worker`` this backend cannot run, each naming what and whose (empty: it can run all of it).
+        A run asks before it starts, so that nothing is refused half way."""
+        ...
+
     async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Run ``task`` on ``worker`` and return its Result; cancellation must stop the work."""
         ...

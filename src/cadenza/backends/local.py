@@ -20,6 +20,10 @@ __all__ = ("LocalBackend",)
 class LocalBackend:
     """In-process asyncio execution: no serialisation, no copies."""
 
+    def problems(self, worker: Worker) -> list[str]:
+        """None: any worker runs in the process that holds it."""
+        return []
+
     async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Await the worker directly; cancelling the caller cancels the work."""
         return await worker.execute(task, ctx, port)

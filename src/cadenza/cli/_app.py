@@ -67,6 +67,15 @@ def model_option(func: F) -> F:
                         help="Replace every model in the workflow, e.g. simulated or anthropic:claude-haiku-4-5.")(func)
 
 
+def backend_options(func: F) -> F:
+    """``--backend`` and ``--workers``: where the run's agent steps execute."""
+    func = click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+                        help="Worker processes of the process backend (default: the number of CPUs).")(func)
+    return click.option("--backend", type=click.Choice(["local", "process"]), default="local", show_default=True,
+                        help="local: every step in this process; process: each agent step in a pool of worker "
+                             "processes (a tool that crashes or holds the GIL cannot stop the run).")(func)
+
+
 class _App(click.Group):
     """A group that turns exceptions into the documented messages and exit codes."""
 
@@ -153,9 +162,10 @@ def _load(path: str, model: str | None) -> Workflow:
 @click.option("--budget-tokens", type=click.IntRange(min=1), default=None, metavar="N",
               help="The most tokens the run may use (overrides the file's budget.tokens).")
 @model_option
+@backend_options
 @debug_option
 def run(workflow: str, goal: str, as_json: bool, no_store: bool, budget_usd: float | None,
-        budget_tokens: int | None, model: str | None) -> None:
+        budget_tokens: int | None, model: str | None, backend: str, workers: int | None) -> None:
     """Run WORKFLOW (a YAML file) on GOAL and show its progress.
 
     The run is recorded in the store as it happens: cadenza show, export and resume
@@ -177,7 +187,19 @@ def run(workflow: str, goal: str, as_json: bool, no_store: bool, budget_usd: flo
         budget = Budget(tokens=budget_tokens if budget_tokens is not None else base.tokens,
                         usd=budget_usd if budget_usd is not None else base.usd)
     raise click.exceptions.Exit(run_workflow(loaded, path=workflow, goal=goal, as_json=as_json, model=model,
-                                             store_url=None if no_store else _store_url(), budget=budget))
+                                             store_url=None if no_store else _store_url(), budget=budget,
+                                             processes=_processes(backend, workers)))
+
+
+def _processes(backend: str, workers: int | None) -> int | None:
+    """How many worker processes to run agent steps in; None for the local backend."""
+    if backend == "local":
+        if workers is not None:
+            raise click.UsageError("--workers applies to --backend process")
+        return None
+    import os
+
+    return workers or os.cpu_count() or 1
 
 
 @app.command()
@@ -260,8 +282,9 @@ def export(run_id: str, output: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with the result, and nothing else.")
 @click.option("--model", "-m", "model", metavar="MODEL", default=None,
               help="Replace every model in the workflow (default: the --model the run was started with).")
+@backend_options
 @debug_option
-def resume(run_id: str, force: bool, as_json: bool, model: str | None) -> None:
+def resume(run_id: str, force: bool, as_json: bool, model: str | None, backend: str, workers: int | None) -> None:
     """Continue RUN_ID where it stopped.
 
     Finished steps are read back from the store, the rest run. The team is rebuilt from
@@ -269,7 +292,8 @@ def resume(run_id: str, force: bool, as_json: bool, model: str | None) -> None:
     """
     from ._resume import resume_run
 
-    raise click.exceptions.Exit(resume_run(_store_url(), run_id, force=force, as_json=as_json, model=model))
+    raise click.exceptions.Exit(resume_run(_store_url(), run_id, force=force, as_json=as_json, model=model,
+                                           processes=_processes(backend, workers)))
 
 
 @app.command()

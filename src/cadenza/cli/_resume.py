@@ -103,8 +103,9 @@ def _kind(as_json: bool) -> DisplayKind:
 
 
 def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, model: str | None,
-                 store_url: str | None, budget: Budget | None = None) -> int:
-    """Run ``workflow`` on ``goal`` under ``budget``, recorded in the store at ``store_url`` unless it is None."""
+                 store_url: str | None, budget: Budget | None = None, processes: int | None = None) -> int:
+    """Run ``workflow`` on ``goal`` under ``budget``, recorded in the store at ``store_url`` unless it is None; with
+    ``processes``, its agent steps run in that many worker processes."""
     from .._ids import new_run_id
 
     run_id = new_run_id()
@@ -119,10 +120,12 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
                                         prices=workflow.prices, tool_sources=sources)
 
     banner = f"run {run_id} (resume with: cadenza resume {run_id})" if store_url else f"run {run_id}"
-    return _drive(run_id, workflow, goal, banner=banner, as_json=as_json, store_url=store_url, body=body)
+    return _drive(run_id, workflow, goal, banner=banner, as_json=as_json, store_url=store_url, body=body,
+                  processes=processes)
 
 
-def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model: str | None) -> int:
+def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model: str | None,
+               processes: int | None = None) -> int:
     """Continue a recorded run, rebuilding its team from the workflow file it was started from."""
     from .._status import FINISHED_RUN
     from ._records import read_run
@@ -141,7 +144,7 @@ def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model
 
     banner = f"resuming run {row.run_id} ({row.status}, started {row.started_at:%Y-%m-%d %H:%M:%S} UTC)"
     return _drive(RunId(row.run_id), workflow, row.goal, banner=banner, as_json=as_json, store_url=store_url,
-                  body=body)
+                  body=body, processes=processes)
 
 
 def _load_for_resume(row: RunRow, model: str | None) -> Workflow:
@@ -185,7 +188,7 @@ async def _decide(store_url: str, run_id: str, step: str, *, approved: bool, not
 
 
 def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json: bool, store_url: str | None,
-           body: Body) -> int:
+           body: Body, processes: int | None) -> int:
     """Run ``body`` under a display, the store open; show the result and return the exit code."""
     from ._display import make_display
 
@@ -194,7 +197,7 @@ def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json
     again = f"; resume with: cadenza resume {run_id}" if store_url is not None else ""
     try:
         result, pending = asyncio.run(_session(run_id, workflow, store_url, display, stop, banner=banner,
-                                               as_json=as_json, body=body))
+                                               as_json=as_json, body=body, processes=processes))
     except KeyboardInterrupt:
         click.echo(f"cancelled: run {run_id} was stopped; running steps were cancelled{again}", err=True)
         return 130
@@ -243,13 +246,19 @@ def closed_stdout() -> int:
 
 
 async def _session(run_id: RunId, workflow: Workflow, store_url: str | None, display: Display, stop: _Stop, *,
-                   banner: str, as_json: bool, body: Body) -> tuple[RunResult[Any], list[ApprovalRow]]:
+                   banner: str, as_json: bool, body: Body,
+                   processes: int | None) -> tuple[RunResult[Any], list[ApprovalRow]]:
     from .._tool_sources import ToolSources, require_approved
 
     stop.arm()
     try:
-        async with ToolSources() as sources:  # servers checked here stay open for the run, and close with it
+        async with ToolSources() as sources, AsyncExitStack() as stack:  # servers checked here close with the run
             await require_approved(workflow.entry.mcp_servers, sources, workflow=workflow.source)  # before the run id
+            if processes is not None:
+                from ..backends.process import ProcessBackend
+
+                pool = await stack.enter_async_context(ProcessBackend(processes))
+                workflow.entry.use_backend(pool)
             return await _recorded(run_id, store_url, display, stop, banner=banner, as_json=as_json, body=body,
                                    sources=sources)
     finally:

@@ -1,0 +1,353 @@
+"""The process backend: each agent step runs in a pool of worker processes, the run stays in this one.
+
+Why OS processes: tool code that crashes the interpreter, leaks, or holds the GIL cannot take the
+run down or stall its other steps; and it proves the runtime's contract, since a worker there has
+only what it is sent. Why an asyncio subprocess protocol (JSON lines over pipes) rather than
+`concurrent.futures`: a step is not one call and one return. While it runs, the worker asks its
+run for budget reservations, tool call records, approvals and the workspace, and the run answers
+from this event loop, without threads; `multiprocessing` offers no such two-way channel to await.
+
+What runs where: an agent is rebuilt in a worker process from its spec (`_rebuild`), once per
+process; a team runs its own planning and synthesis here and sends its agents' steps on (each
+team names its backend). The run's process opens every Task envelope (only the keyring that
+issued the keys can verify them) and sends the worker its own key, with which the worker seals
+its Result; this process verifies it. A worker process that dies fails its steps with
+`WorkerLost`, which is retryable; the next step starts a new process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import os
+import sys
+import weakref
+from collections.abc import Coroutine, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .._budget import Budget
+from .._errors import ConfigError, WorkerLost
+from .._identity import Envelope
+from .._messages import Result, Task, Usage
+from .._port import ApprovalAsk, Claim, ModelPrice, ToolCallRecord
+from .._worker_spec import AgentSpec, TeamSpec, rebuild_problems
+from ..models.pricing import Price
+from . import _wire
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .._identity import WorkerKey
+    from .._port import Lease, RunPort
+    from .._security import TaskOpener
+    from .._step_context import StepContext
+    from .._worker_spec import OtherSpec
+    from .base import Worker
+
+__all__ = ("ProcessBackend",)
+
+
+class ProcessBackend:
+    """Runs agent steps in ``workers`` OS processes (the CPU count by default), started on first use.
+
+    Close it (``async with`` or `aclose`) when done; worker processes also exit when this process does.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        count = workers if workers is not None else (os.cpu_count() or 1)
+        if count < 1:
+            raise ConfigError(f"a process backend needs at least one worker process, not {count}")
+        self.size = count
+        self._pool: list[_Process] = []
+        self._starting: asyncio.Lock | None = None
+        self._specs: weakref.WeakKeyDictionary[Any, tuple[str, dict[str, Any]]] = weakref.WeakKeyDictionary()
+        self._ids = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"ProcessBackend(workers={self.size}, running={len(self._pool)})"
+
+    def problems(self, worker: Worker) -> list[str]:
+        """What of ``worker`` this backend cannot run: a team runs here (its own backend runs its workers); any
+        other worker must be an agent that a worker process can rebuild from its spec."""
+        return self._problems(worker.describe())
+
+    def _problems(self, spec: AgentSpec | TeamSpec | OtherSpec) -> list[str]:
+        if isinstance(spec, TeamSpec):
+            return []  # its own backend runs its workers
+        if not isinstance(spec, AgentSpec):
+            return [f"worker {spec.name!r} (a {spec.type.rpartition(':')[2]}) cannot run in a worker process: "
+                    "only agents and teams can"]
+        return rebuild_problems(spec)
+
+    async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
+        """Run ``task`` on ``worker``: an agent in a worker process, a team here."""
+        spec = worker.describe()
+        if isinstance(spec, TeamSpec):
+            return await worker.execute(task, ctx, port)
+        reply = await self._run(worker, spec, task, ctx, port, None, None)
+        return Result.model_validate(reply)
+
+    async def deliver(self, worker: Worker, envelope: Envelope, opener: TaskOpener, key: WorkerKey,
+                      ctx: StepContext, port: RunPort) -> Envelope:
+        """Open the task here, run it in a worker process that holds only ``key``, return its sealed Result."""
+        task = opener.open(envelope)
+        spec = worker.describe()
+        if isinstance(spec, TeamSpec):
+            return key.seal(envelope.sender, await worker.execute(task, ctx, port))
+        reply = await self._run(worker, spec, task, ctx, port, key, envelope)
+        return Envelope.model_validate(reply)
+
+    async def aclose(self) -> None:
+        """Stop every worker process (their running steps are lost)."""
+        pool, self._pool = self._pool, []
+        for process in pool:
+            await process.stop()
+
+    async def __aenter__(self) -> ProcessBackend:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def _run(self, worker: Worker, spec: AgentSpec | OtherSpec, task: Task, ctx: StepContext, port: RunPort,
+                   key: WorkerKey | None, envelope: Envelope | None) -> Any:
+        problems = self._problems(spec)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        sid, body = self._spec_of(worker, spec)
+        process = await self._process()
+        step = next(self._ids)
+        message = {"op": "step", "id": step, "sid": sid, "task": task.model_dump(mode="json"),
+                   "ctx": ctx.to_json().decode(), "key": key.to_json() if key is not None else None,
+                   "recipient": envelope.sender if envelope is not None else None,
+                   "trace": envelope.trace if envelope is not None else dict(ctx.trace) or None,
+                   "workspace": port.workspace(ctx, spec.name) is not None, "audited": port.audited}
+        return await process.run(step, sid, body, message, _Serving(port, ctx))
+
+    def _spec_of(self, worker: Worker, spec: AgentSpec | OtherSpec) -> tuple[str, dict[str, Any]]:
+        found = self._specs.get(worker)
+        if found is None:
+            body = spec.model_dump(mode="json")
+            sid = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
+            found = self._specs[worker] = (sid, body)
+        return found
+
+    async def _process(self) -> _Process:
+        """The least busy live worker process, starting one while the pool is not full."""
+        self._pool[:] = [p for p in self._pool if p.alive]
+        if len(self._pool) < self.size:
+            if self._starting is None:
+                self._starting = asyncio.Lock()
+            async with self._starting:  # one start at a time: parallel steps do not each start a process
+                self._pool[:] = [p for p in self._pool if p.alive]
+                if len(self._pool) < self.size:
+                    started = await _Process.start()
+                    self._pool.append(started)
+        return min(self._pool, key=lambda p: len(p.steps))
+
+
+class _Serving:
+    """Answers one step's port requests from its worker process with the run's own port."""
+
+    def __init__(self, port: RunPort, ctx: StepContext) -> None:
+        self.port = port
+        self.ctx = ctx
+        self.leases: dict[int, Lease] = {}
+        self.lease_ids = itertools.count(1)
+
+    async def ask(self, method: str, args: Mapping[str, Any]) -> Any:
+        port, ctx = self.port, self.ctx
+        if method == "reserve":
+            claim = args["claim"]
+            lease = await port.reserve(ctx, Claim(
+                str(claim["agent"]), int(claim["input_tokens"]), int(claim["output_tokens"]),
+                tuple(ModelPrice(str(m), Price.model_validate(p) if p is not None else None)
+                      for m, p in claim["models"])), Budget.model_validate(args["budget"]) if args["budget"] else None)
+            number = next(self.lease_ids)
+            self.leases[number] = lease
+            return number
+        if method == "settle":
+            lease = self.leases.pop(int(args["lease"]))
+            usage = args["usage"]
+            await port.settle(lease, Usage.model_validate(usage) if usage is not None else None)
+            return None
+        if method == "record_call":
+            await port.record_call(ctx, ToolCallRecord(**args))
+            return None
+        if method == "approve":
+            await port.approve(ctx, ApprovalAsk(**args))
+            return None
+        if method.startswith("workspace_"):
+            return await self._workspace(method, args)
+        raise ConfigError(f"a worker process asked its run for {method!r}, which a port does not offer")
+
+    async def _workspace(self, method: str, args: Mapping[str, Any]) -> Any:
+        writer = str(args.get("writer") or self.ctx.agent)
+        workspace = self.port.workspace(self.ctx, writer)
+        if workspace is None:
+            raise ConfigError("this run keeps no workspace")
+        store = workspace.store
+        if method == "workspace_get":
+            entry = await store.workspace_get(self.ctx.run_id, str(args["key"]))
+            return None if entry is None else _entry_json(entry)
+        if method == "workspace_items":
+            return [_entry_json(e) for e in await store.workspace_items(self.ctx.run_id)]
+        entry = await store.workspace_put(self.ctx.run_id, str(args["key"]), str(args["value_json"]),
+                                          expected_version=int(args["expected_version"]), writer=writer)
+        return _entry_json(entry)
+
+    async def tell(self, method: str, args: Mapping[str, Any]) -> None:
+        if method == "audit":
+            at = args.get("at")
+            self.port.audit(args["kind"], str(args["actor"]), str(args["subject"]), args.get("detail") or {},
+                            at=datetime.fromisoformat(at) if at else None)
+
+
+def _entry_json(entry: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    found: dict[str, Any] = asdict(entry)
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in found.items()}
+
+
+class _Process:
+    """One worker process: its pipes, the steps it runs, and the specs it was sent."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, pid: int) -> None:
+        self.proc = proc
+        self.pid = pid
+        self.steps: dict[int, tuple[asyncio.Future[Any], _Serving]] = {}
+        self.sent: set[str] = set()
+        self.reader_task: asyncio.Task[None] | None = None
+        self.serving: set[asyncio.Task[None]] = set()
+        """Port requests being answered (kept, so none is collected while it runs)."""
+        self.lost: str | None = None
+        """Why the process is gone, once it is."""
+
+    @property
+    def alive(self) -> bool:
+        return self.lost is None
+
+    @classmethod
+    async def start(cls) -> _Process:
+        """A new worker process, once it says it is ready.
+
+        Raises:
+            WorkerLost: it did not start (its stderr says why).
+        """
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # import what this process can
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cadenza.backends._worker_main", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, env=env, limit=_wire.LINE_LIMIT)
+        assert proc.stdout is not None
+        ready = await _wire.read(proc.stdout)
+        if ready is None or ready.get("op") != "ready":
+            await proc.wait()
+            raise WorkerLost(f"a worker process did not start (exit code {proc.returncode}; its stderr says why)")
+        process = cls(proc, int(ready["pid"]))
+        process.reader_task = asyncio.create_task(process._read(), name=f"cadenza-worker-{process.pid}")
+        return process
+
+    async def run(self, step: int, sid: str, spec: dict[str, Any], message: dict[str, Any],
+                  serving: _Serving) -> Any:
+        """Send one step and return its reply (a Result's or an Envelope's JSON).
+
+        Raises:
+            WorkerLost: the process died before the step finished.
+            ConfigError: the worker process could not rebuild the agent or run the step.
+        """
+        if self.lost is not None:
+            raise WorkerLost(self.lost)
+        stdin = self.proc.stdin
+        assert stdin is not None
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.steps[step] = (done, serving)
+        try:
+            if sid not in self.sent:
+                self.sent.add(sid)
+                _wire.write(stdin, {"op": "spec", "sid": sid, "spec": spec})
+            _wire.write(stdin, message)
+            await stdin.drain()
+            return await done
+        except asyncio.CancelledError:
+            if self.lost is None:
+                with contextlib.suppress(ConnectionError):
+                    _wire.write(stdin, {"op": "cancel", "id": step})
+            raise
+        except ConnectionError:
+            raise WorkerLost(self.lost or f"worker process {self.pid} closed its pipe") from None
+        finally:
+            self.steps.pop(step, None)
+
+    async def _read(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            while (message := await _wire.read(stdout)) is not None:
+                self._dispatch(message)
+        except (ValueError, ConnectionError) as exc:
+            self._lose(f"worker process {self.pid} sent what is not a message: {exc}")
+            self.proc.kill()
+            return
+        code = await self.proc.wait()
+        self._lose(f"worker process {self.pid} died (exit code {code}) while running the step")
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        step = self.steps.get(int(message.get("id" if op == "done" else "step", 0)))
+        if step is None:
+            return  # a step that was cancelled meanwhile
+        done, serving = step
+        if op == "done":
+            if done.done():
+                return
+            if "error" in message:
+                done.set_exception(_wire.error_from(message["error"]))
+            else:
+                done.set_result(message.get("result", message.get("envelope")))
+        elif op == "ask":
+            self._serve(self._answer(int(message["id"]), serving, str(message["method"]), message["args"]))
+        elif op == "tell":
+            self._serve(serving.tell(str(message["method"]), message["args"]))
+
+    def _serve(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.serving.add(task)
+        task.add_done_callback(self.serving.discard)
+
+    async def _answer(self, request: int, serving: _Serving, method: str, args: Mapping[str, Any]) -> None:
+        try:
+            reply: dict[str, Any] = {"value": await serving.ask(method, args)}
+        except Exception as exc:  # the port refused: the worker raises it again
+            reply = {"error": _wire.error_of(exc)}
+        stdin = self.proc.stdin
+        if self.lost is None and stdin is not None:
+            with contextlib.suppress(ConnectionError):
+                _wire.write(stdin, {"op": "answer", "id": request, **reply})
+                await stdin.drain()
+
+    def _lose(self, why: str) -> None:
+        if self.lost is None:
+            self.lost = why
+        for done, _ in self.steps.values():
+            if not done.done():
+                done.set_exception(WorkerLost(self.lost))
+
+    async def stop(self) -> None:
+        self._lose(f"worker process {self.pid} was stopped")
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            async with asyncio.timeout(5):
+                await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self.reader_task is not None:
+            self.reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader_task

@@ -1,0 +1,178 @@
+"""One behaviour on every backend: the same runs on the local backend and on worker processes.
+
+Each test runs on both. On the process backend every agent step runs in another OS process that
+rebuilt the agent from its spec and reaches its run only through the port: budgets, tool call
+records, approvals, the workspace and the audit log all cross the pipe, and every Result comes
+back sealed with the worker's own key. Same seed, same outputs, same stored rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cadenza import (
+    Agent,
+    Budget,
+    ConfigError,
+    Plan,
+    ProcessBackend,
+    Supervisor,
+    approve,
+    tool,
+)
+from cadenza._workflow import load_workflow
+from cadenza.backends.base import Backend
+from cadenza.backends.local import LocalBackend
+from cadenza.stores.sqlite import SQLiteStore
+from process.worker_tools import EFFECTS, deploy, effects, publish, remember, send_note
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(params=["local", "process"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
+    monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))  # before any worker process starts
+    if request.param == "local":
+        yield LocalBackend()
+        return
+    async with ProcessBackend(workers=2) as pool:
+        yield pool
+
+
+def on(team: Supervisor[Any], backend: Backend) -> Supervisor[Any]:
+    team.use_backend(backend)
+    return team
+
+
+def rows(snapshot: Any) -> list[tuple[Any, ...]]:
+    """The stored steps, without what differs between any two runs (ids and times)."""
+    found = []
+    for step in sorted(snapshot.steps, key=lambda s: (s.scope, s.step_id)):
+        result = json.loads(step.result_json) if step.result_json else {}
+        found.append((step.scope, step.step_id, step.agent, step.status, step.attempts, step.usage_json,
+                      result.get("output")))
+    return found
+
+
+async def test_a_workflow_gives_the_same_output_usage_and_stored_steps(backend: Backend, tmp_path: Path) -> None:
+    baseline = load_workflow(str(EXAMPLES / "teams.yaml")).entry
+    team = on(load_workflow(str(EXAMPLES / "teams.yaml")).entry, backend)
+
+    async with SQLiteStore(tmp_path / "a.db") as first, SQLiteStore(tmp_path / "b.db") as second:
+        expected = await baseline.run("Compare X", store=first, run_id="run_same")  # type: ignore[arg-type]
+        result = await team.run("Compare X", store=second, run_id="run_same")  # type: ignore[arg-type]
+        stored = (rows(await first.snapshot("run_same")), rows(await second.snapshot("run_same")))
+
+    assert result.status == expected.status == "success"
+    assert (result.output, result.usage) == (expected.output, expected.usage)
+    assert stored[0] == stored[1] and len(stored[0]) > 3
+
+
+async def test_a_side_effect_is_recorded_through_the_run_and_audited(backend: Backend, tmp_path: Path) -> None:
+    writer = Agent("writer", "Send the note.", model="simulated:conf", tools=[send_note])
+    team = on(Supervisor("lead", workers=[writer], model="simulated:conf",
+                         plan=Plan.of({"id": "s1", "agent": "writer", "instruction": "Send it"})), backend)
+
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        result = await team.run("Notify", store=store, run_id="run_fx")  # type: ignore[arg-type]
+        snapshot = await store.snapshot("run_fx")
+        audit = await store.audit("run_fx")
+
+    assert result.status == "success" and effects() == ["sent"]
+    [call] = snapshot.tool_calls
+    assert (call.scope, call.tool, call.status, call.result_json) == ("lead/s1", "send_note", "finished", '"sent"')
+    kinds = [r.kind for r in audit]
+    assert kinds.count("tool.called") == 1 and kinds.count("model.called") >= 3
+    sent = [json.loads(r.detail_json) for r in audit if r.kind == "message.sent"]
+    assert sent and all(d["signed"] for d in sent)
+
+
+async def test_an_approval_pauses_the_step_and_the_approved_call_runs_once(backend: Backend, tmp_path: Path) -> None:
+    def team() -> Supervisor[str]:
+        ops = Agent("ops", "Deploy.", model="simulated:conf", tools=[deploy])
+        return on(Supervisor("lead", workers=[ops], model="simulated:conf",
+                             plan=Plan.of({"id": "ship", "agent": "ops", "instruction": "Ship it"})), backend)
+
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        waiting = await team().run("Ship", store=store, run_id="run_ok")  # type: ignore[arg-type]
+        assert waiting.status == "waiting" and effects() == []
+        await approve(store, "run_ok", "ship")
+        done = await team().resume("run_ok", store=store)
+
+    assert done.status == "success" and effects() == ["deployed"]
+
+
+async def test_a_ceiling_above_denies_the_tool_in_whichever_process_the_agent_runs(backend: Backend) -> None:
+    author = Agent("author", "Publish.", model="simulated:conf", tools=[publish])
+    inner = Supervisor("desk", workers=[author], model="simulated:conf",
+                       plan=Plan.of({"id": "p1", "agent": "author", "instruction": "Publish it"}))
+    lead = on(Supervisor("lead", workers=[inner], model="simulated:conf", scopes={"read"},
+                         plan=Plan.of({"id": "t1", "agent": "desk", "instruction": "Delegate"})), backend)
+
+    result = await lead.run("Go")
+
+    assert result.status == "success" and effects() == []  # the call was denied, the model told so
+
+
+async def test_parallel_steps_never_spend_past_the_run_budget(backend: Backend) -> None:
+    workers = [Agent(f"w{i}", "Answer.", model="simulated:conf", max_tokens=64) for i in range(12)]
+    plan = Plan.of(*({"id": f"s{i}", "agent": f"w{i}", "instruction": f"Question {i}"} for i in range(12)))
+    team = on(Supervisor("lead", workers=workers, model="simulated:conf", plan=plan), backend)
+
+    result = await team.run("Answer all", budget=Budget(tokens=200))
+
+    assert result.status == "partial" and result.usage.total_tokens <= 200
+    assert 0 < sum(1 for s in result.steps if s.status == "success") < 12
+
+
+async def test_the_shared_workspace_is_reached_through_the_run(backend: Backend, tmp_path: Path) -> None:
+    notes = Agent("notes", "Write a note.", model="simulated:conf", tools=[remember])
+    team = on(Supervisor("lead", workers=[notes], model="simulated:conf",
+                         plan=Plan.of({"id": "w", "agent": "notes", "instruction": "Write"})), backend)
+
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        result = await team.run("Note", store=store, run_id="run_ws")  # type: ignore[arg-type]
+        items = await store.workspace_items("run_ws")
+
+    assert result.status == "success"
+    assert [(i.version, i.writer) for i in items] == [(1, "notes")]
+
+
+# The process backend's own promises ---------------------------------------------------------------------------------
+
+
+async def test_a_worker_process_that_dies_mid_step_is_a_retried_failure(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from process.worker_tools import crash_once
+
+    monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))
+    worker = Agent("fragile", "Work.", model="simulated:conf", tools=[crash_once])
+    async with ProcessBackend(workers=1) as pool:
+        team = Supervisor("lead", workers=[worker], model="simulated:conf", backend=pool,
+                          plan=Plan.of({"id": "s1", "agent": "fragile", "instruction": "Work"}))
+        result = await team.run("Go")
+
+    [step] = result.steps
+    assert result.status == "success" and step.attempts == 2
+    assert effects() == ["crashing", "survived"]
+
+
+shout: Any = lambda text: text.upper()  # noqa: E731 - what is refused
+shout.__annotations__ = {"text": str, "return": str}
+
+
+async def test_what_a_worker_process_cannot_rebuild_is_refused_before_anything_runs() -> None:
+    shout_agent = Agent("loud", "Shout.", model="simulated:conf", tools=[tool(shout, name="shout")])
+    async with ProcessBackend(workers=1) as pool:
+        team = Supervisor("lead", workers=[shout_agent], model="simulated:conf", backend=pool,
+                          plan=Plan.of({"id": "s1", "agent": "loud", "instruction": "Shout"}))
+        with pytest.raises(ConfigError, match=r"team 'lead' cannot run on its backend: agent 'loud': tool 'shout' "
+                                              r"is a lambda"):
+            await team.run("Go")
+        assert pool._pool == []  # no process was even started
