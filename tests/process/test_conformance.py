@@ -50,6 +50,12 @@ def on(team: Supervisor[Any], backend: Backend) -> Supervisor[Any]:
     return team
 
 
+def one_step(agent: Agent[Any], backend: Backend, step: str = "s1") -> Supervisor[str]:
+    """A team that gives ``agent`` one step, on ``backend``."""
+    return on(Supervisor("lead", workers=[agent], model="simulated:conf",
+                         plan=Plan.of({"id": step, "agent": agent.name, "instruction": "Do it"})), backend)
+
+
 def rows(snapshot: Any) -> list[tuple[Any, ...]]:
     """The stored steps, without what differs between any two runs (ids and times)."""
     found = []
@@ -75,9 +81,7 @@ async def test_a_workflow_gives_the_same_output_usage_and_stored_steps(backend: 
 
 
 async def test_a_side_effect_is_recorded_through_the_run_and_audited(backend: Backend, tmp_path: Path) -> None:
-    writer = Agent("writer", "Send the note.", model="simulated:conf", tools=[send_note])
-    team = on(Supervisor("lead", workers=[writer], model="simulated:conf",
-                         plan=Plan.of({"id": "s1", "agent": "writer", "instruction": "Send it"})), backend)
+    team = one_step(Agent("writer", "Send the note.", model="simulated:conf", tools=[send_note]), backend)
 
     async with SQLiteStore(tmp_path / "runs.db") as store:
         result = await team.run("Notify", store=store, run_id="run_fx")  # type: ignore[arg-type]
@@ -95,9 +99,7 @@ async def test_a_side_effect_is_recorded_through_the_run_and_audited(backend: Ba
 
 async def test_an_approval_pauses_the_step_and_the_approved_call_runs_once(backend: Backend, tmp_path: Path) -> None:
     def team() -> Supervisor[str]:
-        ops = Agent("ops", "Deploy.", model="simulated:conf", tools=[deploy])
-        return on(Supervisor("lead", workers=[ops], model="simulated:conf",
-                             plan=Plan.of({"id": "ship", "agent": "ops", "instruction": "Ship it"})), backend)
+        return one_step(Agent("ops", "Deploy.", model="simulated:conf", tools=[deploy]), backend, "ship")
 
     async with SQLiteStore(tmp_path / "runs.db") as store:
         waiting = await team().run("Ship", store=store, run_id="run_ok")  # type: ignore[arg-type]
@@ -131,10 +133,36 @@ async def test_parallel_steps_never_spend_past_the_run_budget(backend: Backend) 
     assert 0 < sum(1 for s in result.steps if s.status == "success") < 12
 
 
+async def test_a_step_cancelled_mid_call_gives_back_its_budget_reservation(backend: Backend) -> None:
+    """s1's call is in flight when its timeout cancels it; s2 needs the room that call held."""
+    import asyncio
+
+    from cadenza import ExecutionPolicy, RetryPolicy
+    from cadenza._worker_spec import ModelSource
+    from cadenza.models import resolve_model
+
+    slow_source = ModelSource(spec="simulated:slow", options={"latency": 5.0})
+    slow = Agent("slow", "Think.", model=resolve_model(slow_source.spec, dict(slow_source.options)),
+                 model_source=[slow_source], max_tokens=200)
+    quick = Agent("quick", "Answer.", model="simulated:quick", max_tokens=200)
+    policy = ExecutionPolicy(max_concurrency=1, step_timeout=1.0, retry=RetryPolicy(max_attempts=1))
+    team = on(Supervisor("lead", workers=[slow, quick], model="simulated:conf", policy=policy,
+                         plan=Plan.of({"id": "s1", "agent": "slow", "instruction": "Think hard"},
+                                      {"id": "s2", "agent": "quick", "instruction": "Answer"})), backend)
+
+    both = [Agent(f"w{i}", "Warm up.", model="simulated:conf") for i in range(2)]
+    await on(Supervisor("warm", workers=both, model="simulated:conf",  # every worker process started: the
+                        plan=Plan.of(*({"id": f"s{i}", "agent": f"w{i}", "instruction": "Go"} for i in range(2)))),
+             backend).run("Warm up")  # timeout below is for the call, not for starting a process
+    result = await asyncio.wait_for(team.run("Go", budget=Budget(tokens=450)), timeout=20)
+
+    first, second = result.steps
+    assert first.status == "failed" and first.error is not None and first.error.type == "StepTimeout"
+    assert second.status == "success"
+
+
 async def test_the_shared_workspace_is_reached_through_the_run(backend: Backend, tmp_path: Path) -> None:
-    notes = Agent("notes", "Write a note.", model="simulated:conf", tools=[remember])
-    team = on(Supervisor("lead", workers=[notes], model="simulated:conf",
-                         plan=Plan.of({"id": "w", "agent": "notes", "instruction": "Write"})), backend)
+    team = one_step(Agent("notes", "Write a note.", model="simulated:conf", tools=[remember]), backend)
 
     async with SQLiteStore(tmp_path / "runs.db") as store:
         result = await team.run("Note", store=store, run_id="run_ws")  # type: ignore[arg-type]

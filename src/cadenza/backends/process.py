@@ -47,7 +47,10 @@ if TYPE_CHECKING:
     from .._worker_spec import OtherSpec
     from .base import Worker
 
-__all__ = ("ProcessBackend",)
+__all__ = ("START_TIMEOUT", "ProcessBackend")
+
+START_TIMEOUT = 60.0
+"""Seconds a new worker process may take to import cadenza and say it is ready."""
 
 
 class ProcessBackend:
@@ -159,6 +162,13 @@ class _Serving:
         self.leases: dict[int, Lease] = {}
         self.lease_ids = itertools.count(1)
 
+    async def abandon(self) -> None:
+        """The step ended (cancelled, or its process died) with calls in flight: release their reservations as a
+        cancelled call's are (a durable one stays open, counted at its worst case: the call may have been billed)."""
+        leases, self.leases = self.leases, {}
+        for lease in leases.values():
+            await self.port.settle(lease, None)
+
     async def ask(self, method: str, args: Mapping[str, Any]) -> Any:
         port, ctx = self.port, self.ctx
         if method == "reserve":
@@ -244,10 +254,16 @@ class _Process:
             sys.executable, "-m", "cadenza.backends._worker_main", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, env=env, limit=_wire.LINE_LIMIT)
         assert proc.stdout is not None
-        ready = await _wire.read(proc.stdout)
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                ready = await _wire.read(proc.stdout)
+        except TimeoutError:
+            ready = None
+            proc.kill()
         if ready is None or ready.get("op") != "ready":
             await proc.wait()
-            raise WorkerLost(f"a worker process did not start (exit code {proc.returncode}; its stderr says why)")
+            raise WorkerLost(f"a worker process did not start within {START_TIMEOUT:g}s (exit code "
+                             f"{proc.returncode}; its stderr says why)")
         process = cls(proc, int(ready["pid"]))
         process.reader_task = asyncio.create_task(process._read(), name=f"cadenza-worker-{process.pid}")
         return process
@@ -282,6 +298,8 @@ class _Process:
             raise WorkerLost(self.lost or f"worker process {self.pid} closed its pipe") from None
         finally:
             self.steps.pop(step, None)
+            if serving.leases:
+                self._serve(serving.abandon())
 
     async def _read(self) -> None:
         stdout = self.proc.stdout
@@ -299,8 +317,10 @@ class _Process:
     def _dispatch(self, message: dict[str, Any]) -> None:
         op = message.get("op")
         step = self.steps.get(int(message.get("id" if op == "done" else "step", 0)))
-        if step is None:
-            return  # a step that was cancelled meanwhile
+        if step is None:  # a step that ended meanwhile (cancelled): its worker is told, so nothing waits on it
+            if op == "ask":
+                self._serve(self._refuse(int(message["id"])))
+            return
         done, serving = step
         if op == "done":
             if done.done():
@@ -328,6 +348,14 @@ class _Process:
         if self.lost is None and stdin is not None:
             with contextlib.suppress(ConnectionError):
                 _wire.write(stdin, {"op": "answer", "id": request, **reply})
+                await stdin.drain()
+
+    async def _refuse(self, request: int) -> None:
+        stdin = self.proc.stdin
+        if self.lost is None and stdin is not None:
+            with contextlib.suppress(ConnectionError):
+                _wire.write(stdin, {"op": "answer", "id": request,
+                                    "error": {"type": "ConfigError", "message": "the step has ended"}})
                 await stdin.drain()
 
     def _lose(self, why: str) -> None:
