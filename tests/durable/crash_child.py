@@ -3,6 +3,8 @@
     python crash_child.py DB LOG run RUN_ID [--die SPEC]
     python crash_child.py DB LOG resume RUN_ID [--die SPEC]
 
+``--backend process`` runs the agent steps in two worker processes.
+
 Stdout, one flushed line each: ``EVENT <n> <type> <team> <step>`` for every event of the run
 (``n`` counts from 0, ``step`` is ``-`` for team events), so the parent can kill the process right
 after one; ``DIE <spec>`` just before the process kills itself; ``RESULT <json>`` at the end
@@ -40,12 +42,15 @@ from typing import Any
 from cadenza import Supervisor
 from cadenza._errors import CadenzaError
 from cadenza._events import Event
+from cadenza._identity import Envelope, WorkerKey
 from cadenza._messages import Result, Task
 from cadenza._port import RunPort
+from cadenza._security import TaskOpener
 from cadenza._step_context import StepContext
 from cadenza._workflow import parse_workflow
-from cadenza.backends.base import Worker
+from cadenza.backends.base import Backend, Worker
 from cadenza.backends.local import LocalBackend
+from cadenza.backends.process import ProcessBackend
 from cadenza.stores.base import Write
 from cadenza.stores.sqlite import SQLiteStore
 
@@ -129,7 +134,28 @@ class LoggingBackend(LocalBackend):
         os.write(self.log_fd, f"{line} {os.getpid()}\n".encode())
 
 
-def instrument(team: Supervisor[Any], backend: LoggingBackend) -> None:
+class LoggingProcessBackend(ProcessBackend):
+    """The process backend (agent steps in worker processes), logging each step in this process as the local one."""
+
+    def __init__(self, log_fd: int, workers: int) -> None:
+        super().__init__(workers)
+        self.log_fd = log_fd
+
+    async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
+        os.write(self.log_fd, f"start {ctx.team} {ctx.step_id} {os.getpid()}\n".encode())
+        result = await super().execute(worker, task, ctx, port)
+        os.write(self.log_fd, f"end {ctx.team} {ctx.step_id} {os.getpid()}\n".encode())
+        return result
+
+    async def deliver(self, worker: Worker, envelope: Envelope, opener: TaskOpener, key: WorkerKey,
+                      ctx: StepContext, port: RunPort) -> Envelope:
+        os.write(self.log_fd, f"start {ctx.team} {ctx.step_id} {os.getpid()}\n".encode())
+        reply = await super().deliver(worker, envelope, opener, key, ctx, port)
+        os.write(self.log_fd, f"end {ctx.team} {ctx.step_id} {os.getpid()}\n".encode())
+        return reply
+
+
+def instrument(team: Supervisor[Any], backend: Backend) -> None:
     """Give ``team`` and every team under it the logging backend."""
     team.executor.backend = backend
     for worker in team.workers.values():
@@ -208,7 +234,10 @@ async def main(args: argparse.Namespace) -> int:
     killer = Killer(args.die)
     team = parse_workflow(WORKFLOW).entry
     log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    instrument(team, LoggingBackend(log_fd))
+    backend: Backend = LoggingBackend(log_fd)
+    if args.backend == "process":
+        backend = LoggingProcessBackend(log_fd, workers=2)
+    instrument(team, backend)
     async with SQLiteStore(args.db) as store:
         killer.tap(store)
         try:
@@ -219,6 +248,9 @@ async def main(args: argparse.Namespace) -> int:
         except CadenzaError as exc:
             print(f"ERROR {type(exc).__name__} {exc}".replace("\n", " "), flush=True)
             return 3
+        finally:
+            if isinstance(backend, ProcessBackend):
+                await backend.aclose()
     body = {"status": result.status, "output": result.output, "usage": result.usage.model_dump(mode="json"),
             "steps": outputs(result.steps)}
     print("RESULT " + json.dumps(body, sort_keys=True), flush=True)
@@ -232,6 +264,8 @@ def cli(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("mode", choices=("run", "resume"))
     parser.add_argument("run_id")
     parser.add_argument("--die", default=None, help="where to SIGKILL this process (see the module docstring)")
+    parser.add_argument("--backend", choices=("local", "process"), default="local",
+                        help="process: agent steps in two worker processes")
     return parser.parse_args(argv)
 
 

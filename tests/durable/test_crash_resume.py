@@ -244,9 +244,10 @@ class Process:
         return f"{self.mode} (pid {self.pid}, kill {self.kill}, rc {self.returncode}):\n    {tail}"
 
 
-def spawn(db: Path, log: Path, mode: str, kill: Kill | None) -> tuple[int, int, bool, list[str]]:
+def spawn(db: Path, log: Path, mode: str, kill: Kill | None,
+          backend: str = "local") -> tuple[int, int, bool, list[str]]:
     """Run the child until it ends or is killed: (pid, return code, hung, lines of output)."""
-    args = [sys.executable, str(CHILD), str(db), str(log), mode, RUN_ID]
+    args = [sys.executable, str(CHILD), str(db), str(log), mode, RUN_ID, "--backend", backend]
     if kill is not None and kill.die is not None:
         args += ["--die", kill.die]
     lines: list[str] = []
@@ -286,7 +287,7 @@ def started_by(log: Path, pid: int) -> list[StepKey]:
     return found
 
 
-def play(case: Case, workdir: Path) -> list[Process]:
+def play(case: Case, workdir: Path, backend: str = "local") -> list[Process]:
     """Run the case's processes one after the other: each kill, then resumes until one ends by itself."""
     workdir.mkdir(parents=True)
     db, log = workdir / "runs.db", workdir / "steps.log"
@@ -295,7 +296,7 @@ def play(case: Case, workdir: Path) -> list[Process]:
     for kill in (*case.kills, None):
         # A run whose row never became durable was never started: start it again (resuming says RunNotFound).
         mode = "run" if view.status is None else "resume"
-        pid, returncode, hung, lines = spawn(db, log, mode, kill)
+        pid, returncode, hung, lines = spawn(db, log, mode, kill, backend)
         after = read_view(db)
         processes.append(Process(mode, kill, pid, returncode, hung, lines, view, after, started_by(log, pid)))
         view = after
@@ -374,6 +375,25 @@ def check_final(last: Process, reference: View, reference_result: dict[str, Any]
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_killed_run_resumes_to_the_uninterrupted_result(case: Case, played: Played) -> None:
     processes = played.cases[str(case)]
+    for p in processes:
+        check_process(p)
+    check_final(processes[-1], played.reference, played.reference_result)
+
+
+PROCESS_CASES = (
+    Case(()),
+    Case((at("StepFinished:lead:costs"),)),
+    Case((at("StepStarted:lead/eng:build"), at("StepStarted:lead:edit"))),
+)
+"""Runs whose agent steps run in worker processes: killed with steps in flight there, resumed on them."""
+
+
+@slow
+@pytest.mark.parametrize("case", PROCESS_CASES, ids=lambda case: str(case) or "uninterrupted")
+def test_a_run_on_worker_processes_resumes_to_what_the_local_run_gives(case: Case, played: Played,
+                                                                       tmp_path: Path) -> None:
+    """Same seed, same outputs and stored rows on either backend, however the run was interrupted."""
+    processes = play(case, tmp_path / "process", backend="process")
     for p in processes:
         check_process(p)
     check_final(processes[-1], played.reference, played.reference_result)
