@@ -416,14 +416,9 @@ class Keyring:
             kind = getattr(message, "kind", None)
             if kind not in ("task", "result"):
                 raise ConfigError(f"say which kind of envelope a {type(message).__name__} travels in (kind='message'?)")
-        entry = self._keys.get(identity.key_id)
-        if entry is None or entry.identity is not identity:
-            self._reject("forged", f"the identity {identity.agent!r} ({identity.key_id}) was not issued by this "
-                         f"keyring of run {self.run_id!r}, or was revoked", error=UnknownAgent,
-                         claims={"sender": identity.agent, "key_id": identity.key_id, "run_id": identity.run_id,
-                                 "recipient": recipient, "kind": kind})
+        key = self._key_of(identity, recipient=recipient, kind=kind)
         self._check_bindings(message, kind, (kind, self.run_id, identity.agent, recipient))
-        return _sealed(identity, entry.key, recipient, kind, message, datetime.fromtimestamp(self._now(), UTC), trace)
+        return _sealed(identity, key, recipient, kind, message, datetime.fromtimestamp(self._now(), UTC), trace)
 
     def worker_key(self, identity: AgentIdentity) -> WorkerKey:
         """``identity``'s own key, for the worker that acts as it (in this process or another).
@@ -431,12 +426,21 @@ class Keyring:
         Raises:
             UnknownAgent: ``identity`` was not issued by this keyring, or was revoked.
         """
+        return WorkerKey(identity, self._key_of(identity))
+
+    def _key_of(self, identity: AgentIdentity, **claims: str) -> SigningKey:
+        """The key of ``identity``, if this keyring issued that very handle and has not revoked it.
+
+        Raises:
+            UnknownAgent: it did not (``claims`` are what the refused use said, for the audit log).
+        """
         entry = self._keys.get(identity.key_id)
         if entry is None or entry.identity is not identity:
             self._reject("forged", f"the identity {identity.agent!r} ({identity.key_id}) was not issued by this "
                          f"keyring of run {self.run_id!r}, or was revoked", error=UnknownAgent,
-                         claims={"sender": identity.agent, "key_id": identity.key_id, "run_id": identity.run_id})
-        return WorkerKey(identity, entry.key)
+                         claims={"sender": identity.agent, "key_id": identity.key_id, "run_id": identity.run_id,
+                                 **claims})
+        return entry.key
 
     @overload
     def open(self, envelope: Envelope | str | bytes, *, recipient: str | None,
