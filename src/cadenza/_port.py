@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from .models.pricing import Price
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
     from ._messages import Usage
     from ._step_context import StepContext
     from ._workspace import Workspace
-    from .models.pricing import Price
 
 __all__ = ("ApprovalAsk", "Claim", "Lease", "ModelPrice", "RunPort", "ToolCallRecord")
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
 
 from .._errors import (
     ApprovalRequired,
@@ -30,12 +32,38 @@ from .._errors import (
     WorkspaceConflict,
 )
 
-__all__ = ("LINE_LIMIT", "error_from", "error_of", "read", "write")
+__all__ = ("LINE_LIMIT", "error_from", "error_of", "read", "value_from", "value_of", "write")
 
 LINE_LIMIT = 64 * 1024 * 1024
 """The longest message (a Result with a large output, a tool's result): bigger ones are refused, not cut."""
 
 Message = dict[str, Any]
+T = TypeVar("T")
+
+
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+"""A validator per type of value, made once: building one costs far more than using it."""
+
+
+def _adapter(kind: type[T]) -> TypeAdapter[T]:
+    found = _ADAPTERS.get(kind)
+    if found is None:
+        found = _ADAPTERS[kind] = TypeAdapter(kind)
+    return found
+
+
+def value_of(value: object) -> Any:
+    """A port's value (a `Claim`, a `ToolCallRecord`, a `Usage`, a workspace entry...) as JSON data."""
+    return _adapter(type(value)).dump_python(value, mode="json")
+
+
+def value_from(kind: type[T], data: Any) -> T:
+    """The ``kind`` value that `value_of` made ``data`` from.
+
+    Raises:
+        pydantic.ValidationError: ``data`` is not one; the error names the field.
+    """
+    return _adapter(kind).validate_python(data)
 
 
 def write(stream: asyncio.StreamWriter, message: Message) -> None:

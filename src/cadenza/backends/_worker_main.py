@@ -27,6 +27,7 @@ from .._step_context import StepContext
 from .._tracing import attach_context
 from .._worker_spec import WorkerSpec
 from .._workspace import Workspace
+from ..stores.base import WorkspaceEntry
 from . import _wire
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from .._budget import Budget
     from .._events import Event
     from .._mcp import MCPServer
-    from ..stores.base import WorkspaceEntry
 
 _SPECS: TypeAdapter[WorkerSpec] = TypeAdapter(WorkerSpec)
 
@@ -94,25 +94,18 @@ class RemotePort:
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
         held = await self._channel.ask(self._step, "reserve", {
-            "claim": {"agent": claim.agent, "input_tokens": claim.input_tokens, "output_tokens": claim.output_tokens,
-                      "models": [[m.model, m.price.model_dump() if m.price is not None else None]
-                                 for m in claim.models]},
-            "budget": budget.model_dump() if budget is not None else None})
+            "claim": _wire.value_of(claim), "budget": _wire.value_of(budget) if budget is not None else None})
         return Lease(held)
 
     async def settle(self, lease: Lease, usage: Usage | None) -> None:
         await self._channel.ask(self._step, "settle", {
-            "lease": lease.held, "usage": usage.model_dump(mode="json") if usage is not None else None})
+            "lease": lease.held, "usage": _wire.value_of(usage) if usage is not None else None})
 
     async def record_call(self, ctx: StepContext, call: ToolCallRecord) -> None:
-        await self._channel.ask(self._step, "record_call", {
-            "key": call.key, "tool": call.tool, "side_effect": call.side_effect,
-            "arguments_digest": call.arguments_digest, "status": call.status, "result_json": call.result_json})
+        await self._channel.ask(self._step, "record_call", {"call": _wire.value_of(call)})
 
     async def approve(self, ctx: StepContext, ask: ApprovalAsk) -> None:
-        await self._channel.ask(self._step, "approve", {
-            "name": ask.name, "arguments": dict(ask.arguments), "arguments_digest": ask.arguments_digest,
-            "key": ask.key, "uncertain": ask.uncertain})
+        await self._channel.ask(self._step, "approve", {"ask": _wire.value_of(ask)})
 
     def workspace(self, ctx: StepContext, writer: str) -> Workspace | None:
         if not self._workspace:
@@ -134,21 +127,16 @@ class _RemoteWorkspace:
 
     async def workspace_get(self, run_id: str, key: str) -> WorkspaceEntry | None:
         found = await self._channel.ask(self._step, "workspace_get", {"key": key})
-        return None if found is None else _entry(found)
+        return None if found is None else _wire.value_from(WorkspaceEntry, found)
 
     async def workspace_items(self, run_id: str) -> list[WorkspaceEntry]:
-        return [_entry(e) for e in await self._channel.ask(self._step, "workspace_items", {})]
+        found = await self._channel.ask(self._step, "workspace_items", {})
+        return [_wire.value_from(WorkspaceEntry, e) for e in found]
 
     async def workspace_put(self, run_id: str, key: str, value_json: str, *, expected_version: int,
                             writer: str) -> WorkspaceEntry:
-        return _entry(await self._channel.ask(self._step, "workspace_put", {
+        return _wire.value_from(WorkspaceEntry, await self._channel.ask(self._step, "workspace_put", {
             "key": key, "value_json": value_json, "expected_version": expected_version, "writer": writer}))
-
-
-def _entry(data: Mapping[str, Any]) -> WorkspaceEntry:
-    from ..stores.base import WorkspaceEntry
-
-    return WorkspaceEntry(**{**data, "at": datetime.fromisoformat(str(data["at"]))})
 
 
 class _Worker:

@@ -25,6 +25,7 @@ import os
 import sys
 import weakref
 from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,8 @@ from .._budget import Budget
 from .._errors import ConfigError, WorkerLost
 from .._identity import Envelope
 from .._messages import Result, Task, Usage
-from .._port import ApprovalAsk, Claim, ModelPrice, ToolCallRecord
+from .._port import ApprovalAsk, Claim, ToolCallRecord
 from .._worker_spec import AgentSpec, TeamSpec, rebuild_problems
-from ..models.pricing import Price
 from . import _wire
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class ProcessBackend:
         self.size = count
         self._pool: list[_Process] = []
         self._starting: asyncio.Lock | None = None
-        self._specs: weakref.WeakKeyDictionary[Any, tuple[str, dict[str, Any]]] = weakref.WeakKeyDictionary()
+        self._shipped: weakref.WeakKeyDictionary[Any, _Shipment] = weakref.WeakKeyDictionary()
         self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -75,33 +75,23 @@ class ProcessBackend:
     def problems(self, worker: Worker) -> list[str]:
         """What of ``worker`` this backend cannot run: a team runs here (its own backend runs its workers); any
         other worker must be an agent that a worker process can rebuild from its spec."""
-        return self._problems(worker.describe())
-
-    def _problems(self, spec: AgentSpec | TeamSpec | OtherSpec) -> list[str]:
-        if isinstance(spec, TeamSpec):
-            return []  # its own backend runs its workers
-        if not isinstance(spec, AgentSpec):
-            return [f"worker {spec.name!r} (a {spec.type.rpartition(':')[2]}) cannot run in a worker process: "
-                    "only agents and teams can"]
-        return rebuild_problems(spec)
+        return list(self._shipment(worker).problems)
 
     async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Run ``task`` on ``worker``: an agent in a worker process, a team here."""
-        spec = worker.describe()
-        if isinstance(spec, TeamSpec):
+        shipment = self._shipment(worker)
+        if shipment.team:
             return await worker.execute(task, ctx, port)
-        reply = await self._run(worker, spec, task, ctx, port, None, None)
-        return Result.model_validate(reply)
+        return Result.model_validate(await self._run(shipment, task, ctx, port, None, None))
 
     async def deliver(self, worker: Worker, envelope: Envelope, opener: TaskOpener, key: WorkerKey,
                       ctx: StepContext, port: RunPort) -> Envelope:
         """Open the task here, run it in a worker process that holds only ``key``, return its sealed Result."""
         task = opener.open(envelope)
-        spec = worker.describe()
-        if isinstance(spec, TeamSpec):
+        shipment = self._shipment(worker)
+        if shipment.team:
             return key.seal(envelope.sender, await worker.execute(task, ctx, port))
-        reply = await self._run(worker, spec, task, ctx, port, key, envelope)
-        return Envelope.model_validate(reply)
+        return Envelope.model_validate(await self._run(shipment, task, ctx, port, key, envelope))
 
     async def aclose(self) -> None:
         """Stop every worker process (their running steps are lost)."""
@@ -116,27 +106,25 @@ class ProcessBackend:
                         tb: TracebackType | None) -> None:
         await self.aclose()
 
-    async def _run(self, worker: Worker, spec: AgentSpec | OtherSpec, task: Task, ctx: StepContext, port: RunPort,
-                   key: WorkerKey | None, envelope: Envelope | None) -> Any:
-        problems = self._problems(spec)
-        if problems:
-            raise ConfigError("; ".join(problems))
-        sid, body = self._spec_of(worker, spec)
+    async def _run(self, shipment: _Shipment, task: Task, ctx: StepContext, port: RunPort, key: WorkerKey | None,
+                   envelope: Envelope | None) -> Any:
+        if shipment.problems:
+            raise ConfigError("; ".join(shipment.problems))
+        assert shipment.spec is not None
         process = await self._process()
         step = next(self._ids)
-        message = {"op": "step", "id": step, "sid": sid, "task": task.model_dump(mode="json"),
+        message = {"op": "step", "id": step, "sid": shipment.sid, "task": task.model_dump(mode="json"),
                    "ctx": ctx.to_json().decode(), "key": key.to_json() if key is not None else None,
                    "recipient": envelope.sender if envelope is not None else None,
                    "trace": envelope.trace if envelope is not None else dict(ctx.trace) or None,
-                   "workspace": port.workspace(ctx, spec.name) is not None, "audited": port.audited}
-        return await process.run(step, sid, body, message, _Serving(port, ctx))
+                   "workspace": port.workspace(ctx, ctx.agent) is not None, "audited": port.audited}
+        return await process.run(step, shipment.sid, shipment.spec, message, _Serving(port, ctx))
 
-    def _spec_of(self, worker: Worker, spec: AgentSpec | OtherSpec) -> tuple[str, dict[str, Any]]:
-        found = self._specs.get(worker)
+    def _shipment(self, worker: Worker) -> _Shipment:
+        """What ``worker`` is, as this backend ships it: described once per worker, not once per step."""
+        found = self._shipped.get(worker)
         if found is None:
-            body = spec.model_dump(mode="json")
-            sid = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
-            found = self._specs[worker] = (sid, body)
+            found = self._shipped[worker] = _Shipment.of(worker.describe())
         return found
 
     async def _process(self) -> _Process:
@@ -151,6 +139,28 @@ class ProcessBackend:
                     started = await _Process.start()
                     self._pool.append(started)
         return min(self._pool, key=lambda p: len(p.steps))
+
+
+@dataclass(frozen=True, slots=True)
+class _Shipment:
+    """A worker as a process backend sends it: its spec and the spec's id, or why it cannot go; a team stays."""
+
+    team: bool
+    """A team runs in this process (its own backend runs its workers)."""
+    sid: str
+    """Names the spec a worker process rebuilds the agent from."""
+    spec: dict[str, Any] | None
+    problems: tuple[str, ...]
+
+    @classmethod
+    def of(cls, spec: AgentSpec | TeamSpec | OtherSpec) -> _Shipment:
+        if isinstance(spec, TeamSpec):
+            return cls(True, "", None, ())
+        if not isinstance(spec, AgentSpec):
+            return cls(False, "", None, (f"worker {spec.name!r} (a {spec.type.rpartition(':')[2]}) cannot run in a "
+                                         "worker process: only agents and teams can",))
+        sid = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
+        return cls(False, sid, spec.model_dump(mode="json"), tuple(rebuild_problems(spec)))
 
 
 class _Serving:
@@ -172,24 +182,22 @@ class _Serving:
     async def ask(self, method: str, args: Mapping[str, Any]) -> Any:
         port, ctx = self.port, self.ctx
         if method == "reserve":
-            claim = args["claim"]
-            lease = await port.reserve(ctx, Claim(
-                str(claim["agent"]), int(claim["input_tokens"]), int(claim["output_tokens"]),
-                tuple(ModelPrice(str(m), Price.model_validate(p) if p is not None else None)
-                      for m, p in claim["models"])), Budget.model_validate(args["budget"]) if args["budget"] else None)
+            budget = args["budget"]
+            lease = await port.reserve(ctx, _wire.value_from(Claim, args["claim"]),
+                                       _wire.value_from(Budget, budget) if budget is not None else None)
             number = next(self.lease_ids)
             self.leases[number] = lease
             return number
         if method == "settle":
             lease = self.leases.pop(int(args["lease"]))
             usage = args["usage"]
-            await port.settle(lease, Usage.model_validate(usage) if usage is not None else None)
+            await port.settle(lease, _wire.value_from(Usage, usage) if usage is not None else None)
             return None
         if method == "record_call":
-            await port.record_call(ctx, ToolCallRecord(**args))
+            await port.record_call(ctx, _wire.value_from(ToolCallRecord, args["call"]))
             return None
         if method == "approve":
-            await port.approve(ctx, ApprovalAsk(**args))
+            await port.approve(ctx, _wire.value_from(ApprovalAsk, args["ask"]))
             return None
         if method.startswith("workspace_"):
             return await self._workspace(method, args)
@@ -203,25 +211,18 @@ class _Serving:
         store = workspace.store
         if method == "workspace_get":
             entry = await store.workspace_get(self.ctx.run_id, str(args["key"]))
-            return None if entry is None else _entry_json(entry)
+            return None if entry is None else _wire.value_of(entry)
         if method == "workspace_items":
-            return [_entry_json(e) for e in await store.workspace_items(self.ctx.run_id)]
+            return [_wire.value_of(e) for e in await store.workspace_items(self.ctx.run_id)]
         entry = await store.workspace_put(self.ctx.run_id, str(args["key"]), str(args["value_json"]),
                                           expected_version=int(args["expected_version"]), writer=writer)
-        return _entry_json(entry)
+        return _wire.value_of(entry)
 
     async def tell(self, method: str, args: Mapping[str, Any]) -> None:
         if method == "audit":
             at = args.get("at")
             self.port.audit(args["kind"], str(args["actor"]), str(args["subject"]), args.get("detail") or {},
                             at=datetime.fromisoformat(at) if at else None)
-
-
-def _entry_json(entry: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    found: dict[str, Any] = asdict(entry)
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in found.items()}
 
 
 class _Process:
