@@ -42,6 +42,8 @@ from .models.base import Model, ModelRequest, ModelResponse
 from .models.pricing import Price, Prices
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ._port import RunPort
     from ._step_context import StepContext
 
@@ -177,20 +179,21 @@ async def call_model(model: Model, request: ModelRequest, ctx: StepContext, port
     except BaseException as exc:
         if lease is not None:
             await port.settle(lease, Usage())
-        seconds = time.perf_counter() - started
-        record_model_call(model.name, None, seconds, type(exc).__name__)
-        if port.audited:
-            port.audit("model.called", request.agent or "?", model.name,
-                       model_call_detail(ctx, seconds, None, type(exc).__name__), at=at)
+        _measured(model, request, ctx, port, at, time.perf_counter() - started, None, type(exc).__name__)
         raise
     if lease is not None:
         await port.settle(lease, response.usage)
-    seconds = time.perf_counter() - started
-    record_model_call(model.name, response.usage, seconds, None)
-    if port.audited:
-        port.audit("model.called", request.agent or "?", model.name,
-                   model_call_detail(ctx, seconds, response.usage, None), at=at)
+    _measured(model, request, ctx, port, at, time.perf_counter() - started, response.usage, None)
     return response
+
+
+def _measured(model: Model, request: ModelRequest, ctx: StepContext, port: RunPort, at: datetime, seconds: float,
+              usage: Usage | None, error: str | None) -> None:
+    """One model call that ended (answered, or failed with ``error``), as a metric and in the audit log."""
+    record_model_call(model.name, usage, seconds, error)
+    if port.audited:
+        port.audit("model.called", request.agent or "?", model.name, model_call_detail(ctx, seconds, usage, error),
+                   at=at)
 
 
 def model_call_detail(ctx: StepContext, seconds: float, usage: Usage | None, error: str | None) -> dict[str, object]:

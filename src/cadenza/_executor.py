@@ -196,6 +196,8 @@ class _PlanRun:
         self.emit = port.events  # isolated by the run: a sink that raises inside a step task must not kill it
         self.scope = scope
         self.ceiling = ceiling
+        self.budgets = port.budgets
+        """The budgets covering every step of the plan, as each step's context names them."""
         self.limits = _Limits(self.policy)
         self.records: dict[str, StepRecord] = {s.id: StepRecord(s) for s in plan.steps}
         self.waiting_on: dict[str, int] = {}
@@ -401,8 +403,8 @@ class _PlanRun:
         scope = f"{self.scope}/{step.id}"
         prior = journal.prior_calls(step.id) if journal is not None else ()
         return StepContext(run_id=self.run_id, scope=scope, step_id=step.id, agent=step.agent,
-                           attempt=record.attempts, task_id=task.task_id, ceiling=self.ceiling, budgets=self.port.budgets, prior_calls=prior,
-                           trace=())
+                           attempt=record.attempts, task_id=task.task_id, ceiling=self.ceiling, budgets=self.budgets,
+                           prior_calls=prior, trace=())
 
     def _task_for(self, step: Step, attempt: int, now: datetime, timeout: float | None) -> Task:
         records = self.records

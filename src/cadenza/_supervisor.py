@@ -385,7 +385,7 @@ class Supervisor(Generic[OutputT]):
             events(RunStarted(run_id, team, task.instruction, started))
         usage = Usage()
         try:
-            plan, usage = await self._make_plan(goal, team, own, port, scope)
+            plan, usage = await self._make_plan(goal, team, own, port)
         except CadenzaError as exc:
             usage = exc.spent or usage  # a planner that gave up was still billed for every attempt
             _count_team_usage("planner", usage, run_id, team, events, journal, scope)
@@ -419,9 +419,8 @@ class Supervisor(Generic[OutputT]):
                          finished_at=finished, error=error, plan=plan, steps=list(outcome.records.values()),
                          spawned=spawned)
 
-    async def _make_plan(self, goal: str, team: str, own: StepContext, port: LocalPort,
-                         scope: str) -> tuple[Plan, Usage]:
-        run_id = RunId(own.run_id)
+    async def _make_plan(self, goal: str, team: str, own: StepContext, port: LocalPort) -> tuple[Plan, Usage]:
+        run_id, scope = RunId(own.run_id), own.scope
         events = port.events
         journal = port.state.journal
         if journal is not None and scope in journal.prior.plans:
