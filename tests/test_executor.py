@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cadenza import ExecutionPolicy, Executor, Plan, PlanError, RetryPolicy, Step
-from cadenza._events import Event, StepFailed, StepFinished, StepRetrying, StepSkipped, StepStarted
+from cadenza._events import Event, EventStream, StepFailed, StepFinished, StepRetrying, StepSkipped, StepStarted
 from cadenza._ids import RunId
 from cadenza._outcomes import PlanOutcome
-from support import Fail, ScriptedWorker, kinds, other_tasks
+from support import REPORTS, Fail, ScriptedWorker, kinds, other_tasks
 
 RUN = RunId("run_test")
 
@@ -302,7 +302,7 @@ def test_fail_fast_on_random_dags_settles_every_step_exactly_once(dag: tuple[Pla
     w = ScriptedWorker("w", fails_on(failing, pause_after=True))
     outcome, leftover = asyncio.run(scenario())
     assert leftover == []
-    terminal = [e for e in events if not isinstance(e, StepStarted | StepRetrying)]
+    terminal = [e for e in events if not isinstance(e, StepStarted | StepRetrying | REPORTS)]
     assert sorted(e.step_id for e in terminal) == sorted(s.id for s in p.steps)  # one ending per step
     records = outcome.records
     assert all(r.status in ("success", "failed", "skipped", "cancelled") for r in records.values())
@@ -331,34 +331,22 @@ async def test_a_sink_that_raises_inside_a_step_task_does_not_stall_the_executor
 
 async def test_a_step_task_that_breaks_stops_the_run_with_its_error_instead_of_hanging() -> None:
     class BrokenJournal:
-        """A journal whose record of a finished step raises something that is not a StoreError (a bug)."""
+        """A journal sink whose record of a finished step raises something that is not a StoreError (a bug)."""
 
-        scope = "lead"
-        journal = None
+        def __call__(self, event: Event) -> None:
+            if isinstance(event, StepFinished):
+                raise KeyError("a bug in the journal")
 
-        def restored(self, step_id: str) -> None:
-            return None
-
-        def prior_calls(self, step_id: str) -> tuple[()]:
-            return ()
-
-        def started(self, record: object, task: object) -> None:
-            return None
-
-        async def finished(self, record: object, result: object, retried: object) -> None:
-            raise KeyError("a bug in the journal")
-
-        def settled(self, record: object) -> None:
+        async def flush(self) -> None:
             return None
 
     from cadenza import _executor
-
-    executor = Executor()
     from cadenza._run_state import RunState
 
-    run = _executor._PlanRun(executor, plan(("a", "w", []), ("b", "w", ["a"])), {"w": ScriptedWorker("w")}, RUN,
-                             "lead", None, 0, RunState(RUN).port(), "lead", None)
-    run.journal = BrokenJournal()  # type: ignore[assignment]
+    port = RunState(RUN).port()
+    port.events = EventStream(journal=BrokenJournal())  # type: ignore[arg-type]
+    run = _executor._PlanRun(Executor(), plan(("a", "w", []), ("b", "w", ["a"])), {"w": ScriptedWorker("w")}, RUN,
+                             "lead", None, 0, port, "lead", None)
     with pytest.raises(KeyError, match="a bug in the journal"):
         await asyncio.wait_for(run.execute(), timeout=10)
     assert run.records["b"].status == "skipped"

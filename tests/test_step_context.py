@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from cadenza import Agent, Budget, FunctionModel, MCPServer, ModelRequest, Plan, Supervisor, Task, tool
+from cadenza._events import ModelCalled
 from cadenza._messages import Result
 from cadenza._port import ApprovalAsk, Claim, Lease, ToolCallRecord
 from cadenza._run_state import RunState
@@ -38,24 +38,20 @@ class Refused(RuntimeError):
 class RefusingPort:
     """A port that serves nothing stateful: each request raises `Refused` naming it, and is counted."""
 
-    def __init__(self, *, audited: bool = False) -> None:
+    def __init__(self, *, observed: bool = False) -> None:
         self.asked: list[str] = []
-        self._audited = audited
+        self._observed = observed
 
     def _refuse(self, what: str) -> Refused:
         self.asked.append(what)
         return Refused(f"the port cannot {what}")
 
     @property
-    def audited(self) -> bool:
-        return self._audited
+    def observed(self) -> bool:
+        return self._observed
 
     def emit(self, event: object) -> None:
-        pass
-
-    def audit(self, kind: str, actor: str, subject: str, detail: Mapping[str, object] | None = None, *,
-              at: datetime | None = None) -> None:
-        raise self._refuse("audit")
+        raise self._refuse("emit")
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Any) -> Lease:
         raise self._refuse("reserve")
@@ -163,13 +159,13 @@ async def test_an_agents_own_budget_is_claimed_through_the_port_even_where_no_te
 
 
 async def test_a_step_no_budget_covers_calls_its_model_without_a_reservation() -> None:
-    """The engine says so in the context; the call is still audited when the run keeps a log."""
+    """The engine says so in the context; the call is still reported when the run's sinks (its audit log) want it."""
     model = FunctionModel(lambda request: "answer")
 
     quiet = await Agent("w", model=model).execute(task(), step_context(), RefusingPort())
-    audited = await Agent("w", model=model).execute(task(), step_context(), RefusingPort(audited=True))
+    observed = await Agent("w", model=model).execute(task(), step_context(), RefusingPort(observed=True))
 
-    assert quiet.status == "success" and audited.status == "failure" and len(model.calls) == 2
+    assert quiet.status == "success" and observed.status == "failure" and len(model.calls) == 2
 
 
 async def test_a_side_effect_the_port_cannot_record_does_not_happen() -> None:
@@ -235,18 +231,24 @@ async def test_a_tool_with_a_context_parameter_does_not_run_without_the_workspac
     assert result.status == "failure" and ran == [] and port.asked == ["give the workspace"]
 
 
-async def test_a_tool_call_the_port_cannot_audit_fails_the_step_instead_of_going_unrecorded() -> None:
+async def test_a_tool_call_the_port_cannot_report_fails_the_step_instead_of_going_unrecorded() -> None:
     @tool
     def lookup(term: str) -> str:
         """Look a term up."""
         return "found"
 
-    port = BudgetOnly(audited=True)
+    class TakesModelReports(BudgetOnly):
+        def emit(self, event: object) -> None:
+            if not isinstance(event, ModelCalled):
+                raise self._refuse(f"emit {type(event).__name__}")
+
+    port = TakesModelReports(observed=True)
     agent = Agent("w", model=calls_tool_then_answers("lookup", {"term": "x"}), tools=[lookup])
 
     result = await agent.execute(task(), step_context(), port)
 
-    assert result.status == "failure" and "audit" in port.asked
+    assert result.status == "failure" and port.asked == ["emit ToolCalled"]
+    assert result.error is not None and "the port cannot emit ToolCalled" in result.error.message
 
 
 async def test_mcp_servers_are_opened_only_through_the_port() -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 
-from ._audit_hooks import audit_tool_call
+from ._audit_hooks import log_denial, tool_called
 from ._budget import Budget, call_model, run_account
 from ._errors import (
     ApprovalRequired,
@@ -27,7 +27,6 @@ from ._errors import (
 )
 from ._ids import AgentId, RunId, TaskId, new_run_id, new_task_id
 from ._messages import ErrorInfo, Result, ResultStatus, Task, Usage, utcnow
-from ._metrics import tool_call as tool_metric
 from ._names import name_problem, summarise_validation
 from ._permissions import denial
 from ._result import RunResult
@@ -55,6 +54,7 @@ from .models.base import (
 from .models.registry import provider_of, resolve_model
 
 if TYPE_CHECKING:
+    from ._events import ToolOutcome
     from ._mcp import MCPServer
     from ._port import RunPort
     from ._worker_spec import AgentSpec, ModelSource
@@ -434,21 +434,19 @@ class _Conversation:
 
     async def _call_tool(self, call: ToolCall) -> ToolResultMessage:
         if not tracing():
-            result = await self._tool_result(call)
-            tool_metric(self.agent.name, call.name, _outcome(result))
-            return result
+            return await self._tool_result(call)
         with span(f"execute_tool {call.name}", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
                                                 "gen_ai.tool.call.id": call.id, "gen_ai.agent.name": self.agent.name}
                   ) as current:
             result = await self._tool_result(call)
             if result.is_error:
                 fail(current, "ToolError", result.content[:200])
-            tool_metric(self.agent.name, call.name, _outcome(result))
             return result
 
     async def _tool_result(self, call: ToolCall) -> ToolResultMessage:
         if call.malformed is not None:
             self.malformed = f"tool {call.name!r}: {call.malformed}"
+            self._report(call.name, call, "invalid", call.malformed)
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True,
                                      content=f"the arguments could not be read: {call.malformed}; call the tool "
                                              "again with a JSON object that fits its schema")
@@ -456,32 +454,37 @@ class _Conversation:
         if found is None:
             known = ", ".join(self.tools) or "(none)"
             self.malformed = f"unknown tool {call.name!r}"
+            self._report(call.name, call, "invalid", f"unknown tool; available tools: {known}")
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True,
                                      content=f"unknown tool {call.name!r}; available tools: {known}")
         refused = denial(self.agent.name, found.name, found.scopes, self.agent.scopes, self.ctx.ceiling)
         if refused is not None:  # whatever the model asked for: the runtime decides
-            self._audit(found, call, "denied", refused)
+            self._report(found.name, call, "denied", refused)
             return ToolResultMessage(call_id=call.id, name=call.name, is_error=True, content=refused)
         try:
             value = await self._run_tool(found, call)
         except ApprovalRequired as exc:
             self.paused = exc
-            self._audit(found, call, "waiting")
+            self._report(found.name, call, "waiting")
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         except ToolArgumentsError as exc:
             self.malformed = str(exc)
-            self._audit(found, call, "invalid", str(exc))
+            self._report(found.name, call, "invalid", str(exc))
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         except ToolError as exc:
-            self._audit(found, call, "error", str(exc))
+            self._report(found.name, call, "error", str(exc))
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         content = Tool.render(value)
-        self._audit(found, call, "ok", result=content)
+        self._report(found.name, call, "ok", result=content)
         return ToolResultMessage(call_id=call.id, name=call.name, content=content)
 
-    def _audit(self, found: Tool, call: ToolCall, outcome: str, detail: str = "", *, result: str | None = None) -> None:
-        audit_tool_call(self.port, self.ctx, self.agent.name, found.name, call.arguments, outcome, detail,
-                        result=result)
+    def _report(self, tool: str, call: ToolCall, outcome: ToolOutcome, detail: str = "", *,
+                result: str | None = None) -> None:
+        """Tell the run how a tool call ended (its audit log, metrics), when a sink wants it."""
+        if outcome == "denied":
+            log_denial(self.ctx, self.agent.name, tool, detail)
+        if self.port.observed:
+            self.port.emit(tool_called(self.ctx, self.agent.name, tool, call.arguments, outcome, detail, result=result))
 
     async def _run_tool(self, found: Tool, call: ToolCall) -> Any:
         plain = found.side_effect == "pure" and not found.requires_approval
@@ -499,13 +502,6 @@ class _Conversation:
         if plain:
             return await found.run(call.arguments, context=context)
         return await guarded_call(found, call.arguments, context, ctx, self.port, digest)
-
-
-def _outcome(result: ToolResultMessage) -> str:
-    """``ok``, ``denied`` (by the runtime's permission check) or ``error``, for the tool-call metric."""
-    if not result.is_error:
-        return "ok"
-    return "denied" if result.content.startswith("permission denied") else "error"
 
 
 def _type_name(tp: type[Any]) -> str:

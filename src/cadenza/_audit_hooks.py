@@ -1,22 +1,27 @@
-"""What the audit log records of a worker's tool calls and of refused envelopes, in one shape.
+"""What the audit log records of a run's events, and of refused envelopes.
 
-A recorded run keeps a hash-chained `AuditLog` in its `RunState`; a worker reaches it only through
-its port (``RunPort.audit``), and builds a record only when the run keeps a log. Records join the
-run journal's batches: they cost no commit of their own.
+The audit log is a sink of the run's event stream (`AuditSink`): the messages between agents, the
+agents spawned, and every model and tool call a worker reports through its port. A worker builds
+those reports only when some sink wants them (`EventStream.observed`); `tool_called` is how it
+builds one for a tool call. Records join the run journal's batches: they cost no commit of their own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._events import AgentSpawned, MessageSent, ModelCalled, ToolCalled
+
 if TYPE_CHECKING:
-    from ._port import RunPort
+    from ._audit import AuditLog
+    from ._events import Event, ToolOutcome
     from ._run_state import RunState
     from ._step_context import StepContext
 
-__all__ = ("audit_rejection", "audit_tool_call")
+__all__ = ("AuditSink", "audit_rejection", "log_denial", "tool_called")
 
 _log = logging.getLogger("cadenza.security")
 
@@ -27,30 +32,87 @@ DETAIL_LIMIT = 1000
 """Characters of an error or denial kept in a tool call's audit record."""
 
 
-def audit_tool_call(port: RunPort, ctx: StepContext, agent: str, tool: str, arguments: dict[str, Any], outcome: str,
-                    detail: str = "", *, result: str | None = None) -> None:
-    """Record one tool call (denied ones too): who, which tool, a digest of its arguments, what came of it.
+def tool_called(ctx: StepContext, agent: str, tool: str, arguments: dict[str, Any], outcome: ToolOutcome,
+                detail: str = "", *, result: str | None = None) -> ToolCalled:
+    """One tool call (denied ones too) as the run's sinks see it: who, which tool, a digest of its arguments, what
+    came of it.
 
-    What came of it is what a user looks for afterwards (``show``, ``trace``, ``export``): the error or
-    denial text (``detail``), or a bounded preview and a sha256 digest of the ``result`` the model was given.
-    A denied call is also a warning in the log, whether or not the run keeps an audit log.
+    What came of it is what a user looks for afterwards (``show``, ``trace``, ``export``): the error or denial
+    text (``detail``, bounded), or a bounded preview and a sha256 digest of the ``result`` the model was given.
     """
-    if outcome == "denied":
-        from ._logging import step_fields
-
-        _log.warning("tool call denied: %s", detail, extra={**step_fields(ctx), "agent": agent, "tool": tool})
-    if not port.audited:
-        return
     from ._side_effects import arguments_digest
 
-    record: dict[str, object] = {"step": ctx.scope,
-                                 "arguments_digest": arguments_digest(arguments), "outcome": outcome}
-    if detail:
-        record["detail"] = detail if len(detail) <= DETAIL_LIMIT else detail[:DETAIL_LIMIT] + "…"
+    called = ToolCalled(ctx.run_id, ctx.scope, agent, tool, arguments_digest(arguments), outcome,
+                        detail if len(detail) <= DETAIL_LIMIT else detail[:DETAIL_LIMIT] + "…")
     if result is not None:
-        record.update(result_preview=result[:RESULT_PREVIEW], result_chars=len(result),
-                      result_digest="sha256:" + hashlib.sha256(result.encode()).hexdigest())
-    port.audit("tool.denied" if outcome == "denied" else "tool.called", agent, tool, record)
+        called.result_preview = result[:RESULT_PREVIEW]
+        called.result_chars = len(result)
+        called.result_digest = "sha256:" + hashlib.sha256(result.encode()).hexdigest()
+    return called
+
+
+def log_denial(ctx: StepContext, agent: str, tool: str, detail: str) -> None:
+    """A denied tool call is a warning in the log where it was denied, whether or not the run keeps an audit log."""
+    from ._logging import step_fields
+
+    _log.warning("tool call denied: %s", detail, extra={**step_fields(ctx), "agent": agent, "tool": tool})
+
+
+class AuditSink:
+    """Appends to the run's hash-chained audit log what each event says that an auditor asks about."""
+
+    __slots__ = ("log",)
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def __call__(self, event: Event) -> None:
+        record = _RECORDS.get(type(event))
+        if record is not None:
+            record(self.log, event)
+
+
+def _message(log: AuditLog, e: MessageSent) -> None:
+    detail: dict[str, object] = {"kind": e.kind, "task_id": e.task_id}
+    if e.kind == "task":
+        detail["step"] = e.step_id
+    else:
+        detail["status"] = e.status
+    detail["signed"] = e.signed
+    log.append("message.sent", e.sender, e.recipient, detail)
+
+
+def _spawned(log: AuditLog, e: AgentSpawned) -> None:
+    proposal = e.proposal
+    log.append("agent.spawned", e.team, proposal.name,
+               {"role": proposal.role, "tools": list(proposal.tools), "tier": proposal.tier})
+
+
+def _model(log: AuditLog, e: ModelCalled) -> None:
+    """When, how long, what it cost (not what was said)."""
+    detail: dict[str, object] = {"step": e.scope, "seconds": round(e.seconds, 6),
+                                 "outcome": "ok" if e.error is None else "error"}
+    usage = e.usage
+    if usage is not None:
+        detail.update(tokens=usage.total_tokens, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                      cost_usd=usage.cost_usd)
+    if e.error is not None:
+        detail["error"] = e.error
+    log.append("model.called", e.agent, e.model, detail, at=e.at)
+
+
+def _tool(log: AuditLog, e: ToolCalled) -> None:
+    detail: dict[str, object] = {"step": e.scope, "arguments_digest": e.arguments_digest, "outcome": e.outcome}
+    if e.detail:
+        detail["detail"] = e.detail
+    if e.result_preview is not None:
+        detail.update(result_preview=e.result_preview, result_chars=e.result_chars, result_digest=e.result_digest)
+    log.append("tool.denied" if e.outcome == "denied" else "tool.called", e.agent, e.tool, detail)
+
+
+_RECORDS: dict[type, Callable[[AuditLog, Any], None]] = {
+    MessageSent: _message, AgentSpawned: _spawned, ModelCalled: _model, ToolCalled: _tool,
+}
 
 
 def audit_rejection(run: RunState, reason: str, detail: str, *, sender: str | None, recipient: str | None,

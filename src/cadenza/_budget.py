@@ -35,8 +35,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import BudgetExceeded
 from ._messages import Usage, utcnow
-from ._metrics import enabled as metrics_enabled
-from ._metrics import model_call as record_model_call
 from ._port import Claim, Lease, ModelPrice
 from .models.base import Model, ModelRequest, ModelResponse
 from .models.pricing import Price, Prices
@@ -162,7 +160,7 @@ async def call_model(model: Model, request: ModelRequest, ctx: StepContext, port
         ConfigError: a USD budget covers a model that has no price.
     """
     budgeted = bool(ctx.budgets) or budget is not None
-    metered = metrics_enabled() or port.audited
+    metered = port.observed
     if not budgeted and not metered:
         return await model.request(request)
     lease: Lease | None = None
@@ -189,23 +187,10 @@ async def call_model(model: Model, request: ModelRequest, ctx: StepContext, port
 
 def _measured(model: Model, request: ModelRequest, ctx: StepContext, port: RunPort, at: datetime, seconds: float,
               usage: Usage | None, error: str | None) -> None:
-    """One model call that ended (answered, or failed with ``error``), as a metric and in the audit log."""
-    record_model_call(model.name, usage, seconds, error)
-    if port.audited:
-        port.audit("model.called", request.agent or "?", model.name, model_call_detail(ctx, seconds, usage, error),
-                   at=at)
+    """One model call that ended (answered, or failed with ``error``), told to the run (its metrics, its audit log)."""
+    from ._events import ModelCalled
 
-
-def model_call_detail(ctx: StepContext, seconds: float, usage: Usage | None, error: str | None) -> dict[str, object]:
-    """The audit record of one model call: when, how long, what it cost (not what was said)."""
-    detail: dict[str, object] = {"step": ctx.scope, "seconds": round(seconds, 6),
-                                 "outcome": "ok" if error is None else "error"}
-    if usage is not None:
-        detail.update(tokens=usage.total_tokens, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                      cost_usd=usage.cost_usd)
-    if error is not None:
-        detail["error"] = error
-    return detail
+    port.emit(ModelCalled(ctx.run_id, ctx.scope, request.agent or "?", model.name, at, seconds, usage, error))
 
 
 def claim_for(model: Model, request: ModelRequest) -> tuple[ModelRequest, Claim]:

@@ -26,18 +26,13 @@ from ._plan import Plan
 from ._status import FINISHED_RUN
 from ._version import __version__
 from .stores.base import (
-    AddSpawn,
     ApprovalRow,
     PlanRow,
     PutApproval,
-    PutPlan,
     PutRun,
     PutToolCall,
-    PutUsage,
     RunRow,
-    SpawnRow,
     ToolCallRow,
-    UsageRow,
     Write,
 )
 
@@ -48,7 +43,7 @@ if TYPE_CHECKING:
     from ._supervisor import Supervisor
     from .stores.base import RunSnapshot, Store
 
-__all__ = ("approve", "open_for", "plan_writes", "record_run", "recorded_usage", "resume_run", "stored_plan", "usage_write")
+__all__ = ("approve", "open_for", "record_run", "recorded_usage", "resume_run", "stored_plan")
 
 R = TypeVar("R", RunRow, ToolCallRow)
 
@@ -254,22 +249,6 @@ async def _finish(journal: RunJournal, row: RunRow) -> None:
 
 def _replace(row: R, **changes: Any) -> R:
     return dataclasses.replace(row, **changes)
-
-
-def plan_writes(run_id: str, scope: str, plan: Plan, source: str, usage: Usage) -> list[Write]:
-    """The plan of one team, its spawned agents and what planning cost."""
-    body = plan.model_dump_json()
-    writes: list[Write] = [PutPlan(PlanRow(run_id, scope, body, digest(json.loads(body)),
-                                           "planner" if source == "planner" else "static"))]
-    writes.extend(AddSpawn(SpawnRow(run_id, scope, p.name, p.model_dump_json())) for p in plan.new_agents)
-    if usage.model_calls:
-        writes.append(usage_write(run_id, scope, "planner", usage))
-    return writes
-
-
-def usage_write(run_id: str, scope: str, source: str, usage: Usage) -> PutUsage:
-    """Usage spent by a team outside its steps."""
-    return PutUsage(UsageRow(run_id, scope, source, usage.model_dump_json()))
 
 
 def stored_plan(row: PlanRow, team: Supervisor[Any], scope: str) -> tuple[Plan, Literal["planner", "static"]]:

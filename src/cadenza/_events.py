@@ -1,30 +1,42 @@
-"""The typed event stream of a run: the one source for the CLI display, and later the store and tracing.
+"""The typed events of a run: every change of its state, told once to one stream and its sinks.
+
+An event is a transition: a step started or finished, a plan was made, a model or a tool was called,
+a message went from one agent to another. The engine emits each once, to the run's `EventStream`, and
+every record and view of the run is a sink of that stream: the store's journal (`_journal.JournalSink`),
+the audit log (`_audit_hooks.AuditSink`), metrics (`_metrics.MetricsSink`), the log lines
+(`_logging.EventLog`) and the live display or any sink a caller passes.
 
 Events are small slotted dataclasses (not pydantic models, and not frozen: a
 frozen dataclass costs three times as much to build) because thousands are
 emitted per second on the scheduler's hot path. They carry only references to
-data the run already holds; sinks must treat them as read-only.
+data the run already holds; sinks must treat them as read-only. Those a worker
+emits (`ModelCalled`, `ToolCalled`) hold plain values only, since they may cross
+from a worker process to the run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from ._ids import RunId
-from ._messages import ErrorInfo, Usage, utcnow
+from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._status import RunStatus
 
 if TYPE_CHECKING:
+    from ._journal import JournalSink
     from ._plan import AgentProposal, Plan
 
 __all__ = (
     "AgentSpawned",
     "Event",
     "EventSink",
+    "EventStream",
+    "MessageSent",
+    "ModelCalled",
     "PlanReady",
     "RunFinished",
     "RunStarted",
@@ -36,6 +48,8 @@ __all__ = (
     "StepSkipped",
     "StepStarted",
     "StepWaiting",
+    "ToolCalled",
+    "ToolOutcome",
     "UsageRecorded",
     "isolated",
 )
@@ -54,14 +68,18 @@ class RunStarted:
 
 @dataclass(slots=True)
 class PlanReady:
-    """A team's plan passed validation and is about to run."""
+    """A team's plan passed validation and is about to run (recorded before any of its steps starts)."""
 
     run_id: RunId
     team: str
     plan: Plan
     source: Literal["planner", "static"]
+    scope: str
+    """The team's path in the run, where its plan is recorded."""
     repairs: int = 0
     """How many times the planner model had to be sent its errors before the plan was valid."""
+    restored: bool = False
+    """Read back from the store by a resumed run (nothing new to record)."""
 
 
 @dataclass(slots=True)
@@ -83,6 +101,11 @@ class StepStarted:
     agent: str
     attempt: int
     at: datetime
+    scope: str
+    """The step's path in the run (its team's path, then its id): where it is recorded."""
+    task: Task
+    first_started: datetime
+    """When the step's first attempt started (``at`` is this attempt's start)."""
 
 
 @dataclass(slots=True)
@@ -111,7 +134,13 @@ class StepFinished:
     attempt: int
     status: Literal["success", "partial"]
     usage: Usage
+    """What the last attempt spent (the earlier ones were told by `StepRetrying`)."""
     at: datetime
+    scope: str
+    result: Result
+    total: Usage
+    """What every attempt of the step spent together."""
+    first_started: datetime
 
 
 @dataclass(slots=True)
@@ -126,6 +155,10 @@ class StepFailed:
     error: ErrorInfo
     usage: Usage
     at: datetime
+    scope: str
+    result: Result
+    total: Usage
+    first_started: datetime
 
 
 @dataclass(slots=True)
@@ -153,6 +186,10 @@ class StepWaiting:
     attempt: int
     reason: ErrorInfo
     usage: Usage
+    scope: str
+    result: Result
+    total: Usage
+    first_started: datetime
 
 
 @dataclass(slots=True)
@@ -164,6 +201,9 @@ class StepSkipped:
     step_id: str
     agent: str
     reason: str
+    scope: str
+    attempts: int
+    """Attempts made before (none, unless a run stopped between them)."""
 
 
 @dataclass(slots=True)
@@ -175,6 +215,9 @@ class StepCancelled:
     step_id: str
     agent: str
     attempt: int
+    scope: str
+    first_started: datetime | None
+    at: datetime
 
 
 @dataclass(slots=True)
@@ -185,6 +228,8 @@ class UsageRecorded:
     team: str
     source: Literal["planner", "synthesizer"]
     usage: Usage
+    scope: str
+    """The team's path in the run, where the usage is recorded."""
 
 
 @dataclass(slots=True)
@@ -196,6 +241,60 @@ class RunFinished:
     status: RunStatus
     usage: Usage
     at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(slots=True)
+class MessageSent:
+    """A Task went from a team to a worker, or its Result came back (signed when the run signs its messages)."""
+
+    run_id: RunId
+    team: str
+    sender: str
+    recipient: str
+    kind: Literal["task", "result"]
+    task_id: str
+    step_id: str | None
+    status: str | None
+    """The Result's status; None for a Task."""
+    signed: bool
+
+
+@dataclass(slots=True)
+class ModelCalled:
+    """A worker's model call ended: answered (with its ``usage``) or failed (``error``, the exception's class)."""
+
+    run_id: str
+    scope: str
+    """The path of the step that made the call."""
+    agent: str
+    model: str
+    at: datetime
+    seconds: float
+    usage: Usage | None
+    error: str | None
+
+
+ToolOutcome = Literal["ok", "error", "denied", "waiting", "invalid"]
+"""What came of a tool call: it answered, raised, was refused by the permission check, waits for an approval,
+or could not be made (unknown tool, arguments that do not fit)."""
+
+
+@dataclass(slots=True)
+class ToolCalled:
+    """A worker's tool call ended, or was refused before it ran (``outcome`` ``denied``)."""
+
+    run_id: str
+    scope: str
+    agent: str
+    tool: str
+    arguments_digest: str
+    outcome: ToolOutcome
+    detail: str = ""
+    """The error or the denial, for any outcome but ``ok``."""
+    result_preview: str | None = None
+    """The start of what the model was given, with its size and digest (never the whole of it)."""
+    result_chars: int | None = None
+    result_digest: str | None = None
 
 
 Event = (
@@ -212,6 +311,9 @@ Event = (
     | StepWaiting
     | UsageRecorded
     | RunFinished
+    | MessageSent
+    | ModelCalled
+    | ToolCalled
 )
 EventSink = Callable[[Event], None]
 """Receives every event synchronously, in order; must be quick and must not raise."""
@@ -238,7 +340,7 @@ class _Isolated:
             self.broken = True
             _log.warning("event sink %r raised %s on %s and was detached; the run goes on without it",
                          self.sink, type(exc).__name__, type(event).__name__, exc_info=True,
-                         extra={"run_id": event.run_id, "team": event.team})
+                         extra={"run_id": event.run_id, "team": getattr(event, "team", None)})
 
 
 def isolated(sink: EventSink | None) -> EventSink | None:
@@ -251,3 +353,45 @@ def isolated(sink: EventSink | None) -> EventSink | None:
     if sink is None or isinstance(sink, _Isolated):
         return sink
     return _Isolated(sink)
+
+
+class EventStream:
+    """One run's events, each told once to every sink, in the order they happen.
+
+    The run's records come first: the store's journal and the audit log. They are never detached (a run whose
+    records stopped would go on unrecorded); a store that fails stops the run through the journal instead.
+    The observers come after them (the live display, metrics, log lines, a caller's sink), each isolated: one
+    that raises is detached and the run goes on.
+    """
+
+    __slots__ = ("active", "journal", "observed", "observers", "records")
+
+    def __init__(self, *, journal: JournalSink | None = None, audit: EventSink | None = None,
+                 observers: Iterable[EventSink | None] = ()) -> None:
+        self.journal = journal
+        self.records: tuple[EventSink, ...] = tuple(s for s in (journal, audit) if s is not None)
+        self.observers: tuple[EventSink, ...] = tuple(isolated(s) for s in observers if s is not None)  # type: ignore[misc]
+        self.observed = audit is not None or bool(self.observers)
+        """Whether any sink wants what workers do (model and tool calls, messages): workers build those only then."""
+        self.active = bool(self.records or self.observers)
+        """Whether any sink listens at all: the engine builds no event otherwise."""
+
+    def emit(self, event: Event) -> None:
+        """Tell every sink; what the journal records becomes durable with its next batch."""
+        for sink in self.records:
+            sink(event)
+        for sink in self.observers:
+            sink(event)
+
+    async def durable(self, event: Event) -> None:
+        """Tell every sink, once what the journal records of ``event`` is durable (the observers after that).
+
+        Raises:
+            StoreError: the store failed; the observers were not told.
+        """
+        for sink in self.records:
+            sink(event)
+        if self.journal is not None:
+            await self.journal.flush()
+        for sink in self.observers:
+            sink(event)

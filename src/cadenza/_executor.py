@@ -17,7 +17,9 @@ from typing import Literal
 
 from ._errors import ConfigError, ErrorCode, StepTimeout, StoreError
 from ._events import (
+    Event,
     EventSink,
+    MessageSent,
     StepCancelled,
     StepFailed,
     StepFinished,
@@ -26,12 +28,9 @@ from ._events import (
     StepSkipped,
     StepStarted,
     StepWaiting,
-    isolated,
 )
 from ._ids import RunId, TaskId, new_task_id
-from ._journal import StepJournal as _StepJournal
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
-from ._metrics import step_retried
 from ._outcomes import PlanOutcome, StepRecord
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
 from ._run_state import LocalPort, RunState
@@ -163,7 +162,7 @@ class Executor:
         """
         plan.check(workers.keys(), max_steps=max(DEFAULT_MAX_STEPS, len(plan.steps)))  # size is the planner's policy
         if port is None:
-            port = RunState(run_id).port(events=isolated(events))
+            port = RunState(run_id).port(events=events)
         run = _PlanRun(self, plan, workers, run_id, team, parent_task_id, depth, port, scope or team, ceiling)
         return await run.execute()
 
@@ -193,7 +192,8 @@ class _PlanRun:
         self.depth = depth
         self.port = port
         self.state = port.state
-        self.emit = port.events  # isolated by the run: a sink that raises inside a step task must not kill it
+        self.events = port.events
+        """The run's one event stream: the journal, the audit log and the observers are its sinks."""
         self.scope = scope
         self.ceiling = ceiling
         self.budgets = port.budgets
@@ -216,7 +216,8 @@ class _PlanRun:
         self.retried_usage: dict[str, list[Usage]] = {}
         """Usage of attempts that failed and were retried, by step; the final attempt's is on the record."""
         journal = port.state.journal
-        self.journal: _StepJournal | None = _StepJournal(journal, scope) if journal is not None else None
+        self.prior = journal.prior if journal is not None else None
+        """What earlier processes of a resumed run recorded (None: the run is not recorded)."""
         self.fatal: Exception | None = None
 
     async def execute(self) -> PlanOutcome:
@@ -255,8 +256,7 @@ class _PlanRun:
 
     async def _run_step(self, record: StepRecord) -> None:
         step = record.step
-        journal = self.journal
-        restored = journal.restored(step.id) if journal is not None else None
+        restored = self.prior.result_of(self._path(step)) if self.prior is not None else None
         if restored is not None:
             self.running.pop(step.id, None)
             self._restore(record, *restored)
@@ -272,21 +272,20 @@ class _PlanRun:
                     break
                 delay = retry.delay(record.attempts)
                 self.retried_usage.setdefault(step.id, []).append(result.usage)
-                step_retried(self.team, step.agent, error.type)
-                if self.emit:
-                    self.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error, delay, result.usage))
+                if self.events.active:
+                    self.events.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error,
+                                                  delay, result.usage))
                 await asyncio.sleep(delay)
-            if journal is not None:  # durable before any dependent is dispatched (or skipped)
-                await journal.finished(record, result, self.retried_usage.get(step.id))
+            if self.events.active:  # durable before any dependent is dispatched (or skipped)
+                await self.events.durable(self._ended(record, result))
         except asyncio.CancelledError:
             # Steps that never got to run were settled as skipped by _stop; only a running one is cancelled here.
             if record.status == "running":
                 record.status = "cancelled"
                 record.finished_at = utcnow()
-                if self.emit:
-                    self.emit(StepCancelled(self.run_id, self.team, step.id, step.agent, record.attempts))
-                if journal is not None:
-                    journal.settled(record)
+                if self.events.active:
+                    self.events.emit(StepCancelled(self.run_id, self.team, step.id, step.agent, record.attempts,
+                                                   self._path(step), record.started_at, record.finished_at))
                 self._finish_one()
             raise
         except Exception as exc:  # the store failed, or a bug: stop the run rather than wait on a dead task
@@ -297,16 +296,36 @@ class _PlanRun:
             self.running.pop(step.id, None)
         self._settle(record, result)
 
+    def _ended(self, record: StepRecord, result: Result) -> Event:
+        """How the step ended, with what its attempts spent together: what the journal keeps of it."""
+        step = record.step
+        retried = self.retried_usage.get(step.id)
+        total = result.usage if not retried else Usage.sum([result.usage, *retried])
+        first = record.started_at or result.started_at
+        path = self._path(step)
+        if result.status == "failure":
+            return StepFailed(self.run_id, self.team, step.id, step.agent, record.attempts, _error_of(result),
+                              result.usage, result.finished_at, path, result, total, first)
+        if result.status == "waiting":
+            return StepWaiting(self.run_id, self.team, step.id, step.agent, record.attempts, _reason_of(result),
+                               result.usage, path, result, total, first)
+        return StepFinished(self.run_id, self.team, step.id, step.agent, record.attempts, result.status, result.usage,
+                            result.finished_at, path, result, total, first)
+
+    def _path(self, step: Step) -> str:
+        """The step's path in the run: its team's, then its id."""
+        return f"{self.scope}/{step.id}"
+
     def _restore(self, record: StepRecord, result: Result, attempts: int, retried: Usage) -> None:
         """Settle a step an earlier process of this run finished, from its stored result: no work, no new cost."""
         record.attempts = attempts
         if retried.model_calls or retried.cost_usd:
             self.retried_usage[record.step.id] = [retried]
         record.started_at = result.started_at
-        if self.emit and result.status != "waiting":
-            self.emit(StepRestored(self.run_id, self.team, record.step.id, record.step.agent, attempts, result.status,
-                                   result.usage))
-        self._settle(record, result, announce=False)
+        if self.events.active and result.status != "waiting":
+            self.events.emit(StepRestored(self.run_id, self.team, record.step.id, record.step.agent, attempts,
+                                          result.status, result.usage))
+        self._settle(record, result)
 
     def _fatal(self, record: StepRecord, exc: Exception) -> None:
         """The step's task broke (its result could not be made durable, or the runtime has a bug): stop the
@@ -341,9 +360,7 @@ class _PlanRun:
         record.status = "running"
         timeout = self.policy.step_timeout
         task = self._task_for(step, record.attempts, started, timeout)
-        if self.emit:
-            self.emit(StepStarted(self.run_id, self.team, step.id, step.agent, record.attempts, started))
-        ctx = self._enter(record, task)
+        ctx = self._enter(record, task, started)
         try:
             send = self._traced(record, worker, task, ctx) if tracing() else self._send(worker, task, ctx)
             if timeout is None:
@@ -377,31 +394,30 @@ class _PlanRun:
             return result
 
     async def _send(self, worker: Worker, task: Task, ctx: StepContext) -> Result:
-        """Through the backend; as signed envelopes when the run signs its messages; both ways audited."""
-        state = self.state
-        security = state.security
-        logged = state.audit_log is not None
-        if logged:
-            state.audit("message.sent", self.team, worker.name, {"kind": "task", "task_id": task.task_id,
-                                                                 "step": task.step_id, "signed": security is not None})
+        """Through the backend; as signed envelopes when the run signs its messages; both ways told to the run."""
+        security = self.state.security
+        events = self.events if self.events.observed else None
+        if events is not None:
+            events.emit(MessageSent(self.run_id, self.team, self.team, worker.name, "task", task.task_id, task.step_id,
+                                    None, security is not None))
         if security is None:
             result = await self.backend.execute(worker, task, ctx, self.port)
         else:
             result = await exchange(security, self.backend, worker, task, ctx, self.port, team=self.team)
-        if logged:
-            state.audit("message.sent", worker.name, self.team, {"kind": "result", "task_id": result.task_id,
-                                                                 "status": result.status,
-                                                                 "signed": security is not None})
+        if events is not None:
+            events.emit(MessageSent(self.run_id, self.team, worker.name, self.team, "result", result.task_id, task.step_id,
+                                    result.status, security is not None))
         return result
 
-    def _enter(self, record: StepRecord, task: Task) -> StepContext:
-        """Record the dispatch; the context of the attempt: where in the run it is, what it may do."""
+    def _enter(self, record: StepRecord, task: Task, started: datetime) -> StepContext:
+        """Tell the run of the dispatch; the context of the attempt: where in the run it is, what it may do."""
         step = record.step
-        journal = self.journal
-        if journal is not None:
-            journal.started(record, task)
-        scope = f"{self.scope}/{step.id}"
-        prior = journal.prior_calls(step.id) if journal is not None else ()
+        scope = self._path(step)
+        if self.events.active:
+            assert record.started_at is not None
+            self.events.emit(StepStarted(self.run_id, self.team, step.id, step.agent, record.attempts, started, scope,
+                                         task, record.started_at))
+        prior = self.prior.calls_of(scope) if self.prior is not None else ()
         return StepContext(run_id=self.run_id, scope=scope, step_id=step.id, agent=step.agent,
                            attempt=record.attempts, task_id=task.task_id, ceiling=self.ceiling, budgets=self.budgets,
                            prior_calls=prior, trace=())
@@ -416,18 +432,15 @@ class _PlanRun:
             deadline=None if timeout is None else now + timedelta(seconds=timeout),
         )
 
-    def _settle(self, record: StepRecord, result: Result, *, announce: bool = True) -> None:
-        """Record a step's final result and release, hold or skip its dependents."""
+    def _settle(self, record: StepRecord, result: Result) -> None:
+        """Keep a step's final result (the run was told already) and release, hold or skip its dependents."""
         step = record.step
         record.result = result
         record.error = result.error
         record.finished_at = result.finished_at
         if result.status == "failure":
             record.status = "failed"
-            error = result.error or ErrorInfo(type="UnknownError", code=ErrorCode.UNREPORTED,
-                                              message="the worker reported failure without an error")
-            if self.emit and announce:
-                self.emit(StepFailed(self.run_id, self.team, step.id, step.agent, record.attempts, error, result.usage, record.finished_at))
+            error = _error_of(result)
             self._finish_one()
             if error.code is ErrorCode.BUDGET_EXCEEDED and self.port.budget_spent():
                 self._drain(error)
@@ -438,15 +451,10 @@ class _PlanRun:
             return
         if result.status == "waiting":
             record.status = "waiting"
-            reason = result.error or ErrorInfo(type="Waiting", code=ErrorCode.WAITING, message="the step waits for a decision")
-            if self.emit:
-                self.emit(StepWaiting(self.run_id, self.team, step.id, step.agent, record.attempts, reason, result.usage))
             self._finish_one()
             self._hold_dependents(step.id)
             return
         record.status = result.status
-        if self.emit and announce:
-            self.emit(StepFinished(self.run_id, self.team, step.id, step.agent, record.attempts, result.status, result.usage, record.finished_at))
         for child in self.dependents[step.id]:
             self.waiting_on[child] -= 1
             if self.waiting_on[child] == 0 and not self.stopping:
@@ -502,10 +510,9 @@ class _PlanRun:
         held = record.skip_reason is not None  # held behind a waiting step, so already counted as finished
         record.status = "skipped"
         record.skip_reason = reason
-        if self.emit:
-            self.emit(StepSkipped(self.run_id, self.team, record.step.id, record.step.agent, reason))
-        if self.journal is not None:
-            self.journal.settled(record)
+        if self.events.active:
+            self.events.emit(StepSkipped(self.run_id, self.team, record.step.id, record.step.agent, reason,
+                                         self._path(record.step), record.attempts))
         if not held:
             self._finish_one()
 
@@ -519,3 +526,13 @@ class _PlanRun:
         self._stop(reason)
         await asyncio.gather(*tasks, return_exceptions=True)
 
+
+
+def _error_of(result: Result) -> ErrorInfo:
+    """Why a failed step failed (a worker that reported no error broke its contract; said so)."""
+    return result.error or ErrorInfo(type="UnknownError", code=ErrorCode.UNREPORTED,
+                                     message="the worker reported failure without an error")
+
+
+def _reason_of(result: Result) -> ErrorInfo:
+    return result.error or ErrorInfo(type="Waiting", code=ErrorCode.WAITING, message="the step waits for a decision")

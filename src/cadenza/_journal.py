@@ -14,22 +14,47 @@ so a resumed run reads finished steps back instead of executing them again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import StoreError
-from ._messages import Result, Usage, utcnow
+from ._events import (
+    PlanReady,
+    StepCancelled,
+    StepFailed,
+    StepFinished,
+    StepSkipped,
+    StepStarted,
+    StepWaiting,
+    UsageRecorded,
+)
+from ._fingerprint import digest
+from ._messages import Result, Usage
 from ._status import FINISHED_STEP
 from ._step_context import PriorCall
-from .stores.base import AddMessage, MessageRow, PutStep, StepRow
+from .stores.base import (
+    AddMessage,
+    AddSpawn,
+    MessageRow,
+    PlanRow,
+    PutPlan,
+    PutStep,
+    PutUsage,
+    SpawnRow,
+    StepRow,
+    UsageRow,
+)
 
 if TYPE_CHECKING:
-    from ._messages import Task
-    from ._outcomes import StepRecord
-    from .stores.base import ApprovalRow, PlanRow, RunSnapshot, SpawnRow, Store, ToolCallRow, Write
+    from datetime import datetime
 
-__all__ = ("Prior", "RunJournal", "StepJournal")
+    from ._events import Event
+    from ._messages import ErrorInfo
+    from .stores.base import ApprovalRow, RunSnapshot, Store, ToolCallRow, Write
+
+__all__ = ("JournalSink", "Prior", "RunJournal")
 
 
 @dataclass(slots=True)
@@ -51,6 +76,12 @@ class Prior:
     """By approval id."""
     calls_by_step: dict[str, tuple[PriorCall, ...]] = field(default_factory=dict)
     """The tool calls, by the path of the step that made them: what each step's context carries."""
+
+    def result_of(self, path: str) -> tuple[Result, int, Usage] | None:
+        """The final result, attempt count and retried usage an earlier process recorded for the step at
+        ``path``, if any."""
+        scope, _, step_id = path.rpartition("/")
+        return self.results.get((scope, step_id))
 
     def calls_of(self, scope: str) -> tuple[PriorCall, ...]:
         """The tool calls the step at ``scope`` made in earlier processes."""
@@ -166,54 +197,90 @@ def _fail(future: asyncio.Future[None], error: BaseException) -> None:
         future.exception()  # a waiter may have gone (cancelled); the failure is kept on the journal
 
 
-class StepJournal:
-    """One team's steps in the journal: what the executor records as each step moves on."""
+class JournalSink:
+    """The store's sink of a run's events: the rows each event changes, buffered in the run's journal.
 
-    __slots__ = ("journal", "run_id", "scope")
+    The engine emits an event whose rows must be durable before it acts on them (a step's final result, a
+    plan) through `EventStream.durable`, which waits for the batch holding them.
+    """
 
-    def __init__(self, journal: RunJournal, scope: str) -> None:
+    __slots__ = ("journal",)
+
+    def __init__(self, journal: RunJournal) -> None:
         self.journal = journal
-        self.run_id = journal.run_id
-        self.scope = scope
 
-    def restored(self, step_id: str) -> tuple[Result, int, Usage] | None:
-        """The final result and attempt count an earlier process recorded for the step, if any."""
-        return self.journal.prior.results.get((self.scope, step_id))
+    def __call__(self, event: Event) -> None:
+        rows = _ROWS.get(type(event))
+        if rows is not None:
+            writes = rows(event)
+            if writes:
+                self.journal.record(*writes)
 
-    def prior_calls(self, step_id: str) -> tuple[PriorCall, ...]:
-        """The tool calls the step made in earlier processes of the run."""
-        return self.journal.prior.calls_of(f"{self.scope}/{step_id}")
+    async def flush(self) -> None:
+        """Make everything recorded so far durable.
 
-    def started(self, record: StepRecord, task: Task) -> None:
-        """An attempt was dispatched; recorded with the next batch (a crash now means: run it again)."""
-        self.journal.record(
-            PutStep(self._row(record, None, None)),
-            AddMessage(MessageRow(self.run_id, self.scope, record.step.id, "task", task.model_dump_json(), utcnow())),
-        )
+        Raises:
+            StoreError: the store failed.
+        """
+        await self.journal.flush()
 
-    async def finished(self, record: StepRecord, result: Result, retried: list[Usage] | None) -> None:
-        """The step's final result, durable before the executor acts on it."""
-        body = result.model_dump_json()
-        usage = result.usage if not retried else Usage.sum([result.usage, *retried])
-        row = self._row(record, result, usage, body=body)
-        await self.journal.commit(
-            PutStep(row), AddMessage(MessageRow(self.run_id, self.scope, record.step.id, "result", body, result.finished_at))
-        )
 
-    def settled(self, record: StepRecord) -> None:
-        """Skipped or cancelled: recorded with the next batch."""
-        self.journal.record(PutStep(self._row(record, None, None)))
+def _step_row(run_id: str, path: str, agent: str, status: str, attempts: int, started: datetime | None,
+              finished: datetime | None = None, error: ErrorInfo | None = None, *, skip_reason: str | None = None,
+              result_json: str | None = None, usage: Usage | None = None) -> StepRow:
+    scope, _, step_id = path.rpartition("/")
+    return StepRow(
+        run_id=run_id, scope=scope, step_id=step_id, agent=agent, status=status, attempts=attempts,
+        started_at=started, finished_at=finished, result_json=result_json,
+        error_json=error.model_dump_json() if error is not None else None, skip_reason=skip_reason,
+        usage_json=usage.model_dump_json() if usage is not None else "{}",
+    )
 
-    def _row(self, record: StepRecord, result: Result | None, usage: Usage | None, *, body: str | None = None) -> StepRow:
-        status: str = record.status
-        if result is not None:
-            status = "failed" if result.status == "failure" else result.status
-        error = result.error if result is not None else record.error
-        return StepRow(
-            run_id=self.run_id, scope=self.scope, step_id=record.step.id, agent=record.step.agent, status=status,
-            attempts=record.attempts, started_at=record.started_at,
-            finished_at=result.finished_at if result is not None else record.finished_at,
-            result_json=body, error_json=error.model_dump_json() if error is not None else None,
-            skip_reason=record.skip_reason, usage_json=usage.model_dump_json() if usage is not None else "{}",
-        )
 
+def _started(e: StepStarted) -> list[Write]:
+    """An attempt was dispatched (a crash now means: run it again)."""
+    scope, _, step_id = e.scope.rpartition("/")
+    return [PutStep(_step_row(e.run_id, e.scope, e.agent, "running", e.attempt, e.first_started)),
+            AddMessage(MessageRow(e.run_id, scope, step_id, "task", e.task.model_dump_json(), e.at))]
+
+
+def _ended(e: StepFinished | StepFailed | StepWaiting) -> list[Write]:
+    """The step's final result (what a resumed run reads back instead of running it again)."""
+    result = e.result
+    body = result.model_dump_json()
+    status = "failed" if result.status == "failure" else result.status
+    scope, _, step_id = e.scope.rpartition("/")
+    return [PutStep(_step_row(e.run_id, e.scope, e.agent, status, e.attempt, e.first_started, result.finished_at,
+                              result.error, result_json=body, usage=e.total)),
+            AddMessage(MessageRow(e.run_id, scope, step_id, "result", body, result.finished_at))]
+
+
+def _skipped(e: StepSkipped) -> list[Write]:
+    return [PutStep(_step_row(e.run_id, e.scope, e.agent, "skipped", e.attempts, None, skip_reason=e.reason))]
+
+
+def _cancelled(e: StepCancelled) -> list[Write]:
+    return [PutStep(_step_row(e.run_id, e.scope, e.agent, "cancelled", e.attempt, e.first_started, e.at))]
+
+
+def _plan(e: PlanReady) -> list[Write]:
+    """A team's plan and the agents it spawned; a plan read back from the store is there already."""
+    if e.restored:
+        return []
+    body = e.plan.model_dump_json()
+    writes: list[Write] = [PutPlan(PlanRow(e.run_id, e.scope, body, digest(json.loads(body)), e.source))]
+    writes.extend(AddSpawn(SpawnRow(e.run_id, e.scope, p.name, p.model_dump_json())) for p in e.plan.new_agents)
+    return writes
+
+
+def _usage(e: UsageRecorded) -> list[Write]:
+    """What a team spent outside its steps (planning, synthesis): the run's totals count it."""
+    if not e.usage.model_calls:
+        return []
+    return [PutUsage(UsageRow(e.run_id, e.scope, e.source, e.usage.model_dump_json()))]
+
+
+_ROWS: dict[type, Callable[[Any], list[Write]]] = {
+    StepStarted: _started, StepFinished: _ended, StepFailed: _ended, StepWaiting: _ended, StepSkipped: _skipped,
+    StepCancelled: _cancelled, PlanReady: _plan, UsageRecorded: _usage,
+}

@@ -16,9 +16,10 @@ from ._version import __version__
 from .models.registry import provider_of
 
 if TYPE_CHECKING:
+    from ._events import Event
     from ._messages import Usage
 
-__all__ = ("breaker_opened", "enabled", "model_call", "step_retried", "tool_call")
+__all__ = ("MetricsSink", "breaker_opened", "enabled", "model_call", "step_retried", "tool_call")
 
 
 def enabled() -> bool:
@@ -94,3 +95,23 @@ def tool_call(agent: str, tool: str, outcome: str) -> None:
     found = _get()
     if found is not None:
         found["tools"].add(1, {"gen_ai.agent.name": agent, "gen_ai.tool.name": tool, "cadenza.outcome": outcome})
+
+
+class MetricsSink:
+    """The metrics of a run's events: model calls, tool calls and retried steps.
+
+    A run subscribes it when an application has set a meter provider (`enabled`), so a run without one builds
+    no metric and, for the metrics alone, asks its workers for no report of their calls.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, event: Event) -> None:
+        from ._events import ModelCalled, StepRetrying, ToolCalled
+
+        if type(event) is ModelCalled:
+            model_call(event.model, event.usage, event.seconds, event.error)
+        elif type(event) is ToolCalled:
+            tool_call(event.agent, event.tool, event.outcome if event.outcome in ("ok", "denied") else "error")
+        elif type(event) is StepRetrying:
+            step_retried(event.team, event.agent, event.error.type)

@@ -2,8 +2,9 @@
 
 A worker is handed a frozen `StepContext` (where it is, what it may do) and a `RunPort`. Whatever
 changes the run's state goes through the port: budget reservations around each model call, the
-record of a tool call with side effects, a human's approval, the shared workspace, events and
-audit records. The run decides and writes; the worker never holds the store, the run's budgets
+record of a tool call with side effects, a human's approval, the shared workspace, and the events of
+what the worker did (its model and tool calls), which the run's sinks turn into audit records,
+metrics and log lines. The run decides and writes; the worker never holds the store, the run's budgets
 or its keyring. A port that cannot do what is asked raises (fail closed): an operation is
 refused with the reason, never skipped.
 """
@@ -17,9 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from .models.pricing import Price
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
-    from ._audit import AuditKind
     from ._budget import Budget
     from ._events import Event
     from ._mcp import MCPServer
@@ -94,17 +92,12 @@ class RunPort(Protocol):
     """The run, as a worker reaches it. One port serves every step of a team; each call names its step."""
 
     @property
-    def audited(self) -> bool:
-        """Whether the run keeps an audit log (a worker builds records only then)."""
+    def observed(self) -> bool:
+        """Whether any of the run's sinks wants what a worker does (model and tool calls): it reports them only then."""
         ...
 
     def emit(self, event: Event) -> None:
-        """Tell the run's event sinks (the live display, logs) what happened."""
-        ...
-
-    def audit(self, kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object] | None = None, *,
-              at: datetime | None = None) -> None:
-        """Append a record to the run's audit log (nothing when the run keeps none); ``at`` when it happened."""
+        """Tell the run what happened (a model or tool call that ended); its sinks record and show it."""
         ...
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:

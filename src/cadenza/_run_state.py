@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from ._audit import AuditKind, AuditLog
     from ._budget import Budget
-    from ._events import Event, EventSink
+    from ._events import Event, EventSink, EventStream
     from ._identity import Rejection
     from ._journal import RunJournal
     from ._mcp import MCPServer
@@ -76,10 +76,26 @@ class RunState:
                         recipient=rejection.recipient, nonce=rejection.nonce, kind=rejection.kind)
 
     def port(self, accounts: tuple[BudgetAccount, ...] = (), events: EventSink | None = None) -> LocalPort:
-        """A port for workers under ``accounts`` (outermost first; the run's own budget goes first)."""
+        """The port of the run's top team, under ``accounts`` (outermost first; the run's own budget goes first).
+
+        It holds the run's one event stream: the journal and the audit log when the run keeps them, metrics when
+        the application collects them, and ``events`` (a caller's sink, the live display).
+        """
         if self.budget is not None and self.budget not in accounts:
             accounts = (self.budget, *accounts)
-        return LocalPort(self, accounts, events)
+        return LocalPort(self, accounts, self.stream(events))
+
+    def stream(self, events: EventSink | None = None) -> EventStream:
+        """The run's event stream with its sinks, ``events`` among them."""
+        from ._audit_hooks import AuditSink
+        from ._events import EventStream
+        from ._journal import JournalSink
+        from ._metrics import MetricsSink
+        from ._metrics import enabled as metrics_enabled
+
+        return EventStream(journal=JournalSink(self.journal) if self.journal is not None else None,
+                           audit=AuditSink(self.audit_log) if self.audit_log is not None else None,
+                           observers=(MetricsSink() if metrics_enabled() else None, events))
 
 
 class LocalPort:
@@ -87,16 +103,17 @@ class LocalPort:
 
     __slots__ = ("accounts", "events", "state")
 
-    def __init__(self, state: RunState, accounts: tuple[BudgetAccount, ...], events: EventSink | None) -> None:
+    def __init__(self, state: RunState, accounts: tuple[BudgetAccount, ...], events: EventStream) -> None:
         self.state = state
         self.accounts = accounts
         """The budgets covering the team's steps: the run's, then each enclosing team's."""
         self.events = events
+        """The run's one event stream."""
 
-    def within(self, account: BudgetAccount | None, events: EventSink | None) -> LocalPort:
+    def within(self, account: BudgetAccount | None) -> LocalPort:
         """The port of a nested team's steps: these budgets and the team's own."""
         accounts = self.accounts if account is None else (*self.accounts, account)
-        return LocalPort(self.state, accounts, events)
+        return LocalPort(self.state, accounts, self.events)
 
     @property
     def budgets(self) -> tuple[str, ...]:
@@ -108,16 +125,11 @@ class LocalPort:
         return any(account.exhausted is not None for account in self.accounts)
 
     @property
-    def audited(self) -> bool:
-        return self.state.audit_log is not None
+    def observed(self) -> bool:
+        return self.events.observed
 
     def emit(self, event: Event) -> None:
-        if self.events is not None:
-            self.events(event)
-
-    def audit(self, kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object] | None = None, *,
-              at: datetime | None = None) -> None:
-        self.state.audit(kind, actor, subject, detail, at=at)
+        self.events.emit(event)
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
         accounts = self.accounts

@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from ._agent import DEFAULT_MODEL, Agent, render_task
 from ._budget import Budget, BudgetAccount, run_account
 from ._errors import CadenzaError, ConfigError, ErrorCode, HierarchyError, SpawnError
-from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded, isolated
+from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
 from ._executor import ExecutionPolicy, Executor
 from ._ids import AgentId, RunId, new_run_id, new_task_id
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
@@ -39,8 +39,7 @@ from .models.base import Model
 from .models.registry import resolve_model
 
 if TYPE_CHECKING:
-    from ._events import EventSink
-    from ._journal import RunJournal
+    from ._events import EventSink, EventStream
     from ._mcp import MCPServer
     from ._port import RunPort
     from .models.pricing import Prices
@@ -270,7 +269,6 @@ class Supervisor(Generic[OutputT]):
         """
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
-        events = isolated(events)
         state = _run_state(task.run_id, budget, prices, sign_messages, tool_sources)
         async with _owned(state.sources, tool_sources):
             await require_approved(self.mcp_servers, state.sources, workflow=source)
@@ -303,7 +301,6 @@ class Supervisor(Generic[OutputT]):
         """
         from ._durable import open_for, resume_run
 
-        events = isolated(events)
         state = _run_state(str(run_id), budget, prices, sign_messages, tool_sources)
         async with _owned(state.sources, tool_sources), open_for(store) as opened:
             await require_approved(self.mcp_servers, state.sources)
@@ -358,15 +355,15 @@ class Supervisor(Generic[OutputT]):
                       "cadenza.task_id": task.task_id}
         try:
             with span(f"invoke_agent {self._name}", attributes) as run:
-                result = await self._plan_execute_synthesise(task, team=team, port=port.within(account, events),
+                result = await self._plan_execute_synthesise(task, team=team, port=port.within(account),
                                                               ceiling=narrowed(ceiling, self.scopes),
                                                               raise_plan_errors=raise_plan_errors, scope=scope or team)
                 record_usage(run, result.usage)
                 record_outcome(run, result)
                 return result
         except asyncio.CancelledError:
-            if events:  # what was spent before the cancellation is on the step events already sent
-                events(RunFinished(task.run_id, team, "cancelled", Usage()))
+            if events.active:  # what was spent before the cancellation is on the step events already sent
+                events.emit(RunFinished(task.run_id, team, "cancelled", Usage()))
             raise
 
     async def _plan_execute_synthesise(
@@ -377,20 +374,19 @@ class Supervisor(Generic[OutputT]):
         run_id = task.run_id
         goal = render_task(task)
         events = port.events
-        journal = port.state.journal
         own = StepContext(run_id=run_id, scope=scope, step_id=scope.rpartition("/")[2], agent=self._name, attempt=1,
                           task_id=task.task_id, ceiling=ceiling, budgets=port.budgets, prior_calls=(),
                           trace=())  # planning and synthesis
-        if events:
-            events(RunStarted(run_id, team, task.instruction, started))
+        if events.active:
+            events.emit(RunStarted(run_id, team, task.instruction, started))
         usage = Usage()
         try:
             plan, usage = await self._make_plan(goal, team, own, port)
         except CadenzaError as exc:
             usage = exc.spent or usage  # a planner that gave up was still billed for every attempt
-            _count_team_usage("planner", usage, run_id, team, events, journal, scope)
-            if events:
-                events(RunFinished(run_id, team, "failure", usage))
+            _count_team_usage("planner", usage, run_id, team, events, scope)
+            if events.active:
+                events.emit(RunFinished(run_id, team, "failure", usage))
             if raise_plan_errors:
                 raise
             return RunResult(run_id=run_id, status="failure", output=None, usage=usage, started_at=started,
@@ -402,19 +398,17 @@ class Supervisor(Generic[OutputT]):
             for proposal in plan.new_agents:
                 workers[proposal.name] = self.spawn.build(proposal)
                 spawned.append(proposal.name)
-                port.audit("agent.spawned", team, proposal.name, {"role": proposal.role,
-                                                                  "tools": list(proposal.tools), "tier": proposal.tier})
-                if events:
-                    events(AgentSpawned(run_id, team, proposal))
+                if events.active:
+                    events.emit(AgentSpawned(run_id, team, proposal))
         outcome = await self.executor.run(plan, workers, run_id=run_id, team=team, parent_task_id=task.task_id,
                                           depth=task.depth + 1, scope=scope, port=port, ceiling=ceiling)
         usage = usage + outcome.usage
         output, status, error, synth_usage = await self._synthesise(task, goal, plan, outcome, own, port)
         usage = usage + synth_usage
-        _count_team_usage("synthesizer", synth_usage, run_id, team, events, journal, scope)
+        _count_team_usage("synthesizer", synth_usage, run_id, team, events, scope)
         finished = utcnow()
-        if events:
-            events(RunFinished(run_id, team, status, usage, finished))
+        if events.active:
+            events.emit(RunFinished(run_id, team, status, usage, finished))
         return RunResult(run_id=run_id, status=status, output=output, usage=usage, started_at=started,
                          finished_at=finished, error=error, plan=plan, steps=list(outcome.records.values()),
                          spawned=spawned)
@@ -427,8 +421,8 @@ class Supervisor(Generic[OutputT]):
             from ._durable import stored_plan
 
             plan, stored_source = stored_plan(journal.prior.plans[scope], self, scope)
-            if events:
-                events(PlanReady(run_id, team, plan, stored_source))
+            if events.active:
+                events.emit(PlanReady(run_id, team, plan, stored_source, scope, restored=True))
             return plan, journal.prior.planning.get(scope, Usage())
         source: Literal["planner", "static"]
         if self.static_plan is not None:
@@ -440,14 +434,10 @@ class Supervisor(Generic[OutputT]):
                                                   within=(own, port))
                 record_usage(planning, planned.usage)
             plan, source, usage, repairs = planned.plan, "planner", planned.usage, planned.repairs
-            if events:
-                events(UsageRecorded(run_id, team, "planner", usage))
-        if journal is not None:  # durable before any step starts: a resumed run must follow the same plan
-            from ._durable import plan_writes
-
-            await journal.commit(*plan_writes(run_id, scope, plan, source, usage))
-        if events:
-            events(PlanReady(run_id, team, plan, source, repairs))
+            if events.active:
+                events.emit(UsageRecorded(run_id, team, "planner", usage, scope))
+        if events.active:  # durable before any step starts: a resumed run must follow the same plan
+            await events.durable(PlanReady(run_id, team, plan, source, scope, repairs))
         return plan, usage
 
     async def _synthesise(self, task: Task, goal: str, plan: Plan, outcome: PlanOutcome, own: StepContext,
@@ -488,16 +478,10 @@ class Supervisor(Generic[OutputT]):
 
 
 def _count_team_usage(source: Literal["planner", "synthesizer"], usage: Usage, run_id: RunId, team: str,
-                      events: EventSink | None, journal: RunJournal | None, scope: str) -> None:
-    """What a team spent outside its steps, told to the sinks and recorded with the run (its totals count it)."""
-    if not usage.model_calls:
-        return
-    if events:
-        events(UsageRecorded(run_id, team, source, usage))
-    if journal is not None:
-        from ._durable import usage_write
-
-        journal.record(usage_write(run_id, scope, source, usage))
+                      events: EventStream, scope: str) -> None:
+    """What a team spent outside its steps, told to the run (the journal records it: its totals count it)."""
+    if usage.model_calls and events.active:
+        events.emit(UsageRecorded(run_id, team, source, usage, scope))
 
 
 def _run_state(run_id: str, budget: Budget | None, prices: Prices | None, sign_messages: bool,

@@ -6,7 +6,7 @@ stray ``print`` cannot corrupt the protocol.
 
     run's process -> worker      {"op": "spec", "sid", "spec"}         an agent to rebuild, once per process
                                  {"op": "step", "id", "sid", "task", "ctx", "key", "recipient", "trace",
-                                  "workspace", "audited"}              run one attempt of one step
+                                  "workspace", "observed"}             run one attempt of one step
                                  {"op": "answer", "id", "value" | "error"}   the answer to a port request
                                  {"op": "cancel", "id"}                the step was cancelled
     worker -> run's process      {"op": "ask", "id", "step", "method", "args"}   a port request, answered
@@ -31,13 +31,17 @@ from .._errors import (
     ToolError,
     WorkspaceConflict,
 )
+from .._events import ModelCalled, ToolCalled
 
-__all__ = ("LINE_LIMIT", "error_from", "error_of", "read", "value_from", "value_of", "write")
+__all__ = ("LINE_LIMIT", "REPORTS", "error_from", "error_of", "read", "value_from", "value_of", "write")
 
 LINE_LIMIT = 64 * 1024 * 1024
 """The longest message (a Result with a large output, a tool's result): bigger ones are refused, not cut."""
 
 Message = dict[str, Any]
+
+REPORTS: dict[str, type[ModelCalled | ToolCalled]] = {"ModelCalled": ModelCalled, "ToolCalled": ToolCalled}
+"""The events a worker reports to its run (``tell`` ``emit``), by name; the run's own events never cross."""
 T = TypeVar("T")
 
 

@@ -13,7 +13,6 @@ import itertools
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
@@ -32,7 +31,6 @@ from . import _wire
 
 if TYPE_CHECKING:
     from .._agent import Agent
-    from .._audit import AuditKind
     from .._budget import Budget
     from .._events import Event
     from .._mcp import MCPServer
@@ -74,23 +72,26 @@ class _Channel:
 class RemotePort:
     """The port of a step running in this process: every request goes to the run's process and waits for it."""
 
-    def __init__(self, channel: _Channel, step: int, *, workspace: bool, audited: bool) -> None:
+    def __init__(self, channel: _Channel, step: int, *, workspace: bool, observed: bool) -> None:
         self._channel = channel
         self._step = step
         self._workspace = workspace
-        self._audited = audited
+        self._observed = observed
 
     @property
-    def audited(self) -> bool:
-        return self._audited
+    def observed(self) -> bool:
+        return self._observed
 
     def emit(self, event: Event) -> None:
-        raise ConfigError(f"a worker process does not carry events to its run yet ({type(event).__name__})")
+        """Send the run a worker's report (a model or tool call that ended), without waiting.
 
-    def audit(self, kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object] | None = None, *,
-              at: datetime | None = None) -> None:
-        self._channel.tell(self._step, "audit", {"kind": kind, "actor": actor, "subject": subject,
-                                                 "detail": dict(detail or {}), "at": at.isoformat() if at else None})
+        Raises:
+            ConfigError: ``event`` is not one a worker reports; the run's own events are the engine's to emit.
+        """
+        kind = type(event).__name__
+        if kind not in _wire.REPORTS:
+            raise ConfigError(f"a worker process reports only {', '.join(_wire.REPORTS)} to its run, not {kind}")
+        self._channel.tell(self._step, "emit", {"kind": kind, "event": _wire.value_of(event)})
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
         held = await self._channel.ask(self._step, "reserve", {
@@ -180,7 +181,7 @@ class _Worker:
             raise agent
         task = Task.model_validate(message["task"])
         ctx = StepContext.from_json(message["ctx"])
-        port = RemotePort(self.channel, step, workspace=bool(message["workspace"]), audited=bool(message["audited"]))
+        port = RemotePort(self.channel, step, workspace=bool(message["workspace"]), observed=bool(message["observed"]))
         with attach_context(message.get("trace")):
             result = await agent.execute(task, ctx, port)
         key = message.get("key")

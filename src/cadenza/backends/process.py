@@ -26,7 +26,6 @@ import sys
 import weakref
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._budget import Budget
@@ -117,7 +116,7 @@ class ProcessBackend:
                    "ctx": ctx.to_json().decode(), "key": key.to_json() if key is not None else None,
                    "recipient": envelope.sender if envelope is not None else None,
                    "trace": envelope.trace if envelope is not None else dict(ctx.trace) or None,
-                   "workspace": port.workspace(ctx, ctx.agent) is not None, "audited": port.audited}
+                   "workspace": port.workspace(ctx, ctx.agent) is not None, "observed": port.observed}
         return await process.run(step, shipment.sid, shipment.spec, message, _Serving(port, ctx))
 
     def _shipment(self, worker: Worker) -> _Shipment:
@@ -219,10 +218,8 @@ class _Serving:
         return _wire.value_of(entry)
 
     async def tell(self, method: str, args: Mapping[str, Any]) -> None:
-        if method == "audit":
-            at = args.get("at")
-            self.port.audit(args["kind"], str(args["actor"]), str(args["subject"]), args.get("detail") or {},
-                            at=datetime.fromisoformat(at) if at else None)
+        if method == "emit":
+            self.port.emit(_wire.value_from(_wire.REPORTS[str(args["kind"])], args["event"]))
 
 
 class _Process:

@@ -19,6 +19,8 @@ import click
 from .._events import (
     AgentSpawned,
     Event,
+    MessageSent,
+    ModelCalled,
     PlanReady,
     RunFinished,
     RunStarted,
@@ -30,6 +32,7 @@ from .._events import (
     StepSkipped,
     StepStarted,
     StepWaiting,
+    ToolCalled,
     UsageRecorded,
 )
 from .._plan import Plan
@@ -50,6 +53,9 @@ _MAX_STEPS_SHOWN = 40
 
 StepEvent = (StepStarted | StepRetrying | StepFinished | StepFailed | StepSkipped | StepCancelled
              | StepRestored | StepWaiting)
+Unshown = MessageSent | ModelCalled | ToolCalled
+"""Events the display leaves out: what each message and call did is for the audit log, ``trace`` and metrics."""
+Shown = RunStarted | PlanReady | AgentSpawned | UsageRecorded | RunFinished | StepEvent
 SpendingEvent = StepRetrying | StepFinished | StepFailed | StepRestored | StepWaiting
 
 
@@ -97,6 +103,8 @@ class RunView:
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
         now = time.monotonic()
+        if isinstance(event, Unshown):
+            return
         if isinstance(event, RunStarted):
             self.teams[event.team] = TeamView(event.team)
             self.top = self.top or event.team
@@ -227,11 +235,13 @@ class PlainDisplay(Display):
         click.echo(f"run {self.run_id}  {self.workflow}  {self.goal!r}")
 
     def on_event(self, event: Event) -> None:
+        if isinstance(event, Unshown):
+            return
         line = self._line(event)
         if line is not None:
             click.echo(f"{self.view.elapsed():7.2f}s  {event.team}: {line}")
 
-    def _line(self, event: Event) -> str | None:
+    def _line(self, event: Shown) -> str | None:
         if isinstance(event, RunStarted):
             return "planning"
         if isinstance(event, PlanReady):
