@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from cadenza._events import Event, MessageSent, ModelCalled, ToolCalled
+from cadenza._events import Event
 from cadenza._ids import AgentId
 from cadenza._messages import ErrorInfo, Result, Task, Usage, utcnow
 from cadenza._step_context import StepContext
@@ -68,14 +68,9 @@ class Fail(Exception):
 
 
 
-REPORTS = MessageSent | ModelCalled | ToolCalled
-"""Events of each message and call inside a step; `kinds` leaves them out, to follow runs, plans and steps."""
-
-
 def kinds(events: list[Event], step_id: str | None = None) -> list[str]:
-    """The class names of the events of runs, plans and steps, optionally only those of one step."""
-    return [type(e).__name__ for e in events
-            if not isinstance(e, REPORTS) and (step_id is None or getattr(e, "step_id", None) == step_id)]
+    """Event class names, optionally only those of one step."""
+    return [type(e).__name__ for e in events if step_id is None or getattr(e, "step_id", None) == step_id]
 
 
 def other_tasks() -> list[asyncio.Task[object]]:

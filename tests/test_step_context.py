@@ -50,8 +50,8 @@ class RefusingPort:
     def observed(self) -> bool:
         return self._observed
 
-    def emit(self, event: object) -> None:
-        raise self._refuse("emit")
+    def report(self, event: object) -> None:
+        raise self._refuse("report")
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Any) -> Lease:
         raise self._refuse("reserve")
@@ -238,17 +238,17 @@ async def test_a_tool_call_the_port_cannot_report_fails_the_step_instead_of_goin
         return "found"
 
     class TakesModelReports(BudgetOnly):
-        def emit(self, event: object) -> None:
+        def report(self, event: object) -> None:
             if not isinstance(event, ModelCalled):
-                raise self._refuse(f"emit {type(event).__name__}")
+                raise self._refuse(f"report {type(event).__name__}")
 
     port = TakesModelReports(observed=True)
     agent = Agent("w", model=calls_tool_then_answers("lookup", {"term": "x"}), tools=[lookup])
 
     result = await agent.execute(task(), step_context(), port)
 
-    assert result.status == "failure" and port.asked == ["emit ToolCalled"]
-    assert result.error is not None and "the port cannot emit ToolCalled" in result.error.message
+    assert result.status == "failure" and port.asked == ["report ToolCalled"]
+    assert result.error is not None and "the port cannot report ToolCalled" in result.error.message
 
 
 async def test_mcp_servers_are_opened_only_through_the_port() -> None:

@@ -484,7 +484,7 @@ class _Conversation:
         if outcome == "denied":
             log_denial(self.ctx, self.agent.name, tool, detail)
         if self.port.observed:
-            self.port.emit(tool_called(self.ctx, self.agent.name, tool, call.arguments, outcome, detail, result=result))
+            self.port.report(tool_called(self.ctx, self.agent.name, tool, call.arguments, outcome, detail, result=result))
 
     async def _run_tool(self, found: Tool, call: ToolCall) -> Any:
         plain = found.side_effect == "pure" and not found.requires_approval

@@ -62,6 +62,7 @@ class AuditSink:
     """Appends to the run's hash-chained audit log what each event says that an auditor asks about."""
 
     __slots__ = ("log",)
+    wants_reports = True
 
     def __init__(self, log: AuditLog) -> None:
         self.log = log

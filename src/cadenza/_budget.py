@@ -190,7 +190,7 @@ def _measured(model: Model, request: ModelRequest, ctx: StepContext, port: RunPo
     """One model call that ended (answered, or failed with ``error``), told to the run (its metrics, its audit log)."""
     from ._events import ModelCalled
 
-    port.emit(ModelCalled(ctx.run_id, ctx.scope, request.agent or "?", model.name, at, seconds, usage, error))
+    port.report(ModelCalled(ctx.run_id, ctx.scope, request.agent or "?", model.name, at, seconds, usage, error))
 
 
 def claim_for(model: Model, request: ModelRequest) -> tuple[ModelRequest, Claim]:

@@ -37,6 +37,7 @@ __all__ = (
     "EventStream",
     "MessageSent",
     "ModelCalled",
+    "Report",
     "PlanReady",
     "RunFinished",
     "RunStarted",
@@ -315,8 +316,14 @@ Event = (
     | ModelCalled
     | ToolCalled
 )
+Report = MessageSent | ModelCalled | ToolCalled
+"""The events of each message and call inside a step. Only sinks that say they want them (``wants_reports``) get
+them, and workers build them only when one does: most sinks follow runs, plans and steps, and a report per call
+would cost every step of a fan-out."""
+
 EventSink = Callable[[Event], None]
-"""Receives every event synchronously, in order; must be quick and must not raise."""
+"""Receives every event synchronously, in order; must be quick and must not raise. It gets the reports too
+(`Report`) when it has a true ``wants_reports`` attribute."""
 
 
 _log = logging.getLogger("cadenza.events")
@@ -325,11 +332,12 @@ _log = logging.getLogger("cadenza.events")
 class _Isolated:
     """A sink whose first exception is logged and detaches it: the run it watches goes on unharmed."""
 
-    __slots__ = ("broken", "sink")
+    __slots__ = ("broken", "sink", "wants_reports")
 
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self.broken = False
+        self.wants_reports: bool = getattr(sink, "wants_reports", False)
 
     def __call__(self, event: Event) -> None:
         if self.broken:
@@ -364,17 +372,23 @@ class EventStream:
     that raises is detached and the run goes on.
     """
 
-    __slots__ = ("active", "journal", "observed", "observers", "records")
+    __slots__ = ("active", "journal", "observed", "observers", "records", "reporters")
 
     def __init__(self, *, journal: JournalSink | None = None, audit: EventSink | None = None,
                  observers: Iterable[EventSink | None] = ()) -> None:
         self.journal = journal
         self.records: tuple[EventSink, ...] = tuple(s for s in (journal, audit) if s is not None)
         self.observers: tuple[EventSink, ...] = tuple(isolated(s) for s in observers if s is not None)  # type: ignore[misc]
-        self.observed = audit is not None or bool(self.observers)
-        """Whether any sink wants what workers do (model and tool calls, messages): workers build those only then."""
+        self.reporters = tuple(s for s in (*self.records, *self.observers) if getattr(s, "wants_reports", False))
+        self.observed = bool(self.reporters)
+        """Whether any sink wants the reports of each message and call: the engine and workers build them only then."""
         self.active = bool(self.records or self.observers)
         """Whether any sink listens at all: the engine builds no event otherwise."""
+
+    def report(self, event: Report) -> None:
+        """Tell the sinks that want reports of each message and call (the audit log, metrics)."""
+        for sink in self.reporters:
+            sink(event)
 
     def emit(self, event: Event) -> None:
         """Tell every sink; what the journal records becomes durable with its next batch."""

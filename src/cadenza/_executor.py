@@ -276,8 +276,10 @@ class _PlanRun:
                     self.events.emit(StepRetrying(self.run_id, self.team, step.id, step.agent, record.attempts, error,
                                                   delay, result.usage))
                 await asyncio.sleep(delay)
-            if self.events.active:  # durable before any dependent is dispatched (or skipped)
+            if self.events.journal is not None:  # durable before any dependent is dispatched (or skipped)
                 await self.events.durable(self._ended(record, result))
+            elif self.events.active:
+                self.events.emit(self._ended(record, result))
         except asyncio.CancelledError:
             # Steps that never got to run were settled as skipped by _stop; only a running one is cancelled here.
             if record.status == "running":
@@ -398,14 +400,14 @@ class _PlanRun:
         security = self.state.security
         events = self.events if self.events.observed else None
         if events is not None:
-            events.emit(MessageSent(self.run_id, self.team, self.team, worker.name, "task", task.task_id, task.step_id,
+            events.report(MessageSent(self.run_id, self.team, self.team, worker.name, "task", task.task_id, task.step_id,
                                     None, security is not None))
         if security is None:
             result = await self.backend.execute(worker, task, ctx, self.port)
         else:
             result = await exchange(security, self.backend, worker, task, ctx, self.port, team=self.team)
         if events is not None:
-            events.emit(MessageSent(self.run_id, self.team, worker.name, self.team, "result", result.task_id, task.step_id,
+            events.report(MessageSent(self.run_id, self.team, worker.name, self.team, "result", result.task_id, task.step_id,
                                     result.status, security is not None))
         return result
 

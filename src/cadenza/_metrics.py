@@ -105,6 +105,7 @@ class MetricsSink:
     """
 
     __slots__ = ()
+    wants_reports = True
 
     def __call__(self, event: Event) -> None:
         from ._events import ModelCalled, StepRetrying, ToolCalled

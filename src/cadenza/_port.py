@@ -19,7 +19,7 @@ from .models.pricing import Price
 
 if TYPE_CHECKING:
     from ._budget import Budget
-    from ._events import Event
+    from ._events import Report
     from ._mcp import MCPServer
     from ._messages import Usage
     from ._step_context import StepContext
@@ -96,8 +96,8 @@ class RunPort(Protocol):
         """Whether any of the run's sinks wants what a worker does (model and tool calls): it reports them only then."""
         ...
 
-    def emit(self, event: Event) -> None:
-        """Tell the run what happened (a model or tool call that ended); its sinks record and show it."""
+    def report(self, event: Report) -> None:
+        """Tell the run how a model or tool call ended; its sinks (the audit log, metrics) record it."""
         ...
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:

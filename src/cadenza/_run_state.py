@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from ._audit import AuditKind, AuditLog
     from ._budget import Budget
-    from ._events import Event, EventSink, EventStream
+    from ._events import EventSink, EventStream, Report
     from ._identity import Rejection
     from ._journal import RunJournal
     from ._mcp import MCPServer
@@ -128,8 +128,8 @@ class LocalPort:
     def observed(self) -> bool:
         return self.events.observed
 
-    def emit(self, event: Event) -> None:
-        self.events.emit(event)
+    def report(self, event: Report) -> None:
+        self.events.report(event)
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
         accounts = self.accounts

@@ -41,7 +41,7 @@ from typing import Any
 
 from cadenza import Supervisor
 from cadenza._errors import CadenzaError
-from cadenza._events import Event, ModelCalled, ToolCalled
+from cadenza._events import Event
 from cadenza._identity import Envelope, WorkerKey
 from cadenza._messages import Result, Task
 from cadenza._port import RunPort
@@ -191,9 +191,7 @@ class Killer:
             raise SystemExit(f"unknown --die {spec!r}")
 
     def __call__(self, event: Event) -> None:
-        """The event sink: one line per event of the engine (the workers' reports of their calls are left out)."""
-        if isinstance(event, ModelCalled | ToolCalled):
-            return
+        """The event sink: one line per event."""
         n, self.events = self.events, self.events + 1
         kind, team, step = type(event).__name__, event.team, getattr(event, "step_id", "-")
         sys.stdout.write(f"EVENT {n} {kind} {team} {step}\n")

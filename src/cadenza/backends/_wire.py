@@ -41,7 +41,7 @@ LINE_LIMIT = 64 * 1024 * 1024
 Message = dict[str, Any]
 
 REPORTS: dict[str, type[ModelCalled | ToolCalled]] = {"ModelCalled": ModelCalled, "ToolCalled": ToolCalled}
-"""The events a worker reports to its run (``tell`` ``emit``), by name; the run's own events never cross."""
+"""The events a worker reports to its run (``tell`` ``report``), by name; the run's own events never cross."""
 T = TypeVar("T")
 
 

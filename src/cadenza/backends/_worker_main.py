@@ -32,7 +32,7 @@ from . import _wire
 if TYPE_CHECKING:
     from .._agent import Agent
     from .._budget import Budget
-    from .._events import Event
+    from .._events import Report
     from .._mcp import MCPServer
 
 _SPECS: TypeAdapter[WorkerSpec] = TypeAdapter(WorkerSpec)
@@ -82,7 +82,7 @@ class RemotePort:
     def observed(self) -> bool:
         return self._observed
 
-    def emit(self, event: Event) -> None:
+    def report(self, event: Report) -> None:
         """Send the run a worker's report (a model or tool call that ended), without waiting.
 
         Raises:
@@ -91,7 +91,7 @@ class RemotePort:
         kind = type(event).__name__
         if kind not in _wire.REPORTS:
             raise ConfigError(f"a worker process reports only {', '.join(_wire.REPORTS)} to its run, not {kind}")
-        self._channel.tell(self._step, "emit", {"kind": kind, "event": _wire.value_of(event)})
+        self._channel.tell(self._step, "report", {"kind": kind, "event": _wire.value_of(event)})
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
         held = await self._channel.ask(self._step, "reserve", {

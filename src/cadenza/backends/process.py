@@ -218,8 +218,8 @@ class _Serving:
         return _wire.value_of(entry)
 
     async def tell(self, method: str, args: Mapping[str, Any]) -> None:
-        if method == "emit":
-            self.port.emit(_wire.value_from(_wire.REPORTS[str(args["kind"])], args["event"]))
+        if method == "report":
+            self.port.report(_wire.value_from(_wire.REPORTS[str(args["kind"])], args["event"]))
 
 
 class _Process:

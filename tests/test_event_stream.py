@@ -1,0 +1,150 @@
+"""One stream per run: each change of state is one event, told once, and the run's records are sinks of it.
+
+The journal writes the store from the events, the audit log appends from them, metrics count them,
+and a caller's sink sees the same stream. Reports of each message and call go only to sinks that
+want them, and workers in other processes send theirs to the run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from cadenza import Agent, FunctionModel, ModelRequest, Plan, ProcessBackend, Supervisor, tool
+from cadenza._audit import verify_run
+from cadenza._events import (
+    Event,
+    MessageSent,
+    ModelCalled,
+    StepFinished,
+    StepStarted,
+    ToolCalled,
+)
+from cadenza.models.base import ToolCall
+from cadenza.stores.sqlite import SQLiteStore
+
+
+@tool
+def lookup(term: str) -> str:
+    """Look a term up."""
+    return f"{term}: found"
+
+
+def looks_up() -> FunctionModel:
+    def reply(request: ModelRequest) -> str | list[ToolCall]:
+        if len(request.messages) == 1:
+            return [ToolCall(id="1", name="lookup", arguments={"term": "x"})]
+        return "done"
+
+    return FunctionModel(reply, name="looker")
+
+
+def one_step(agent: Agent[Any], *, step: str = "s1") -> Supervisor[str]:
+    return Supervisor("lead", workers=[agent], model=FunctionModel(lambda r: "summary", name="lead"),
+                      plan=Plan.of({"id": step, "agent": agent.name, "instruction": "Do it"}))
+
+
+class Everything:
+    """A sink that wants the reports of each message and call too."""
+
+    wants_reports = True
+
+    def __init__(self) -> None:
+        self.seen: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.seen.append(event)
+
+
+def of_step(events: list[Event], path: str) -> list[str]:
+    """The events about the step at ``path`` (a team's path, then the step's id), by class name."""
+    team, _, step = path.rpartition("/")
+    found = []
+    for e in events:
+        if isinstance(e, ModelCalled | ToolCalled):
+            mine = e.scope == path
+        else:
+            mine = getattr(e, "step_id", None) == step and getattr(e, "team", None) == team
+        if mine:
+            found.append(type(e).__name__)
+    return found
+
+
+async def test_a_step_is_one_ordered_sequence_of_events_each_told_once() -> None:
+    sink = Everything()
+
+    result = await one_step(Agent("w", model=looks_up(), tools=[lookup])).run("Go", events=sink)
+
+    assert result.status == "success"
+    assert of_step(sink.seen, "lead/s1") == ["StepStarted", "MessageSent", "ModelCalled", "ToolCalled", "ModelCalled",
+                                             "MessageSent", "StepFinished"]
+    sent = [(e.kind, e.sender, e.recipient) for e in sink.seen if isinstance(e, MessageSent)]
+    assert sent == [("task", "lead", "w"), ("result", "w", "lead")]
+    called = next(e for e in sink.seen if isinstance(e, ToolCalled))
+    assert (called.agent, called.tool, called.outcome, called.result_preview) == ("w", "lookup", "ok", "x: found")
+
+
+async def test_a_sink_that_does_not_ask_for_reports_gets_runs_plans_and_steps_only() -> None:
+    seen: list[Event] = []
+
+    await one_step(Agent("w", model=looks_up(), tools=[lookup])).run("Go", events=seen.append)
+
+    assert not [e for e in seen if isinstance(e, MessageSent | ModelCalled | ToolCalled)]
+    assert [type(e).__name__ for e in seen] == ["RunStarted", "PlanReady", "StepStarted", "StepFinished",
+                                                "UsageRecorded", "RunFinished"]
+
+
+async def test_observers_hear_that_a_step_finished_only_once_the_store_holds_it(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    stored_when_told: list[tuple[str, str] | None] = []
+
+    def reads_the_store(event: Event) -> None:
+        if isinstance(event, StepFinished):
+            with sqlite3.connect(path) as db:  # another connection: it sees only what was committed
+                row = db.execute("SELECT status, result_json FROM steps WHERE step_id = ?", (event.step_id,)).fetchone()
+            stored_when_told.append(None if row is None else (row[0], row[1]))
+
+    async with SQLiteStore(path) as store:
+        result = await one_step(Agent("w", model=FunctionModel(lambda r: "made it", name="m"))).run(
+            "Go", store=store, events=reads_the_store)
+
+    assert result.status == "success"
+    assert len(stored_when_told) == 1 and stored_when_told[0] is not None
+    status, body = stored_when_told[0]
+    assert status == "success" and '"made it"' in body
+
+
+async def test_the_journal_and_audit_log_record_a_run_whose_observer_broke(tmp_path: Path) -> None:
+    def breaks(event: Event) -> None:
+        if isinstance(event, StepStarted):
+            raise RuntimeError("the display broke")
+
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        result = await one_step(Agent("w", model=looks_up(), tools=[lookup])).run(
+            "Go", store=store, events=breaks, run_id="run_broken_sink")  # type: ignore[arg-type]
+        snapshot = await store.snapshot("run_broken_sink")
+        audit = await store.audit("run_broken_sink")
+        verdict = await verify_run(store, "run_broken_sink")
+
+    assert result.status == "success"
+    assert [(s.step_id, s.status) for s in snapshot.steps] == [("s1", "success")]
+    assert [r.kind for r in audit if r.kind != "run.started" and r.kind != "run.finished"].count("model.called") == 3
+    assert [r.subject for r in audit if r.kind == "tool.called"] == ["lookup"]
+    assert verdict.ok
+
+
+async def test_worker_processes_report_their_calls_to_the_runs_sinks() -> None:
+    sink = Everything()
+    team = Supervisor("lead", workers=[Agent("w", model="simulated:proc")], model="simulated:lead",
+                      plan=Plan.of({"id": "a", "agent": "w", "instruction": "One"},
+                                   {"id": "b", "agent": "w", "instruction": "Two"}))
+    async with ProcessBackend(workers=2) as pool:
+        team.use_backend(pool)
+        result = await team.run("Go", events=sink)
+
+    assert result.status == "success"
+    calls = sorted(e.scope for e in sink.seen if isinstance(e, ModelCalled) and e.agent == "w")
+    assert calls == ["lead/a", "lead/b"]  # made in worker processes, told to this one
+    assert all(e.usage is not None and e.usage.model_calls == 1 for e in sink.seen
+               if isinstance(e, ModelCalled) and e.agent == "w")
