@@ -13,8 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._approvals import STEP, decide
+from ._audit_hooks import AuditSink
 from ._budget import BudgetAccount, release, reserve_on, worst_usd
 from ._errors import ToolError
+from ._events import EventStream
+from ._journal import JournalSink
+from ._metrics import MetricsSink
+from ._metrics import enabled as metrics_enabled
 from ._port import Lease
 from ._tool_sources import ToolSources
 from .models.pricing import PRICES, Prices
@@ -25,7 +30,7 @@ if TYPE_CHECKING:
 
     from ._audit import AuditKind, AuditLog
     from ._budget import Budget
-    from ._events import EventSink, EventStream, Report
+    from ._events import EventSink, Report
     from ._identity import Rejection
     from ._journal import RunJournal
     from ._mcp import MCPServer
@@ -87,12 +92,6 @@ class RunState:
 
     def stream(self, events: EventSink | None = None) -> EventStream:
         """The run's event stream with its sinks, ``events`` among them."""
-        from ._audit_hooks import AuditSink
-        from ._events import EventStream
-        from ._journal import JournalSink
-        from ._metrics import MetricsSink
-        from ._metrics import enabled as metrics_enabled
-
         return EventStream(journal=JournalSink(self.journal) if self.journal is not None else None,
                            audit=AuditSink(self.audit_log) if self.audit_log is not None else None,
                            observers=(MetricsSink() if metrics_enabled() else None, events))
