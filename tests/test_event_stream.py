@@ -129,7 +129,7 @@ async def test_the_journal_and_audit_log_record_a_run_whose_observer_broke(tmp_p
 
     assert result.status == "success"
     assert [(s.step_id, s.status) for s in snapshot.steps] == [("s1", "success")]
-    assert [r.kind for r in audit if r.kind != "run.started" and r.kind != "run.finished"].count("model.called") == 3
+    assert [r.kind for r in audit].count("model.called") == 3  # two by the worker, one by the synthesiser
     assert [r.subject for r in audit if r.kind == "tool.called"] == ["lookup"]
     assert verdict.ok
 

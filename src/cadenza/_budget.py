@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import BudgetExceeded
+from ._events import ModelCalled
 from ._messages import Usage, utcnow
 from ._port import Claim, Lease, ModelPrice
 from .models.base import Model, ModelRequest, ModelResponse
@@ -188,8 +189,6 @@ async def call_model(model: Model, request: ModelRequest, ctx: StepContext, port
 def _measured(model: Model, request: ModelRequest, ctx: StepContext, port: RunPort, at: datetime, seconds: float,
               usage: Usage | None, error: str | None) -> None:
     """One model call that ended (answered, or failed with ``error``), told to the run (its metrics, its audit log)."""
-    from ._events import ModelCalled
-
     port.report(ModelCalled(ctx.run_id, ctx.scope, request.agent or "?", model.name, at, seconds, usage, error))
 
 

@@ -9,9 +9,9 @@ the audit log (`_audit_hooks.AuditSink`), metrics (`_metrics.MetricsSink`), the 
 Events are small slotted dataclasses (not pydantic models, and not frozen: a
 frozen dataclass costs three times as much to build) because thousands are
 emitted per second on the scheduler's hot path. They carry only references to
-data the run already holds; sinks must treat them as read-only. Those a worker
-emits (`ModelCalled`, `ToolCalled`) hold plain values only, since they may cross
-from a worker process to the run.
+data the run already holds; sinks must treat them as read-only. The reports a
+worker sends (`ModelCalled`, `ToolCalled`) hold plain values only, since they may
+cross from a worker process to the run.
 """
 
 from __future__ import annotations

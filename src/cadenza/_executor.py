@@ -529,7 +529,6 @@ class _PlanRun:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-
 def _error_of(result: Result) -> ErrorInfo:
     """Why a failed step failed (a worker that reported no error broke its contract; said so)."""
     return result.error or ErrorInfo(type="UnknownError", code=ErrorCode.UNREPORTED,

@@ -225,10 +225,10 @@ class JournalSink:
         await self.journal.flush()
 
 
-def _step_row(run_id: str, path: str, agent: str, status: str, attempts: int, started: datetime | None,
+def _step_row(run_id: str, scope: str, step_id: str, agent: str, status: str, attempts: int, started: datetime | None,
               finished: datetime | None = None, error: ErrorInfo | None = None, *, skip_reason: str | None = None,
               result_json: str | None = None, usage: Usage | None = None) -> StepRow:
-    scope, _, step_id = path.rpartition("/")
+    """The row of the step ``step_id`` of the team at ``scope`` (a step event's path, split at its last ``/``)."""
     return StepRow(
         run_id=run_id, scope=scope, step_id=step_id, agent=agent, status=status, attempts=attempts,
         started_at=started, finished_at=finished, result_json=result_json,
@@ -240,7 +240,7 @@ def _step_row(run_id: str, path: str, agent: str, status: str, attempts: int, st
 def _started(e: StepStarted) -> list[Write]:
     """An attempt was dispatched (a crash now means: run it again)."""
     scope, _, step_id = e.scope.rpartition("/")
-    return [PutStep(_step_row(e.run_id, e.scope, e.agent, "running", e.attempt, e.first_started)),
+    return [PutStep(_step_row(e.run_id, scope, step_id, e.agent, "running", e.attempt, e.first_started)),
             AddMessage(MessageRow(e.run_id, scope, step_id, "task", e.task.model_dump_json(), e.at))]
 
 
@@ -250,17 +250,19 @@ def _ended(e: StepFinished | StepFailed | StepWaiting) -> list[Write]:
     body = result.model_dump_json()
     status = "failed" if result.status == "failure" else result.status
     scope, _, step_id = e.scope.rpartition("/")
-    return [PutStep(_step_row(e.run_id, e.scope, e.agent, status, e.attempt, e.first_started, result.finished_at,
-                              result.error, result_json=body, usage=e.total)),
+    return [PutStep(_step_row(e.run_id, scope, step_id, e.agent, status, e.attempt, e.first_started,
+                              result.finished_at, result.error, result_json=body, usage=e.total)),
             AddMessage(MessageRow(e.run_id, scope, step_id, "result", body, result.finished_at))]
 
 
 def _skipped(e: StepSkipped) -> list[Write]:
-    return [PutStep(_step_row(e.run_id, e.scope, e.agent, "skipped", e.attempts, None, skip_reason=e.reason))]
+    scope, _, step_id = e.scope.rpartition("/")
+    return [PutStep(_step_row(e.run_id, scope, step_id, e.agent, "skipped", e.attempts, None, skip_reason=e.reason))]
 
 
 def _cancelled(e: StepCancelled) -> list[Write]:
-    return [PutStep(_step_row(e.run_id, e.scope, e.agent, "cancelled", e.attempt, e.first_started, e.at))]
+    scope, _, step_id = e.scope.rpartition("/")
+    return [PutStep(_step_row(e.run_id, scope, step_id, e.agent, "cancelled", e.attempt, e.first_started, e.at))]
 
 
 def _plan(e: PlanReady) -> list[Write]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 
+from ._events import ModelCalled, StepRetrying, ToolCalled
 from ._version import __version__
 from .models.registry import provider_of
 
@@ -108,8 +109,6 @@ class MetricsSink:
     wants_reports = True
 
     def __call__(self, event: Event) -> None:
-        from ._events import ModelCalled, StepRetrying, ToolCalled
-
         if type(event) is ModelCalled:
             model_call(event.model, event.usage, event.seconds, event.error)
         elif type(event) is ToolCalled:

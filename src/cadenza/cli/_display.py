@@ -19,9 +19,8 @@ import click
 from .._events import (
     AgentSpawned,
     Event,
-    MessageSent,
-    ModelCalled,
     PlanReady,
+    Report,
     RunFinished,
     RunStarted,
     StepCancelled,
@@ -32,7 +31,6 @@ from .._events import (
     StepSkipped,
     StepStarted,
     StepWaiting,
-    ToolCalled,
     UsageRecorded,
 )
 from .._plan import Plan
@@ -53,8 +51,6 @@ _MAX_STEPS_SHOWN = 40
 
 StepEvent = (StepStarted | StepRetrying | StepFinished | StepFailed | StepSkipped | StepCancelled
              | StepRestored | StepWaiting)
-Unshown = MessageSent | ModelCalled | ToolCalled
-"""Events the display leaves out: what each message and call did is for the audit log, ``trace`` and metrics."""
 Shown = RunStarted | PlanReady | AgentSpawned | UsageRecorded | RunFinished | StepEvent
 SpendingEvent = StepRetrying | StepFinished | StepFailed | StepRestored | StepWaiting
 
@@ -103,7 +99,7 @@ class RunView:
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
         now = time.monotonic()
-        if isinstance(event, Unshown):
+        if isinstance(event, Report):  # what each message and call did is for the audit log, `trace` and metrics
             return
         if isinstance(event, RunStarted):
             self.teams[event.team] = TeamView(event.team)
@@ -235,7 +231,7 @@ class PlainDisplay(Display):
         click.echo(f"run {self.run_id}  {self.workflow}  {self.goal!r}")
 
     def on_event(self, event: Event) -> None:
-        if isinstance(event, Unshown):
+        if isinstance(event, Report):
             return
         line = self._line(event)
         if line is not None:
