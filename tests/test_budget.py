@@ -168,3 +168,34 @@ async def test_a_resumed_run_counts_what_earlier_processes_spent(tmp_path: objec
     assert resumed.status == "partial"
     assert resumed.error is not None
     assert f"{earlier:,} used" in resumed.error.message  # the first process's spending was charged to the run
+
+
+class _Declaring:
+    """A model of a user's own that states its output bound and price, as the vendor adapters do."""
+
+    def __init__(self, name: str, max_tokens: int | None, price: object) -> None:
+        self.name, self._max_tokens, self._price = name, max_tokens, price
+
+    def facts(self) -> tuple[object, ...]:
+        from cadenza.models.base import ModelFacts
+
+        return (ModelFacts(self.name, "http://model.test", self._max_tokens, self._price),)  # type: ignore[arg-type]
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        return ModelResponse(text="ok")
+
+
+def test_a_claim_reserves_what_the_models_of_a_chain_declare() -> None:
+    from cadenza._budget import claim_for
+    from cadenza.models.pricing import Price
+    from cadenza.models.resilience import FallbackModel, ResilientModel
+
+    dear, cheap = Price(input=10.0, output=40.0), Price(input=1.0, output=2.0)
+    chain = FallbackModel([ResilientModel(_Declaring("own:first", None, dear)),
+                           _Declaring("own:second", 77, cheap), SimulatedModel("plain")])
+
+    request, claim = claim_for(chain, ModelRequest(agent="a"))
+
+    assert request.max_tokens == claim.output_tokens == 77  # the first bound a reachable model declares
+    assert [(m.model, m.price) for m in claim.models] == [("own:first", dear), ("own:second", cheap),
+                                                          ("simulated:plain", None)]

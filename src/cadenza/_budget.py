@@ -37,8 +37,8 @@ from ._errors import BudgetExceeded
 from ._events import ModelCalled
 from ._messages import Usage, utcnow
 from ._port import Claim, Lease, ModelPrice
-from .models.base import Model, ModelRequest, ModelResponse
-from .models.pricing import Price, Prices
+from .models.base import Model, ModelFacts, ModelRequest, ModelResponse, facts_of
+from .models.pricing import Prices
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -194,10 +194,11 @@ def _measured(model: Model, request: ModelRequest, ctx: StepContext, port: RunPo
 
 def claim_for(model: Model, request: ModelRequest) -> tuple[ModelRequest, Claim]:
     """The request with its output bound set, and the most it may spend: what the worker asks the run to hold."""
+    reaches = facts_of(model)
     if request.max_tokens is None:
-        request = request.model_copy(update={"max_tokens": _default_max_tokens(model)})
+        request = request.model_copy(update={"max_tokens": _default_max_tokens(reaches)})
     assert request.max_tokens is not None
-    models = tuple(ModelPrice(m.name, _own_price(m)) for m in _chain(model))
+    models = tuple(ModelPrice(m.name, m.price) for m in reaches)
     return request, Claim(request.agent or model.name, input_token_bound(request), request.max_tokens, models)
 
 
@@ -276,24 +277,6 @@ def input_token_bound(request: ModelRequest) -> int:
     return size + _TOKENS_PER_MESSAGE * (len(request.messages) + 2)
 
 
-def _default_max_tokens(model: Model) -> int:
-    for candidate in _chain(model):
-        value = getattr(candidate, "max_tokens", None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return DEFAULT_MAX_OUTPUT_TOKENS
-
-
-def _chain(model: Model) -> Sequence[Model]:
-    """The models a call may reach: each of a fallback chain, unwrapped from retries."""
-    inner = getattr(model, "models", None)
-    if isinstance(inner, tuple):
-        return [m for sub in inner for m in _chain(sub)]
-    wrapped = getattr(model, "inner", None)
-    return _chain(wrapped) if wrapped is not None else [model]
-
-
-def _own_price(model: Model) -> Price | None:
-    """The price a model's own table gives it (a vendor model configured with prices), if it has one."""
-    own = getattr(model, "prices", None)
-    return own.lookup(model.name) if isinstance(own, Prices) else None
+def _default_max_tokens(reaches: tuple[ModelFacts, ...]) -> int:
+    """The output bound of a request that sets none: the first one a model it may reach declares."""
+    return next((m.max_tokens for m in reaches if m.max_tokens), DEFAULT_MAX_OUTPUT_TOKENS)

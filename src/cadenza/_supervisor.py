@@ -34,7 +34,7 @@ from ._sync import run_sync
 from ._tool_sources import ToolSources, require_approved
 from ._tracing import record_outcome, record_usage, span
 from ._worker_spec import TeamSpec, model_sources
-from .backends.base import Backend, Worker
+from .backends.base import Backend, Composite, ServerUser, Worker
 from .models.base import Model
 from .models.registry import resolve_model
 
@@ -193,14 +193,14 @@ class Supervisor(Generic[OutputT]):
         """Run this team's steps, and those of every team under it, on ``backend``."""
         self.executor.backend = backend
         for worker in self.workers.values():
-            if isinstance(worker, Supervisor):
+            if isinstance(worker, Composite):
                 worker.use_backend(backend)
 
     def backend_problems(self) -> list[str]:
         """What of this team's tree its teams' backends cannot run (a lambda tool on a process backend, say)."""
         found = [problem for w in self.workers.values() for problem in self.executor.backend.problems(w)]
         for worker in self.workers.values():
-            if isinstance(worker, Supervisor):
+            if isinstance(worker, Composite):
                 found += worker.backend_problems()
         return found
 
@@ -225,7 +225,7 @@ class Supervisor(Generic[OutputT]):
         """Every MCP server an agent of this team (nested teams too) draws tools from, each once."""
         found: dict[int, MCPServer] = {}
         for worker in self.workers.values():
-            if isinstance(worker, Agent | Supervisor):
+            if isinstance(worker, ServerUser):
                 found.update((id(server), server) for server in worker.mcp_servers)
         return tuple(found.values())
 

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .._identity import Envelope, WorkerKey
+    from .._mcp import MCPServer
     from .._messages import Result, Task
     from .._port import RunPort
     from .._security import TaskOpener
     from .._step_context import StepContext
     from .._worker_spec import WorkerSpec
 
-__all__ = ("Backend", "Worker")
+__all__ = ("Backend", "Composite", "ServerUser", "Worker")
 
 
 @runtime_checkable
@@ -61,4 +62,27 @@ class Backend(Protocol):
                       ctx: StepContext, port: RunPort) -> Envelope:
         """Carry a sealed Task to ``worker``, open it with ``opener``, run it, and return its Result sealed with
         ``key`` (the worker's own key, and the only one the backend gets); cancellation must stop the work."""
+        ...
+
+
+@runtime_checkable
+class Composite(Protocol):
+    """A worker made of workers (a team, later a peer group): its members' steps run on the backend set here."""
+
+    def use_backend(self, backend: Backend) -> None:
+        """Run the steps of this worker's members, and of every composite among them, on ``backend``."""
+        ...
+
+    def backend_problems(self) -> list[str]:
+        """What of its members the backends they run on cannot run, each naming what and whose."""
+        ...
+
+
+@runtime_checkable
+class ServerUser(Protocol):
+    """A worker that draws tools from MCP servers, which the run opens before its first step."""
+
+    @property
+    def mcp_servers(self) -> tuple[MCPServer, ...]:
+        """Each server it (and any member) draws tools from, once."""
         ...

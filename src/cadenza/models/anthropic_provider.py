@@ -62,7 +62,16 @@ from pydantic import ValidationError
 
 from .._errors import ConfigError, ModelError
 from .._messages import Usage
-from .base import AssistantMessage, ModelMessage, ModelRequest, ModelResponse, ToolCall, ToolResultMessage, ToolSpec
+from .base import (
+    AssistantMessage,
+    ModelFacts,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolResultMessage,
+    ToolSpec,
+)
 from .pricing import PRICES, Prices
 from .registry import register_provider
 
@@ -158,6 +167,10 @@ class AnthropicModel:
     def prices(self) -> Prices:
         """The table this model's calls are priced with."""
         return self._prices
+
+    def facts(self) -> tuple[ModelFacts, ...]:
+        """This one model: its endpoint, output bound and own price."""
+        return (ModelFacts(self._name, self.endpoint, self._max_tokens, self._prices.lookup(self._name)),)
 
     def __repr__(self) -> str:
         return f"AnthropicModel({self._model!r}, endpoint={self._base_url!r})"

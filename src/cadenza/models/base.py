@@ -6,15 +6,22 @@ them to and from its vendor's wire format at its edge.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field
 
 from .._messages import Usage
 
+if TYPE_CHECKING:
+    from .pricing import Price
+
 __all__ = (
     "AssistantMessage",
+    "Closeable",
+    "Declared",
     "Model",
+    "ModelFacts",
     "ModelMessage",
     "ModelRequest",
     "ModelResponse",
@@ -23,6 +30,8 @@ __all__ = (
     "ToolResultMessage",
     "ToolSpec",
     "UserMessage",
+    "aclose",
+    "facts_of",
 )
 
 
@@ -131,3 +140,44 @@ class Model(Protocol):
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Answer one request."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What one model a call may reach says about itself: what budgets reserve and breakers key on."""
+
+    name: str
+    endpoint: str | None = None
+    """The base URL its calls go to (None: it makes no network calls, or does not say)."""
+    max_tokens: int | None = None
+    """Output tokens a call may produce when its request does not say (None: not bounded by the model)."""
+    price: Price | None = None
+    """Its own price, from a table it was configured with (None: the run's price table decides)."""
+
+
+@runtime_checkable
+class Declared(Protocol):
+    """A model that states its facts. Vendor adapters and the resilience wrappers do; a plain `Model` need not."""
+
+    def facts(self) -> tuple[ModelFacts, ...]:
+        """One entry per model a call may reach, the one tried first first (a fallback chain has several)."""
+        ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A model that holds connections, closed with ``aclose`` on the loop that opened them."""
+
+    async def aclose(self) -> None: ...
+
+
+def facts_of(model: Model) -> tuple[ModelFacts, ...]:
+    """What ``model`` declares about the models a call may reach; a model that declares nothing is one such model
+    with only its name known."""
+    return model.facts() if isinstance(model, Declared) else (ModelFacts(model.name),)
+
+
+async def aclose(model: Model) -> None:
+    """Close ``model``'s connections, if it holds any."""
+    if isinstance(model, Closeable):
+        await model.aclose()

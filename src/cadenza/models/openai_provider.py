@@ -69,7 +69,15 @@ from openai.types.chat import (
 
 from .._errors import ConfigError, ModelError
 from .._messages import Usage
-from .base import AssistantMessage, ModelRequest, ModelResponse, OutputSchema, ToolCall, ToolResultMessage
+from .base import (
+    AssistantMessage,
+    ModelFacts,
+    ModelRequest,
+    ModelResponse,
+    OutputSchema,
+    ToolCall,
+    ToolResultMessage,
+)
 from .pricing import PRICES, Prices
 from .registry import register_provider
 
@@ -174,6 +182,10 @@ class OpenAIModel:
     def prices(self) -> Prices:
         """The table each call's usage is priced with."""
         return self._prices
+
+    def facts(self) -> tuple[ModelFacts, ...]:
+        """This one model: its endpoint, output bound and own price."""
+        return (ModelFacts(self._name, self.endpoint, self._max_tokens, self._prices.lookup(self._name)),)
 
     def __repr__(self) -> str:
         return f"OpenAIModel({self._name!r})"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import ConfigError, UnknownModelError
-from .base import Model
+from .base import Model, facts_of
 
 __all__ = ("ModelFactory", "available_providers", "is_vendor", "provider_of", "register_provider", "resolve_model")
 
@@ -93,7 +93,7 @@ def _resilient(model: Model, spec: str, options: dict[str, Any]) -> Model:
         max_attempts=values.get("max_attempts", 4), initial=values.get("retry_initial", 0.5),
         maximum=values.get("retry_max", 30.0),
     )
-    endpoint = str(getattr(model, "endpoint", provider_of(spec)))
+    endpoint = facts_of(model)[0].endpoint or provider_of(spec)
     breaker = breaker_for(endpoint, model.name, failure_threshold=values.get("breaker_threshold", 5),
                           reset_after=values.get("breaker_reset", 30.0))
     return ResilientModel(model, retry=retry, breaker=breaker)

@@ -26,7 +26,7 @@ from typing import Literal
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from .._errors import CircuitOpen, ConfigError, ModelError
-from .base import Model, ModelRequest, ModelResponse
+from .base import Model, ModelFacts, ModelRequest, ModelResponse, aclose, facts_of
 
 __all__ = (
     "CircuitBreaker",
@@ -200,15 +200,13 @@ class ResilientModel:
                 return await self._once(request)
         raise AssertionError("unreachable: tenacity reraises the last failure")  # pragma: no cover
 
-    @property
-    def endpoint(self) -> str | None:
-        """The wrapped model's endpoint, if it has one."""
-        endpoint = getattr(self.inner, "endpoint", None)
-        return endpoint if isinstance(endpoint, str) else None
+    def facts(self) -> tuple[ModelFacts, ...]:
+        """The wrapped model's: retries reach no other model."""
+        return facts_of(self.inner)
 
     async def aclose(self) -> None:
         """Close the wrapped model's connections on the running event loop, if it holds any."""
-        await _close(self.inner)
+        await aclose(self.inner)
 
     async def _call(self, request: ModelRequest) -> ModelResponse:
         if self.timeout is None:
@@ -251,10 +249,14 @@ class FallbackModel:
     def __repr__(self) -> str:
         return f"FallbackModel({[m.name for m in self.models]!r})"
 
+    def facts(self) -> tuple[ModelFacts, ...]:
+        """Each model of the chain's, in the order they are tried."""
+        return tuple(fact for model in self.models for fact in facts_of(model))
+
     async def aclose(self) -> None:
         """Close every model of the chain that holds connections."""
         for model in self.models:
-            await _close(model)
+            await aclose(model)
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """The first model's answer that succeeds; a `ModelError` naming every failure if none does."""
@@ -265,9 +267,3 @@ class FallbackModel:
             except ModelError as exc:
                 failures.append(f"{model.name}: {exc}")
         raise ModelError("every model of the fallback chain failed: " + "; ".join(failures), retryable=False)
-
-
-async def _close(model: Model) -> None:
-    close = getattr(model, "aclose", None)
-    if close is not None:
-        await close()
