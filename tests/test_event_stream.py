@@ -11,15 +11,20 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from cadenza import Agent, FunctionModel, ModelRequest, Plan, ProcessBackend, Supervisor, tool
+from cadenza import Agent, Budget, FunctionModel, ModelRequest, Plan, ProcessBackend, Supervisor, tool
 from cadenza._audit import verify_run
 from cadenza._events import (
+    ApprovalRequested,
+    BudgetReserved,
+    BudgetSettled,
     Event,
+    Kept,
     MessageSent,
     ModelCalled,
     StepFinished,
     StepStarted,
     ToolCalled,
+    ToolCallRecorded,
 )
 from cadenza.models.base import ToolCall
 from cadenza.stores.sqlite import SQLiteStore
@@ -31,13 +36,29 @@ def lookup(term: str) -> str:
     return f"{term}: found"
 
 
-def looks_up() -> FunctionModel:
+@tool(side_effect="at_most_once")
+def send(to: str) -> str:
+    """Send a message, once."""
+    return f"sent to {to}"
+
+
+@tool(side_effect="at_most_once", requires_approval=True)
+def wire(amount: int) -> str:
+    """Wire money, with a human's approval."""
+    return f"wired {amount}"
+
+
+def calls(name: str, **arguments: Any) -> FunctionModel:
     def reply(request: ModelRequest) -> str | list[ToolCall]:
         if len(request.messages) == 1:
-            return [ToolCall(id="1", name="lookup", arguments={"term": "x"})]
+            return [ToolCall(id="1", name=name, arguments=arguments)]
         return "done"
 
-    return FunctionModel(reply, name="looker")
+    return FunctionModel(reply, name=f"calls-{name}")
+
+
+def looks_up() -> FunctionModel:
+    return calls("lookup", term="x")
 
 
 def one_step(agent: Agent[Any], *, step: str = "s1") -> Supervisor[str]:
@@ -148,3 +169,32 @@ async def test_worker_processes_report_their_calls_to_the_runs_sinks() -> None:
     assert calls == ["lead/a", "lead/b"]  # made in worker processes, told to this one
     assert all(e.usage is not None and e.usage.model_calls == 1 for e in sink.seen
                if isinstance(e, ModelCalled) and e.agent == "w")
+
+
+async def test_what_the_run_keeps_from_inside_a_step_is_one_event_each_and_the_store_holds_it(tmp_path: Path) -> None:
+    sink = Everything()
+    team = Supervisor("lead", workers=[Agent("mailer", model=calls("send", to="ann"), tools=[send]),
+                                       Agent("payer", model=calls("wire", amount=5), tools=[wire])],
+                      model=FunctionModel(lambda r: "summary", name="lead"),
+                      plan=Plan.of({"id": "mail", "agent": "mailer", "instruction": "Mail Ann"},
+                                   {"id": "pay", "agent": "payer", "instruction": "Pay Bob"}))
+
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        result = await team.run("Go", store=store, events=sink,
+                                budget=Budget(tokens=100_000), run_id="run_kept")  # type: ignore[arg-type]
+        snapshot = await store.snapshot("run_kept")
+        audit = await store.audit("run_kept")
+    kept = [e for e in sink.seen if isinstance(e, Kept)]
+
+    assert result.status == "waiting"  # the payment waits for a human
+    recorded = [(e.scope, e.tool, e.status) for e in kept if isinstance(e, ToolCallRecorded)]
+    assert recorded == [("lead/mail", "send", "started"), ("lead/mail", "send", "finished")]
+    assert [(c.scope, c.tool, c.status) for c in snapshot.tool_calls] == [("lead/mail", "send", "finished")]
+    asked = [e for e in kept if isinstance(e, ApprovalRequested)]
+    assert [(e.scope, e.tool) for e in asked] == [("lead/pay", "wire")]
+    assert [(a.approval_id, a.status) for a in snapshot.approvals] == [(asked[0].approval_id, "pending")]
+    assert [r.subject for r in audit if r.kind == "approval.requested"] == [asked[0].approval_id]
+    reserved = {e.reservation_id for e in kept if isinstance(e, BudgetReserved)}
+    settled = {e.reservation_id for e in kept if isinstance(e, BudgetSettled)}
+    assert reserved == settled == {r.reservation_id for r in snapshot.reservations if r.status == "settled"}
+    assert len(reserved) == 3  # two calls by the mailer, one by the payer (it stopped to wait); no synthesis yet

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._errors import ApprovalRequired, ToolError
+from ._events import ApprovalRequested
 from ._messages import utcnow
-from .stores.base import ApprovalRow, PutApproval
 
 if TYPE_CHECKING:
-    from ._audit import AuditKind
+    from ._events import EventStream
     from ._journal import RunJournal
     from ._port import ApprovalAsk
     from ._step_context import StepContext
+    from .stores.base import ApprovalRow
 
 __all__ = ("STEP", "UNCERTAIN", "approval_id", "current_decision", "decide")
 
@@ -30,9 +31,6 @@ STEP = "(step)"
 
 UNCERTAIN = ("uncertain: the call was in flight when the run stopped and may have taken effect; "
              "approve to run it again, reject to skip it")
-
-Audit = Callable[["AuditKind", str, str, Mapping[str, object]], None]
-
 
 def approval_id(kind: str, key: str) -> str:
     """``apr_...`` for an approval a tool requires, ``unc_...`` for a decision on an uncertain call."""
@@ -58,8 +56,9 @@ def current_decision(approvals: Mapping[str, ApprovalRow], key: str, *,
     return the_id, found, uncertain
 
 
-async def decide(journal: RunJournal, audit: Audit, ctx: StepContext, ask: ApprovalAsk) -> None:
-    """Return if a human approved ``ask`` (using the approval); raise otherwise.
+async def decide(journal: RunJournal, events: EventStream, ctx: StepContext, ask: ApprovalAsk) -> None:
+    """Return if a human approved ``ask`` (using the approval); raise otherwise. A request is an event of the run's
+    ``events`` (its journal stores it, its audit log records it); using an approval is a compare-and-set on the store.
 
     Raises:
         ApprovalRequired: no decision yet; the request is durable before this raises.
@@ -70,12 +69,9 @@ async def decide(journal: RunJournal, audit: Audit, ctx: StepContext, ask: Appro
     how = f"cadenza approve {ctx.run_id} {ctx.step_id}  (or: cadenza reject ...)"
     what = f"step {ctx.step_id!r}" if ask.name == STEP else f"tool {ask.name!r}"
     if found is None:
-        request = ApprovalRow(ctx.run_id, the_id, ctx.scope, ctx.step_id, ctx.agent, ask.name, ask.arguments_digest,
-                              json.dumps(dict(ask.arguments), default=str), reason, "pending", utcnow())
-        audit("approval.requested", ctx.agent, the_id, {"step": ctx.scope, "tool": ask.name,
-                                                        "arguments_digest": ask.arguments_digest, "reason": reason})
-        await journal.commit(PutApproval(request))
-        journal.prior.approvals[the_id] = request
+        await events.keep_durable(ApprovalRequested(ctx.run_id, ctx.scope, ctx.agent, the_id, ask.name,
+                                                    ask.arguments_digest, json.dumps(dict(ask.arguments), default=str),
+                                                    reason, utcnow()))
         raise ApprovalRequired(f"{what} waits for a human decision ({reason}): {how}", approval_id=the_id)
     if found.status == "pending":
         raise ApprovalRequired(f"{what} still waits for a human decision: {how}", approval_id=the_id)

@@ -13,15 +13,14 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._events import AgentSpawned, MessageSent, ModelCalled, ToolCalled
+from ._events import AgentSpawned, ApprovalRequested, MessageRejected, MessageSent, ModelCalled, ToolCalled
 
 if TYPE_CHECKING:
     from ._audit import AuditLog
     from ._events import Event, ToolOutcome
-    from ._run_state import RunState
     from ._step_context import StepContext
 
-__all__ = ("AuditSink", "audit_rejection", "log_denial", "tool_called")
+__all__ = ("AuditSink", "log_denial", "tool_called")
 
 _log = logging.getLogger("cadenza.security")
 
@@ -111,16 +110,20 @@ def _tool(log: AuditLog, e: ToolCalled) -> None:
     log.append("tool.denied" if e.outcome == "denied" else "tool.called", e.agent, e.tool, detail)
 
 
+def _approval(log: AuditLog, e: ApprovalRequested) -> None:
+    log.append("approval.requested", e.agent, e.approval_id, {"step": e.scope, "tool": e.tool,
+                                                             "arguments_digest": e.arguments_digest,
+                                                             "reason": e.reason})
+
+
+def _rejected(log: AuditLog, e: MessageRejected) -> None:
+    """A refused envelope, with what it claimed."""
+    log.append("message.rejected", e.sender or "?", e.recipient or "", {
+        "reason": e.reason, "detail": e.detail, "nonce": e.nonce, "kind": e.kind,
+    })
+
+
 _RECORDS: dict[type, Callable[[AuditLog, Any], None]] = {
     MessageSent: _message, AgentSpawned: _spawned, ModelCalled: _model, ToolCalled: _tool,
+    ApprovalRequested: _approval, MessageRejected: _rejected,
 }
-
-
-def audit_rejection(run: RunState, reason: str, detail: str, *, sender: str | None, recipient: str | None,
-                    nonce: str | None, kind: str | None) -> None:
-    """Record a refused envelope (forged, tampered, replayed, stale, another run's) with what it claimed."""
-    _log.warning("message refused (%s): %s", reason, detail,
-                 extra={"sender": sender, "recipient": recipient, "nonce": nonce})
-    run.audit("message.rejected", sender or "?", recipient or "", {
-        "reason": reason, "detail": detail, "nonce": nonce, "kind": kind,
-    })

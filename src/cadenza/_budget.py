@@ -29,7 +29,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,7 +51,6 @@ __all__ = (
     "Budget",
     "BudgetAccount",
     "Held",
-    "ReservationLedger",
     "call_model",
     "release",
     "claim_for",
@@ -77,18 +76,6 @@ class Budget(BaseModel):
     usd: float | None = Field(default=None, gt=0)
 
 
-class ReservationLedger(Protocol):
-    """Where a run's budget keeps each call's reservation durably (the run's store)."""
-
-    async def reserve(self, agent: str, tokens: int, usd: float) -> str:
-        """Record an open reservation before its call starts, durably; its id."""
-        ...
-
-    def settle(self, reservation_id: str, agent: str, worst: tuple[int, float], usage: Usage) -> None:
-        """Record what the call of ``reservation_id`` really cost."""
-        ...
-
-
 @dataclass(eq=False)
 class BudgetAccount:
     """One budget's running totals: what finished calls spent and what calls in flight may still spend."""
@@ -102,8 +89,6 @@ class BudgetAccount:
     reserved_usd: float = 0.0
     exhausted: str | None = None
     """Why it refused a call; once set, it refuses every later one."""
-    ledger: ReservationLedger | None = None
-    """Where a recorded run's budget writes each reservation before its call starts."""
     _settled: asyncio.Condition | None = None
 
     def shortfall(self, tokens: int, usd: float) -> str | None:
@@ -142,8 +127,6 @@ class Held:
     agent: str
     tokens: int
     usd: float
-    ledger: ReservationLedger | None
-    reservation: str | None
 
 
 def run_account(budget: Budget | None) -> BudgetAccount | None:
@@ -214,28 +197,18 @@ def worst_usd(claim: Claim, prices: Prices) -> float:
 
 
 async def reserve_on(accounts: tuple[BudgetAccount, ...], agent: str, tokens: int, usd: float) -> Held:
-    """Hold ``tokens`` and ``usd`` on every account (durably, where one keeps a ledger) before a call starts.
+    """Hold ``tokens`` and ``usd`` on every account before a call starts, waiting for calls in flight if need be.
 
     Raises:
         BudgetExceeded: an account has no room even with nothing in flight.
     """
     await _reserve(accounts, tokens, usd)
-    ledger = next((a.ledger for a in accounts if a.ledger is not None), None)
-    reservation: str | None = None
-    if ledger is not None:  # durable before the call: a provider bills a request its sender dies waiting on
-        try:
-            reservation = await ledger.reserve(agent, tokens, usd)
-        except BaseException:
-            await release(Held(accounts, agent, tokens, usd, None, None), Usage())
-            raise
-    return Held(accounts, agent, tokens, usd, ledger, reservation)
+    return Held(accounts, agent, tokens, usd)
 
 
 async def release(held: Held, usage: Usage | None) -> None:
-    """A call ended: replace its reservation with ``usage`` (None: it was cancelled and may have been billed,
-    so a durable reservation stays open, counted at its worst case)."""
-    if held.ledger is not None and held.reservation is not None and usage is not None:
-        held.ledger.settle(held.reservation, held.agent, (held.tokens, held.usd), usage)
+    """A call ended: replace its reservation with ``usage`` (None: it was cancelled and may have been billed;
+    the accounts of this process count nothing for it, and a recorded reservation stays open)."""
     for account in held.accounts:
         account.reserved_tokens -= held.tokens
         account.reserved_usd -= held.usd

@@ -197,12 +197,8 @@ async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[A
 
 async def _drive(team: Supervisor[Any], task: Task, state: RunState, journal: RunJournal, row: RunRow,
                  events: EventSink | None, log: AuditLog | None) -> RunResult[Any]:
-    from ._reservations import StoreLedger
-
     state.journal = journal
     state.audit_log = log
-    if state.budget is not None:  # its reservations durable in the run's store (see `_reservations`)
-        state.budget.ledger = StoreLedger(journal)
     try:
         result = await team._run(task, team=team.name, port=state.port(events=events), ceiling=None,
                                  raise_plan_errors=True, scope=team.name)

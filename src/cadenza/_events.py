@@ -32,9 +32,15 @@ if TYPE_CHECKING:
 
 __all__ = (
     "AgentSpawned",
+    "ApprovalRequested",
+    "BudgetReserved",
+    "BudgetSettled",
+    "Detail",
     "Event",
     "EventSink",
     "EventStream",
+    "Kept",
+    "MessageRejected",
     "MessageSent",
     "ModelCalled",
     "Report",
@@ -49,6 +55,7 @@ __all__ = (
     "StepSkipped",
     "StepStarted",
     "StepWaiting",
+    "ToolCallRecorded",
     "ToolCalled",
     "ToolOutcome",
     "UsageRecorded",
@@ -298,6 +305,77 @@ class ToolCalled:
     result_digest: str | None = None
 
 
+@dataclass(slots=True)
+class ToolCallRecorded:
+    """A guarded tool call (one with side effects) started, finished or failed: what a resumed run must know so
+    that it does not repeat an effect."""
+
+    run_id: str
+    scope: str
+    """The path of the step that made the call."""
+    agent: str
+    key: str
+    """The call's idempotency key."""
+    tool: str
+    side_effect: str
+    arguments_digest: str
+    status: Literal["started", "finished", "failed"]
+    at: datetime
+    result_json: str | None = None
+
+
+@dataclass(slots=True)
+class ApprovalRequested:
+    """A call (or a whole step) waits for a human decision, which ``cadenza approve`` or ``reject`` gives."""
+
+    run_id: str
+    scope: str
+    agent: str
+    approval_id: str
+    tool: str
+    """The tool's name, or ``(step)`` for a whole step."""
+    arguments_digest: str
+    arguments_json: str
+    reason: str
+    at: datetime
+
+
+@dataclass(slots=True)
+class BudgetReserved:
+    """The worst case of one model call is held on the budgets covering it, before the call starts."""
+
+    run_id: str
+    reservation_id: str
+    agent: str
+    tokens: int
+    usd: float
+
+
+@dataclass(slots=True)
+class BudgetSettled:
+    """A reserved call ended: its reservation (``tokens``, ``usd``: the worst case) is replaced by what it cost."""
+
+    run_id: str
+    reservation_id: str
+    agent: str
+    tokens: int
+    usd: float
+    usage: Usage
+
+
+@dataclass(slots=True)
+class MessageRejected:
+    """An envelope was refused (forged, tampered, replayed, stale, another run's): what it claimed, and why."""
+
+    run_id: str
+    reason: str
+    detail: str
+    sender: str | None
+    recipient: str | None
+    nonce: str | None
+    kind: str | None
+
+
 Event = (
     RunStarted
     | PlanReady
@@ -315,11 +393,21 @@ Event = (
     | MessageSent
     | ModelCalled
     | ToolCalled
+    | ToolCallRecorded
+    | ApprovalRequested
+    | BudgetReserved
+    | BudgetSettled
+    | MessageRejected
 )
 Report = MessageSent | ModelCalled | ToolCalled
 """The events of each message and call inside a step. Only sinks that say they want them (``wants_reports``) get
 them, and workers build them only when one does: most sinks follow runs, plans and steps, and a report per call
 would cost every step of a fan-out."""
+Kept = ToolCallRecorded | ApprovalRequested | BudgetReserved | BudgetSettled | MessageRejected
+"""What the run keeps of the inside of its steps, whoever watches: the records (journal, audit log) always get
+them; the observers only when they want reports, as with `Report`."""
+Detail = Report | Kept
+"""Every event from inside a step: what a sink that follows runs, plans and steps skips."""
 
 EventSink = Callable[[Event], None]
 """Receives every event synchronously, in order; must be quick and must not raise. It gets the reports too
@@ -372,7 +460,7 @@ class EventStream:
     that raises is detached and the run goes on.
     """
 
-    __slots__ = ("active", "journal", "observed", "observers", "records", "reporters")
+    __slots__ = ("active", "journal", "observed", "observers", "records", "reporters", "watchers")
 
     def __init__(self, *, journal: JournalSink | None = None, audit: EventSink | None = None,
                  observers: Iterable[EventSink | None] = ()) -> None:
@@ -380,6 +468,8 @@ class EventStream:
         self.records: tuple[EventSink, ...] = tuple(s for s in (journal, audit) if s is not None)
         self.observers: tuple[EventSink, ...] = tuple(isolated(s) for s in observers if s is not None)  # type: ignore[misc]
         self.reporters = tuple(s for s in (*self.records, *self.observers) if getattr(s, "wants_reports", False))
+        self.watchers = tuple(s for s in self.observers if getattr(s, "wants_reports", False))
+        """The observers that want what happens inside steps (metrics, a caller's sink that asks)."""
         self.observed = bool(self.reporters)
         """Whether any sink wants the reports of each message and call: the engine and workers build them only then."""
         self.active = bool(self.records or self.observers)
@@ -388,6 +478,27 @@ class EventStream:
     def report(self, event: Report) -> None:
         """Tell the sinks that want reports of each message and call (the audit log, metrics)."""
         for sink in self.reporters:
+            sink(event)
+
+    def keep(self, event: Kept) -> None:
+        """Tell the records, then the observers that want reports; what the journal records becomes durable with
+        its next batch."""
+        for sink in self.records:
+            sink(event)
+        for sink in self.watchers:
+            sink(event)
+
+    async def keep_durable(self, event: Kept) -> None:
+        """`keep`, returning once what the journal records of ``event`` is durable.
+
+        Raises:
+            StoreError: the store failed; the observers were not told.
+        """
+        for sink in self.records:
+            sink(event)
+        if self.journal is not None:
+            await self.journal.flush()
+        for sink in self.watchers:
             sink(event)
 
     def emit(self, event: Event) -> None:

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import StoreError
 from ._events import (
+    ApprovalRequested,
+    BudgetReserved,
+    BudgetSettled,
     PlanReady,
     StepCancelled,
     StepFailed,
@@ -28,6 +31,7 @@ from ._events import (
     StepSkipped,
     StepStarted,
     StepWaiting,
+    ToolCallRecorded,
     UsageRecorded,
 )
 from ._fingerprint import digest
@@ -37,13 +41,19 @@ from ._step_context import PriorCall
 from .stores.base import (
     AddMessage,
     AddSpawn,
+    ApprovalRow,
     MessageRow,
     PlanRow,
+    PutApproval,
     PutPlan,
+    PutReservation,
     PutStep,
+    PutToolCall,
     PutUsage,
+    ReservationRow,
     SpawnRow,
     StepRow,
+    ToolCallRow,
     UsageRow,
 )
 
@@ -52,7 +62,7 @@ if TYPE_CHECKING:
 
     from ._events import Event
     from ._messages import ErrorInfo
-    from .stores.base import ApprovalRow, RunSnapshot, Store, ToolCallRow, Write
+    from .stores.base import RunSnapshot, Store, Write
 
 __all__ = ("JournalSink", "Prior", "RunJournal")
 
@@ -215,6 +225,9 @@ class JournalSink:
             writes = rows(event)
             if writes:
                 self.journal.record(*writes)
+            if type(event) is ApprovalRequested:  # the run's own view of its approvals: asked once per process
+                request = writes[0].row
+                self.journal.prior.approvals[request.approval_id] = request
 
     async def flush(self) -> None:
         """Make everything recorded so far durable.
@@ -282,7 +295,29 @@ def _usage(e: UsageRecorded) -> list[Write]:
     return [PutUsage(UsageRow(e.run_id, e.scope, e.source, e.usage.model_dump_json()))]
 
 
-_ROWS: dict[type, Callable[[Any], list[Write]]] = {
+def _tool_call(e: ToolCallRecorded) -> list[Write]:
+    """What a resumed run reads to keep an effect from happening twice."""
+    return [PutToolCall(ToolCallRow(e.run_id, e.key, e.scope, e.scope.rpartition("/")[2], e.agent, e.tool,
+                                    e.side_effect, e.arguments_digest, e.status, e.at, e.result_json))]
+
+
+def _approval(e: ApprovalRequested) -> list[PutApproval]:
+    return [PutApproval(ApprovalRow(e.run_id, e.approval_id, e.scope, e.scope.rpartition("/")[2], e.agent, e.tool,
+                                    e.arguments_digest, e.arguments_json, e.reason, "pending", e.at))]
+
+
+def _reserved(e: BudgetReserved) -> list[Write]:
+    """Open until settled: a resumed run counts it at its worst case (see `_reservations`)."""
+    return [PutReservation(ReservationRow(e.run_id, e.reservation_id, e.agent, e.tokens, e.usd, "open"))]
+
+
+def _settled(e: BudgetSettled) -> list[Write]:
+    return [PutReservation(ReservationRow(e.run_id, e.reservation_id, e.agent, e.tokens, e.usd, "settled",
+                                          e.usage.total_tokens, e.usage.cost_usd))]
+
+
+_ROWS: dict[type, Callable[[Any], list[Any]]] = {
     StepStarted: _started, StepFinished: _ended, StepFailed: _ended, StepWaiting: _ended, StepSkipped: _skipped,
-    StepCancelled: _cancelled, PlanReady: _plan, UsageRecorded: _usage,
+    StepCancelled: _cancelled, PlanReady: _plan, UsageRecorded: _usage, ToolCallRecorded: _tool_call,
+    ApprovalRequested: _approval, BudgetReserved: _reserved, BudgetSettled: _settled,
 }

@@ -59,6 +59,8 @@ class Lease:
 
     held: Any = None
     """The issuing port's record of the reservation (None: no budget covers the call)."""
+    reservation: str | None = None
+    """The id its sinks know the reservation by (None: nobody was told of it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ what a step may reach is exactly what it was given.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,31 +18,30 @@ from ._approvals import STEP, decide
 from ._audit_hooks import AuditSink
 from ._budget import BudgetAccount, release, reserve_on, worst_usd
 from ._errors import ToolError
-from ._events import EventStream
+from ._events import BudgetReserved, BudgetSettled, EventStream, MessageRejected, ToolCallRecorded
 from ._journal import JournalSink
+from ._messages import Usage, utcnow
 from ._metrics import MetricsSink
 from ._metrics import enabled as metrics_enabled
 from ._port import Lease
 from ._tool_sources import ToolSources
 from .models.pricing import PRICES, Prices
-from .stores.base import PutToolCall, ToolCallRow
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
-    from ._audit import AuditKind, AuditLog
+    from ._audit import AuditLog
     from ._budget import Budget
     from ._events import EventSink, Report
     from ._identity import Rejection
     from ._journal import RunJournal
     from ._mcp import MCPServer
-    from ._messages import Usage
     from ._port import ApprovalAsk, Claim, ToolCallRecord
     from ._security import RunSecurity
     from ._step_context import StepContext
     from ._workspace import Workspace
 
 __all__ = ("LocalPort", "RunState")
+
+_security_log = logging.getLogger("cadenza.security")
 
 
 @dataclass(eq=False, slots=True)
@@ -61,12 +62,8 @@ class RunState:
     """The MCP servers the run opened (closed when it ends)."""
     agent_budgets: dict[str, BudgetAccount] = field(default_factory=dict)
     """Each budgeted agent's account, by its path (team path and name): shared by all its steps in the run."""
-
-    def audit(self, kind: AuditKind, actor: str, subject: str, detail: Mapping[str, object] | None = None, *,
-              at: datetime | None = None) -> None:
-        """Append one record to the run's audit log, if it keeps one."""
-        if self.audit_log is not None:
-            self.audit_log.append(kind, actor, subject, detail, at=at)
+    events: EventStream | None = None
+    """The run's one event stream, once its top team's port is made."""
 
     def sign_messages(self) -> None:
         """Sign every Task and Result between the run's agents, with a keyring of the run's own."""
@@ -75,10 +72,13 @@ class RunState:
         self.security = RunSecurity(self.run_id, on_reject=self._rejected)
 
     def _rejected(self, rejection: Rejection) -> None:
-        from ._audit_hooks import audit_rejection
-
-        audit_rejection(self, rejection.reason, rejection.detail, sender=rejection.sender,
-                        recipient=rejection.recipient, nonce=rejection.nonce, kind=rejection.kind)
+        """A refused envelope is a warning in the log, and a record of the run's (its audit log keeps it)."""
+        _security_log.warning("message refused (%s): %s", rejection.reason, rejection.detail,
+                              extra={"sender": rejection.sender, "recipient": rejection.recipient,
+                                     "nonce": rejection.nonce})
+        if self.events is not None:
+            self.events.keep(MessageRejected(self.run_id, rejection.reason, rejection.detail, rejection.sender,
+                                             rejection.recipient, rejection.nonce, rejection.kind))
 
     def port(self, accounts: tuple[BudgetAccount, ...] = (), events: EventSink | None = None) -> LocalPort:
         """The port of the run's top team, under ``accounts`` (outermost first; the run's own budget goes first).
@@ -88,7 +88,8 @@ class RunState:
         """
         if self.budget is not None and self.budget not in accounts:
             accounts = (self.budget, *accounts)
-        return LocalPort(self, accounts, self.stream(events))
+        self.events = self.stream(events)
+        return LocalPort(self, accounts, self.events)
 
     def stream(self, events: EventSink | None = None) -> EventStream:
         """The run's event stream with its sinks, ``events`` among them."""
@@ -141,31 +142,45 @@ class LocalPort:
         if not accounts:
             return Lease()
         usd = worst_usd(claim, self.state.prices) if any(a.budget.usd is not None for a in accounts) else 0.0
-        return Lease(await reserve_on(accounts, claim.agent, claim.tokens, usd))
+        held = await reserve_on(accounts, claim.agent, claim.tokens, usd)
+        if not self.events.active:
+            return Lease(held)
+        reserved = BudgetReserved(ctx.run_id, "rsv_" + secrets.token_hex(8), claim.agent, claim.tokens, usd)
+        try:
+            if self.state.budget is not None:  # durable before the call: a provider bills a request whose sender
+                await self.events.keep_durable(reserved)  # dies waiting, and a resumed run counts it (`_reservations`)
+            else:
+                self.events.keep(reserved)
+        except BaseException:
+            await release(held, Usage())
+            raise
+        return Lease(held, reserved.reservation_id)
 
     async def settle(self, lease: Lease, usage: Usage | None) -> None:
-        if lease.held is not None:
-            await release(lease.held, usage)
+        held = lease.held
+        if held is None:
+            return
+        if lease.reservation is not None and usage is not None:  # a cancelled call's reservation stays open
+            self.events.keep(BudgetSettled(self.state.run_id, lease.reservation, held.agent, held.tokens, held.usd,
+                                           usage))
+        await release(held, usage)
 
     async def record_call(self, ctx: StepContext, call: ToolCallRecord) -> None:
-        journal = self.state.journal
-        if journal is None:  # not recorded: no process will resume the run, so there is nothing to keep
+        if not self.events.active:  # not recorded, nobody watching: no process will resume the run
             return
-        from ._messages import utcnow
-
-        row = PutToolCall(ToolCallRow(ctx.run_id, call.key, ctx.scope, ctx.step_id, ctx.agent, call.tool,
-                                      call.side_effect, call.arguments_digest, call.status, utcnow(), call.result_json))
+        recorded = ToolCallRecorded(ctx.run_id, ctx.scope, ctx.agent, call.key, call.tool, call.side_effect,
+                                    call.arguments_digest, call.status, utcnow(), call.result_json)
         if call.status == "failed":
-            journal.record(row)
+            self.events.keep(recorded)
         else:
-            await journal.commit(row)
+            await self.events.keep_durable(recorded)
 
     async def approve(self, ctx: StepContext, ask: ApprovalAsk) -> None:
         journal = self.state.journal
         if journal is None:
             what = f"agent {ctx.agent!r}" if ask.name == STEP else f"tool {ask.name!r}"
             raise ToolError(f"{what} requires approval, which needs a team run recorded in a store")
-        await decide(journal, self.state.audit, ctx, ask)
+        await decide(journal, self.events, ctx, ask)
 
     def workspace(self, ctx: StepContext, writer: str) -> Workspace | None:
         journal = self.state.journal

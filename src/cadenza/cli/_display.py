@@ -18,9 +18,9 @@ import click
 
 from .._events import (
     AgentSpawned,
+    Detail,
     Event,
     PlanReady,
-    Report,
     RunFinished,
     RunStarted,
     StepCancelled,
@@ -99,7 +99,7 @@ class RunView:
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
         now = time.monotonic()
-        if isinstance(event, Report):  # what each message and call did is for the audit log, `trace` and metrics
+        if isinstance(event, Detail):  # what each message and call did is for the audit log, `trace` and metrics
             return
         if isinstance(event, RunStarted):
             self.teams[event.team] = TeamView(event.team)
@@ -231,7 +231,7 @@ class PlainDisplay(Display):
         click.echo(f"run {self.run_id}  {self.workflow}  {self.goal!r}")
 
     def on_event(self, event: Event) -> None:
-        if isinstance(event, Report):
+        if isinstance(event, Detail):
             return
         line = self._line(event)
         if line is not None:
