@@ -12,9 +12,9 @@ import asyncio
 import dataclasses
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._audit import AuditLog
 from ._errors import ApprovalError, ConfigError, ErrorCode, ResumeError, RunNotFound
@@ -22,12 +22,10 @@ from ._fingerprint import describe, diff, digest
 from ._ids import AgentId, RunId, new_task_id
 from ._journal import Prior, RunJournal
 from ._messages import ErrorInfo, Task, Usage, utcnow
-from ._plan import Plan
 from ._status import FINISHED_RUN
 from ._version import __version__
 from .stores.base import (
     ApprovalRow,
-    PlanRow,
     PutApproval,
     PutRun,
     PutToolCall,
@@ -39,13 +37,17 @@ from .stores.base import (
 if TYPE_CHECKING:
     from ._events import EventSink
     from ._result import RunResult
-    from ._run_state import RunState
-    from ._supervisor import Supervisor
+    from ._run_state import LocalPort, RunState
+    from .backends.base import Worker
     from .stores.base import RunSnapshot, Store
 
-__all__ = ("approve", "open_for", "record_run", "recorded_usage", "resume_run", "stored_plan")
+__all__ = ("Engine", "approve", "open_for", "record_run", "recorded_usage", "resume_run")
 
 R = TypeVar("R", RunRow, ToolCallRow)
+
+Engine = Callable[[Task, "LocalPort"], Awaitable["RunResult[Any]"]]
+"""A team's whole run from its first Task and the run's port (the supervisor's plan, execute, synthesise): what a
+durable run wraps. Durability calls it; it knows nothing of the store the run is recorded in."""
 
 
 @asynccontextmanager
@@ -61,16 +63,16 @@ async def open_for(store: Store | str | os.PathLike[str]) -> AsyncIterator[Store
         yield opened
 
 
-def fingerprint(team: Supervisor[Any], options: dict[str, Any] | None) -> dict[str, Any]:
+def fingerprint(team: Worker, options: dict[str, Any] | None) -> dict[str, Any]:
     """What the run row keeps of the team: its description, and how it was built (``options``)."""
     return {"team": describe(team), "options": options or {}}
 
 
-async def record_run(team: Supervisor[Any], task: Task, store: Store, *, state: RunState, events: EventSink | None,
+async def record_run(team: Worker, engine: Engine, task: Task, store: Store, *, state: RunState, events: EventSink | None,
                      source: str | None, options: dict[str, Any] | None, workflow: str | None = None,
                      audit: bool = True) -> RunResult[Any]:
-    """Run ``task`` on ``team`` in ``state``, recording everything in ``store``; the run row is durable before
-    any step.
+    """Run ``task`` through ``engine`` (``team``'s run) in ``state``, recording everything in ``store``; the run
+    row is durable before any step.
 
     Raises:
         ConfigError: a run with this id is already in the store (it is left as it is).
@@ -93,12 +95,12 @@ async def record_run(team: Supervisor[Any], task: Task, store: Store, *, state: 
     log = AuditLog(task.run_id, write=journal.record) if audit else None
     if log is not None:
         log.append("run.started", team.name, task.run_id, {"workflow": row.workflow, "goal": task.instruction})
-    return await _drive(team, task, state, journal, row, events, log)
+    return await _drive(engine, task, state, journal, row, events, log)
 
 
-async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, state: RunState,
+async def resume_run(team: Worker, engine: Engine, run_id: RunId, store: Store, *, state: RunState,
                      events: EventSink | None, force: bool, audit: bool = True) -> RunResult[Any]:
-    """Continue ``run_id`` on ``team``: finished steps are read back, the rest run."""
+    """Continue ``run_id`` through ``engine`` (``team``'s run): finished steps are read back, the rest run."""
     snapshot = await store.snapshot(run_id)
     row = snapshot.run
     if row.status in FINISHED_RUN:
@@ -124,7 +126,7 @@ async def resume_run(team: Supervisor[Any], run_id: RunId, store: Store, *, stat
     log = await AuditLog.resume(store, run_id, write=journal.record) if audit else None
     if log is not None:
         log.append("run.resumed", team.name, run_id, {"was": row.status, "forced": force, "changes": changes[:20]})
-    return await _drive(team, task, state, journal, running, events, log)
+    return await _drive(engine, task, state, journal, running, events, log)
 
 
 def recorded_usage(snapshot: RunSnapshot) -> Usage:
@@ -195,13 +197,12 @@ async def _hold_uncertain_calls(journal: RunJournal, row: RunRow) -> RunResult[A
                      error=error)
 
 
-async def _drive(team: Supervisor[Any], task: Task, state: RunState, journal: RunJournal, row: RunRow,
+async def _drive(engine: Engine, task: Task, state: RunState, journal: RunJournal, row: RunRow,
                  events: EventSink | None, log: AuditLog | None) -> RunResult[Any]:
     state.journal = journal
     state.audit_log = log
     try:
-        result = await team._run(task, team=team.name, port=state.port(events=events), ceiling=None,
-                                 raise_plan_errors=True, scope=team.name)
+        result = await engine(task, state.port(events=events))
     except asyncio.CancelledError:
         await journal.flush()  # what finished before the cancellation is durable; its cost is the run's so far
         spent = await spent_so_far(journal.store, row.run_id)
@@ -245,17 +246,6 @@ async def _finish(journal: RunJournal, row: RunRow) -> None:
 
 def _replace(row: R, **changes: Any) -> R:
     return dataclasses.replace(row, **changes)
-
-
-def stored_plan(row: PlanRow, team: Supervisor[Any], scope: str) -> tuple[Plan, Literal["planner", "static"]]:
-    """The plan an earlier process of the run followed, checked against the team as it is now."""
-    plan = Plan.model_validate_json(row.plan_json)
-    agents = [*team.workers, *(p.name for p in plan.new_agents)]
-    problems = plan.problems(agents, max_steps=max(100_000, len(plan.steps)))
-    if problems:
-        raise ResumeError(f"the stored plan of team {scope!r} no longer fits the team: {'; '.join(problems)}",
-                          changes=problems)
-    return plan, row.source
 
 
 async def approve(store: Store | str | os.PathLike[str], run_id: str, step: str, *, approved: bool = True,

@@ -17,9 +17,9 @@ import asyncio
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ._errors import StoreError
+from ._errors import ResumeError, StoreError
 from ._events import (
     ApprovalRequested,
     BudgetReserved,
@@ -36,6 +36,7 @@ from ._events import (
 )
 from ._fingerprint import digest
 from ._messages import Result, Usage
+from ._plan import Plan
 from ._status import FINISHED_STEP
 from ._step_context import PriorCall
 from .stores.base import (
@@ -92,6 +93,23 @@ class Prior:
         ``path``, if any."""
         scope, _, step_id = path.rpartition("/")
         return self.results.get((scope, step_id))
+
+    def plan_of(self, scope: str, workers: Iterable[str]) -> tuple[Plan, Literal["planner", "static"]] | None:
+        """The plan an earlier process of the run followed in the team at ``scope``, checked against the team's
+        ``workers`` as they are now; None when it made none.
+
+        Raises:
+            ResumeError: the stored plan assigns a step to an agent the team no longer has.
+        """
+        row = self.plans.get(scope)
+        if row is None:
+            return None
+        plan = Plan.model_validate_json(row.plan_json)
+        problems = plan.problems([*workers, *(p.name for p in plan.new_agents)], max_steps=max(100_000, len(plan.steps)))
+        if problems:
+            raise ResumeError(f"the stored plan of team {scope!r} no longer fits the team: {'; '.join(problems)}",
+                              changes=problems)
+        return plan, row.source
 
     def calls_of(self, scope: str) -> tuple[PriorCall, ...]:
         """The tool calls the step at ``scope`` made in earlier processes."""

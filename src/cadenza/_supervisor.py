@@ -274,14 +274,13 @@ class Supervisor(Generic[OutputT]):
             await require_approved(self.mcp_servers, state.sources, workflow=source)
             _check_backends(self)
             if store is None:
-                result = await self._run(task, team=self._name, port=state.port(events=events), ceiling=None,
-                                         raise_plan_errors=True)
+                result = await self._top(task, state.port(events=events))
             else:
                 from ._durable import open_for, record_run
 
                 async with open_for(store) as opened:
-                    result = await record_run(self, task, opened, state=state, events=events, source=source,
-                                              options=options, workflow=workflow, audit=audit)
+                    result = await record_run(self, self._top, task, opened, state=state, events=events,
+                                              source=source, options=options, workflow=workflow, audit=audit)
         return self._typed(result)
 
     async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],
@@ -305,8 +304,12 @@ class Supervisor(Generic[OutputT]):
         async with _owned(state.sources, tool_sources), open_for(store) as opened:
             await require_approved(self.mcp_servers, state.sources)
             _check_backends(self)
-            return self._typed(await resume_run(self, RunId(run_id), opened, state=state, events=events, force=force,
-                                                audit=audit))
+            return self._typed(await resume_run(self, self._top, RunId(run_id), opened, state=state, events=events,
+                                                force=force, audit=audit))
+
+    async def _top(self, task: Task, port: LocalPort) -> RunResult[Any]:
+        """The run of this team as the top of its run: what a durable run wraps (`_durable.Engine`)."""
+        return await self._run(task, team=self._name, port=port, ceiling=None, raise_plan_errors=True)
 
     def _typed(self, result: RunResult[Any]) -> RunResult[OutputT]:
         if result.output is not None and self._adapter is not None:
@@ -417,10 +420,10 @@ class Supervisor(Generic[OutputT]):
         run_id, scope = RunId(own.run_id), own.scope
         events = port.events
         journal = port.state.journal
-        if journal is not None and scope in journal.prior.plans:
-            from ._durable import stored_plan
-
-            plan, stored_source = stored_plan(journal.prior.plans[scope], self, scope)
+        stored = journal.prior.plan_of(scope, self.workers) if journal is not None else None
+        if stored is not None:
+            assert journal is not None
+            plan, stored_source = stored
             if events.active:
                 events.emit(PlanReady(run_id, team, plan, stored_source, scope, restored=True))
             return plan, journal.prior.planning.get(scope, Usage())

@@ -221,3 +221,29 @@ async def test_a_new_run_never_overwrites_a_stored_one(store: Store) -> None:
     with pytest.raises(ConfigError, match="run 'run_taken' already exists"):
         await lead.run("second", store=store, run_id=RunId("run_taken"))
     assert (await store.get_run("run_taken")).goal == "first"
+
+
+async def test_durability_wraps_any_engine_from_outside(store: Store) -> None:
+    """The durable layer records and closes a run around whatever engine it is given; it never reaches into a team."""
+    from cadenza._durable import record_run
+    from cadenza._events import UsageRecorded
+    from cadenza._messages import Usage, utcnow
+    from cadenza._result import RunResult
+    from cadenza._run_state import LocalPort, RunState
+
+    ran: list[str] = []
+
+    async def engine(task: Task, port: LocalPort) -> RunResult[str]:
+        ran.append(task.instruction)
+        port.events.emit(UsageRecorded(task.run_id, "solo", "planner", Usage(input_tokens=7, model_calls=1), "solo"))
+        return RunResult(run_id=task.run_id, status="success", output="engine output", usage=Usage(input_tokens=7),
+                         started_at=utcnow(), finished_at=utcnow())
+
+    task = Task(task_id="t1", run_id=RunId("run_engine"), sender="user", recipient="solo", instruction="Go")
+    result = await record_run(Agent("solo", model=FunctionModel(lambda r: "x", name="m")), engine, task, store,
+                              state=RunState("run_engine"), events=None, source=None, options=None)
+    snapshot = await store.snapshot("run_engine")
+
+    assert ran == ["Go"] and result.output == "engine output"
+    assert (snapshot.run.status, json.loads(snapshot.run.output_json or "null")) == ("success", "engine output")
+    assert [(u.scope, u.source) for u in snapshot.usage] == [("solo", "planner")]  # the engine's events, journaled
