@@ -483,10 +483,7 @@ class EventStream:
     def keep(self, event: Kept) -> None:
         """Tell the records, then the observers that want reports; what the journal records becomes durable with
         its next batch."""
-        for sink in self.records:
-            sink(event)
-        for sink in self.watchers:
-            sink(event)
+        self._tell(event, self.watchers)
 
     async def keep_durable(self, event: Kept) -> None:
         """`keep`, returning once what the journal records of ``event`` is durable.
@@ -494,19 +491,11 @@ class EventStream:
         Raises:
             StoreError: the store failed; the observers were not told.
         """
-        for sink in self.records:
-            sink(event)
-        if self.journal is not None:
-            await self.journal.flush()
-        for sink in self.watchers:
-            sink(event)
+        await self._tell_durably(event, self.watchers)
 
     def emit(self, event: Event) -> None:
         """Tell every sink; what the journal records becomes durable with its next batch."""
-        for sink in self.records:
-            sink(event)
-        for sink in self.observers:
-            sink(event)
+        self._tell(event, self.observers)
 
     async def durable(self, event: Event) -> None:
         """Tell every sink, once what the journal records of ``event`` is durable (the observers after that).
@@ -514,9 +503,18 @@ class EventStream:
         Raises:
             StoreError: the store failed; the observers were not told.
         """
+        await self._tell_durably(event, self.observers)
+
+    def _tell(self, event: Event, observers: tuple[EventSink, ...]) -> None:
+        for sink in self.records:
+            sink(event)
+        for sink in observers:
+            sink(event)
+
+    async def _tell_durably(self, event: Event, observers: tuple[EventSink, ...]) -> None:
         for sink in self.records:
             sink(event)
         if self.journal is not None:
             await self.journal.flush()
-        for sink in self.observers:
+        for sink in observers:
             sink(event)
