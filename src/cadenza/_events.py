@@ -467,9 +467,9 @@ class EventStream:
         self.journal = journal
         self.records: tuple[EventSink, ...] = tuple(s for s in (journal, audit) if s is not None)
         self.observers: tuple[EventSink, ...] = tuple(isolated(s) for s in observers if s is not None)  # type: ignore[misc]
-        self.reporters = tuple(s for s in (*self.records, *self.observers) if getattr(s, "wants_reports", False))
         self.watchers = tuple(s for s in self.observers if getattr(s, "wants_reports", False))
         """The observers that want what happens inside steps (metrics, a caller's sink that asks)."""
+        self.reporters = (*(s for s in self.records if getattr(s, "wants_reports", False)), *self.watchers)
         self.observed = bool(self.reporters)
         """Whether any sink wants the reports of each message and call: the engine and workers build them only then."""
         self.active = bool(self.records or self.observers)

@@ -420,9 +420,7 @@ class Supervisor(Generic[OutputT]):
         run_id, scope = RunId(own.run_id), own.scope
         events = port.events
         journal = port.state.journal
-        stored = journal.prior.plan_of(scope, self.workers) if journal is not None else None
-        if stored is not None:
-            assert journal is not None
+        if journal is not None and (stored := journal.prior.plan_of(scope, self.workers)) is not None:
             plan, stored_source = stored
             if events.active:
                 events.emit(PlanReady(run_id, team, plan, stored_source, scope, restored=True))

@@ -99,7 +99,7 @@ class RunView:
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
         now = time.monotonic()
-        if isinstance(event, Detail):  # what each message and call did is for the audit log, `trace` and metrics
+        if isinstance(event, Detail):  # what happens inside a step is for the audit log, `trace` and metrics
             return
         if isinstance(event, RunStarted):
             self.teams[event.team] = TeamView(event.team)

@@ -30,7 +30,7 @@ __all__ = (
     "ToolResultMessage",
     "ToolSpec",
     "UserMessage",
-    "aclose",
+    "close_model",
     "facts_of",
 )
 
@@ -177,7 +177,7 @@ def facts_of(model: Model) -> tuple[ModelFacts, ...]:
     return model.facts() if isinstance(model, Declared) else (ModelFacts(model.name),)
 
 
-async def aclose(model: Model) -> None:
+async def close_model(model: Model) -> None:
     """Close ``model``'s connections, if it holds any."""
     if isinstance(model, Closeable):
         await model.aclose()

@@ -26,7 +26,7 @@ from typing import Literal
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from .._errors import CircuitOpen, ConfigError, ModelError
-from .base import Model, ModelFacts, ModelRequest, ModelResponse, aclose, facts_of
+from .base import Model, ModelFacts, ModelRequest, ModelResponse, close_model, facts_of
 
 __all__ = (
     "CircuitBreaker",
@@ -206,7 +206,7 @@ class ResilientModel:
 
     async def aclose(self) -> None:
         """Close the wrapped model's connections on the running event loop, if it holds any."""
-        await aclose(self.inner)
+        await close_model(self.inner)
 
     async def _call(self, request: ModelRequest) -> ModelResponse:
         if self.timeout is None:
@@ -256,7 +256,7 @@ class FallbackModel:
     async def aclose(self) -> None:
         """Close every model of the chain that holds connections."""
         for model in self.models:
-            await aclose(model)
+            await close_model(model)
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """The first model's answer that succeeds; a `ModelError` naming every failure if none does."""
