@@ -346,7 +346,7 @@ async def test_a_step_task_that_breaks_stops_the_run_with_its_error_instead_of_h
     port = RunState(RUN).port()
     port.events = EventStream(journal=BrokenJournal())  # type: ignore[arg-type]
     run = _executor._PlanRun(Executor(), plan(("a", "w", []), ("b", "w", ["a"])), {"w": ScriptedWorker("w")}, RUN,
-                             "lead", None, 0, port, "lead", None)
+                             "lead", None, 0, port, None)
     with pytest.raises(KeyError, match="a bug in the journal"):
         await asyncio.wait_for(run.execute(), timeout=10)
     assert run.records["b"].status == "skipped"

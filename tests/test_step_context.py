@@ -107,14 +107,14 @@ def calls_tool_then_answers(name: str, arguments: dict[str, Any]) -> FunctionMod
 
 
 def test_a_context_survives_json_and_is_frozen() -> None:
-    ctx = StepContext(run_id="run_1", scope="lead/eng/review", step_id="review", agent="critic", attempt=2,
+    ctx = StepContext(run_id="run_1", scope="lead/build/review", step_id="review", agent="critic", attempt=2,
                       task_id="task_1", ceiling=frozenset({"read"}), budgets=("run", "team 'lead'"),
                       prior_calls=(PriorCall("idem_1", "finished", '{"ok": true}'), PriorCall("idem_2", "started", None)),
                       trace=(("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),))
 
     back = StepContext.from_json(ctx.to_json())
 
-    assert back == ctx and back.team == "lead/eng" and back.prior_call("idem_2") == PriorCall("idem_2", "started", None)
+    assert back == ctx and back.team == "lead/build" and back.prior_call("idem_2") == PriorCall("idem_2", "started", None)
     with pytest.raises(AttributeError):
         ctx.ceiling = None  # type: ignore[misc]
 

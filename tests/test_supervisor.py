@@ -132,8 +132,8 @@ async def test_teams_nest_and_usage_rolls_up(events: list[Event]) -> None:
     # outer: plan + o2 + synthesis = 3; inner: plan + i1 + i2 + synthesis = 4
     assert result.usage.model_calls == 7
     teams = {e.team for e in events if isinstance(e, StepStarted)}
-    assert teams == {"outer", "outer/inner"}
-    assert [e.team for e in events if isinstance(e, RunFinished)] == ["outer/inner", "outer"]
+    assert teams == {"outer", "outer/o1"}  # a nested team is named by the path of the step it runs
+    assert [e.team for e in events if isinstance(e, RunFinished)] == ["outer/o1", "outer"]
     inner_record = next(r for r in result.steps if r.step.id == "o1")
     assert inner_record.output == "final: synthesised"
 
@@ -303,5 +303,5 @@ async def test_cancelling_a_team_run_reports_it_finished_as_cancelled(events: li
     with pytest.raises(asyncio.CancelledError):
         await run
     finished = [(e.team, e.status) for e in events if isinstance(e, RunFinished)]
-    assert finished == [("outer/inner", "cancelled"), ("outer", "cancelled")]
+    assert finished == [("outer/t", "cancelled"), ("outer", "cancelled")]
     assert other_tasks() == []

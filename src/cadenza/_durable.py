@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._audit import AuditLog
 from ._errors import ApprovalError, ConfigError, ErrorCode, ResumeError, RunNotFound
 from ._fingerprint import describe, diff, digest
-from ._ids import AgentId, RunId, new_task_id
+from ._ids import AgentId, RunId, child_path, new_task_id
 from ._journal import Prior, RunJournal
 from ._messages import ErrorInfo, Task, Usage, utcnow
 from ._status import FINISHED_RUN
@@ -141,7 +141,7 @@ def recorded_usage(snapshot: RunSnapshot) -> Usage:
     """
     recorded = {row.scope for row in snapshot.steps} | {row.scope for row in snapshot.usage}
     parts = [Usage.model_validate_json(row.usage_json) for row in snapshot.steps
-             if f"{row.scope}/{row.step_id}" not in recorded]
+             if child_path(row.scope, row.step_id) not in recorded]
     parts += [Usage.model_validate_json(row.usage_json) for row in snapshot.usage]
     return Usage.sum(parts)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from ._ids import RunId
+from ._ids import RunId, ScopePath
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._status import RunStatus
 
@@ -66,10 +66,12 @@ __all__ = (
 
 @dataclass(slots=True)
 class RunStarted:
-    """A team began work on a goal (nested teams emit their own, with their ``team`` path)."""
+    """A team began work on a goal (nested teams emit their own, with their ``team`` path).
+
+    Every event names its team by its path in the run (`ScopePath`): the top team's name, then step ids."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     goal: str
     at: datetime = field(default_factory=utcnow)
 
@@ -79,11 +81,9 @@ class PlanReady:
     """A team's plan passed validation and is about to run (recorded before any of its steps starts)."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     plan: Plan
     source: Literal["planner", "static"]
-    scope: str
-    """The team's path in the run, where its plan is recorded."""
     repairs: int = 0
     """How many times the planner model had to be sent its errors before the plan was valid."""
     restored: bool = False
@@ -95,7 +95,7 @@ class AgentSpawned:
     """A planner-proposed agent was granted for this run."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     proposal: AgentProposal
 
 
@@ -104,12 +104,12 @@ class StepStarted:
     """A step's attempt was dispatched to its agent."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     step_id: str
     agent: str
     attempt: int
     at: datetime
-    scope: str
+    scope: ScopePath
     """The step's path in the run (its team's path, then its id): where it is recorded."""
     task: Task
     first_started: datetime
@@ -121,7 +121,7 @@ class StepRetrying:
     """A step's attempt failed with a retryable error; another follows after ``delay`` seconds."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     step_id: str
     agent: str
     attempt: int
@@ -136,7 +136,7 @@ class StepFinished:
     """A step succeeded (or finished partially); its dependents may now start."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     step_id: str
     agent: str
     attempt: int
@@ -144,7 +144,7 @@ class StepFinished:
     usage: Usage
     """What the last attempt spent (the earlier ones were told by `StepRetrying`)."""
     at: datetime
-    scope: str
+    scope: ScopePath
     result: Result
     total: Usage
     """What every attempt of the step spent together."""
@@ -156,14 +156,14 @@ class StepFailed:
     """A step failed for good (retries spent or not retryable)."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     step_id: str
     agent: str
     attempt: int
     error: ErrorInfo
     usage: Usage
     at: datetime
-    scope: str
+    scope: ScopePath
     result: Result
     total: Usage
     first_started: datetime
@@ -174,7 +174,7 @@ class StepRestored:
     """A resumed run read a step's final result back from the store instead of running it again."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     step_id: str
     agent: str
     attempt: int
@@ -188,13 +188,13 @@ class StepWaiting:
     """A step paused for a human decision (an approval); it runs again when the run is resumed."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     step_id: str
     agent: str
     attempt: int
     reason: ErrorInfo
     usage: Usage
-    scope: str
+    scope: ScopePath
     result: Result
     total: Usage
     first_started: datetime
@@ -205,11 +205,11 @@ class StepSkipped:
     """A step will never run because a dependency failed, or the run stopped."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     step_id: str
     agent: str
     reason: str
-    scope: str
+    scope: ScopePath
     attempts: int
     """Attempts made before (none, unless a run stopped between them)."""
 
@@ -219,11 +219,11 @@ class StepCancelled:
     """A running step was cancelled (fail_fast, or the run was cancelled)."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     step_id: str
     agent: str
     attempt: int
-    scope: str
+    scope: ScopePath
     first_started: datetime | None
     at: datetime
 
@@ -233,11 +233,9 @@ class UsageRecorded:
     """Usage spent outside any step: planning and synthesis."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     source: Literal["planner", "synthesizer"]
     usage: Usage
-    scope: str
-    """The team's path in the run, where the usage is recorded."""
 
 
 @dataclass(slots=True)
@@ -245,7 +243,7 @@ class RunFinished:
     """A team finished its goal; ``usage`` includes nested teams."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     status: RunStatus
     usage: Usage
     at: datetime = field(default_factory=utcnow)
@@ -256,7 +254,7 @@ class MessageSent:
     """A Task went from a team to a worker, or its Result came back (signed when the run signs its messages)."""
 
     run_id: RunId
-    team: str
+    team: ScopePath
     sender: str
     recipient: str
     kind: Literal["task", "result"]
@@ -272,7 +270,7 @@ class ModelCalled:
     """A worker's model call ended: answered (with its ``usage``) or failed (``error``, the exception's class)."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
     """The path of the step that made the call."""
     agent: str
     model: str
@@ -292,7 +290,7 @@ class ToolCalled:
     """A worker's tool call ended, or was refused before it ran (``outcome`` ``denied``)."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
     agent: str
     tool: str
     arguments_digest: str
@@ -311,7 +309,7 @@ class ToolCallRecorded:
     that it does not repeat an effect."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
     """The path of the step that made the call."""
     agent: str
     key: str
@@ -329,7 +327,7 @@ class ApprovalRequested:
     """A call (or a whole step) waits for a human decision, which ``cadenza approve`` or ``reject`` gives."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
     agent: str
     approval_id: str
     tool: str

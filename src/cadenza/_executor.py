@@ -29,7 +29,7 @@ from ._events import (
     StepStarted,
     StepWaiting,
 )
-from ._ids import RunId, TaskId, new_task_id
+from ._ids import RunId, ScopePath, TaskId, child_path, new_task_id
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._outcomes import PlanOutcome, StepRecord
 from ._plan import DEFAULT_MAX_STEPS, Plan, Step
@@ -138,11 +138,10 @@ class Executor:
         workers: Mapping[str, Worker],
         *,
         run_id: RunId,
-        team: str,
+        team: ScopePath,
         parent_task_id: TaskId | None = None,
         depth: int = 0,
         events: EventSink | None = None,
-        scope: str | None = None,
         port: LocalPort | None = None,
         ceiling: frozenset[str] | None = None,
     ) -> PlanOutcome:
@@ -150,8 +149,8 @@ class Executor:
 
         ``port`` is the run the plan belongs to, as its team reaches it (its budgets, its journal, its event
         sink); without one, the plan runs on its own, telling ``events`` what happens. ``ceiling`` is the most
-        any agent of the plan may hold. When the run is recorded, every step is recorded under ``scope`` (the
-        team's path in the run, ``team`` by default): a step's result is durable before any dependent starts,
+        any agent of the plan may hold. ``team`` is the team's path in the run; when the run is recorded, every step
+        is recorded under it, by its id: a step's result is durable before any dependent starts,
         and steps an earlier process finished are read back instead of run again.
 
         Cancelling this coroutine cancels every running step and waits for them
@@ -163,7 +162,7 @@ class Executor:
         plan.check(workers.keys(), max_steps=max(DEFAULT_MAX_STEPS, len(plan.steps)))  # size is the planner's policy
         if port is None:
             port = RunState(run_id).port(events=events)
-        run = _PlanRun(self, plan, workers, run_id, team, parent_task_id, depth, port, scope or team, ceiling)
+        run = _PlanRun(self, plan, workers, run_id, team, parent_task_id, depth, port, ceiling)
         return await run.execute()
 
 
@@ -176,11 +175,10 @@ class _PlanRun:
         plan: Plan,
         workers: Mapping[str, Worker],
         run_id: RunId,
-        team: str,
+        team: ScopePath,
         parent_task_id: TaskId | None,
         depth: int,
         port: LocalPort,
-        scope: str,
         ceiling: frozenset[str] | None,
     ) -> None:
         self.policy = executor.policy
@@ -194,7 +192,6 @@ class _PlanRun:
         self.state = port.state
         self.events = port.events
         """The run's one event stream: the journal, the audit log and the observers are its sinks."""
-        self.scope = scope
         self.ceiling = ceiling
         self.budgets = port.budgets
         """The budgets covering every step of the plan, as each step's context names them."""
@@ -314,9 +311,9 @@ class _PlanRun:
         return StepFinished(self.run_id, self.team, step.id, step.agent, record.attempts, result.status, result.usage,
                             result.finished_at, path, result, total, first)
 
-    def _path(self, step: Step) -> str:
+    def _path(self, step: Step) -> ScopePath:
         """The step's path in the run: its team's, then its id."""
-        return f"{self.scope}/{step.id}"
+        return child_path(self.team, step.id)
 
     def _restore(self, record: StepRecord, result: Result, attempts: int, retried: Usage) -> None:
         """Settle a step an earlier process of this run finished, from its stored result: no work, no new cost."""

@@ -76,7 +76,7 @@ from ._errors import (
     WrongRecipient,
     WrongRun,
 )
-from ._ids import AgentId, RunId
+from ._ids import RunId, ScopePath
 from ._trusted import TrustedBuilder
 
 __all__ = (
@@ -132,9 +132,9 @@ class Envelope(BaseModel):
     """What the payload is: a ``task``, a ``result``, or a peer ``message``."""
     run_id: RunId
     """The run the sender's key was issued for."""
-    sender: AgentId
+    sender: ScopePath
     """The agent path that sealed it, e.g. ``lead/researcher``."""
-    recipient: AgentId
+    recipient: ScopePath
     """The agent path it is for."""
     key_id: str
     """Which of the run's keys signed it; the verifier looks the key, and its agent, up by this."""
@@ -227,7 +227,7 @@ class AgentIdentity:
     from a key id seen on an envelope is refused.
     """
 
-    agent: AgentId
+    agent: ScopePath
     """The agent path, e.g. ``lead/researcher``."""
     key_id: str
     """Names the key on the envelopes this identity seals."""
@@ -243,7 +243,7 @@ _ERRORS: dict[RejectReason, type[SecurityError]] = {
 
 def _names(value: object, claim: str) -> bool:
     """Whether a payload's sender or recipient field names the envelope's agent: its whole path, or (messages carry
-    plain agent names) the last segment of it, ``architect`` for ``lead/eng/architect``."""
+    plain agent names) the last segment of it, ``architect`` for ``lead/build/architect``."""
     if value == claim:
         return True
     return isinstance(value, str) and bool(value) and "/" not in value and claim.rpartition("/")[2] == value
@@ -281,7 +281,7 @@ def _sealed(identity: AgentIdentity, key: SigningKey, recipient: str, kind: Enve
     data = _signing_input(kind, identity.run_id, identity.agent, recipient, identity.key_id, nonce, issued_at, tr,
                           payload)
     return _build_envelope(
-        kind=kind, run_id=identity.run_id, sender=identity.agent, recipient=AgentId(recipient), key_id=identity.key_id,
+        kind=kind, run_id=identity.run_id, sender=identity.agent, recipient=ScopePath(recipient), key_id=identity.key_id,
         nonce=nonce, issued_at=issued_at, payload=payload, trace=tr, signature=key.sign(data).hex(),
     )
 
@@ -325,7 +325,7 @@ class WorkerKey:
     @classmethod
     def from_json(cls, data: Mapping[str, str]) -> WorkerKey:
         """A key read back from `to_json`."""
-        identity = AgentIdentity(AgentId(data["agent"]), data["key_id"], RunId(data["run_id"]))
+        identity = AgentIdentity(ScopePath(data["agent"]), data["key_id"], RunId(data["run_id"]))
         return cls(identity, HmacKey(bytes.fromhex(data["secret"])))
 
 
@@ -387,7 +387,7 @@ class Keyring:
         """A new identity, with a new key, for one instance of ``agent_path`` in this run."""
         if not agent_path or not isinstance(agent_path, str):
             raise ConfigError(f"an identity needs an agent path such as 'lead/researcher', not {agent_path!r}")
-        identity = AgentIdentity(AgentId(agent_path), "key_" + secrets.token_hex(8), self.run_id)
+        identity = AgentIdentity(ScopePath(agent_path), "key_" + secrets.token_hex(8), self.run_id)
         self._keys[identity.key_id] = _Entry(identity, self._key_factory())
         return identity
 

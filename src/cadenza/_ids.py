@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 from typing import NewType
 
-__all__ = ("AgentId", "RunId", "StepId", "TaskId", "new_run_id", "new_task_id")
+__all__ = ("AgentId", "RunId", "ScopePath", "StepId", "TaskId", "child_path", "new_run_id", "new_task_id", "split_path")
 
 RunId = NewType("RunId", str)
 TaskId = NewType("TaskId", str)
 StepId = NewType("StepId", str)
 AgentId = NewType("AgentId", str)
+ScopePath = NewType("ScopePath", str)
+"""Where a team or a step is in a run: the name of the run's top team (or lone agent), then the id of each step
+down to it, joined by ``/`` (``lead``, ``lead/review``, ``lead/review/draft``). Step ids are unique within a plan
+and names may repeat across it, so this is the one path that names a place once. Events, the store, spans, log
+lines and the display all name teams and steps by it; an agent's identity is the path of the team that sends to
+it, then the agent's name (``lead/review/architect``)."""
 
 
 def _token(nbytes: int) -> str:
@@ -25,3 +31,15 @@ def new_run_id() -> RunId:
 def new_task_id() -> TaskId:
     """A fresh task id, unique across runs."""
     return TaskId("task_" + _token(8))
+
+
+def child_path(parent: ScopePath, segment: str) -> ScopePath:
+    """The path of ``segment`` (a step id, or an agent's name for its identity) under ``parent``."""
+    return ScopePath(f"{parent}/{segment}")
+
+
+def split_path(path: ScopePath) -> tuple[ScopePath, str]:
+    """``path``'s parent and last segment: ``("lead", "review")`` for ``lead/review``; a top path's parent is
+    empty."""
+    parent, _, last = path.rpartition("/")
+    return ScopePath(parent), last

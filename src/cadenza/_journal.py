@@ -35,6 +35,7 @@ from ._events import (
     UsageRecorded,
 )
 from ._fingerprint import digest
+from ._ids import ScopePath, split_path
 from ._messages import Result, Usage
 from ._plan import Plan
 from ._status import FINISHED_STEP
@@ -72,29 +73,28 @@ __all__ = ("JournalSink", "Prior", "RunJournal")
 class Prior:
     """What an earlier process recorded for this run, indexed for the resumed one."""
 
-    plans: dict[str, PlanRow] = field(default_factory=dict)
+    plans: dict[ScopePath, PlanRow] = field(default_factory=dict)
     """By team scope."""
-    results: dict[tuple[str, str], tuple[Result, int, Usage]] = field(default_factory=dict)
+    results: dict[tuple[ScopePath, str], tuple[Result, int, Usage]] = field(default_factory=dict)
     """Final results (success, partial, failed) with their attempt counts and what earlier attempts that were
     retried spent, by (team scope, step id)."""
-    planning: dict[str, Usage] = field(default_factory=dict)
+    planning: dict[ScopePath, Usage] = field(default_factory=dict)
     """What each team's planner spent, by scope: a stored plan is not paid for again, but it was paid for."""
-    spawned: dict[str, list[SpawnRow]] = field(default_factory=dict)
+    spawned: dict[ScopePath, list[SpawnRow]] = field(default_factory=dict)
     """By team scope."""
     tool_calls: dict[str, ToolCallRow] = field(default_factory=dict)
     """By idempotency key."""
     approvals: dict[str, ApprovalRow] = field(default_factory=dict)
     """By approval id."""
-    calls_by_step: dict[str, tuple[PriorCall, ...]] = field(default_factory=dict)
+    calls_by_step: dict[ScopePath, tuple[PriorCall, ...]] = field(default_factory=dict)
     """The tool calls, by the path of the step that made them: what each step's context carries."""
 
-    def result_of(self, path: str) -> tuple[Result, int, Usage] | None:
+    def result_of(self, path: ScopePath) -> tuple[Result, int, Usage] | None:
         """The final result, attempt count and retried usage an earlier process recorded for the step at
         ``path``, if any."""
-        scope, _, step_id = path.rpartition("/")
-        return self.results.get((scope, step_id))
+        return self.results.get(split_path(path))
 
-    def plan_of(self, scope: str, workers: Iterable[str]) -> tuple[Plan, Literal["planner", "static"]] | None:
+    def plan_of(self, scope: ScopePath, workers: Iterable[str]) -> tuple[Plan, Literal["planner", "static"]] | None:
         """The plan an earlier process of the run followed in the team at ``scope``, checked against the team's
         ``workers`` as they are now; None when it made none.
 
@@ -111,7 +111,7 @@ class Prior:
                               changes=problems)
         return plan, row.source
 
-    def calls_of(self, scope: str) -> tuple[PriorCall, ...]:
+    def calls_of(self, scope: ScopePath) -> tuple[PriorCall, ...]:
         """The tool calls the step at ``scope`` made in earlier processes."""
         return self.calls_by_step.get(scope, ())
 
@@ -130,7 +130,7 @@ class Prior:
                 prior.planning[usage.scope] = Usage.model_validate_json(usage.usage_json)
         for spawn in snapshot.spawned:
             prior.spawned.setdefault(spawn.scope, []).append(spawn)
-        by_step: dict[str, list[PriorCall]] = {}
+        by_step: dict[ScopePath, list[PriorCall]] = {}
         for call in snapshot.tool_calls:
             prior.tool_calls[call.key] = call
             by_step.setdefault(call.scope, []).append(PriorCall(call.key, call.status, call.result_json))
@@ -256,7 +256,7 @@ class JournalSink:
         await self.journal.flush()
 
 
-def _step_row(run_id: str, scope: str, step_id: str, agent: str, status: str, attempts: int, started: datetime | None,
+def _step_row(run_id: str, scope: ScopePath, step_id: str, agent: str, status: str, attempts: int, started: datetime | None,
               finished: datetime | None = None, error: ErrorInfo | None = None, *, skip_reason: str | None = None,
               result_json: str | None = None, usage: Usage | None = None) -> StepRow:
     """The row of the step ``step_id`` of the team at ``scope`` (a step event's path, split at its last ``/``)."""
@@ -270,7 +270,7 @@ def _step_row(run_id: str, scope: str, step_id: str, agent: str, status: str, at
 
 def _started(e: StepStarted) -> list[Write]:
     """An attempt was dispatched (a crash now means: run it again)."""
-    scope, _, step_id = e.scope.rpartition("/")
+    scope, step_id = split_path(e.scope)
     return [PutStep(_step_row(e.run_id, scope, step_id, e.agent, "running", e.attempt, e.first_started)),
             AddMessage(MessageRow(e.run_id, scope, step_id, "task", e.task.model_dump_json(), e.at))]
 
@@ -280,19 +280,19 @@ def _ended(e: StepFinished | StepFailed | StepWaiting) -> list[Write]:
     result = e.result
     body = result.model_dump_json()
     status = "failed" if result.status == "failure" else result.status
-    scope, _, step_id = e.scope.rpartition("/")
+    scope, step_id = split_path(e.scope)
     return [PutStep(_step_row(e.run_id, scope, step_id, e.agent, status, e.attempt, e.first_started,
                               result.finished_at, result.error, result_json=body, usage=e.total)),
             AddMessage(MessageRow(e.run_id, scope, step_id, "result", body, result.finished_at))]
 
 
 def _skipped(e: StepSkipped) -> list[Write]:
-    scope, _, step_id = e.scope.rpartition("/")
+    scope, step_id = split_path(e.scope)
     return [PutStep(_step_row(e.run_id, scope, step_id, e.agent, "skipped", e.attempts, None, skip_reason=e.reason))]
 
 
 def _cancelled(e: StepCancelled) -> list[Write]:
-    scope, _, step_id = e.scope.rpartition("/")
+    scope, step_id = split_path(e.scope)
     return [PutStep(_step_row(e.run_id, scope, step_id, e.agent, "cancelled", e.attempt, e.first_started, e.at))]
 
 
@@ -301,8 +301,8 @@ def _plan(e: PlanReady) -> list[Write]:
     if e.restored:
         return []
     body = e.plan.model_dump_json()
-    writes: list[Write] = [PutPlan(PlanRow(e.run_id, e.scope, body, digest(json.loads(body)), e.source))]
-    writes.extend(AddSpawn(SpawnRow(e.run_id, e.scope, p.name, p.model_dump_json())) for p in e.plan.new_agents)
+    writes: list[Write] = [PutPlan(PlanRow(e.run_id, e.team, body, digest(json.loads(body)), e.source))]
+    writes.extend(AddSpawn(SpawnRow(e.run_id, e.team, p.name, p.model_dump_json())) for p in e.plan.new_agents)
     return writes
 
 
@@ -310,17 +310,17 @@ def _usage(e: UsageRecorded) -> list[Write]:
     """What a team spent outside its steps (planning, synthesis): the run's totals count it."""
     if not e.usage.model_calls:
         return []
-    return [PutUsage(UsageRow(e.run_id, e.scope, e.source, e.usage.model_dump_json()))]
+    return [PutUsage(UsageRow(e.run_id, e.team, e.source, e.usage.model_dump_json()))]
 
 
 def _tool_call(e: ToolCallRecorded) -> list[Write]:
     """What a resumed run reads to keep an effect from happening twice."""
-    return [PutToolCall(ToolCallRow(e.run_id, e.key, e.scope, e.scope.rpartition("/")[2], e.agent, e.tool,
+    return [PutToolCall(ToolCallRow(e.run_id, e.key, e.scope, split_path(e.scope)[1], e.agent, e.tool,
                                     e.side_effect, e.arguments_digest, e.status, e.at, e.result_json))]
 
 
 def _approval(e: ApprovalRequested) -> list[PutApproval]:
-    return [PutApproval(ApprovalRow(e.run_id, e.approval_id, e.scope, e.scope.rpartition("/")[2], e.agent, e.tool,
+    return [PutApproval(ApprovalRow(e.run_id, e.approval_id, e.scope, split_path(e.scope)[1], e.agent, e.tool,
                                     e.arguments_digest, e.arguments_json, e.reason, "pending", e.at))]
 
 

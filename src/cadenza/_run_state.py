@@ -19,6 +19,7 @@ from ._audit_hooks import AuditSink
 from ._budget import BudgetAccount, release, reserve_on, worst_usd
 from ._errors import ToolError
 from ._events import BudgetReserved, BudgetSettled, EventStream, MessageRejected, ToolCallRecorded
+from ._ids import ScopePath, child_path
 from ._journal import JournalSink
 from ._messages import Usage, utcnow
 from ._metrics import MetricsSink
@@ -60,8 +61,9 @@ class RunState:
     """The run's keyring, when it signs the messages between its agents."""
     sources: ToolSources = field(default_factory=ToolSources)
     """The MCP servers the run opened (closed when it ends)."""
-    agent_budgets: dict[str, BudgetAccount] = field(default_factory=dict)
-    """Each budgeted agent's account, by its path (team path and name): shared by all its steps in the run."""
+    agent_budgets: dict[ScopePath, BudgetAccount] = field(default_factory=dict)
+    """Each budgeted agent's account, by its identity's path (its team's path, then its name): shared by all its
+    steps in the run."""
     events: EventStream | None = None
     """The run's one event stream, once its top team's port is made."""
 
@@ -134,7 +136,7 @@ class LocalPort:
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
         accounts = self.accounts
         if budget is not None:
-            path = f"{ctx.team}/{ctx.agent}"
+            path = child_path(ctx.team, ctx.agent)
             own = self.state.agent_budgets.get(path)
             if own is None:
                 own = self.state.agent_budgets[path] = BudgetAccount(f"agent {ctx.agent!r}", budget)

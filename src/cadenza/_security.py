@@ -1,8 +1,8 @@
 """Signed messages in a run: each Task and Result crosses between agents inside a verified envelope.
 
 A run that signs its messages holds one `Keyring` (``_identity``) and issues an identity per
-agent instance as it first speaks: a team by its path (``lead/eng``), a worker by its team's
-path and its name (``lead/eng/architect``). The executor seals each Task as its team and hands
+agent instance as it first speaks: a team by its path in the run (`ScopePath`: ``lead``, ``lead/s2`` for
+the team that runs step ``s2``), a worker by its team's path and its name (``lead/s2/architect``). The executor seals each Task as its team and hands
 the envelope to the backend; the worker's side opens it (checking sender, signature, run,
 recipient, freshness and nonce), runs the worker and seals the Result as the worker; the team
 opens that. A refused envelope fails the step with the reason (never retried) and is audited.
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._identity import AgentIdentity, Envelope, ForgedSender, Keyring, Rejection
+from ._ids import ScopePath, child_path
 from ._messages import Result, Task
 from ._tracing import carrier
 
@@ -78,7 +79,7 @@ class TaskOpener:
 
 
 async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task: Task, ctx: StepContext,
-                   port: RunPort, *, team: str) -> Result:
+                   port: RunPort, *, team: ScopePath) -> Result:
     """Send ``task`` from ``team`` to ``worker`` through ``backend`` as a signed envelope; verify the reply.
 
     The backend gets the envelope, a `TaskOpener` and the worker's own key: enough to run the task and sign
@@ -87,7 +88,7 @@ async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task
     Raises:
         SecurityError: an envelope was refused on either side (already audited).
     """
-    recipient = f"{team}/{worker.name}"
+    recipient = child_path(team, worker.name)
     envelope = security.keyring.seal(security.identity(team), recipient, task, trace=carrier())
     key = security.keyring.worker_key(security.identity(recipient))
     reply = await backend.deliver(worker, envelope, TaskOpener(security), key, ctx, port)

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import TypeAdapter
 
+from ._ids import ScopePath, split_path
+
 __all__ = ("PriorCall", "StepContext")
 
 CallStatus = Literal["started", "finished", "failed", "uncertain"]
@@ -37,7 +39,7 @@ class StepContext:
     """One attempt of one step, as its worker sees it: where it is, what it may do, what came before."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
     """The step's path in the run: its team's path, a slash, the step id (``lead/review``); a team's own
     work (planning, synthesis) and a lone agent's run use the team's or agent's path."""
     step_id: str
@@ -58,9 +60,9 @@ class StepContext:
     """The W3C trace context of the step's span (empty when tracing is off), so work done elsewhere joins it."""
 
     @property
-    def team(self) -> str:
-        """The path of the team that runs the step."""
-        return self.scope.rpartition("/")[0] or self.scope
+    def team(self) -> ScopePath:
+        """The path of the team that runs the step (a top team's or lone agent's own path for its own work)."""
+        return split_path(self.scope)[0] or self.scope
 
     def prior_call(self, key: str) -> PriorCall | None:
         """What an earlier process recorded of the call with idempotency ``key``, if anything."""

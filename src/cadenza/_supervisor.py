@@ -19,7 +19,7 @@ from ._budget import Budget, BudgetAccount, run_account
 from ._errors import CadenzaError, ConfigError, ErrorCode, HierarchyError, SpawnError
 from ._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
 from ._executor import ExecutionPolicy, Executor
-from ._ids import AgentId, RunId, new_run_id, new_task_id
+from ._ids import AgentId, RunId, ScopePath, new_run_id, new_task_id, split_path
 from ._messages import ErrorInfo, Result, Task, Usage, utcnow
 from ._names import name_problem
 from ._outcomes import PlanOutcome
@@ -309,7 +309,7 @@ class Supervisor(Generic[OutputT]):
 
     async def _top(self, task: Task, port: LocalPort) -> RunResult[Any]:
         """The run of this team as the top of its run: what a durable run wraps (`_durable.Engine`)."""
-        return await self._run(task, team=self._name, port=port, ceiling=None, raise_plan_errors=True)
+        return await self._run(task, team=ScopePath(self._name), port=port, ceiling=None, raise_plan_errors=True)
 
     def _typed(self, result: RunResult[Any]) -> RunResult[OutputT]:
         if result.output is not None and self._adapter is not None:
@@ -331,36 +331,35 @@ class Supervisor(Generic[OutputT]):
     async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Run as a worker of a parent team, at ``ctx.scope`` in its run; the Result carries the whole subtree's
         usage. A team runs its own steps, so it needs the run itself: the port of the process the run lives in."""
-        team = f"{task.sender}/{self._name}" if task.sender != "user" else self._name
+        team = ctx.scope
         if task.depth + self._depth > self.max_depth:
             return _failure(task, self._name, HierarchyError(
                 f"team {team!r} would nest deeper than the limit of {self.max_depth} teams"))
         if not isinstance(port, LocalPort):
             return _failure(task, self._name, ConfigError(
                 f"team {team!r} can run only in the process of its run; its port is a {type(port).__name__}"))
-        outcome = await self._run(task, team=team, port=port, ceiling=ctx.ceiling, raise_plan_errors=False,
-                                  scope=ctx.scope)
+        outcome = await self._run(task, team=team, port=port, ceiling=ctx.ceiling, raise_plan_errors=False)
         return Result(task_id=task.task_id, run_id=task.run_id, agent=AgentId(self._name), status=outcome.status,
                       output=outcome.output, error=outcome.error, usage=outcome.usage,
                       started_at=outcome.started_at, finished_at=outcome.finished_at)
 
-    async def _run(self, task: Task, *, team: str, port: LocalPort, ceiling: frozenset[str] | None,
-                   raise_plan_errors: bool, scope: str | None = None) -> RunResult[Any]:
+    async def _run(self, task: Task, *, team: ScopePath, port: LocalPort, ceiling: frozenset[str] | None,
+                   raise_plan_errors: bool) -> RunResult[Any]:
         """Plan, execute, synthesise; the output is a JSON value. Every way out emits `RunFinished`.
 
         ``port`` is the run as the team's parent reaches it, ``ceiling`` the most any agent above allows. When the
-        run is recorded, the plan and every step are recorded under ``scope`` (this team's path in the run).
+        run is recorded, the plan and every step are recorded under ``team`` (this team's path in the run).
         """
-        account = BudgetAccount(f"team {scope or team!r}", self.budget) if self.budget is not None else None
+        account = BudgetAccount(f"team {team!r}", self.budget) if self.budget is not None else None
         events = port.events
         attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self._name,
-                      "cadenza.kind": "team", "cadenza.team": scope or team, "cadenza.run_id": task.run_id,
+                      "cadenza.kind": "team", "cadenza.team": team, "cadenza.run_id": task.run_id,
                       "cadenza.task_id": task.task_id}
         try:
             with span(f"invoke_agent {self._name}", attributes) as run:
                 result = await self._plan_execute_synthesise(task, team=team, port=port.within(account),
                                                               ceiling=narrowed(ceiling, self.scopes),
-                                                              raise_plan_errors=raise_plan_errors, scope=scope or team)
+                                                              raise_plan_errors=raise_plan_errors)
                 record_usage(run, result.usage)
                 record_outcome(run, result)
                 return result
@@ -370,14 +369,13 @@ class Supervisor(Generic[OutputT]):
             raise
 
     async def _plan_execute_synthesise(
-        self, task: Task, *, team: str, port: LocalPort, ceiling: frozenset[str] | None, raise_plan_errors: bool,
-        scope: str,
+        self, task: Task, *, team: ScopePath, port: LocalPort, ceiling: frozenset[str] | None, raise_plan_errors: bool,
     ) -> RunResult[Any]:
         started = utcnow()
         run_id = task.run_id
         goal = render_task(task)
         events = port.events
-        own = StepContext(run_id=run_id, scope=scope, step_id=scope.rpartition("/")[2], agent=self._name, attempt=1,
+        own = StepContext(run_id=run_id, scope=team, step_id=split_path(team)[1], agent=self._name, attempt=1,
                           task_id=task.task_id, ceiling=ceiling, budgets=port.budgets, prior_calls=(),
                           trace=())  # planning and synthesis
         if events.active:
@@ -387,7 +385,7 @@ class Supervisor(Generic[OutputT]):
             plan, usage = await self._make_plan(goal, team, own, port)
         except CadenzaError as exc:
             usage = exc.spent or usage  # a planner that gave up was still billed for every attempt
-            _count_team_usage("planner", usage, run_id, team, events, scope)
+            _count_team_usage("planner", usage, run_id, team, events)
             if events.active:
                 events.emit(RunFinished(run_id, team, "failure", usage))
             if raise_plan_errors:
@@ -404,11 +402,11 @@ class Supervisor(Generic[OutputT]):
                 if events.active:
                     events.emit(AgentSpawned(run_id, team, proposal))
         outcome = await self.executor.run(plan, workers, run_id=run_id, team=team, parent_task_id=task.task_id,
-                                          depth=task.depth + 1, scope=scope, port=port, ceiling=ceiling)
+                                          depth=task.depth + 1, port=port, ceiling=ceiling)
         usage = usage + outcome.usage
         output, status, error, synth_usage = await self._synthesise(task, goal, plan, outcome, own, port)
         usage = usage + synth_usage
-        _count_team_usage("synthesizer", synth_usage, run_id, team, events, scope)
+        _count_team_usage("synthesizer", synth_usage, run_id, team, events)
         finished = utcnow()
         if events.active:
             events.emit(RunFinished(run_id, team, status, usage, finished))
@@ -416,29 +414,29 @@ class Supervisor(Generic[OutputT]):
                          finished_at=finished, error=error, plan=plan, steps=list(outcome.records.values()),
                          spawned=spawned)
 
-    async def _make_plan(self, goal: str, team: str, own: StepContext, port: LocalPort) -> tuple[Plan, Usage]:
-        run_id, scope = RunId(own.run_id), own.scope
+    async def _make_plan(self, goal: str, team: ScopePath, own: StepContext, port: LocalPort) -> tuple[Plan, Usage]:
+        run_id = RunId(own.run_id)
         events = port.events
         journal = port.state.journal
-        if journal is not None and (stored := journal.prior.plan_of(scope, self.workers)) is not None:
+        if journal is not None and (stored := journal.prior.plan_of(team, self.workers)) is not None:
             plan, stored_source = stored
             if events.active:
-                events.emit(PlanReady(run_id, team, plan, stored_source, scope, restored=True))
-            return plan, journal.prior.planning.get(scope, Usage())
+                events.emit(PlanReady(run_id, team, plan, stored_source, restored=True))
+            return plan, journal.prior.planning.get(team, Usage())
         source: Literal["planner", "static"]
         if self.static_plan is not None:
             plan, source, usage, repairs = self.static_plan, "static", Usage(), 0
         else:
-            with span("cadenza.plan", {"cadenza.team": scope, "cadenza.run_id": run_id,
+            with span("cadenza.plan", {"cadenza.team": team, "cadenza.run_id": run_id,
                                        "gen_ai.request.model": self.planner.model.name}) as planning:
                 planned = await self.planner.plan(goal, list(self.workers.values()), spawn=self.spawn, team=team,
                                                   within=(own, port))
                 record_usage(planning, planned.usage)
             plan, source, usage, repairs = planned.plan, "planner", planned.usage, planned.repairs
             if events.active:
-                events.emit(UsageRecorded(run_id, team, "planner", usage, scope))
+                events.emit(UsageRecorded(run_id, team, "planner", usage))
         if events.active:  # durable before any step starts: a resumed run must follow the same plan
-            await events.durable(PlanReady(run_id, team, plan, source, scope, repairs))
+            await events.durable(PlanReady(run_id, team, plan, source, repairs))
         return plan, usage
 
     async def _synthesise(self, task: Task, goal: str, plan: Plan, outcome: PlanOutcome, own: StepContext,
@@ -478,11 +476,11 @@ class Supervisor(Generic[OutputT]):
         return output, outcome.status, error, result.usage
 
 
-def _count_team_usage(source: Literal["planner", "synthesizer"], usage: Usage, run_id: RunId, team: str,
-                      events: EventStream, scope: str) -> None:
+def _count_team_usage(source: Literal["planner", "synthesizer"], usage: Usage, run_id: RunId, team: ScopePath,
+                      events: EventStream) -> None:
     """What a team spent outside its steps, told to the run (the journal records it: its totals count it)."""
     if usage.model_calls and events.active:
-        events.emit(UsageRecorded(run_id, team, source, usage, scope))
+        events.emit(UsageRecorded(run_id, team, source, usage))
 
 
 def _run_state(run_id: str, budget: Budget | None, prices: Prices | None, sign_messages: bool,

@@ -86,8 +86,8 @@ def test_plain_output_when_stdout_is_not_a_terminal() -> None:
     run_id = lines[0].split()[1]
     assert lines[0].startswith(f"run {run_id}")
     assert any("lead: plan ready (planner)" in line for line in lines)
-    assert any("lead/engineering: plan ready (static): 3 steps" in line for line in lines)
-    assert any("lead/engineering: build (developer) done in" in line for line in lines)
+    assert any("lead/s2: plan ready (static): 3 steps" in line for line in lines)
+    assert any("lead/s2: build (developer) done in" in line for line in lines)
     assert "--- output ---" in lines
     assert lines[-1].startswith("success in ") and lines[-1].endswith(f"run {run_id}")
     assert "\x1b[" not in result.stdout  # no escape codes in a pipe

@@ -116,12 +116,12 @@ EVENTS = (
     "StepFinished:lead:costs",  # the fan-out half done
     "StepFinished:lead:users",  # both sides of the diamond done, its join not started
     "StepStarted:lead:engineering",  # the nested team dispatched, nothing of its own recorded
-    "RunStarted:lead/eng:-",
-    "PlanReady:lead/eng:-",  # the nested plan durable
-    "StepStarted:lead/eng:build",
-    "StepFinished:lead/eng:build",
-    "StepFinished:lead/eng:test",  # the nested steps done, its synthesis not
-    "RunFinished:lead/eng:-",  # the nested synthesis done, the top step's result not yet durable
+    "RunStarted:lead/engineering:-",
+    "PlanReady:lead/engineering:-",  # the nested plan durable
+    "StepStarted:lead/engineering:build",
+    "StepFinished:lead/engineering:build",
+    "StepFinished:lead/engineering:test",  # the nested steps done, its synthesis not
+    "RunFinished:lead/engineering:-",  # the nested synthesis done, the top step's result not yet durable
     "StepFinished:lead:engineering",
     "StepStarted:lead:edit",  # in the chain
     "StepFinished:lead:signoff",  # every step done, the synthesis not
@@ -144,9 +144,9 @@ CASES = (
     *(Case((Kill(after_line=n),)) for n in (4, 17, 33, 52)),
     *(Case(delays(1)) for _ in range(4)),
     # chains of crashes: resumes die too
-    Case((at("StepFinished:lead:compare"), at("StepFinished:lead/eng:design"), at("PlanReady:lead:-"),
+    Case((at("StepFinished:lead:compare"), at("StepFinished:lead/engineering:design"), at("PlanReady:lead:-"),
           in_write(1, "inside"))),
-    Case((at("StepStarted:lead/eng:test"), at("RunFinished:lead/eng:-"), at("RunFinished:lead:-"))),
+    Case((at("StepStarted:lead/engineering:test"), at("RunFinished:lead/engineering:-"), at("RunFinished:lead:-"))),
     Case((at("StepFinished:lead:risks"), at("StepRestored:lead:brief"), Kill(die="event:8"))),
     Case((in_write(3, "inside"), in_write(1, "after"), in_write(1, "after"), in_write(2, "inside"))),
     Case((in_write(1, "inside"), at("StepStarted:lead:market"), in_write(4, "before"))),
@@ -383,7 +383,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(case: Case, played: Play
 PROCESS_CASES = (
     Case(()),
     Case((at("StepFinished:lead:costs"),)),
-    Case((at("StepStarted:lead/eng:build"), at("StepStarted:lead:edit"))),
+    Case((at("StepStarted:lead/engineering:build"), at("StepStarted:lead:edit"))),
 )
 """Runs whose agent steps run in worker processes: killed with steps in flight there, resumed on them."""
 

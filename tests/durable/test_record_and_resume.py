@@ -235,7 +235,7 @@ async def test_durability_wraps_any_engine_from_outside(store: Store) -> None:
 
     async def engine(task: Task, port: LocalPort) -> RunResult[str]:
         ran.append(task.instruction)
-        port.events.emit(UsageRecorded(task.run_id, "solo", "planner", Usage(input_tokens=7, model_calls=1), "solo"))
+        port.events.emit(UsageRecorded(task.run_id, "solo", "planner", Usage(input_tokens=7, model_calls=1)))
         return RunResult(run_id=task.run_id, status="success", output="engine output", usage=Usage(input_tokens=7),
                          started_at=utcnow(), finished_at=utcnow())
 

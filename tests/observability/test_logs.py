@@ -65,14 +65,14 @@ async def test_every_line_of_a_run_carries_its_ids_and_a_fitting_level(lines: io
     records = parsed(lines)
     assert records and all(r["run_id"] == result.run_id for r in records)
     retry = [r for r in records if r.get("event") == "StepRetrying"]
-    assert [(r["level"], r["team"], r["step"], r["agent"]) for r in retry] == [("warning", "lead/inner", "w1", "writer")]
+    assert [(r["level"], r["team"], r["step"], r["agent"]) for r in retry] == [("warning", "lead/t1", "w1", "writer")]
     denied = [r for r in records if r["logger"] == "cadenza.security"]
     assert len(denied) == 1 and denied[0]["level"] == "warning"
     assert (denied[0]["agent"], denied[0]["tool"], denied[0]["step"]) == ("writer", "publish", "w1")
     assert denied[0]["task_id"].startswith("task_")  # the Task of the attempt that made the call
     assert "permission denied" in denied[0]["message"]
     finished = [r for r in records if r.get("event") == "RunFinished"]
-    assert {r["team"] for r in finished} == {"lead", "lead/inner"}
+    assert {r["team"] for r in finished} == {"lead", "lead/t1"}
 
 
 async def test_a_failed_run_is_an_error(lines: io.StringIO) -> None:

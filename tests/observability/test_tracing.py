@@ -115,7 +115,7 @@ async def test_the_span_tree_of_a_run_with_a_nested_team(spans: InMemorySpanExpo
     assert chat["gen_ai.request.model"] == "function:researcher"
     assert chat["gen_ai.response.model"] == "fn-2026"
     assert (chat["gen_ai.usage.input_tokens"], chat["gen_ai.usage.output_tokens"]) == (30, 10)
-    assert inner_step.attributes is not None and inner_step.attributes["cadenza.team"] == "lead/inner"
+    assert inner_step.attributes is not None and inner_step.attributes["cadenza.team"] == "lead/delegate"
     assert agent.attributes is not None and agent.attributes["gen_ai.agent.name"] == "researcher"
     assert tools["publish"].status.status_code == StatusCode.ERROR  # denied: the agent holds read only
     assert tools["lookup"].status.status_code == StatusCode.UNSET

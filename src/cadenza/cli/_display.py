@@ -33,6 +33,7 @@ from .._events import (
     StepWaiting,
     UsageRecorded,
 )
+from .._ids import ScopePath, child_path
 from .._plan import Plan
 from ._plan_view import shorten
 
@@ -75,9 +76,9 @@ class StepView:
 
 @dataclass
 class TeamView:
-    """One team (the top one, or a nested one by its path ``lead/frontend``)."""
+    """One team (the top one, or a nested one by its path: ``lead/s2`` for the team that runs step ``s2``)."""
 
-    path: str
+    path: ScopePath
     status: str = "planning"
     plan: Plan | None = None
     source: str = ""
@@ -153,7 +154,7 @@ class RunView:
         self._add_step_usage(event)
 
     def _add_step_usage(self, event: SpendingEvent) -> None:
-        if f"{event.team}/{event.agent}" not in self.teams:  # a nested team's usage came in its own events
+        if child_path(event.team, event.step_id) not in self.teams:  # a nested team's usage came in its own events
             self._add_usage(event.usage.total_tokens, event.usage.cost_usd, event.usage.model_calls)
 
     def _add_usage(self, tokens: int, cost: float, calls: int) -> None:
@@ -331,23 +332,24 @@ class LiveDisplay(Display):
                 (f"${view.cost:.4f}", "green"), "  ", (f"{view.calls} model calls", "dim"))
             if view.top is None:
                 return Group(header, Text("starting…", style="yellow"))
-            return Group(header, self._team_tree(view.teams[view.top], time.monotonic()))
+            return Group(header, self._team_tree(view.teams[view.top], view.top, time.monotonic()))
 
-    def _team_tree(self, team: TeamView, now: float) -> Tree:
+    def _team_tree(self, team: TeamView, name: str, now: float) -> Tree:
+        """``team``'s steps under a line naming it: the top team by its name, a nested one by the step's agent."""
         from rich.markup import escape
         from rich.tree import Tree
 
         glyph, style = _STYLES.get(team.status, ("•", ""))
-        label = f"[{style}]{glyph}[/] [bold]{escape(team.path.rsplit('/', 1)[-1])}[/] [dim]{team.status}[/]"
+        label = f"[{style}]{glyph}[/] [bold]{escape(name)}[/] [dim]{team.status}[/]"
         if team.plan is not None:
             label += f" [dim]· {team.source} plan, {len(team.plan.steps)} steps[/]"
         tree = Tree(label)
         steps = list(team.steps.values())
         for step in steps[:_MAX_STEPS_SHOWN]:
             node = tree.add(self._step_label(step, now))
-            nested = self.view.teams.get(f"{team.path}/{step.agent}")
+            nested = self.view.teams.get(child_path(team.path, step.id))
             if nested is not None:
-                node.add(self._team_tree(nested, now))
+                node.add(self._team_tree(nested, step.agent, now))
         if len(steps) > _MAX_STEPS_SHOWN:
             rest = steps[_MAX_STEPS_SHOWN:]
             done = sum(s.status in ("success", "partial") for s in rest)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from .._errors import StoreError
+from .._ids import ScopePath, child_path, split_path
 from .._messages import ErrorInfo, Result, Usage
 from .._plan import Plan, Step
 from ..stores.base import (
@@ -166,14 +167,14 @@ class _StepState:
 
 @dataclasses.dataclass(slots=True)
 class _TeamState:
-    scope: str
+    scope: ScopePath
     source: str | None
     steps: list[_StepState]
 
 
 def _teams(snapshot: RunSnapshot) -> list[_TeamState]:
     """Every team scope with its steps: plan order first, then any step the plan does not name."""
-    rows: dict[str, dict[str, StepRow]] = {}
+    rows: dict[ScopePath, dict[str, StepRow]] = {}
     for step in snapshot.steps:
         rows.setdefault(step.scope, {})[step.step_id] = step
     teams = []
@@ -250,7 +251,7 @@ def show_json(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = ()) -> dict[
         "output": _loads(run.output_json, f"the output of run {run.run_id}"),
         "error": error.model_dump() if error else None,
         "teams": [{"scope": t.scope, "source": t.source,
-                   "steps": [{**_step_json(s), "tool_calls": calls.get(f"{t.scope}/{s.id}", [])} for s in t.steps]}
+                   "steps": [{**_step_json(s), "tool_calls": calls.get(child_path(t.scope, s.id), [])} for s in t.steps]}
                   for t in _teams(snapshot)],
         "spawned": [{"scope": s.scope, "name": s.name} for s in snapshot.spawned],
         "pending_approvals": [_approval_json(a) for a in snapshot.approvals if a.status == "pending"],
@@ -303,7 +304,7 @@ def show_view(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = ()) -> Rende
     parts: list[RenderableType] = [_header(snapshot.run, spent(snapshot))]
     teams = {t.scope: t for t in _teams(snapshot)}
     calls = tool_calls_by_step(audit)
-    shown: set[str] = set()
+    shown: set[ScopePath] = set()
     for team in teams.values():
         if team.scope not in shown and not _is_nested(team.scope, teams):
             parts.append(_team_tree(team, teams, shown, calls))
@@ -343,13 +344,13 @@ def _header(run: RunRow, usage: Usage) -> RenderableType:
     return grid
 
 
-def _is_nested(scope: str, teams: dict[str, _TeamState]) -> bool:
+def _is_nested(scope: ScopePath, teams: dict[ScopePath, _TeamState]) -> bool:
     # A nested team records under its step's path: the parent team's scope, a slash, the step id.
-    parent, _, step_id = scope.rpartition("/")
+    parent, step_id = split_path(scope)
     return parent in teams and any(s.id == step_id for s in teams[parent].steps)
 
 
-def _team_tree(team: _TeamState, teams: dict[str, _TeamState], shown: set[str],
+def _team_tree(team: _TeamState, teams: dict[ScopePath, _TeamState], shown: set[ScopePath],
                calls: dict[str, list[dict[str, Any]]]) -> Tree:
     from rich.markup import escape
     from rich.tree import Tree
@@ -361,9 +362,9 @@ def _team_tree(team: _TeamState, teams: dict[str, _TeamState], shown: set[str],
     for step in team.steps:
         node = tree.add(_step_label(step))
         _add_step_detail(node, step)
-        for call in calls.get(f"{team.scope}/{step.id}", []):
+        for call in calls.get(child_path(team.scope, step.id), []):
             node.add(tool_call_line(call))
-        nested = teams.get(f"{team.scope}/{step.id}")
+        nested = teams.get(child_path(team.scope, step.id))
         if nested is not None and nested.scope not in shown:
             node.add(_team_tree(nested, teams, shown, calls))
     return tree

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import click
 
+from .._ids import ScopePath, child_path
 from .._messages import Usage
 from .._plan import Plan
 from ..stores.base import AuditRecord, RunSnapshot, StepRow
@@ -64,7 +65,7 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
     """The tree of the run, depth first in plan order."""
     t0 = snapshot.run.started_at
     plans = {p.scope: Plan.model_validate_json(p.plan_json) for p in snapshot.plans}
-    rows: dict[str, dict[str, StepRow]] = {}
+    rows: dict[ScopePath, dict[str, StepRow]] = {}
     for row in snapshot.steps:
         rows.setdefault(row.scope, {})[row.step_id] = row
     root = snapshot.plans[0].scope if snapshot.plans else None
@@ -81,7 +82,7 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
                 calls.setdefault(step, []).append(record)
     lines: list[TraceLine] = []
 
-    def team(scope: str, depth: int) -> None:
+    def team(scope: ScopePath, depth: int) -> None:
         plan = plans.get(scope)
         scoped = rows.get(scope, {})
         order = [s.id for s in plan.steps] if plan is not None else list(scoped)
@@ -99,13 +100,13 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
             lines.append(TraceLine(depth, f"{step_id} {agent}", row.status if row is not None else "pending", start,
                                    None if start is None or end is None else end - start, usage.total_tokens,
                                    usage.cost_usd, step_id in critical, detail))
-            path = f"{scope}/{step_id}"
+            path = child_path(scope, step_id)
             for call in sorted(calls.get(path, []), key=lambda r: (r.at, r.seq)):
                 lines.append(_call_line(call, depth + 1, t0))
             if path in plans:
                 team(path, depth + 1)
 
-    first_step = min((r.started_at for r in rows.get(root or "", {}).values() if r.started_at), default=None)
+    first_step = min((r.started_at for r in rows.get(root or ScopePath(""), {}).values() if r.started_at), default=None)
     before = [c for c in top if first_step is None or c.at < first_step]
     lines.extend(_call_line(c, 0, t0, purpose="planning") for c in sorted(before, key=lambda r: (r.at, r.seq)))
     if root is not None:

@@ -16,6 +16,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Literal, Self
 
+from .._ids import ScopePath
 from .._status import RunStatus
 
 __all__ = (
@@ -96,7 +97,7 @@ class PlanRow:
     """The plan one team ran; ``scope`` is the team's path in the run (``lead``, ``lead/review``)."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
     plan_json: str
     plan_hash: str
     source: Literal["planner", "static"]
@@ -107,7 +108,8 @@ class StepRow:
     """One step of one team's plan, as it stands."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
+    """The path of the step's team; the step's own path is that, then ``step_id``."""
     step_id: str
     agent: str
     status: str
@@ -129,7 +131,7 @@ class MessageRow:
     """A `Task` or `Result` that crossed between agents, in the order they were recorded."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
     step_id: str | None
     kind: Literal["task", "result"]
     body_json: str
@@ -143,7 +145,7 @@ class SpawnRow:
     """An agent a planner proposed and the spawn policy granted, for this run only."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
     name: str
     proposal_json: str
 
@@ -153,7 +155,7 @@ class UsageRow:
     """What a team spent outside its steps: ``source`` is ``planner`` or ``synthesizer``."""
 
     run_id: str
-    scope: str
+    scope: ScopePath
     source: str
     usage_json: str
 
@@ -167,7 +169,8 @@ class ToolCallRow:
 
     run_id: str
     key: str
-    scope: str
+    scope: ScopePath
+    """The path of the step that made the call (its team's path, then ``step_id``)."""
     step_id: str
     agent: str
     tool: str
@@ -184,7 +187,8 @@ class ApprovalRow:
 
     run_id: str
     approval_id: str
-    scope: str
+    scope: ScopePath
+    """The path of the step that asked (its team's path, then ``step_id``)."""
     step_id: str
     agent: str
     tool: str
