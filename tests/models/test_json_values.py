@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cadenza.models._json_values import is_number, json_equal, json_key
+from cadenza.models.simulated._json_values import is_number, json_equal, json_key
 
 PAIRS: list[tuple[Any, Any, bool]] = [
     (1, 1.0, True),

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cadenza.models._number_sample import sample_integer, sample_number
+from cadenza.models.simulated._number_sample import sample_integer, sample_number
 
 
 def assert_valid(schema: dict[str, Any], value: Any) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from cadenza.models._plan_instance import coherent_plan
-from cadenza.models._schema_instance import generate_instance
+from cadenza.models.simulated._plan_instance import coherent_plan
+from cadenza.models.simulated._schema_instance import generate_instance
 
 
 def plan_schema(step_id: dict[str, Any], **extra_props: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cadenza.models._regex_sample import sample_pattern
+from cadenza.models.simulated._regex_sample import sample_pattern
 
 SUPPORTED = [
     r"^[a-z]{3,8}$",

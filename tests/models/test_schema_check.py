@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cadenza.models._schema_check import is_multiple_of, is_valid
+from cadenza.models.simulated._schema_check import is_multiple_of, is_valid
 
 SCHEMAS: list[dict[str, Any]] = [
     {"type": "integer", "minimum": 0, "exclusiveMaximum": 10},

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from cadenza.models._schema_instance import generate_instance
+from cadenza.models.simulated._schema_instance import generate_instance
 
 
 def check(schema: dict[str, Any], value: Any) -> None:

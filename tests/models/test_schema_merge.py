@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cadenza.models._schema_merge import as_types, inline_schema, merge_schemas, resolve_ref
+from cadenza.models.simulated._schema_merge import as_types, inline_schema, merge_schemas, resolve_ref
 
 ROOT: dict[str, Any] = {
     "$defs": {

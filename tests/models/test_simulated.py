@@ -27,7 +27,7 @@ from cadenza.models import (
     available_providers,
     resolve_model,
 )
-from cadenza.models import simulated as simulated_module
+from cadenza.models.simulated import _model as simulated_module
 
 SEARCH = ToolSpec(
     name="search",
@@ -164,7 +164,7 @@ async def test_malformed_result_markup_falls_back_to_the_plain_answer() -> None:
 
 
 async def test_answer_without_results_skips_the_results_parser(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cadenza.models import simulated
+    from cadenza.models.simulated import _model as simulated
 
     def forbidden(*args: Any) -> Any:
         raise AssertionError("the plain answer must not parse result blocks")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cadenza.models._string_sample import WORDS, sample_string, sample_words
+from cadenza.models.simulated._string_sample import WORDS, sample_string, sample_words
 
 
 @given(lo=st.integers(0, 40), extra=st.integers(0, 20), seed=st.integers(0, 2**32))

@@ -14,12 +14,12 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._errors import ConfigError, ModelError
-from .._messages import Usage
-from .._trusted import TrustedBuilder
+from ..._errors import ConfigError, ModelError
+from ..._messages import Usage
+from ..._trusted import TrustedBuilder
+from ..base import AssistantMessage, ModelMessage, ModelRequest, ModelResponse, ToolCall, ToolResultMessage, UserMessage
+from ..registry import register_provider
 from ._schema_instance import generate_instance
-from .base import AssistantMessage, ModelMessage, ModelRequest, ModelResponse, ToolCall, ToolResultMessage, UserMessage
-from .registry import register_provider
 
 __all__ = ("ScriptedReply", "SimulatedModel", "estimate_input_tokens", "estimate_output_tokens")
 
