@@ -17,7 +17,7 @@ from ._errors import ToolError, WorkspaceConflict
 from ._tools import Tool, ToolContext
 
 if TYPE_CHECKING:
-    from .stores.base import WorkspaceEntry
+    from ._workspace_entry import WorkspaceEntry
 
 __all__ = ("Workspace", "WorkspaceAccess", "WorkspaceValue", "workspace_tools")
 

@@ -26,7 +26,7 @@ from .._step_context import StepContext
 from .._tracing import attach_context
 from .._worker_spec import WorkerSpec
 from .._workspace import Workspace
-from ..stores.base import WorkspaceEntry
+from .._workspace_entry import WorkspaceEntry
 from . import _wire
 
 if TYPE_CHECKING:

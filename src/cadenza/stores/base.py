@@ -18,6 +18,7 @@ from typing import Literal, Self
 
 from .._ids import ScopePath
 from .._status import RunStatus
+from .._workspace_entry import WorkspaceEntry
 
 __all__ = (
     "SCHEMA_VERSION",
@@ -223,20 +224,6 @@ class ReservationRow:
     tokens: int = 0
     """What the call really used, once settled."""
     usd: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkspaceEntry:
-    """One version of one key of a run's shared workspace."""
-
-    run_id: str
-    key: str
-    version: int
-    """1 for the first write of a key; each write adds one."""
-    value_json: str
-    writer: str
-    """The agent (or ``user``) that wrote this version."""
-    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
