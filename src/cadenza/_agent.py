@@ -269,8 +269,8 @@ class Agent(Generic[OutputT]):
         )
         state = RunState(task.run_id, budget=run_account(budget))
         port = state.port()
-        ctx = StepContext(run_id=task.run_id, scope=ScopePath(self._name), step_id=self._name, agent=self._name, attempt=1,
-                          task_id=task.task_id, ceiling=None, budgets=port.budgets, prior_calls=(), trace=())
+        ctx = StepContext(run_id=task.run_id, scope=ScopePath(self._name), step_id=self._name, agent=self._name,
+                          attempt=1, task_id=task.task_id, ceiling=None, budgets=port.budgets, prior_calls=(), trace=())
         async with state.sources:
             result = await self.execute(task, ctx, port)
         output = None

@@ -281,8 +281,8 @@ def _sealed(identity: AgentIdentity, key: SigningKey, recipient: str, kind: Enve
     data = _signing_input(kind, identity.run_id, identity.agent, recipient, identity.key_id, nonce, issued_at, tr,
                           payload)
     return _build_envelope(
-        kind=kind, run_id=identity.run_id, sender=identity.agent, recipient=ScopePath(recipient), key_id=identity.key_id,
-        nonce=nonce, issued_at=issued_at, payload=payload, trace=tr, signature=key.sign(data).hex(),
+        kind=kind, run_id=identity.run_id, sender=identity.agent, recipient=ScopePath(recipient),
+        key_id=identity.key_id, nonce=nonce, issued_at=issued_at, payload=payload, trace=tr, signature=key.sign(data).hex(),
     )
 
 

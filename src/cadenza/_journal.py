@@ -256,8 +256,8 @@ class JournalSink:
         await self.journal.flush()
 
 
-def _step_row(run_id: str, scope: ScopePath, step_id: str, agent: str, status: str, attempts: int, started: datetime | None,
-              finished: datetime | None = None, error: ErrorInfo | None = None, *, skip_reason: str | None = None,
+def _step_row(run_id: str, scope: ScopePath, step_id: str, agent: str, status: str, attempts: int,
+              started: datetime | None, finished: datetime | None = None, error: ErrorInfo | None = None, *, skip_reason: str | None = None,
               result_json: str | None = None, usage: Usage | None = None) -> StepRow:
     """The row of the step ``step_id`` of the team at ``scope`` (a step event's path, split at its last ``/``)."""
     return StepRow(

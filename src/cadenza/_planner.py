@@ -197,6 +197,6 @@ def _outside_a_run(team: str) -> tuple[StepContext, RunPort]:
     from ._run_state import RunState
 
     state = RunState(new_run_id())
-    ctx = StepContext(run_id=state.run_id, scope=ScopePath(team), step_id=team, agent=team, attempt=1, task_id=new_task_id(),
-                      ceiling=None, budgets=(), prior_calls=(), trace=())
+    ctx = StepContext(run_id=state.run_id, scope=ScopePath(team), step_id=team, agent=team, attempt=1,
+                      task_id=new_task_id(), ceiling=None, budgets=(), prior_calls=(), trace=())
     return ctx, state.port()

@@ -1,11 +1,12 @@
 """Signed messages in a run: each Task and Result crosses between agents inside a verified envelope.
 
 A run that signs its messages holds one `Keyring` (``_identity``) and issues an identity per
-agent instance as it first speaks: a team by its path in the run (`ScopePath`: ``lead``, ``lead/s2`` for
-the team that runs step ``s2``), a worker by its team's path and its name (``lead/s2/architect``). The executor seals each Task as its team and hands
-the envelope to the backend; the worker's side opens it (checking sender, signature, run,
-recipient, freshness and nonce), runs the worker and seals the Result as the worker; the team
-opens that. A refused envelope fails the step with the reason (never retried) and is audited.
+agent instance as it first speaks: a team by its path in the run (`ScopePath`: ``lead``, or
+``lead/s2`` for the team that runs step ``s2``), a worker by its team's path and its name
+(``lead/s2/architect``). The executor seals each Task as its team and hands the envelope to the
+backend; the worker's side opens it (checking sender, signature, run, recipient, freshness and
+nonce), runs the worker and seals the Result as the worker; the team opens that. A refused
+envelope fails the step with the reason (never retried) and is audited.
 
 Which boundary this defends: a backend that moves work to another process or machine carries
 envelopes, and a worker there could sign only as itself. In one process the keys sit in memory

@@ -251,7 +251,8 @@ def show_json(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = ()) -> dict[
         "output": _loads(run.output_json, f"the output of run {run.run_id}"),
         "error": error.model_dump() if error else None,
         "teams": [{"scope": t.scope, "source": t.source,
-                   "steps": [{**_step_json(s), "tool_calls": calls.get(child_path(t.scope, s.id), [])} for s in t.steps]}
+                   "steps": [{**_step_json(s), "tool_calls": calls.get(child_path(t.scope, s.id), [])}
+                             for s in t.steps]}
                   for t in _teams(snapshot)],
         "spawned": [{"scope": s.scope, "name": s.name} for s in snapshot.spawned],
         "pending_approvals": [_approval_json(a) for a in snapshot.approvals if a.status == "pending"],
@@ -362,9 +363,10 @@ def _team_tree(team: _TeamState, teams: dict[ScopePath, _TeamState], shown: set[
     for step in team.steps:
         node = tree.add(_step_label(step))
         _add_step_detail(node, step)
-        for call in calls.get(child_path(team.scope, step.id), []):
+        path = child_path(team.scope, step.id)
+        for call in calls.get(path, []):
             node.add(tool_call_line(call))
-        nested = teams.get(child_path(team.scope, step.id))
+        nested = teams.get(path)
         if nested is not None and nested.scope not in shown:
             node.add(_team_tree(nested, teams, shown, calls))
     return tree
