@@ -140,8 +140,8 @@ def uneven() -> dict[str, Any]:
 async def _barrier_baseline(plan: Any, workers: dict[str, Any]) -> float:
     """The same plan run layer by layer, each layer waiting for its slowest step (for comparison only)."""
     from cadenza import Task
-    from cadenza._run_state import RunState
     from cadenza._step_context import StepContext
+    from cadenza.engine._run_state import RunState
 
     port = RunState("b").port()
 

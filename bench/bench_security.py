@@ -83,7 +83,7 @@ def _median_us(rounds: list[float], n: int) -> float:
 
 def _measure(key_factory: Callable[[], Any], task: Any, n: int) -> dict[str, float]:
     from cadenza import Task
-    from cadenza._identity import Keyring
+    from cadenza.security._identity import Keyring
 
     keyring = Keyring("run_bench", key_factory=key_factory)
     lead = keyring.issue("lead")
@@ -124,7 +124,7 @@ def main() -> None:
         shape, n, variant = args.workload
         _workload_child(shape, int(n), variant)
         return
-    from cadenza._identity import HmacKey
+    from cadenza.security._identity import HmacKey
 
     scale = 10 if args.quick else 1
     sizes = {"typical": (1_000, 20_000 // scale), "large": (50_000, 2_000 // scale)}

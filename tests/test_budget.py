@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from cadenza import Agent, Budget, BudgetExceeded, FunctionModel, ModelRequest, ModelResponse, Plan, Supervisor, Usage
-from cadenza._budget import BudgetAccount, call_model, input_token_bound
-from cadenza._run_state import RunState
+from cadenza.engine._budget import BudgetAccount, call_model, input_token_bound
+from cadenza.engine._run_state import RunState
 from cadenza.models.pricing import Prices
 from cadenza.models.simulated import SimulatedModel
 from support import step_context
@@ -186,7 +186,7 @@ class _Declaring:
 
 
 def test_a_claim_reserves_what_the_models_of_a_chain_declare() -> None:
-    from cadenza._budget import claim_for
+    from cadenza.engine._budget import claim_for
     from cadenza.models.pricing import Price
     from cadenza.models.resilience import FallbackModel, ResilientModel
 

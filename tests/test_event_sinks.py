@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cadenza import Agent, FunctionModel, Plan, Supervisor
-from cadenza._events import Event, isolated
+from cadenza.engine._events import Event, isolated
 from cadenza.stores import open_store
 
 

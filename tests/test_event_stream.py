@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza import Agent, Budget, FunctionModel, ModelRequest, Plan, ProcessBackend, Supervisor, tool
-from cadenza._audit import verify_run
-from cadenza._events import (
+from cadenza.engine._events import (
     ApprovalRequested,
     BudgetReserved,
     BudgetSettled,
@@ -27,6 +26,7 @@ from cadenza._events import (
     ToolCallRecorded,
 )
 from cadenza.models.base import ToolCall
+from cadenza.security._audit import verify_run
 from cadenza.stores.sqlite import SQLiteStore
 
 

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cadenza import ExecutionPolicy, Executor, Plan, PlanError, RetryPolicy, Step
-from cadenza._events import Event, EventStream, StepFailed, StepFinished, StepRetrying, StepSkipped, StepStarted
 from cadenza._ids import RunId
 from cadenza._outcomes import PlanOutcome
+from cadenza.engine._events import Event, EventStream, StepFailed, StepFinished, StepRetrying, StepSkipped, StepStarted
 from support import Fail, ScriptedWorker, kinds, other_tasks
 
 RUN = RunId("run_test")
@@ -340,8 +340,8 @@ async def test_a_step_task_that_breaks_stops_the_run_with_its_error_instead_of_h
         async def flush(self) -> None:
             return None
 
-    from cadenza import _executor
-    from cadenza._run_state import RunState
+    from cadenza.engine import _executor
+    from cadenza.engine._run_state import RunState
 
     port = RunState(RUN).port()
     port.events = EventStream(journal=BrokenJournal())  # type: ignore[arg-type]

@@ -6,7 +6,9 @@ import asyncio
 from pathlib import Path
 
 from cadenza import ExecutionPolicy, Plan, RetryPolicy, Supervisor
-from cadenza._events import (
+from cadenza._messages import Task
+from cadenza._status import FINISHED_RUN, FINISHED_STEP, RUN_MOVES, STEP_MOVES, RunStatus, StepStatus
+from cadenza.engine._events import (
     Event,
     RunFinished,
     RunStarted,
@@ -19,8 +21,6 @@ from cadenza._events import (
     StepStarted,
     StepWaiting,
 )
-from cadenza._messages import Task
-from cadenza._status import FINISHED_RUN, FINISHED_STEP, RUN_MOVES, STEP_MOVES, RunStatus, StepStatus
 from support import Fail, ScriptedWorker
 
 

@@ -13,12 +13,12 @@ import pytest
 from pydantic import BaseModel, TypeAdapter
 
 from cadenza import Agent, Budget, ConfigError, FunctionModel, MCPServer, Plan, SpawnPolicy, Supervisor, Task, tool
-from cadenza._fingerprint import describe, digest
-from cadenza._rebuild import build_agent
-from cadenza._supervisor import team_depth
 from cadenza._worker_spec import AgentSpec, ModelSource, OtherSpec, TeamSpec, ToolRef, WorkerSpec, rebuild_problems
-from cadenza._workflow import load_workflow
 from cadenza.cli._plan_view import plan_json
+from cadenza.engine._fingerprint import describe, digest
+from cadenza.patterns._rebuild import build_agent
+from cadenza.patterns._supervisor import team_depth
+from cadenza.patterns._workflow import load_workflow
 from support import ScriptedWorker
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -148,7 +148,7 @@ def test_a_spec_is_refused_with_unknown_fields() -> None:
 
 
 async def test_an_agent_rebuilt_from_its_spec_is_the_same_agent_and_answers_the_same() -> None:
-    from cadenza._run_state import RunState
+    from cadenza.engine._run_state import RunState
     from support import step_context
 
     original = Agent("analyst", "Find facts.", model="simulated:analyst", tools=[search, tool(lookup)],

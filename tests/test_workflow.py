@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cadenza import ConfigError, Supervisor, WorkflowError, load_workflow
-from cadenza._workflow import parse_workflow
+from cadenza.patterns._workflow import parse_workflow
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -11,10 +11,10 @@ import yaml
 from click.testing import CliRunner
 
 from cadenza import Budget, WorkflowError
-from cadenza._workflow import parse_workflow
 from cadenza.cli import app
 from cadenza.models.resilience import FallbackModel
 from cadenza.models.simulated import SimulatedModel
+from cadenza.patterns._workflow import parse_workflow
 
 
 def workflow(text: str) -> dict[str, object]:
@@ -99,8 +99,8 @@ def test_cli_budget_stops_the_run_partial_with_the_reason(tmp_path: Path) -> Non
 
 def test_the_providers_example_builds_with_keys_set(monkeypatch: pytest.MonkeyPatch) -> None:
     """No call is made: the file must load, with every model resolved to its adapter, tiers and budgets in place."""
-    from cadenza._workflow import load_workflow
     from cadenza.models.resilience import ResilientModel
+    from cadenza.patterns._workflow import load_workflow
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
     monkeypatch.setenv("OPENAI_API_KEY", "test")
@@ -119,7 +119,7 @@ def test_the_providers_example_builds_with_keys_set(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_missing_key_is_reported_with_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cadenza._workflow import load_workflow
+    from cadenza.patterns._workflow import load_workflow
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "test")

@@ -91,29 +91,29 @@ __all__ = (
 )
 
 _WHERE: dict[str, str] = {
-    "Agent": "._agent",
+    "Agent": ".patterns._agent",
     "AgentProposal": "._plan",
     "ApprovalError": "._errors",
     "ApprovalRequired": "._errors",
-    "AuditLog": "._audit",
-    "AuditVerdict": "._audit",
-    "Budget": "._budget",
+    "AuditLog": ".security._audit",
+    "AuditVerdict": ".security._audit",
+    "Budget": ".engine._budget",
     "BudgetExceeded": "._errors",
     "CadenzaError": "._errors",
     "ErrorCode": "._errors",
     "CircuitBreaker": ".models.resilience",
     "CircuitOpen": "._errors",
     "ConfigError": "._errors",
-    "DisabledTool": "._mcp",
+    "DisabledTool": ".tools._mcp",
     "ErrorInfo": "._messages",
-    "ExecutionPolicy": "._executor",
-    "Executor": "._executor",
+    "ExecutionPolicy": ".engine._executor",
+    "Executor": ".engine._executor",
     "FallbackModel": ".models.resilience",
     "FunctionModel": ".models.function",
     "HierarchyError": "._errors",
-    "MCPPins": "._mcp_pins",
-    "MCPServer": "._mcp",
-    "MCPTool": "._mcp",
+    "MCPPins": ".tools._mcp_pins",
+    "MCPServer": ".tools._mcp",
+    "MCPTool": ".tools._mcp",
     "MaxTurnsExceeded": "._errors",
     "Model": ".models.base",
     "ModelError": "._errors",
@@ -124,44 +124,44 @@ _WHERE: dict[str, str] = {
     "Plan": "._plan",
     "PlanError": "._errors",
     "PlanProblem": "._plan",
-    "Planner": "._planner",
+    "Planner": ".patterns._planner",
     "Price": ".models.pricing",
     "Prices": ".models.pricing",
     "Result": "._messages",
     "ResumeError": "._errors",
-    "RetryPolicy": "._executor",
+    "RetryPolicy": ".engine._executor",
     "RunNotFound": "._errors",
     "RunResult": "._result",
     "SecurityError": "._errors",
-    "SideEffect": "._tools",
+    "SideEffect": ".tools._tools",
     "SimulatedModel": ".models.simulated",
     "SpawnError": "._errors",
-    "SpawnPolicy": "._spawn",
+    "SpawnPolicy": ".patterns._spawn",
     "Step": "._plan",
     "StepTimeout": "._errors",
     "WorkerLost": "._errors",
     "ProcessBackend": ".backends.process",
     "Store": ".stores.base",
     "StoreError": "._errors",
-    "Supervisor": "._supervisor",
+    "Supervisor": ".patterns._supervisor",
     "Task": "._messages",
-    "Tool": "._tools",
+    "Tool": ".tools._tools",
     "ToolArgumentsError": "._errors",
-    "ToolContext": "._tools",
+    "ToolContext": ".tools._tools",
     "ToolError": "._errors",
     "UnknownModelError": "._errors",
     "Usage": "._messages",
     "WorkflowError": "._errors",
-    "Workspace": "._workspace",
+    "Workspace": ".tools._workspace",
     "WorkspaceConflict": "._errors",
-    "WorkspaceValue": "._workspace",
-    "approve": "._durable",
-    "load_workflow": "._workflow",
-    "mcp_tools": "._mcp",
+    "WorkspaceValue": ".tools._workspace",
+    "approve": ".engine._durable",
+    "load_workflow": ".patterns._workflow",
+    "mcp_tools": ".tools._mcp",
     "open_store": ".stores",
     "resolve_model": ".models.registry",
-    "tool": "._tools",
-    "workspace_tools": "._workspace",
+    "tool": ".tools._tools",
+    "workspace_tools": ".tools._workspace",
 }
 
 
@@ -179,10 +179,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from ._agent import Agent
-    from ._audit import AuditLog, AuditVerdict
-    from ._budget import Budget
-    from ._durable import approve
     from ._errors import (
         ApprovalError,
         ApprovalRequired,
@@ -209,24 +205,28 @@ if TYPE_CHECKING:
         WorkflowError,
         WorkspaceConflict,
     )
-    from ._executor import ExecutionPolicy, Executor, RetryPolicy
-    from ._mcp import DisabledTool, MCPServer, MCPTool, mcp_tools
-    from ._mcp_pins import MCPPins
     from ._messages import ErrorInfo, Result, Task, Usage
     from ._plan import AgentProposal, Plan, PlanProblem, Step
-    from ._planner import Planner
     from ._result import RunResult
-    from ._spawn import SpawnPolicy
-    from ._supervisor import Supervisor
-    from ._tools import SideEffect, Tool, ToolContext, tool
-    from ._workflow import load_workflow
-    from ._workspace import Workspace, WorkspaceValue, workspace_tools
     from .backends.process import ProcessBackend
+    from .engine._budget import Budget
+    from .engine._durable import approve
+    from .engine._executor import ExecutionPolicy, Executor, RetryPolicy
     from .models.base import Model, ModelRequest, ModelResponse
     from .models.function import FunctionModel
     from .models.pricing import Price, Prices
     from .models.registry import resolve_model
     from .models.resilience import CircuitBreaker, FallbackModel, ModelRetry
     from .models.simulated import SimulatedModel
+    from .patterns._agent import Agent
+    from .patterns._planner import Planner
+    from .patterns._spawn import SpawnPolicy
+    from .patterns._supervisor import Supervisor
+    from .patterns._workflow import load_workflow
+    from .security._audit import AuditLog, AuditVerdict
     from .stores import open_store
     from .stores.base import Store
+    from .tools._mcp import DisabledTool, MCPServer, MCPTool, mcp_tools
+    from .tools._mcp_pins import MCPPins
+    from .tools._tools import SideEffect, Tool, ToolContext, tool
+    from .tools._workspace import Workspace, WorkspaceValue, workspace_tools

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._budget import Budget
 from ._plan import Plan
+from .engine._budget import Budget
 
 if TYPE_CHECKING:
-    from ._tools import Tool
     from .models.base import Model
+    from .tools._tools import Tool
 
 __all__ = ("AgentSpec", "ModelRef", "ModelSource", "OtherSpec", "SpawnSpec", "TeamSpec", "ToolRef", "WorkerSpec", "model_sources",
            "rebuild_problems", "reference", "tool_ref")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from cadenza._audit import AuditKind, AuditLog
 from cadenza.cli import app
+from cadenza.security._audit import AuditKind, AuditLog
 from cadenza.stores import PutRun, RunRow, Write, open_store
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-import cadenza._workflow
+import cadenza.patterns._workflow
 from cadenza import __version__
 from cadenza.cli import app
 from cadenza.cli._app import OFFLINE_NOTICE
@@ -94,14 +94,14 @@ def test_plain_output_when_stdout_is_not_a_terminal() -> None:
 
 
 def test_model_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    loaded: list[cadenza._workflow.Workflow] = []
-    original = cadenza._workflow.load_workflow
+    loaded: list[cadenza.patterns._workflow.Workflow] = []
+    original = cadenza.patterns._workflow.load_workflow
 
-    def spy(path: str, *, model: str | None = None) -> cadenza._workflow.Workflow:
+    def spy(path: str, *, model: str | None = None) -> cadenza.patterns._workflow.Workflow:
         loaded.append(original(path, model=model))
         return loaded[-1]
 
-    monkeypatch.setattr(cadenza._workflow, "load_workflow", spy)
+    monkeypatch.setattr(cadenza.patterns._workflow, "load_workflow", spy)
     result = invoke("run", RESEARCH, GOAL, "--json", "--model", "simulated:other")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "success"
@@ -207,7 +207,7 @@ def test_internal_error_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(path: str, *, model: str | None = None) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cadenza._workflow, "load_workflow", broken)
+    monkeypatch.setattr(cadenza.patterns._workflow, "load_workflow", broken)
     result = invoke("validate", RESEARCH)
     assert result.exit_code == 3
     assert "internal error: RuntimeError: boom" in result.stderr and "--debug" in result.stderr
@@ -249,6 +249,6 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
 
 
 def test_importing_the_cli_does_not_load_rich_or_the_runtime() -> None:
-    code = "import sys, cadenza.cli; print(sorted(m for m in ('rich', 'cadenza._supervisor', 'yaml') if m in sys.modules))"
+    code = "import sys, cadenza.cli; print(sorted(m for m in ('rich', 'cadenza.patterns._supervisor', 'yaml') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -5,7 +5,7 @@ SQLite) in a subprocess and kills it: the child kills itself at an exact point (
 event, or before, inside or after a batch of writes), or the parent kills it after a line of its
 output or after a seeded delay. Then it resumes the run, killing some resumes as well, until a
 resume completes. Between two processes the test reads the store and checks the guarantee of
-`cadenza._durable`:
+`cadenza.engine._durable`:
 
 - a step the store held as finished before a process started is never started by it;
 - a finished step's stored result never changes afterwards;
@@ -35,7 +35,7 @@ import pytest
 
 from cadenza import ResumeError, RunNotFound
 from cadenza._ids import RunId
-from cadenza._workflow import parse_workflow
+from cadenza.patterns._workflow import parse_workflow
 from cadenza.stores.base import StepRow
 from cadenza.stores.sqlite import SQLiteStore
 from durable.crash_child import GOAL, NESTED_STEP, TOP, WORKFLOW

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cadenza._mcp_pins import MCPPins
+from cadenza.tools._mcp_pins import MCPPins
 
 HERE = Path(__file__).parent
 EVERYTHING = HERE / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"

@@ -13,9 +13,9 @@ import pytest
 from mcp import types as mt
 
 from cadenza import Agent, ConfigError, FunctionModel, ModelRequest, Tool, ToolArgumentsError, ToolError
-from cadenza._mcp import MCPServer, MCPTool, _model_names, mcp_tools
-from cadenza._mcp_pins import MCPPins
 from cadenza.models.base import ToolCall, ToolResultMessage
+from cadenza.tools._mcp import MCPServer, MCPTool, _model_names, mcp_tools
+from cadenza.tools._mcp_pins import MCPPins
 from mcp_servers.scripted import one_call, results
 
 TimeCommand = Callable[[str], list[str]]

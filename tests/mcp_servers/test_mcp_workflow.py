@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cadenza import ConfigError, WorkflowError
-from cadenza._workflow import parse_workflow
+from cadenza.patterns._workflow import parse_workflow
 from mcp_servers.scripted import one_call
 
 
@@ -61,7 +61,7 @@ def test_workflow_mistakes_about_servers_name_their_key_path(tmp_path: Path) -> 
 def test_the_yaml_form_loads(tmp_path: Path) -> None:
     path = tmp_path / "wf.yaml"
     path.write_text(yaml.safe_dump(workflow(tmp_path, grant=["read"])), encoding="utf-8")
-    from cadenza._workflow import load_workflow
+    from cadenza.patterns._workflow import load_workflow
 
     built = load_workflow(path)
     [server] = built.agents["clock"].mcp_servers

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cadenza import ConfigError
-from cadenza._mcp import MCPServer
-from cadenza._mcp_pins import MCPPins
+from cadenza.tools._mcp import MCPServer
+from cadenza.tools._mcp_pins import MCPPins
 
 TimeCommand = Callable[[str], list[str]]
 CLOCKS = {"get_current_time", "convert_time"}

@@ -10,7 +10,6 @@ from typing import Any
 import jsonschema
 import pytest
 
-from cadenza._agent import render_task
 from cadenza._errors import ConfigError, ModelError
 from cadenza._ids import AgentId, RunId, TaskId
 from cadenza._messages import Task
@@ -28,6 +27,7 @@ from cadenza.models import (
     resolve_model,
 )
 from cadenza.models.simulated import _model as simulated_module
+from cadenza.patterns._agent import render_task
 
 SEARCH = ToolSpec(
     name="search",

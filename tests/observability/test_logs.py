@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from cadenza import Agent, ExecutionPolicy, FunctionModel, ModelError, ModelRequest, Plan, RetryPolicy, Supervisor, tool
-from cadenza._logging import EventLog, configure, logger
 from cadenza.cli import app
 from cadenza.models.base import ToolCall, ToolResultMessage
 from cadenza.models.simulated import SimulatedModel
+from cadenza.observability._logging import EventLog, configure, logger
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ from opentelemetry.trace import StatusCode
 
 from cadenza import Agent, FunctionModel, ModelRequest, Plan, Supervisor, tool
 from cadenza._messages import Task, Usage
-from cadenza._security import RunSecurity
-from cadenza._tracing import carrier, enabled
 from cadenza.models.base import ModelResponse, ToolCall, ToolResultMessage
 from cadenza.models.simulated import SimulatedModel
+from cadenza.observability._tracing import carrier, enabled
+from cadenza.security._security import RunSecurity
 
 _EXPORTER = InMemorySpanExporter()
 

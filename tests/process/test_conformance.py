@@ -25,9 +25,9 @@ from cadenza import (
     approve,
     tool,
 )
-from cadenza._workflow import load_workflow
 from cadenza.backends.base import Backend
 from cadenza.backends.local import LocalBackend
+from cadenza.patterns._workflow import load_workflow
 from cadenza.stores.sqlite import SQLiteStore
 from process.worker_tools import EFFECTS, deploy, effects, publish, remember, send_note
 

@@ -15,7 +15,9 @@ from typing import get_args
 
 import pytest
 
-from cadenza._audit import (
+from cadenza._errors import StoreError
+from cadenza.engine._journal import RunJournal
+from cadenza.security._audit import (
     AuditKind,
     AuditLog,
     AuditProblem,
@@ -24,8 +26,6 @@ from cadenza._audit import (
     verify,
     verify_run,
 )
-from cadenza._errors import StoreError
-from cadenza._journal import RunJournal
 from cadenza.stores import AuditHead, AuditRecord, PutRun, Store, Write
 from cadenza.stores._batch import timestamp_text
 from stores.backends import Backend

@@ -11,10 +11,10 @@ from typing import Any
 from click.testing import CliRunner
 
 from cadenza import Agent, AgentProposal, FunctionModel, ModelRequest, Plan, SpawnPolicy, Supervisor, approve, tool
-from cadenza._audit import verify_run
 from cadenza.cli import app
 from cadenza.models.base import ToolCall, ToolResultMessage
 from cadenza.models.simulated import SimulatedModel
+from cadenza.security._audit import verify_run
 from cadenza.stores import SQLiteStore
 from security.test_signed_runs import TampersWithTheTask
 

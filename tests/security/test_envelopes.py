@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from cadenza import Result, Task
 from cadenza._errors import CadenzaError, ConfigError
-from cadenza._identity import (
+from cadenza.security._identity import (
     AgentIdentity,
     Envelope,
     ForgedSender,

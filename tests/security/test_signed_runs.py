@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-import cadenza._security
+import cadenza.security._security
 from cadenza import Agent, Plan, Supervisor
-from cadenza._identity import Envelope, WorkerKey
 from cadenza._messages import Result
 from cadenza._port import RunPort
-from cadenza._security import RunSecurity, TaskOpener
 from cadenza._step_context import StepContext
 from cadenza.backends.base import Worker
 from cadenza.models.simulated import SimulatedModel
+from cadenza.security._identity import Envelope, WorkerKey
+from cadenza.security._security import RunSecurity, TaskOpener
 
 ran: list[str] = []
 
@@ -98,7 +98,7 @@ class MakesUpAKey(Honest):
     """Answers as the worker, with a key of its own making."""
 
     def on_the_way_back(self, envelope: Envelope, opener: TaskOpener) -> Envelope:
-        from cadenza._identity import AgentIdentity, HmacKey
+        from cadenza.security._identity import AgentIdentity, HmacKey
 
         made_up = WorkerKey(AgentIdentity(envelope.sender, "key_0123456789abcdef", envelope.run_id),  # type: ignore[arg-type]
                             HmacKey.generate())
@@ -179,7 +179,7 @@ async def test_a_message_held_past_the_window_is_stale(monkeypatch: pytest.Monke
             return await super().deliver(worker, envelope, opener, key, ctx, port)
 
     lead = team(Slow())
-    monkeypatch.setattr(cadenza._security, "DEFAULT_WINDOW", 0.05)
+    monkeypatch.setattr(cadenza.security._security, "DEFAULT_WINDOW", 0.05)
     result = await lead.run("Work", run_id="run_stale")  # type: ignore[arg-type]
 
     [step] = result.steps

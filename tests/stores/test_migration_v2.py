@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from cadenza._audit import AuditLog, verify
+from cadenza.security._audit import AuditLog, verify
 from cadenza.stores import SCHEMA_VERSION, PutRun, Store, Write
 from cadenza.stores._schema import migrations
 from cadenza.stores._tables import Dialect

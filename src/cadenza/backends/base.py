@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from .._identity import Envelope, WorkerKey
-    from .._mcp import MCPServer
     from .._messages import Result, Task
     from .._port import RunPort
-    from .._security import TaskOpener
     from .._step_context import StepContext
     from .._worker_spec import WorkerSpec
+    from ..security._identity import Envelope, WorkerKey
+    from ..security._security import TaskOpener
+    from ..tools._mcp import MCPServer
 
 __all__ = ("Backend", "Composite", "ServerUser", "Worker")
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._tracing import attach_context
+from ..observability._tracing import attach_context
 
 if TYPE_CHECKING:
-    from .._identity import Envelope, WorkerKey
     from .._messages import Result, Task
     from .._port import RunPort
-    from .._security import TaskOpener
     from .._step_context import StepContext
+    from ..security._identity import Envelope, WorkerKey
+    from ..security._security import TaskOpener
     from .base import Worker
 
 __all__ = ("LocalBackend",)

@@ -28,22 +28,22 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._budget import Budget
 from .._errors import ConfigError, WorkerLost
-from .._identity import Envelope
 from .._messages import Result, Task, Usage
 from .._port import ApprovalAsk, Claim, ToolCallRecord
 from .._worker_spec import AgentSpec, TeamSpec, rebuild_problems
+from ..engine._budget import Budget
+from ..security._identity import Envelope
 from . import _wire
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from .._identity import WorkerKey
     from .._port import Lease, RunPort
-    from .._security import TaskOpener
     from .._step_context import StepContext
     from .._worker_spec import OtherSpec
+    from ..security._identity import WorkerKey
+    from ..security._security import TaskOpener
     from .base import Worker
 
 __all__ = ("START_TIMEOUT", "ProcessBackend")

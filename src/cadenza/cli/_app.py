@@ -25,7 +25,7 @@ from .._errors import CadenzaError
 from .._version import __version__
 
 if TYPE_CHECKING:
-    from .._workflow import Workflow
+    from ..patterns._workflow import Workflow
 
 __all__ = ("app", "main")
 
@@ -128,14 +128,14 @@ def app() -> None:
     import atexit
     import os
 
-    from .._logging import configure
+    from ..observability._logging import configure
 
     ctx = click.get_current_context()
     settings = ctx.meta.get(_LOGGING, {})
     configure(settings.get("format", "text"), level=settings.get("level", "warning").upper())
     endpoint = settings.get("otlp")
     if endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        from .._tracing import export_to
+        from ..observability._tracing import export_to
 
         try:
             atexit.register(export_to(endpoint))
@@ -144,7 +144,7 @@ def app() -> None:
 
 
 def _load(path: str, model: str | None) -> Workflow:
-    from .._workflow import load_workflow
+    from ..patterns._workflow import load_workflow
 
     workflow = load_workflow(path, model=model)
     if workflow.offline:
@@ -177,7 +177,7 @@ def run(workflow: str, goal: str, as_json: bool, no_store: bool, budget_usd: flo
     Exits 0 when the run succeeded, 1 when it was partial or failed, 2 on bad input,
     4 when it waits for a human decision (cadenza approve / reject).
     """
-    from .._budget import Budget
+    from ..engine._budget import Budget
     from ._resume import run_workflow
 
     loaded = _load(workflow, model)
@@ -227,7 +227,7 @@ def plan(workflow: str, goal: str, as_json: bool, model: str | None) -> None:
 @debug_option
 def validate(workflow: str) -> None:
     """Check WORKFLOW and report every problem in it (exit 0 if valid, 2 if not)."""
-    from .._workflow import load_workflow
+    from ..patterns._workflow import load_workflow
 
     loaded = load_workflow(workflow)
     agents, teams = len(loaded.agents), len(loaded.teams)

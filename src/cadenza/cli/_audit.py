@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._audit import AuditTrail, AuditVerdict, load_trail, verify
+from ..security._audit import AuditTrail, AuditVerdict, load_trail, verify
 from ._records import open_existing
 
 if TYPE_CHECKING:

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from .._events import (
+from .._ids import ScopePath, child_path
+from .._plan import Plan
+from ..engine._events import (
     AgentSpawned,
     Detail,
     Event,
@@ -33,8 +35,6 @@ from .._events import (
     StepWaiting,
     UsageRecorded,
 )
-from .._ids import ScopePath, child_path
-from .._plan import Plan
 from ._plan_view import shorten
 
 if TYPE_CHECKING:

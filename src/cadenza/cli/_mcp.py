@@ -16,7 +16,7 @@ import click
 from .._errors import ConfigError
 
 if TYPE_CHECKING:
-    from .._workflow import Workflow
+    from ..patterns._workflow import Workflow
 
 __all__ = ("approve_command", "tools_command")
 

@@ -18,7 +18,7 @@ import click
 from .._errors import RunNotFound
 
 if TYPE_CHECKING:
-    from .._audit import AuditTrail
+    from ..security._audit import AuditTrail
     from ..stores.base import AuditRecord, MessageRow, RunRow, RunSnapshot, Store, WorkspaceEntry
 
 __all__ = ("export_command", "open_existing", "read_run", "runs_command", "show_command")
@@ -98,7 +98,7 @@ def show_command(url: str, run_id: str, *, as_json: bool) -> None:
 
 
 async def _everything(url: str, run_id: str) -> tuple[RunSnapshot, list[MessageRow], Workspace, AuditTrail]:
-    from .._audit import load_trail
+    from ..security._audit import load_trail
 
     async with open_existing(url, run_id) as store:
         snapshot = await store.snapshot(run_id)

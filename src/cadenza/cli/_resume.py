@@ -25,11 +25,11 @@ from .._errors import ResumeError
 from .._ids import RunId
 
 if TYPE_CHECKING:
-    from .._budget import Budget
     from .._result import RunResult
-    from .._tool_sources import ToolSources
-    from .._workflow import Workflow
+    from ..engine._budget import Budget
+    from ..patterns._workflow import Workflow
     from ..stores.base import ApprovalRow, RunRow, Store
+    from ..tools._tool_sources import ToolSources
     from ._display import Display
 
 __all__ = ("decide", "exit_code", "resume_run", "run_workflow")
@@ -72,7 +72,7 @@ class _Stop:
 
     def sink(self, display: Display) -> Callable[[Any], None]:
         """The display's event sink and the log's; a closed stdout stops the run instead of breaking a step."""
-        from .._logging import EventLog
+        from ..observability._logging import EventLog
 
         log = EventLog()
 
@@ -149,7 +149,7 @@ def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model
 
 def _load_for_resume(row: RunRow, model: str | None) -> Workflow:
     """The workflow file the run came from, built as it was then (its ``--model``) unless ``model`` says otherwise."""
-    from .._workflow import load_workflow
+    from ..patterns._workflow import load_workflow
     from ._app import OFFLINE_NOTICE
 
     if row.source is None:
@@ -180,7 +180,7 @@ def decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str 
 
 
 async def _decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str | None) -> ApprovalRow:
-    from .._durable import approve
+    from ..engine._durable import approve
     from ._records import open_existing
 
     async with open_existing(store_url, run_id) as store:
@@ -248,7 +248,7 @@ def closed_stdout() -> int:
 async def _session(run_id: RunId, workflow: Workflow, store_url: str | None, display: Display, stop: _Stop, *,
                    banner: str, as_json: bool, body: Body,
                    processes: int | None) -> tuple[RunResult[Any], list[ApprovalRow]]:
-    from .._tool_sources import ToolSources, require_approved
+    from ..tools._tool_sources import ToolSources, require_approved
 
     stop.arm()
     try:

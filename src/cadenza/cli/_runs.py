@@ -202,7 +202,7 @@ def spent(snapshot: RunSnapshot) -> Usage:
     run = snapshot.run
     if run.status != "running":
         return _usage(run.usage_json, f"run {run.run_id}")
-    from .._durable import recorded_usage
+    from ..engine._durable import recorded_usage
 
     try:
         return recorded_usage(snapshot)
@@ -439,7 +439,7 @@ def _approvals(run_id: str, pending: list[ApprovalRow]) -> RenderableType:
 
 def approval_subject(row: ApprovalRow) -> str:
     """What waits for the decision: ``writer wants to call send_email({...})`` or a whole step's start."""
-    from .._side_effects import STEP
+    from ..tools._side_effects import STEP
 
     if row.tool != STEP:
         return f"{row.agent} wants to call {row.tool}({shorten(row.arguments_json, 80)})"

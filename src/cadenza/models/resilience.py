@@ -134,7 +134,7 @@ class CircuitBreaker:
         self._failures += 1
         if self._probing or self._failures >= self.failure_threshold:
             if self._opened_at is None or self._probing:
-                from .._metrics import breaker_opened
+                from ..observability._metrics import breaker_opened
 
                 breaker_opened(self.name)
             self._opened_at = self._clock()

@@ -1,0 +1,129 @@
+"""What the audit log records of a run's events, and of refused envelopes.
+
+The audit log is a sink of the run's event stream (`AuditSink`): the messages between agents, the
+agents spawned, and every model and tool call a worker reports through its port. A worker builds
+those reports only when some sink wants them (`EventStream.observed`); `tool_called` is how it
+builds one for a tool call. Records join the run journal's batches: they cost no commit of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..engine._events import AgentSpawned, ApprovalRequested, MessageRejected, MessageSent, ModelCalled, ToolCalled
+
+if TYPE_CHECKING:
+    from .._step_context import StepContext
+    from ..engine._events import Event, ToolOutcome
+    from ..security._audit import AuditLog
+
+__all__ = ("AuditSink", "log_denial", "tool_called")
+
+_log = logging.getLogger("cadenza.security")
+
+
+RESULT_PREVIEW = 200
+"""Characters of a tool's result kept in its audit record; the digest covers the whole."""
+DETAIL_LIMIT = 1000
+"""Characters of an error or denial kept in a tool call's audit record."""
+
+
+def tool_called(ctx: StepContext, agent: str, tool: str, arguments: dict[str, Any], outcome: ToolOutcome,
+                detail: str = "", *, result: str | None = None) -> ToolCalled:
+    """One tool call (denied ones too) as the run's sinks see it: who, which tool, a digest of its arguments, what
+    came of it.
+
+    What came of it is what a user looks for afterwards (``show``, ``trace``, ``export``): the error or denial
+    text (``detail``, bounded), or a bounded preview and a sha256 digest of the ``result`` the model was given.
+    """
+    from ..tools._side_effects import arguments_digest
+
+    called = ToolCalled(ctx.run_id, ctx.scope, agent, tool, arguments_digest(arguments), outcome,
+                        detail if len(detail) <= DETAIL_LIMIT else detail[:DETAIL_LIMIT] + "…")
+    if result is not None:
+        called.result_preview = result[:RESULT_PREVIEW]
+        called.result_chars = len(result)
+        called.result_digest = "sha256:" + hashlib.sha256(result.encode()).hexdigest()
+    return called
+
+
+def log_denial(ctx: StepContext, agent: str, tool: str, detail: str) -> None:
+    """A denied tool call is a warning in the log where it was denied, whether or not the run keeps an audit log."""
+    from ._logging import step_fields
+
+    _log.warning("tool call denied: %s", detail, extra={**step_fields(ctx), "agent": agent, "tool": tool})
+
+
+class AuditSink:
+    """Appends to the run's hash-chained audit log what each event says that an auditor asks about."""
+
+    __slots__ = ("log",)
+    wants_reports = True
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def __call__(self, event: Event) -> None:
+        record = _RECORDS.get(type(event))
+        if record is not None:
+            record(self.log, event)
+
+
+def _message(log: AuditLog, e: MessageSent) -> None:
+    detail: dict[str, object] = {"kind": e.kind, "task_id": e.task_id}
+    if e.kind == "task":
+        detail["step"] = e.step_id
+    else:
+        detail["status"] = e.status
+    detail["signed"] = e.signed
+    log.append("message.sent", e.sender, e.recipient, detail)
+
+
+def _spawned(log: AuditLog, e: AgentSpawned) -> None:
+    proposal = e.proposal
+    log.append("agent.spawned", e.team, proposal.name,
+               {"role": proposal.role, "tools": list(proposal.tools), "tier": proposal.tier})
+
+
+def _model(log: AuditLog, e: ModelCalled) -> None:
+    """When, how long, what it cost (not what was said)."""
+    detail: dict[str, object] = {"step": e.scope, "seconds": round(e.seconds, 6),
+                                 "outcome": "ok" if e.error is None else "error"}
+    usage = e.usage
+    if usage is not None:
+        detail.update(tokens=usage.total_tokens, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                      cost_usd=usage.cost_usd)
+    if e.error is not None:
+        detail["error"] = e.error
+    log.append("model.called", e.agent, e.model, detail, at=e.at)
+
+
+def _tool(log: AuditLog, e: ToolCalled) -> None:
+    detail: dict[str, object] = {"step": e.scope, "arguments_digest": e.arguments_digest, "outcome": e.outcome}
+    if e.detail:
+        detail["detail"] = e.detail
+    if e.result_preview is not None:
+        detail.update(result_preview=e.result_preview, result_chars=e.result_chars, result_digest=e.result_digest)
+    log.append("tool.denied" if e.outcome == "denied" else "tool.called", e.agent, e.tool, detail)
+
+
+def _approval(log: AuditLog, e: ApprovalRequested) -> None:
+    log.append("approval.requested", e.agent, e.approval_id, {"step": e.scope, "tool": e.tool,
+                                                             "arguments_digest": e.arguments_digest,
+                                                             "reason": e.reason})
+
+
+def _rejected(log: AuditLog, e: MessageRejected) -> None:
+    """A refused envelope, with what it claimed."""
+    log.append("message.rejected", e.sender or "?", e.recipient or "", {
+        "reason": e.reason, "detail": e.detail, "nonce": e.nonce, "kind": e.kind,
+    })
+
+
+_RECORDS: dict[type, Callable[[AuditLog, Any], None]] = {
+    MessageSent: _message, AgentSpawned: _spawned, ModelCalled: _model, ToolCalled: _tool,
+    ApprovalRequested: _approval, MessageRejected: _rejected,
+}

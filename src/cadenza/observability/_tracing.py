@@ -1,0 +1,160 @@
+"""OpenTelemetry spans for runs, plans, steps, agents, model calls and tool calls (GenAI semantic conventions).
+
+cadenza depends on ``opentelemetry-api`` only; an application that installs the SDK and sets a
+tracer provider (or sets the ``OTEL_*`` variables with an exporter) gets the spans. Until a
+provider is set, the API's tracer is a proxy that records nothing, and cadenza skips building
+spans and their attributes altogether, so tracing costs nothing when it is off.
+
+Prompt and completion text are recorded only when the user opts in (``CADENZA_TRACE_CONTENT=1``
+or the GenAI conventions' ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``); otherwise
+attributes carry names, ids, models, tokens and cost, never what was said. Trace context travels inside the signed message envelope (W3C ``traceparent``), so work
+done in another process joins its run's trace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from .._errors import ConfigError
+from .._version import __version__
+
+__all__ = ("attach_context", "capture_content", "carrier", "enabled", "export_to", "fail", "record_content", "record_outcome", "record_usage",
+           "span")
+
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_OFF: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
+
+
+def enabled() -> bool:
+    """Whether an application set a tracer provider (until then the API only hands out a proxy).
+
+    Asked several times a step, so it reads the API's global first (a provider is set at most
+    once per process) rather than going through `trace.get_tracer_provider`, which looks up the
+    environment on every call.
+    """
+    if getattr(trace, "_TRACER_PROVIDER", None) is None and not _PROVIDER_FROM_ENV:
+        return False
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def span(name: str, attributes: Mapping[str, Any] | None = None, *,
+         kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManager[Span]:
+    """A span around the body, current inside it; a failure in the body marks it as an error.
+
+    When tracing is off this is a shared no-op context, without touching the API (call sites on the
+    hot path check `enabled` first, so as not to build the name and attributes either).
+    """
+    if not enabled():
+        return _OFF
+    tracer = trace.get_tracer("cadenza", __version__)
+    return tracer.start_as_current_span(name, kind=kind, attributes=_clean(attributes), record_exception=True,
+                                        set_status_on_exception=True)
+
+
+def record_outcome(current: Span, result: Any) -> None:
+    """Mark ``current`` failed when ``result`` (a Result or RunResult, which fail as data) is a failure."""
+    if result.status == "failure" and result.error is not None:
+        fail(current, result.error.type, result.error.message)
+
+
+def fail(current: Span, error_type: str, message: str) -> None:
+    """Mark ``current`` as failed with ``error.type`` (for failures that come back as data, not exceptions)."""
+    if current.is_recording():
+        current.set_attribute("error.type", error_type)
+        current.set_status(Status(StatusCode.ERROR, message))
+
+
+def record_usage(current: Span, usage: Any, *, response_model: str | None = None) -> None:
+    """Token counts and cost on ``current`` (GenAI names, plus cadenza's cache tokens and cost)."""
+    if not current.is_recording():
+        return
+    current.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens + usage.cache_read_tokens
+                          + usage.cache_write_tokens)
+    current.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+    current.set_attribute("cadenza.usage.cache_read_tokens", usage.cache_read_tokens)
+    current.set_attribute("cadenza.usage.cache_write_tokens", usage.cache_write_tokens)
+    current.set_attribute("cadenza.usage.cost_usd", usage.cost_usd)
+    if response_model:
+        current.set_attribute("gen_ai.response.model", response_model)
+
+
+def capture_content() -> bool:
+    """Whether the user opted in to recording prompts and completions on spans."""
+    import os
+
+    return (os.environ.get("CADENZA_TRACE_CONTENT", "").lower() in ("1", "true", "yes")
+            or os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() == "true")
+
+
+def record_content(current: Span, request: Any, response: Any) -> None:
+    """The request's system prompt and messages and the response's text and tool calls, when opted in."""
+    if not current.is_recording() or not capture_content():
+        return
+    import json
+
+    current.set_attribute("gen_ai.system_instructions", request.system)
+    current.set_attribute("gen_ai.input.messages", json.dumps([m.model_dump(mode="json") for m in request.messages]))
+    current.set_attribute("gen_ai.output.messages", json.dumps({
+        "text": response.text, "tool_calls": [c.model_dump(mode="json") for c in response.tool_calls]}))
+
+
+def carrier() -> dict[str, str] | None:
+    """The current trace context as W3C headers (``traceparent``), for an envelope; None when tracing is off."""
+    if not enabled():
+        return None
+    headers: dict[str, str] = {}
+    inject(headers)
+    return headers or None
+
+
+def attach_context(headers: Mapping[str, str] | None) -> AbstractContextManager[None]:
+    """Run the body in the trace context ``headers`` carry (from an envelope), so its spans join that trace."""
+    if not headers or not enabled():
+        return nullcontext()
+    return _attached(headers)
+
+
+@contextmanager
+def _attached(headers: Mapping[str, str]) -> Iterator[None]:
+    token = otel_context.attach(extract(dict(headers)))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def export_to(endpoint: str | None) -> Callable[[], None]:
+    """Export spans over OTLP/HTTP to ``endpoint`` (``http://localhost:4318``; None: the ``OTEL_EXPORTER_OTLP_*``
+    variables say where); returns the function that flushes and shuts the exporter down at exit.
+
+    Raises:
+        ConfigError: the SDK or the OTLP exporter is not installed (``pip install 'cadenza[otel]'``).
+    """
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ModuleNotFoundError:
+        raise ConfigError("exporting traces needs the OpenTelemetry SDK and OTLP exporter: "
+                          "pip install 'cadenza[otel]'") from None
+    traces = None if endpoint is None else endpoint.rstrip("/") + ("" if endpoint.endswith("/v1/traces")
+                                                                    else "/v1/traces")
+    provider = TracerProvider(resource=Resource.create({"service.name": "cadenza"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces)))
+    trace.set_tracer_provider(provider)
+    return provider.shutdown
+
+
+def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not attributes:
+        return None
+    return {k: v for k, v in attributes.items() if v is not None}

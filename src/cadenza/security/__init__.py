@@ -1,0 +1,1 @@
+"""Security: signing identities and sealed envelopes, the run's signing checks, the tamper-evident audit log."""
