@@ -42,8 +42,9 @@ PROMPT = "Name one benefit of writing tests before code."
 async def _variants(provider: str, url: str) -> tuple[dict[str, Call], Callable[[], Awaitable[None]]]:
     import httpx2  # the SDKs' HTTP client
 
+    from cadenza._budget import Budget
     from cadenza._step_context import StepContext
-    from cadenza.engine._budget import Budget, BudgetAccount, call_model
+    from cadenza.engine._accounts import BudgetAccount, call_model
     from cadenza.engine._run_state import RunState
     from cadenza.models import resolve_model
     from cadenza.models.base import ModelRequest, UserMessage

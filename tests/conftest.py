@@ -13,7 +13,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from hypothesis import settings
 
-from cadenza.engine._events import Event
+from cadenza._events import Event
 from cadenza.stores import Store
 from stores.backends import PG_URL, Backend, PostgresBackend, SQLiteBackend
 

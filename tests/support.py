@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from cadenza._events import Event
 from cadenza._ids import AgentId
-from cadenza._messages import ErrorInfo, Result, Task, Usage, utcnow
+from cadenza._messages import ErrorInfo, Result, Task, utcnow
 from cadenza._step_context import StepContext
+from cadenza._usage import Usage
 from cadenza._worker_spec import OtherSpec, reference
-from cadenza.engine._events import Event
 
 Behaviour = Callable[[Task], Awaitable[object]]
 

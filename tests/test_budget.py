@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from cadenza import Agent, Budget, BudgetExceeded, FunctionModel, ModelRequest, ModelResponse, Plan, Supervisor, Usage
-from cadenza.engine._budget import BudgetAccount, call_model, input_token_bound
+from cadenza.engine._accounts import BudgetAccount, call_model, input_token_bound
 from cadenza.engine._run_state import RunState
 from cadenza.models.pricing import Prices
 from cadenza.models.simulated import SimulatedModel
@@ -186,7 +186,7 @@ class _Declaring:
 
 
 def test_a_claim_reserves_what_the_models_of_a_chain_declare() -> None:
-    from cadenza.engine._budget import claim_for
+    from cadenza.engine._accounts import claim_for
     from cadenza.models.pricing import Price
     from cadenza.models.resilience import FallbackModel, ResilientModel
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cadenza import Agent, FunctionModel, Plan, Supervisor
-from cadenza.engine._events import Event, isolated
+from cadenza._events import Event
+from cadenza.engine._stream import isolated
 from cadenza.stores import open_store
 
 

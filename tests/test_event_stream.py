@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza import Agent, Budget, FunctionModel, ModelRequest, Plan, ProcessBackend, Supervisor, tool
-from cadenza.engine._events import (
+from cadenza._events import (
     ApprovalRequested,
     BudgetReserved,
     BudgetSettled,

@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cadenza import ExecutionPolicy, Executor, Plan, PlanError, RetryPolicy, Step
+from cadenza._events import Event, StepFailed, StepFinished, StepRetrying, StepSkipped, StepStarted
 from cadenza._ids import RunId
 from cadenza._outcomes import PlanOutcome
-from cadenza.engine._events import Event, EventStream, StepFailed, StepFinished, StepRetrying, StepSkipped, StepStarted
+from cadenza.engine._stream import EventStream
 from support import Fail, ScriptedWorker, kinds, other_tasks
 
 RUN = RunId("run_test")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from cadenza import Agent, Plan, Supervisor
+from cadenza._events import Event, RunStarted, StepStarted
 from cadenza._ids import ScopePath, child_path, split_path
 from cadenza._port import RunPort
 from cadenza._step_context import StepContext
 from cadenza.backends.base import Worker
 from cadenza.backends.local import LocalBackend
-from cadenza.engine._events import Event, RunStarted, StepStarted
 from cadenza.models.simulated import SimulatedModel
 from cadenza.security._identity import Envelope, WorkerKey
 from cadenza.security._security import TaskOpener

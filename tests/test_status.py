@@ -6,9 +6,7 @@ import asyncio
 from pathlib import Path
 
 from cadenza import ExecutionPolicy, Plan, RetryPolicy, Supervisor
-from cadenza._messages import Task
-from cadenza._status import FINISHED_RUN, FINISHED_STEP, RUN_MOVES, STEP_MOVES, RunStatus, StepStatus
-from cadenza.engine._events import (
+from cadenza._events import (
     Event,
     RunFinished,
     RunStarted,
@@ -21,6 +19,8 @@ from cadenza.engine._events import (
     StepStarted,
     StepWaiting,
 )
+from cadenza._messages import Task
+from cadenza._status import FINISHED_RUN, FINISHED_STEP, RUN_MOVES, STEP_MOVES, RunStatus, StepStatus
 from support import Fail, ScriptedWorker
 
 

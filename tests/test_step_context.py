@@ -17,12 +17,12 @@ import pytest
 from pydantic import ValidationError
 
 from cadenza import Agent, Budget, FunctionModel, MCPServer, ModelRequest, Plan, Supervisor, Task, tool
+from cadenza._events import ModelCalled
 from cadenza._messages import Result
 from cadenza._port import ApprovalAsk, Claim, Lease, ToolCallRecord
 from cadenza._step_context import PriorCall, StepContext
 from cadenza.backends.base import Worker
 from cadenza.backends.local import LocalBackend
-from cadenza.engine._events import ModelCalled
 from cadenza.engine._run_state import RunState
 from cadenza.models.base import ToolCall
 from cadenza.tools._tools import ToolContext
@@ -312,7 +312,7 @@ async def test_each_step_is_handed_its_place_and_the_ceilings_of_every_team_abov
 async def test_a_budget_of_the_run_reaches_the_agent_only_through_its_port() -> None:
     """The same agent, handed the same task: under the run's port its call is budgeted, under a bare port not."""
     from cadenza import BudgetExceeded
-    from cadenza.engine._budget import run_account
+    from cadenza.engine._accounts import run_account
 
     agent = Agent("w", model=FunctionModel(lambda request: "answer"), max_tokens=100)
     tight = RunState("run_test", budget=run_account(Budget(tokens=10))).port()

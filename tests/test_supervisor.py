@@ -20,7 +20,7 @@ from cadenza import (
     Supervisor,
     tool,
 )
-from cadenza.engine._events import AgentSpawned, Event, PlanReady, RunFinished, StepStarted
+from cadenza._events import AgentSpawned, Event, PlanReady, RunFinished, StepStarted
 from cadenza.models.base import ToolResultMessage, UserMessage
 from support import kinds, other_tasks
 

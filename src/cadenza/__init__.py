@@ -97,7 +97,7 @@ _WHERE: dict[str, str] = {
     "ApprovalRequired": "._errors",
     "AuditLog": ".security._audit",
     "AuditVerdict": ".security._audit",
-    "Budget": ".engine._budget",
+    "Budget": "._budget",
     "BudgetExceeded": "._errors",
     "CadenzaError": "._errors",
     "ErrorCode": "._errors",
@@ -150,18 +150,18 @@ _WHERE: dict[str, str] = {
     "ToolContext": ".tools._tools",
     "ToolError": "._errors",
     "UnknownModelError": "._errors",
-    "Usage": "._messages",
+    "Usage": "._usage",
     "WorkflowError": "._errors",
-    "Workspace": ".tools._workspace",
+    "Workspace": "._workspace",
     "WorkspaceConflict": "._errors",
-    "WorkspaceValue": ".tools._workspace",
+    "WorkspaceValue": "._workspace",
     "approve": ".engine._durable",
     "load_workflow": ".patterns._workflow",
     "mcp_tools": ".tools._mcp",
     "open_store": ".stores",
     "resolve_model": ".models.registry",
     "tool": ".tools._tools",
-    "workspace_tools": ".tools._workspace",
+    "workspace_tools": ".tools._workspace_tools",
 }
 
 
@@ -179,6 +179,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from ._budget import Budget
     from ._errors import (
         ApprovalError,
         ApprovalRequired,
@@ -205,11 +206,12 @@ if TYPE_CHECKING:
         WorkflowError,
         WorkspaceConflict,
     )
-    from ._messages import ErrorInfo, Result, Task, Usage
+    from ._messages import ErrorInfo, Result, Task
     from ._plan import AgentProposal, Plan, PlanProblem, Step
     from ._result import RunResult
+    from ._usage import Usage
+    from ._workspace import Workspace, WorkspaceValue
     from .backends.process import ProcessBackend
-    from .engine._budget import Budget
     from .engine._durable import approve
     from .engine._executor import ExecutionPolicy, Executor, RetryPolicy
     from .models.base import Model, ModelRequest, ModelResponse
@@ -229,4 +231,4 @@ if TYPE_CHECKING:
     from .tools._mcp import DisabledTool, MCPServer, MCPTool, mcp_tools
     from .tools._mcp_pins import MCPPins
     from .tools._tools import SideEffect, Tool, ToolContext, tool
-    from .tools._workspace import Workspace, WorkspaceValue, workspace_tools
+    from .tools._workspace_tools import workspace_tools

@@ -54,7 +54,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from ._messages import Usage
+    from ._usage import Usage
 
 __all__ = (
     "CODES_BY_TYPE",

@@ -6,7 +6,6 @@ messages stay readable as the format grows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -15,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ._errors import CODES_BY_TYPE, ErrorCode, code_of
 from ._ids import AgentId, RunId, StepId, TaskId
 from ._status import Outcome
+from ._usage import Usage
 
-__all__ = ("SCHEMA_VERSION", "ErrorInfo", "Result", "ResultStatus", "Task", "Usage", "utcnow")
+__all__ = ("SCHEMA_VERSION", "ErrorInfo", "Result", "ResultStatus", "Task", "utcnow")
 
 SCHEMA_VERSION = 1
 
@@ -27,48 +27,6 @@ ResultStatus = Outcome
 def utcnow() -> datetime:
     """The current time, timezone-aware, as every timestamp in cadenza is."""
     return datetime.now(UTC)
-
-
-class Usage(BaseModel):
-    """What work cost: tokens, model calls and money. Adds up across agents and teams."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input_tokens: int = Field(default=0, ge=0)
-    """Prompt tokens billed at the full input price (cache reads excluded)."""
-    output_tokens: int = Field(default=0, ge=0)
-    """Completion tokens."""
-    cache_read_tokens: int = Field(default=0, ge=0)
-    """Prompt tokens served from the provider's prompt cache."""
-    cache_write_tokens: int = Field(default=0, ge=0)
-    """Prompt tokens written to the provider's prompt cache."""
-    model_calls: int = Field(default=0, ge=0)
-    """Requests made to a model."""
-    cost_usd: float = Field(default=0.0, ge=0.0)
-    """Money spent, in US dollars, as priced when the call was made."""
-
-    @property
-    def total_tokens(self) -> int:
-        """Every token counted, whatever its price."""
-        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage.sum((self, other))
-
-    @classmethod
-    def sum(cls, usages: Iterable[Usage]) -> Usage:
-        """All of ``usages`` added up, building one object rather than one per addition."""
-        inp = out = cache_read = cache_write = calls = 0
-        cost = 0.0
-        for u in usages:
-            inp += u.input_tokens
-            out += u.output_tokens
-            cache_read += u.cache_read_tokens
-            cache_write += u.cache_write_tokens
-            calls += u.model_calls
-            cost += u.cost_usd
-        return cls(input_tokens=inp, output_tokens=out, cache_read_tokens=cache_read,
-                   cache_write_tokens=cache_write, model_calls=calls, cost_usd=cost)
 
 
 class ErrorInfo(BaseModel):

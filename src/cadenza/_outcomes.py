@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ._messages import ErrorInfo, Result, Usage
+from ._messages import ErrorInfo, Result
 from ._plan import Step
 from ._status import Outcome, StepStatus
+from ._usage import Usage
 
 __all__ = ("PlanOutcome", "StepRecord")
 

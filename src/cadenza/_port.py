@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from .models.pricing import Price
 
 if TYPE_CHECKING:
-    from ._messages import Usage
+    from ._budget import Budget
+    from ._events import Report
     from ._step_context import StepContext
-    from .engine._budget import Budget
-    from .engine._events import Report
+    from ._usage import Usage
+    from ._workspace import Workspace
     from .tools._mcp import MCPServer
-    from .tools._workspace import Workspace
 
 __all__ = ("ApprovalAsk", "Claim", "Lease", "ModelPrice", "RunPort", "ToolCallRecord")
 

@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from ._ids import RunId
-from ._messages import ErrorInfo, Usage
+from ._messages import ErrorInfo
 from ._outcomes import StepRecord
 from ._plan import Plan
 from ._status import Outcome
+from ._usage import Usage
 
 __all__ = ("RunResult",)
 

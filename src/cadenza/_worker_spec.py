@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._budget import Budget
 from ._plan import Plan
-from .engine._budget import Budget
 
 if TYPE_CHECKING:
     from .models.base import Model

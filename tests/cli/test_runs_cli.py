@@ -11,9 +11,10 @@ from typing import Literal
 import pytest
 from click.testing import CliRunner, Result
 
-from cadenza._messages import ErrorInfo, Usage
+from cadenza._messages import ErrorInfo
 from cadenza._messages import Result as StepResult
 from cadenza._plan import Plan
+from cadenza._usage import Usage
 from cadenza.cli import app
 from cadenza.stores import open_store
 from cadenza.stores.base import (

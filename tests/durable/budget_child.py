@@ -17,8 +17,8 @@ import os
 import sys
 
 from cadenza import Agent, Budget, Plan, Supervisor
-from cadenza._messages import Usage
-from cadenza.engine._budget import input_token_bound
+from cadenza._usage import Usage
+from cadenza.engine._accounts import input_token_bound
 from cadenza.models.base import ModelRequest, ModelResponse
 from cadenza.models.function import FunctionModel
 from cadenza.stores.sqlite import SQLiteStore

@@ -41,13 +41,13 @@ from typing import Any
 
 from cadenza import Supervisor
 from cadenza._errors import CadenzaError
+from cadenza._events import Event
 from cadenza._messages import Result, Task
 from cadenza._port import RunPort
 from cadenza._step_context import StepContext
 from cadenza.backends.base import Backend, Worker
 from cadenza.backends.local import LocalBackend
 from cadenza.backends.process import ProcessBackend
-from cadenza.engine._events import Event
 from cadenza.patterns._workflow import parse_workflow
 from cadenza.security._identity import Envelope, WorkerKey
 from cadenza.security._security import TaskOpener

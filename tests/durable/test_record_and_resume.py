@@ -225,10 +225,11 @@ async def test_a_new_run_never_overwrites_a_stored_one(store: Store) -> None:
 
 async def test_durability_wraps_any_engine_from_outside(store: Store) -> None:
     """The durable layer records and closes a run around whatever engine it is given; it never reaches into a team."""
-    from cadenza._messages import Usage, utcnow
+    from cadenza._events import UsageRecorded
+    from cadenza._messages import utcnow
     from cadenza._result import RunResult
+    from cadenza._usage import Usage
     from cadenza.engine._durable import record_run
-    from cadenza.engine._events import UsageRecorded
     from cadenza.engine._run_state import LocalPort, RunState
 
     ran: list[str] = []

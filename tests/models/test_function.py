@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 
 from cadenza._errors import ConfigError, ModelError
-from cadenza._messages import Usage
+from cadenza._usage import Usage
 from cadenza.models import FunctionModel, Model, ModelRequest, ModelResponse, ToolCall, UserMessage
 
 

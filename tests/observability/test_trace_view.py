@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cadenza import Plan
-from cadenza._messages import Usage
+from cadenza._usage import Usage
 from cadenza.cli import app
 from cadenza.cli._trace import critical_steps, render_trace, trace_lines
 from cadenza.stores.base import AuditRecord, PlanRow, RunRow, RunSnapshot, StepRow

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from cadenza import Agent, FunctionModel, ModelRequest, Plan, Supervisor, tool
-from cadenza._messages import Task, Usage
+from cadenza._messages import Task
+from cadenza._usage import Usage
 from cadenza.models.base import ModelResponse, ToolCall, ToolResultMessage
 from cadenza.models.simulated import SimulatedModel
 from cadenza.observability._tracing import carrier, enabled

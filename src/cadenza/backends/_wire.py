@@ -31,7 +31,7 @@ from .._errors import (
     ToolError,
     WorkspaceConflict,
 )
-from ..engine._events import ModelCalled, ToolCalled
+from .._events import ModelCalled, ToolCalled
 
 __all__ = ("LINE_LIMIT", "REPORTS", "error_from", "error_of", "read", "value_from", "value_of", "write")
 

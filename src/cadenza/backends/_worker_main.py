@@ -18,20 +18,21 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from .._errors import ConfigError
-from .._messages import Task, Usage
+from .._messages import Task
 from .._port import ApprovalAsk, Claim, Lease, ToolCallRecord
 from .._step_context import StepContext
+from .._usage import Usage
 from .._worker_spec import WorkerSpec
+from .._workspace import Workspace
 from .._workspace_entry import WorkspaceEntry
 from ..observability._tracing import attach_context
 from ..patterns._rebuild import build_agent
 from ..security._identity import WorkerKey
-from ..tools._workspace import Workspace
 from . import _wire
 
 if TYPE_CHECKING:
-    from ..engine._budget import Budget
-    from ..engine._events import Report
+    from .._budget import Budget
+    from .._events import Report
     from ..patterns._agent import Agent
     from ..tools._mcp import MCPServer
 

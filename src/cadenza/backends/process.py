@@ -28,11 +28,12 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._budget import Budget
 from .._errors import ConfigError, WorkerLost
-from .._messages import Result, Task, Usage
+from .._messages import Result, Task
 from .._port import ApprovalAsk, Claim, ToolCallRecord
+from .._usage import Usage
 from .._worker_spec import AgentSpec, TeamSpec, rebuild_problems
-from ..engine._budget import Budget
 from ..security._identity import Envelope
 from . import _wire
 

@@ -177,7 +177,7 @@ def run(workflow: str, goal: str, as_json: bool, no_store: bool, budget_usd: flo
     Exits 0 when the run succeeded, 1 when it was partial or failed, 2 on bad input,
     4 when it waits for a human decision (cadenza approve / reject).
     """
-    from ..engine._budget import Budget
+    from .._budget import Budget
     from ._resume import run_workflow
 
     loaded = _load(workflow, model)

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from .._ids import ScopePath, child_path
-from .._plan import Plan
-from ..engine._events import (
+from .._events import (
     AgentSpawned,
     Detail,
     Event,
@@ -35,6 +33,8 @@ from ..engine._events import (
     StepWaiting,
     UsageRecorded,
 )
+from .._ids import ScopePath, child_path
+from .._plan import Plan
 from ._plan_view import shorten
 
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ from .._errors import ResumeError
 from .._ids import RunId
 
 if TYPE_CHECKING:
+    from .._budget import Budget
     from .._result import RunResult
-    from ..engine._budget import Budget
     from ..patterns._workflow import Workflow
     from ..stores.base import ApprovalRow, RunRow, Store
     from ..tools._tool_sources import ToolSources

@@ -18,8 +18,9 @@ from pydantic import BaseModel
 
 from .._errors import StoreError
 from .._ids import ScopePath, child_path, split_path
-from .._messages import ErrorInfo, Result, Usage
+from .._messages import ErrorInfo, Result
 from .._plan import Plan, Step
+from .._usage import Usage
 from ..stores.base import (
     ApprovalRow,
     AuditHead,

@@ -18,8 +18,8 @@ from datetime import datetime
 import click
 
 from .._ids import ScopePath, child_path
-from .._messages import Usage
 from .._plan import Plan
+from .._usage import Usage
 from ..stores.base import AuditRecord, RunSnapshot, StepRow
 from ._plan_view import shorten
 

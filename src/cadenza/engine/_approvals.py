@@ -14,15 +14,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .._errors import ApprovalRequired, ToolError
+from .._events import ApprovalRequested
 from .._messages import utcnow
-from ._events import ApprovalRequested
 
 if TYPE_CHECKING:
     from .._port import ApprovalAsk
     from .._step_context import StepContext
     from ..stores.base import ApprovalRow
-    from ._events import EventStream
     from ._journal import RunJournal
+    from ._stream import EventStream
 
 __all__ = ("STEP", "UNCERTAIN", "approval_id", "current_decision", "decide")
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ApprovalError, ConfigError, ErrorCode, ResumeError, RunNotFound
 from .._ids import AgentId, RunId, child_path, new_task_id
-from .._messages import ErrorInfo, Task, Usage, utcnow
+from .._messages import ErrorInfo, Task, utcnow
 from .._status import FINISHED_RUN
+from .._usage import Usage
 from .._version import __version__
 from ..security._audit import AuditLog
 from ..stores.base import (
@@ -35,10 +36,10 @@ from ._fingerprint import describe, diff, digest
 from ._journal import Prior, RunJournal
 
 if TYPE_CHECKING:
+    from .._events import EventSink
     from .._result import RunResult
     from ..backends.base import Worker
     from ..stores.base import RunSnapshot, Store
-    from ._events import EventSink
     from ._run_state import LocalPort, RunState
 
 __all__ = ("Engine", "approve", "open_for", "record_run", "recorded_usage", "resume_run")

@@ -16,19 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from .._errors import ConfigError, ErrorCode, StepTimeout, StoreError
-from .._ids import RunId, ScopePath, TaskId, child_path, new_task_id
-from .._messages import ErrorInfo, Result, Task, Usage, utcnow
-from .._outcomes import PlanOutcome, StepRecord
-from .._plan import DEFAULT_MAX_STEPS, Plan, Step
-from .._status import Outcome
-from .._step_context import StepContext
-from .._trusted import TrustedBuilder
-from ..backends.base import Backend, Worker
-from ..backends.local import LocalBackend
-from ..observability._tracing import carrier, record_outcome, span
-from ..observability._tracing import enabled as tracing
-from ..security._security import exchange
-from ._events import (
+from .._events import (
     Event,
     EventSink,
     MessageSent,
@@ -41,6 +29,19 @@ from ._events import (
     StepStarted,
     StepWaiting,
 )
+from .._ids import RunId, ScopePath, TaskId, child_path, new_task_id
+from .._messages import ErrorInfo, Result, Task, utcnow
+from .._outcomes import PlanOutcome, StepRecord
+from .._plan import DEFAULT_MAX_STEPS, Plan, Step
+from .._status import Outcome
+from .._step_context import StepContext
+from .._trusted import TrustedBuilder
+from .._usage import Usage
+from ..backends.base import Backend, Worker
+from ..backends.local import LocalBackend
+from ..observability._tracing import carrier, record_outcome, span
+from ..observability._tracing import enabled as tracing
+from ..security._security import exchange
 from ._run_state import LocalPort, RunState
 
 __all__ = ("ExecutionPolicy", "Executor", "RetryPolicy")

@@ -20,11 +20,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import ResumeError, StoreError
+from .._events import (
+    ApprovalRequested,
+    BudgetReserved,
+    BudgetSettled,
+    PlanReady,
+    StepCancelled,
+    StepFailed,
+    StepFinished,
+    StepSkipped,
+    StepStarted,
+    StepWaiting,
+    ToolCallRecorded,
+    UsageRecorded,
+)
 from .._ids import ScopePath, split_path
-from .._messages import Result, Usage
+from .._messages import Result
 from .._plan import Plan
 from .._status import FINISHED_STEP
 from .._step_context import PriorCall
+from .._usage import Usage
 from ..stores.base import (
     AddMessage,
     AddSpawn,
@@ -43,28 +58,14 @@ from ..stores.base import (
     ToolCallRow,
     UsageRow,
 )
-from ._events import (
-    ApprovalRequested,
-    BudgetReserved,
-    BudgetSettled,
-    PlanReady,
-    StepCancelled,
-    StepFailed,
-    StepFinished,
-    StepSkipped,
-    StepStarted,
-    StepWaiting,
-    ToolCallRecorded,
-    UsageRecorded,
-)
 from ._fingerprint import digest
 
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from .._events import Event
     from .._messages import ErrorInfo
     from ..stores.base import RunSnapshot, Store, Write
-    from ._events import Event
 
 __all__ = ("JournalSink", "Prior", "RunJournal")
 

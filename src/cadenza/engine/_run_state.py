@@ -15,29 +15,31 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._errors import ToolError
+from .._events import BudgetReserved, BudgetSettled, MessageRejected, ToolCallRecorded
 from .._ids import ScopePath, child_path
-from .._messages import Usage, utcnow
+from .._messages import utcnow
 from .._port import Lease
+from .._usage import Usage
 from ..models.pricing import PRICES, Prices
 from ..observability._audit_hooks import AuditSink
 from ..observability._metrics import MetricsSink
 from ..observability._metrics import enabled as metrics_enabled
 from ..tools._tool_sources import ToolSources
+from ._accounts import BudgetAccount, release, reserve_on, worst_usd
 from ._approvals import STEP, decide
-from ._budget import BudgetAccount, release, reserve_on, worst_usd
-from ._events import BudgetReserved, BudgetSettled, EventStream, MessageRejected, ToolCallRecorded
 from ._journal import JournalSink
+from ._stream import EventStream
 
 if TYPE_CHECKING:
+    from .._budget import Budget
+    from .._events import EventSink, Report
     from .._port import ApprovalAsk, Claim, ToolCallRecord
     from .._step_context import StepContext
+    from .._workspace import Workspace
     from ..security._audit import AuditLog
     from ..security._identity import Rejection
     from ..security._security import RunSecurity
     from ..tools._mcp import MCPServer
-    from ..tools._workspace import Workspace
-    from ._budget import Budget
-    from ._events import EventSink, Report
     from ._journal import RunJournal
 
 __all__ = ("LocalPort", "RunState")
@@ -188,7 +190,7 @@ class LocalPort:
         journal = self.state.journal
         if journal is None:
             return None
-        from ..tools._workspace import Workspace
+        from .._workspace import Workspace
 
         return Workspace(journal.store, ctx.run_id, writer=writer)
 

@@ -61,7 +61,7 @@ from anthropic.types import (
 from pydantic import ValidationError
 
 from .._errors import ConfigError, ModelError
-from .._messages import Usage
+from .._usage import Usage
 from .base import (
     AssistantMessage,
     ModelFacts,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_che
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field
 
-from .._messages import Usage
+from .._usage import Usage
 
 if TYPE_CHECKING:
     from .pricing import Price

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 
 from .._errors import ConfigError
-from .._messages import Usage
+from .._usage import Usage
 from .base import ModelRequest, ModelResponse, ToolCall
 from .simulated import estimate_input_tokens, estimate_output_tokens
 

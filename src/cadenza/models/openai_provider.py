@@ -68,7 +68,7 @@ from openai.types.chat import (
 )
 
 from .._errors import ConfigError, ModelError
-from .._messages import Usage
+from .._usage import Usage
 from .base import (
     AssistantMessage,
     ModelFacts,

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._errors import ConfigError
-from .._messages import Usage
+from .._usage import Usage
 
 __all__ = ("PRICES", "Price", "Prices")
 

@@ -13,11 +13,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..engine._events import AgentSpawned, ApprovalRequested, MessageRejected, MessageSent, ModelCalled, ToolCalled
+from .._events import AgentSpawned, ApprovalRequested, MessageRejected, MessageSent, ModelCalled, ToolCalled
 
 if TYPE_CHECKING:
+    from .._events import Event, ToolOutcome
     from .._step_context import StepContext
-    from ..engine._events import Event, ToolOutcome
     from ..security._audit import AuditLog
 
 __all__ = ("AuditSink", "log_denial", "tool_called")

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 
+from .._events import ModelCalled, StepRetrying, ToolCalled
 from .._version import __version__
-from ..engine._events import ModelCalled, StepRetrying, ToolCalled
 from ..models.registry import provider_of
 
 if TYPE_CHECKING:
-    from .._messages import Usage
-    from ..engine._events import Event
+    from .._events import Event
+    from .._usage import Usage
 
 __all__ = ("MetricsSink", "breaker_opened", "enabled", "model_call", "step_retried", "tool_call")
 

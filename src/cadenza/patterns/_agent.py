@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 
+from .._budget import Budget
 from .._errors import (
     ApprovalRequired,
     BudgetExceeded,
@@ -24,14 +25,15 @@ from .._errors import (
     ToolError,
 )
 from .._ids import AgentId, RunId, ScopePath, TaskId, new_run_id, new_task_id
-from .._messages import ErrorInfo, Result, ResultStatus, Task, Usage, utcnow
+from .._messages import ErrorInfo, Result, ResultStatus, Task, utcnow
 from .._names import name_problem, summarise_validation
 from .._result import RunResult
 from .._step_context import StepContext
 from .._sync import run_sync
 from .._trusted import TrustedBuilder
+from .._usage import Usage
 from .._worker_spec import model_sources
-from ..engine._budget import Budget, call_model, run_account
+from ..engine._accounts import call_model, run_account
 from ..engine._run_state import RunState
 from ..models.base import (
     AssistantMessage,
@@ -54,9 +56,9 @@ from ..tools._tool_sources import source_tools
 from ..tools._tools import Tool, ToolContext
 
 if TYPE_CHECKING:
+    from .._events import ToolOutcome
     from .._port import RunPort
     from .._worker_spec import AgentSpec, ModelSource
-    from ..engine._events import ToolOutcome
     from ..tools._mcp import MCPServer
 
 __all__ = ("DEFAULT_MODEL", "Agent", "render_task")

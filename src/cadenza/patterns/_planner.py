@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._errors import CadenzaError, PlanError, SpawnError
-from .._messages import Usage
 from .._names import NAME_PATTERN, summarise_validation
 from .._plan import AgentProposal, Plan, Step
 from .._step_context import StepContext
+from .._usage import Usage
 from ..backends.base import Worker
-from ..engine._budget import call_model
+from ..engine._accounts import call_model
 from ..models.base import AssistantMessage, Model, ModelMessage, ModelRequest, OutputSchema, UserMessage
 from ._spawn import SpawnPolicy
 

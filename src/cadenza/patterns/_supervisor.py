@@ -14,19 +14,21 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import TypeAdapter
 
+from .._budget import Budget
 from .._errors import CadenzaError, ConfigError, ErrorCode, HierarchyError, SpawnError
+from .._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
 from .._ids import AgentId, RunId, ScopePath, new_run_id, new_task_id, split_path
-from .._messages import ErrorInfo, Result, Task, Usage, utcnow
+from .._messages import ErrorInfo, Result, Task, utcnow
 from .._names import name_problem
 from .._outcomes import PlanOutcome
 from .._plan import Plan
 from .._result import RunResult
 from .._step_context import StepContext
 from .._sync import run_sync
+from .._usage import Usage
 from .._worker_spec import TeamSpec, model_sources
 from ..backends.base import Backend, Composite, ServerUser, Worker
-from ..engine._budget import Budget, BudgetAccount, run_account
-from ..engine._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
+from ..engine._accounts import BudgetAccount, run_account
 from ..engine._executor import ExecutionPolicy, Executor
 from ..engine._run_state import LocalPort, RunState
 from ..models.base import Model
@@ -39,8 +41,9 @@ from ._planner import Planner
 from ._spawn import SpawnPolicy
 
 if TYPE_CHECKING:
+    from .._events import EventSink
     from .._port import RunPort
-    from ..engine._events import EventSink, EventStream
+    from ..engine._stream import EventStream
     from ..models.pricing import Prices
     from ..stores.base import Store
     from ..tools._mcp import MCPServer

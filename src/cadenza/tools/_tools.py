@@ -22,7 +22,7 @@ from .._names import summarise_validation
 from ..models.base import ToolSpec
 
 if TYPE_CHECKING:
-    from ._workspace import Workspace
+    from .._workspace import Workspace
 
 __all__ = ("SideEffect", "Tool", "ToolContext", "tool")
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..._errors import ConfigError, ModelError
-from ..._messages import Usage
 from ..._trusted import TrustedBuilder
+from ..._usage import Usage
 from ..base import AssistantMessage, ModelMessage, ModelRequest, ModelResponse, ToolCall, ToolResultMessage, UserMessage
 from ..registry import register_provider
 from ._schema_instance import generate_instance

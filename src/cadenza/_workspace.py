@@ -2,9 +2,8 @@
 
 Parallel workers that share notes must never silently overwrite each other, so every
 write is a compare-and-set against the version the writer read, and every version is
-kept with the name of its writer. Agents reach it through tools they are granted:
-`workspace_tools` gives readers ``read_workspace`` and ``list_workspace``, and writers
-``write_workspace`` as well.
+kept with the name of its writer. Agents reach it through tools they are granted
+(`tools._workspace_tools`); the run hands a worker its `Workspace` through the port.
 """
 
 from __future__ import annotations
@@ -13,13 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._errors import ToolError, WorkspaceConflict
-from ._tools import Tool, ToolContext
-
 if TYPE_CHECKING:
-    from .._workspace_entry import WorkspaceEntry
+    from ._workspace_entry import WorkspaceEntry
 
-__all__ = ("Workspace", "WorkspaceAccess", "WorkspaceValue", "workspace_tools")
+__all__ = ("Workspace", "WorkspaceAccess", "WorkspaceValue")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,49 +72,3 @@ class Workspace:
         entry = await self.store.workspace_put(self.run_id, key, text, expected_version=expected_version,
                                                writer=self.writer)
         return WorkspaceValue.from_entry(entry)
-
-
-def _workspace(context: ToolContext) -> Workspace:
-    if context.workspace is None:
-        raise ToolError("this run has no shared workspace: it is not recorded in a store")
-    return context.workspace
-
-
-async def read_workspace(key: str, context: ToolContext) -> dict[str, Any]:
-    """Read a key of the team's shared workspace.
-
-    Args:
-        key: the key to read.
-    """
-    found = await _workspace(context).get(key)
-    if found is None:
-        return {"key": key, "exists": False, "version": 0}
-    return {"key": key, "exists": True, "version": found.version, "value": found.value, "writer": found.writer}
-
-
-async def list_workspace(context: ToolContext) -> list[dict[str, Any]]:
-    """List every key of the team's shared workspace with its version and last writer."""
-    return [{"key": v.key, "version": v.version, "writer": v.writer} for v in await _workspace(context).items()]
-
-
-async def write_workspace(key: str, value: Any, expected_version: int, context: ToolContext) -> dict[str, Any]:
-    """Write a key of the team's shared workspace, if nobody changed it since you read it.
-
-    Args:
-        key: the key to write.
-        value: any JSON value.
-        expected_version: the version you read (0 for a new key); a mismatch means someone else wrote first.
-    """
-    try:
-        written = await _workspace(context).put(key, value, expected_version=expected_version)
-    except WorkspaceConflict as exc:
-        raise ToolError(f"{exc}; read it again and write against version {exc.actual}") from None
-    return {"key": key, "version": written.version}
-
-
-def workspace_tools(*, write: bool = True) -> list[Tool]:
-    """Tools over the run's shared workspace: reading and listing, plus writing when ``write`` is true."""
-    tools = [Tool(read_workspace, scopes={"read"}), Tool(list_workspace, scopes={"read"})]
-    if write:
-        tools.append(Tool(write_workspace, scopes={"write"}, side_effect="idempotent"))
-    return tools

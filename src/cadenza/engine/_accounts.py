@@ -31,14 +31,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from .._budget import Budget
 from .._errors import BudgetExceeded
-from .._messages import Usage, utcnow
+from .._events import ModelCalled
+from .._messages import utcnow
 from .._port import Claim, Lease, ModelPrice
+from .._usage import Usage
 from ..models.base import Model, ModelFacts, ModelRequest, ModelResponse, facts_of
 from ..models.pricing import Prices
-from ._events import ModelCalled
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_MAX_OUTPUT_TOKENS",
-    "Budget",
     "BudgetAccount",
     "Held",
     "call_model",
@@ -64,16 +63,6 @@ DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 _TOKENS_PER_MESSAGE = 8
 """Role and separator tokens a provider adds around each message: a margin on top of the bytes."""
-
-
-class Budget(BaseModel):
-    """The most a run, a team or an agent may spend; None for no limit of that kind."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    tokens: int | None = Field(default=None, gt=0)
-    """Every token counted (input, output, cache reads and writes)."""
-    usd: float | None = Field(default=None, gt=0)
 
 
 @dataclass(eq=False)
