@@ -1,4 +1,5 @@
-"""The layer rules hold: `lint-imports` (import-linter) checks the contracts in pyproject.toml.
+"""The layer rules hold: `lint-imports` (import-linter) checks the contracts in pyproject.toml, and no two modules
+or subpackages of one package import each other, directly or through others.
 
 The rules name modules one by one, so a module added to the package must be placed in them: the
 second test fails until it is, instead of the new module escaping every rule.
@@ -44,3 +45,11 @@ def test_every_module_is_placed_in_the_rules() -> None:
     assert below | above == modules, f"place these in the contracts rule: {sorted(modules - below - above)}"
     assert set(rules["engine-not-cli"]["source_modules"]) == modules - {"cadenza.cli"}
     assert set(rules["stores"]["forbidden_modules"]) == above - {"cadenza.stores"}
+
+
+def test_no_package_may_hold_an_import_cycle() -> None:
+    """The cycle rule covers the whole package at every depth, so that no cycle hides in a subpackage."""
+    rule = contracts()["acyclic"]
+    assert rule["type"] == "acyclic_siblings"
+    assert rule["ancestors"] == ["cadenza"]
+    assert "depth" not in rule and "skip_descendants" not in rule and "ignore_imports" not in rule

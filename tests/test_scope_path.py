@@ -9,7 +9,7 @@ from cadenza._events import Event, RunStarted, StepStarted
 from cadenza._ids import ScopePath, child_path, split_path
 from cadenza._port import RunPort
 from cadenza._step_context import StepContext
-from cadenza.backends.base import Worker
+from cadenza._worker import Worker
 from cadenza.backends.local import LocalBackend
 from cadenza.models.simulated import SimulatedModel
 from cadenza.security._identity import Envelope, WorkerKey

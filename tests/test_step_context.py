@@ -21,7 +21,7 @@ from cadenza._events import ModelCalled
 from cadenza._messages import Result
 from cadenza._port import ApprovalAsk, Claim, Lease, ToolCallRecord
 from cadenza._step_context import PriorCall, StepContext
-from cadenza.backends.base import Worker
+from cadenza._worker import Worker
 from cadenza.backends.local import LocalBackend
 from cadenza.engine._run_state import RunState
 from cadenza.models.base import ToolCall

@@ -1,4 +1,5 @@
-"""The one rule for agent and team names, and the one way validation errors are put into words."""
+"""The one rule for agent and team names, how a model string names its provider, and the one way validation errors
+are put into words."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 
 from pydantic import ValidationError
 
-__all__ = ("NAME_PATTERN", "name_problem", "summarise_validation")
+__all__ = ("NAME_PATTERN", "name_problem", "provider_of", "summarise_validation")
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$"
 """Agent and team names: a letter, then letters, digits, '_' or '-', at most 64 in all.
@@ -21,6 +22,11 @@ def name_problem(name: str) -> str | None:
     if _NAME.fullmatch(name):
         return None
     return f"{name!r} is not a valid name: start with a letter, then letters, digits, '_' or '-' (at most 64)"
+
+
+def provider_of(model: str) -> str:
+    """``anthropic`` of ``anthropic:claude-haiku-4-5``."""
+    return model.partition(":")[0]
 
 
 def summarise_validation(exc: ValidationError, *, root: str = "(root)", limit: int = 5) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .models.pricing import Price
@@ -23,9 +24,11 @@ if TYPE_CHECKING:
     from ._step_context import StepContext
     from ._usage import Usage
     from ._workspace import Workspace
-    from .tools._mcp import MCPServer
 
-__all__ = ("ApprovalAsk", "Claim", "Lease", "ModelPrice", "RunPort", "ToolCallRecord")
+__all__ = ("STEP", "ApprovalAsk", "Claim", "Lease", "ModelPrice", "RunPort", "ToolCallRecord", "ToolServer")
+
+STEP = "(step)"
+"""The name approvals of whole steps carry where a tool call's carry the tool's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +84,28 @@ class ApprovalAsk:
     """A decision a call (or a whole step) needs from a human, bound to that exact call."""
 
     name: str
-    """The tool's name, or ``_side_effects.STEP`` for a step."""
+    """The tool's name, or `STEP` for a step."""
     arguments: Mapping[str, Any]
     arguments_digest: str
     key: str
     """The idempotency key of the call the decision is for."""
     uncertain: bool
     """The call was in flight when an earlier process stopped: the decision is whether to run it again."""
+
+
+class ToolServer(Protocol):
+    """A server a step draws tools from (an MCP server): the run opens it once and closes it when the run ends."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
 
 
 class RunPort(Protocol):
@@ -134,6 +152,6 @@ class RunPort(Protocol):
         """The run's shared workspace as ``writer`` sees it; None when the run keeps none."""
         ...
 
-    async def open_servers(self, servers: Sequence[MCPServer]) -> None:
+    async def open_servers(self, servers: Sequence[ToolServer]) -> None:
         """Open each closed server for the rest of the run (the run closes what it opened when it ends)."""
         ...

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 import cadenza.patterns._workflow
 from cadenza import __version__
 from cadenza.cli import app
-from cadenza.cli._app import OFFLINE_NOTICE
+from cadenza.cli._resume import OFFLINE_NOTICE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RESEARCH = str(EXAMPLES / "research.yaml")

@@ -45,7 +45,8 @@ from cadenza._events import Event
 from cadenza._messages import Result, Task
 from cadenza._port import RunPort
 from cadenza._step_context import StepContext
-from cadenza.backends.base import Backend, Worker
+from cadenza._worker import Worker
+from cadenza.backends.base import Backend
 from cadenza.backends.local import LocalBackend
 from cadenza.backends.process import ProcessBackend
 from cadenza.patterns._workflow import parse_workflow

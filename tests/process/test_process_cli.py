@@ -88,7 +88,7 @@ def _children(parent: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == parent and b"_worker_main" in (entry / "cmdline").read_bytes():
+        if int(fields[1]) == parent and b"_worker_process" in (entry / "cmdline").read_bytes():
             found.append(int(entry.name))
     return found
 

@@ -17,7 +17,7 @@ from cadenza import Agent, Plan, Supervisor
 from cadenza._messages import Result
 from cadenza._port import RunPort
 from cadenza._step_context import StepContext
-from cadenza.backends.base import Worker
+from cadenza._worker import Worker
 from cadenza.models.simulated import SimulatedModel
 from cadenza.security._identity import Envelope, WorkerKey
 from cadenza.security._security import RunSecurity, TaskOpener

@@ -1,6 +1,7 @@
 """Execution backends: where the steps of a plan run."""
 
-from .base import Backend, Worker
+from .._worker import Worker
+from .base import Backend
 from .local import LocalBackend
 
 __all__ = ("Backend", "LocalBackend", "Worker")

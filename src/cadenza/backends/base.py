@@ -13,37 +13,12 @@ if TYPE_CHECKING:
     from .._messages import Result, Task
     from .._port import RunPort
     from .._step_context import StepContext
-    from .._worker_spec import WorkerSpec
+    from .._worker import Worker
     from ..security._identity import Envelope, WorkerKey
     from ..security._security import TaskOpener
     from ..tools._mcp import MCPServer
 
-__all__ = ("Backend", "Composite", "ServerUser", "Worker")
-
-
-@runtime_checkable
-class Worker(Protocol):
-    """Anything that can take a Task and return a Result: an Agent, a Supervisor (a team), a peer group."""
-
-    @property
-    def name(self) -> str:
-        """Unique within its team; plans assign steps by it."""
-        ...
-
-    @property
-    def description(self) -> str:
-        """What the worker is good for, as shown to the planner."""
-        ...
-
-    def describe(self) -> WorkerSpec:
-        """What the worker is, as data (an `AgentSpec`, a `TeamSpec`, or an `OtherSpec` naming its class): read by
-        fingerprints, depth checks and the plan view, and by backends that rebuild it in another process."""
-        ...
-
-    async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
-        """Do the task where ``ctx`` says, asking ``port`` for anything stateful (budgets, tool call records,
-        approvals, the workspace, events). Failures come back as a failure Result, not as an exception."""
-        ...
+__all__ = ("Backend", "Composite", "ServerUser")
 
 
 class Backend(Protocol):

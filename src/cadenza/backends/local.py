@@ -10,9 +10,9 @@ if TYPE_CHECKING:
     from .._messages import Result, Task
     from .._port import RunPort
     from .._step_context import StepContext
+    from .._worker import Worker
     from ..security._identity import Envelope, WorkerKey
     from ..security._security import TaskOpener
-    from .base import Worker
 
 __all__ = ("LocalBackend",)
 

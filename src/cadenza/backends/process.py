@@ -42,10 +42,10 @@ if TYPE_CHECKING:
 
     from .._port import Lease, RunPort
     from .._step_context import StepContext
+    from .._worker import Worker
     from .._worker_spec import OtherSpec
     from ..security._identity import WorkerKey
     from ..security._security import TaskOpener
-    from .base import Worker
 
 __all__ = ("START_TIMEOUT", "ProcessBackend")
 
@@ -250,7 +250,7 @@ class _Process:
         """
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # import what this process can
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cadenza.backends._worker_main", stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "cadenza.patterns._worker_process", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, env=env, limit=_wire.LINE_LIMIT)
         assert proc.stdout is not None
         try:

@@ -31,7 +31,6 @@ __all__ = ("app", "main")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-OFFLINE_NOTICE = "no model provider configured: running offline on the simulated model"
 DEFAULT_STORE = ".cadenza/runs.db"
 _DEBUG = "cadenza.debug"
 _STORE = "cadenza.store"
@@ -145,6 +144,7 @@ def app() -> None:
 
 def _load(path: str, model: str | None) -> Workflow:
     from ..patterns._workflow import load_workflow
+    from ._resume import OFFLINE_NOTICE
 
     workflow = load_workflow(path, model=model)
     if workflow.offline:

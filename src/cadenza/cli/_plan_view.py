@@ -15,7 +15,7 @@ from .._worker_spec import TeamSpec
 if TYPE_CHECKING:
     from rich.tree import Tree
 
-    from ..backends.base import Worker
+    from .._worker import Worker
 
 __all__ = ("plan_json", "plan_tree", "shorten")
 

@@ -32,9 +32,12 @@ if TYPE_CHECKING:
     from ..tools._tool_sources import ToolSources
     from ._display import Display
 
-__all__ = ("decide", "exit_code", "resume_run", "run_workflow")
+__all__ = ("OFFLINE_NOTICE", "decide", "exit_code", "resume_run", "run_workflow")
 
 DisplayKind = Literal["live", "plain", "quiet"]
+
+OFFLINE_NOTICE = "no model provider configured: running offline on the simulated model"
+"""Told on stderr when a workflow file names no real model, so that nobody mistakes simulated output for a real one."""
 
 TERMINATED = 143
 """The exit code after SIGTERM: 128 + 15, what a shell reports for a process the signal ended."""
@@ -150,7 +153,6 @@ def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model
 def _load_for_resume(row: RunRow, model: str | None) -> Workflow:
     """The workflow file the run came from, built as it was then (its ``--model``) unless ``model`` says otherwise."""
     from ..patterns._workflow import load_workflow
-    from ._app import OFFLINE_NOTICE
 
     if row.source is None:
         raise ResumeError(f"run {row.run_id!r} was started from Python, not from a workflow file: "

@@ -440,7 +440,7 @@ def _approvals(run_id: str, pending: list[ApprovalRow]) -> RenderableType:
 
 def approval_subject(row: ApprovalRow) -> str:
     """What waits for the decision: ``writer wants to call send_email({...})`` or a whole step's start."""
-    from ..tools._side_effects import STEP
+    from .._port import STEP
 
     if row.tool != STEP:
         return f"{row.agent} wants to call {row.tool}({shorten(row.arguments_json, 80)})"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .._errors import ApprovalRequired, ToolError
 from .._events import ApprovalRequested
 from .._messages import utcnow
+from .._port import STEP
 
 if TYPE_CHECKING:
     from .._port import ApprovalAsk
@@ -24,10 +25,7 @@ if TYPE_CHECKING:
     from ._journal import RunJournal
     from ._stream import EventStream
 
-__all__ = ("STEP", "UNCERTAIN", "approval_id", "current_decision", "decide")
-
-STEP = "(step)"
-"""The name approvals of whole steps carry where a tool call's carry the tool's."""
+__all__ = ("UNCERTAIN", "approval_id", "current_decision", "decide")
 
 UNCERTAIN = ("uncertain: the call was in flight when the run stopped and may have taken effect; "
              "approve to run it again, reject to skip it")

@@ -38,7 +38,7 @@ from ._journal import Prior, RunJournal
 if TYPE_CHECKING:
     from .._events import EventSink
     from .._result import RunResult
-    from ..backends.base import Worker
+    from .._worker import Worker
     from ..stores.base import RunSnapshot, Store
     from ._run_state import LocalPort, RunState
 

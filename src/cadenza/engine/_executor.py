@@ -37,11 +37,12 @@ from .._status import Outcome
 from .._step_context import StepContext
 from .._trusted import TrustedBuilder
 from .._usage import Usage
-from ..backends.base import Backend, Worker
+from .._worker import Worker
+from ..backends.base import Backend
 from ..backends.local import LocalBackend
 from ..observability._tracing import carrier, record_outcome, span
 from ..observability._tracing import enabled as tracing
-from ..security._security import exchange
+from ._exchange import exchange
 from ._run_state import LocalPort, RunState
 
 __all__ = ("ExecutionPolicy", "Executor", "RetryPolicy")

@@ -13,8 +13,8 @@ import hashlib
 import json
 from typing import Any
 
+from .._worker import Worker
 from .._worker_spec import AgentSpec, OtherSpec, TeamSpec
-from ..backends.base import Worker
 
 __all__ = ("describe", "diff", "digest")
 

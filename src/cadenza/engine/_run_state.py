@@ -18,7 +18,7 @@ from .._errors import ToolError
 from .._events import BudgetReserved, BudgetSettled, MessageRejected, ToolCallRecorded
 from .._ids import ScopePath, child_path
 from .._messages import utcnow
-from .._port import Lease
+from .._port import STEP, Lease
 from .._usage import Usage
 from ..models.pricing import PRICES, Prices
 from ..observability._audit_hooks import AuditSink
@@ -26,20 +26,19 @@ from ..observability._metrics import MetricsSink
 from ..observability._metrics import enabled as metrics_enabled
 from ..tools._tool_sources import ToolSources
 from ._accounts import BudgetAccount, release, reserve_on, worst_usd
-from ._approvals import STEP, decide
+from ._approvals import decide
 from ._journal import JournalSink
 from ._stream import EventStream
 
 if TYPE_CHECKING:
     from .._budget import Budget
     from .._events import EventSink, Report
-    from .._port import ApprovalAsk, Claim, ToolCallRecord
+    from .._port import ApprovalAsk, Claim, ToolCallRecord, ToolServer
     from .._step_context import StepContext
     from .._workspace import Workspace
     from ..security._audit import AuditLog
     from ..security._identity import Rejection
     from ..security._security import RunSecurity
-    from ..tools._mcp import MCPServer
     from ._journal import RunJournal
 
 __all__ = ("LocalPort", "RunState")
@@ -194,6 +193,6 @@ class LocalPort:
 
         return Workspace(journal.store, ctx.run_id, writer=writer)
 
-    async def open_servers(self, servers: Sequence[MCPServer]) -> None:
+    async def open_servers(self, servers: Sequence[ToolServer]) -> None:
         await self.state.sources.open(servers)
 

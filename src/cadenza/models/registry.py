@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import ConfigError, UnknownModelError
+from .._names import provider_of
 from .base import Model, facts_of
 
-__all__ = ("ModelFactory", "available_providers", "is_vendor", "provider_of", "register_provider", "resolve_model")
+__all__ = ("ModelFactory", "available_providers", "is_vendor", "register_provider", "resolve_model")
 
 ModelFactory = Callable[[str, dict[str, Any]], Model]
 """Builds a model from the part after ``provider:`` and provider options."""
@@ -99,11 +100,6 @@ def _resilient(model: Model, spec: str, options: dict[str, Any]) -> Model:
     return ResilientModel(model, retry=retry, breaker=breaker)
 
 
-def provider_of(spec: str) -> str:
-    """``anthropic`` of ``anthropic:claude-haiku-4-5``."""
-    return spec.partition(":")[0]
-
-
 def is_vendor(provider: str) -> bool:
     """Whether ``provider`` is one of the vendor extras, whose adapters price their own calls."""
     return provider in _EXTRAS
@@ -128,6 +124,6 @@ def _load_extra(provider: str, spec: str) -> ModelFactory | None:
 
 def _ensure_builtins() -> None:
     if "simulated" not in _factories:
-        from . import simulated  # registers itself
+        from .simulated._model import create
 
-        del simulated
+        register_provider("simulated", create)

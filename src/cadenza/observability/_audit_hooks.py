@@ -2,13 +2,12 @@
 
 The audit log is a sink of the run's event stream (`AuditSink`): the messages between agents, the
 agents spawned, and every model and tool call a worker reports through its port. A worker builds
-those reports only when some sink wants them (`EventStream.observed`); `tool_called` is how it
-builds one for a tool call. Records join the run journal's batches: they cost no commit of their own.
+those reports only when some sink wants them (`EventStream.observed`); `tools._reports.tool_called` is how
+it builds one for a tool call. Records join the run journal's batches: they cost no commit of their own.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,38 +15,13 @@ from typing import TYPE_CHECKING, Any
 from .._events import AgentSpawned, ApprovalRequested, MessageRejected, MessageSent, ModelCalled, ToolCalled
 
 if TYPE_CHECKING:
-    from .._events import Event, ToolOutcome
+    from .._events import Event
     from .._step_context import StepContext
     from ..security._audit import AuditLog
 
-__all__ = ("AuditSink", "log_denial", "tool_called")
+__all__ = ("AuditSink", "log_denial")
 
 _log = logging.getLogger("cadenza.security")
-
-
-RESULT_PREVIEW = 200
-"""Characters of a tool's result kept in its audit record; the digest covers the whole."""
-DETAIL_LIMIT = 1000
-"""Characters of an error or denial kept in a tool call's audit record."""
-
-
-def tool_called(ctx: StepContext, agent: str, tool: str, arguments: dict[str, Any], outcome: ToolOutcome,
-                detail: str = "", *, result: str | None = None) -> ToolCalled:
-    """One tool call (denied ones too) as the run's sinks see it: who, which tool, a digest of its arguments, what
-    came of it.
-
-    What came of it is what a user looks for afterwards (``show``, ``trace``, ``export``): the error or denial
-    text (``detail``, bounded), or a bounded preview and a sha256 digest of the ``result`` the model was given.
-    """
-    from ..tools._side_effects import arguments_digest
-
-    called = ToolCalled(ctx.run_id, ctx.scope, agent, tool, arguments_digest(arguments), outcome,
-                        detail if len(detail) <= DETAIL_LIMIT else detail[:DETAIL_LIMIT] + "…")
-    if result is not None:
-        called.result_preview = result[:RESULT_PREVIEW]
-        called.result_chars = len(result)
-        called.result_digest = "sha256:" + hashlib.sha256(result.encode()).hexdigest()
-    return called
 
 
 def log_denial(ctx: StepContext, agent: str, tool: str, detail: str) -> None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import metrics
 
 from .._events import ModelCalled, StepRetrying, ToolCalled
+from .._names import provider_of
 from .._version import __version__
-from ..models.registry import provider_of
 
 if TYPE_CHECKING:
     from .._events import Event

@@ -26,7 +26,7 @@ from .._errors import (
 )
 from .._ids import AgentId, RunId, ScopePath, TaskId, new_run_id, new_task_id
 from .._messages import ErrorInfo, Result, ResultStatus, Task, utcnow
-from .._names import name_problem, summarise_validation
+from .._names import name_problem, provider_of, summarise_validation
 from .._result import RunResult
 from .._step_context import StepContext
 from .._sync import run_sync
@@ -47,11 +47,12 @@ from ..models.base import (
     ToolSpec,
     UserMessage,
 )
-from ..models.registry import provider_of, resolve_model
-from ..observability._audit_hooks import log_denial, tool_called
+from ..models.registry import resolve_model
+from ..observability._audit_hooks import log_denial
 from ..observability._tracing import enabled as tracing
 from ..observability._tracing import fail, record_content, record_outcome, record_usage, span
 from ..tools._permissions import denial
+from ..tools._reports import tool_called
 from ..tools._tool_sources import source_tools
 from ..tools._tools import Tool, ToolContext
 

@@ -19,7 +19,7 @@ from .._names import NAME_PATTERN, summarise_validation
 from .._plan import AgentProposal, Plan, Step
 from .._step_context import StepContext
 from .._usage import Usage
-from ..backends.base import Worker
+from .._worker import Worker
 from ..engine._accounts import call_model
 from ..models.base import AssistantMessage, Model, ModelMessage, ModelRequest, OutputSchema, UserMessage
 from ._spawn import SpawnPolicy

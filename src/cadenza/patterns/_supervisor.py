@@ -26,8 +26,9 @@ from .._result import RunResult
 from .._step_context import StepContext
 from .._sync import run_sync
 from .._usage import Usage
+from .._worker import Worker
 from .._worker_spec import TeamSpec, model_sources
-from ..backends.base import Backend, Composite, ServerUser, Worker
+from ..backends.base import Backend, Composite, ServerUser
 from ..engine._accounts import BudgetAccount, run_account
 from ..engine._executor import ExecutionPolicy, Executor
 from ..engine._run_state import LocalPort, RunState

@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from .._budget import Budget
 from .._errors import CadenzaError, ConfigError, UnknownModelError, WorkflowError
 from .._plan import Plan
+from .._worker import Worker
 from .._worker_spec import ModelSource
-from ..backends.base import Worker
 from ..engine._executor import ExecutionPolicy, RetryPolicy
 from ..models.base import Model
 from ..models.pricing import PRICES, Price, Prices

@@ -17,19 +17,11 @@ that any Python code could reach: signing stops forged or altered messages that 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from .._ids import ScopePath, child_path
-from .._messages import Result, Task
-from ..observability._tracing import carrier
-from ._identity import AgentIdentity, Envelope, ForgedSender, Keyring, Rejection
+from .._messages import Task
+from ._identity import AgentIdentity, Envelope, Keyring, Rejection
 
-if TYPE_CHECKING:
-    from .._port import RunPort
-    from .._step_context import StepContext
-    from ..backends.base import Backend, Worker
-
-__all__ = ("DEFAULT_WINDOW", "RunSecurity", "TaskOpener", "exchange")
+__all__ = ("DEFAULT_WINDOW", "RunSecurity", "TaskOpener")
 
 DEFAULT_WINDOW = 60.0
 """Seconds an envelope stays fresh: one older than that is refused as stale."""
@@ -77,26 +69,3 @@ class TaskOpener:
             SecurityError: the envelope was refused (already audited).
         """
         return self._security.receive(envelope)
-
-
-async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task: Task, ctx: StepContext,
-                   port: RunPort, *, team: ScopePath) -> Result:
-    """Send ``task`` from ``team`` to ``worker`` through ``backend`` as a signed envelope; verify the reply.
-
-    The backend gets the envelope, a `TaskOpener` and the worker's own key: enough to run the task and sign
-    the Result as that worker, and nothing more.
-
-    Raises:
-        SecurityError: an envelope was refused on either side (already audited).
-    """
-    recipient = child_path(team, worker.name)
-    envelope = security.keyring.seal(security.identity(team), recipient, task, trace=carrier())
-    key = security.keyring.worker_key(security.identity(recipient))
-    reply = await backend.deliver(worker, envelope, TaskOpener(security), key, ctx, port)
-    if isinstance(reply, Envelope) and reply.sender != recipient:  # signed, but by someone it was not sent to
-        rejection = Rejection("forged", f"the reply to a task sent to {recipient!r} is signed by {reply.sender!r}",
-                              reply.sender, reply.nonce, reply.key_id, reply.run_id, reply.recipient, reply.kind)
-        if security.on_reject is not None:
-            security.on_reject(rejection)
-        raise ForgedSender(rejection)
-    return security.keyring.open(reply, recipient=team, expected_kind="result", model=Result)

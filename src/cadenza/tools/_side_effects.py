@@ -24,8 +24,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from .._port import ApprovalAsk, ToolCallRecord
-from ..engine._approvals import STEP
+from .._port import STEP, ApprovalAsk, ToolCallRecord
 
 if TYPE_CHECKING:
     from .._port import RunPort

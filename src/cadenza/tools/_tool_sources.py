@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
-    from .._port import RunPort
+    from .._port import RunPort, ToolServer
     from ._mcp import DisabledTool, MCPServer
     from ._tools import Tool
 
@@ -29,12 +29,12 @@ class ToolSources:
     """
 
     def __init__(self) -> None:
-        self.opened: list[MCPServer] = []
+        self.opened: list[ToolServer] = []
         self.approved: set[int] = set()
         """Servers (by id) whose tools were found approved: the CLI checks before the run, the run not again."""
         self._locks: dict[int, asyncio.Lock] = {}
 
-    async def open(self, servers: Sequence[MCPServer]) -> None:
+    async def open(self, servers: Sequence[ToolServer]) -> None:
         """Open each server that is closed; it stays open until `close`."""
         for server in servers:
             lock = self._locks.setdefault(id(server), asyncio.Lock())

@@ -18,10 +18,9 @@ from ..._errors import ConfigError, ModelError
 from ..._trusted import TrustedBuilder
 from ..._usage import Usage
 from ..base import AssistantMessage, ModelMessage, ModelRequest, ModelResponse, ToolCall, ToolResultMessage, UserMessage
-from ..registry import register_provider
 from ._schema_instance import generate_instance
 
-__all__ = ("ScriptedReply", "SimulatedModel", "estimate_input_tokens", "estimate_output_tokens")
+__all__ = ("ScriptedReply", "SimulatedModel", "create", "estimate_input_tokens", "estimate_output_tokens")
 
 ScriptedReply = str | Mapping[str, Any]
 """A final text, or ``{"text": str}``, ``{"json": value}`` or ``{"tool_calls": [{"name", "arguments"}]}``."""
@@ -398,7 +397,8 @@ def _parse_reply(owner: str, agent: str, index: int, reply: Any) -> _Reply:
     raise ConfigError(f"{where}: unknown key {key!r}; expected one of 'text', 'json', 'tool_calls'")
 
 
-def _factory(name: str, options: dict[str, Any]) -> SimulatedModel:
+def create(name: str, options: dict[str, Any]) -> SimulatedModel:
+    """The model of ``simulated:NAME``: how the registry builds it (``registry._ensure_builtins``)."""
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise ConfigError(
@@ -407,5 +407,3 @@ def _factory(name: str, options: dict[str, Any]) -> SimulatedModel:
         )
     return SimulatedModel(name, **options)
 
-
-register_provider("simulated", _factory, replace=True)

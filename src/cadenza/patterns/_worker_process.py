@@ -1,9 +1,12 @@
 """A worker process of the process backend: rebuilds agents from their specs and runs steps on them.
 
-Started by `ProcessBackend` as ``python -m cadenza.backends._worker_main``. It holds no state of the
+Started by `ProcessBackend` as ``python -m cadenza.patterns._worker_process``. It holds no state of the
 run: each step brings its Task, its `StepContext` and (in a run that signs) the worker's own key,
 and everything stateful goes back to the run's process through a `RemotePort`. It exits when its
 stdin closes (the run's process ended or closed the pool).
+
+It lives beside the patterns rather than in ``backends/`` because it builds them: the backends stay below the
+patterns, which choose a backend, and the process backend starts this module by name without importing it.
 """
 
 from __future__ import annotations
@@ -19,22 +22,21 @@ from pydantic import TypeAdapter
 
 from .._errors import ConfigError
 from .._messages import Task
-from .._port import ApprovalAsk, Claim, Lease, ToolCallRecord
+from .._port import ApprovalAsk, Claim, Lease, ToolCallRecord, ToolServer
 from .._step_context import StepContext
 from .._usage import Usage
 from .._worker_spec import WorkerSpec
 from .._workspace import Workspace
 from .._workspace_entry import WorkspaceEntry
+from ..backends import _wire
 from ..observability._tracing import attach_context
-from ..patterns._rebuild import build_agent
 from ..security._identity import WorkerKey
-from . import _wire
+from ._rebuild import build_agent
 
 if TYPE_CHECKING:
     from .._budget import Budget
     from .._events import Report
-    from ..patterns._agent import Agent
-    from ..tools._mcp import MCPServer
+    from ._agent import Agent
 
 _SPECS: TypeAdapter[WorkerSpec] = TypeAdapter(WorkerSpec)
 
@@ -114,7 +116,7 @@ class RemotePort:
             return None
         return Workspace(_RemoteWorkspace(self._channel, self._step), ctx.run_id, writer=writer)
 
-    async def open_servers(self, servers: Sequence[MCPServer]) -> None:
+    async def open_servers(self, servers: Sequence[ToolServer]) -> None:
         names = ", ".join(s.name for s in servers)
         raise ConfigError(f"MCP servers ({names}) are open sessions of the run's process; an agent that uses "
                           "them runs there, not in a worker process")
