@@ -94,8 +94,9 @@ class ProcessBackend:
         return Envelope.model_validate(await self._run(shipment, task, ctx, port, key, envelope))
 
     async def aclose(self) -> None:
-        """Stop every worker process (their running steps are lost)."""
-        pool, self._pool = self._pool, []
+        """Stop every worker process (their running steps are lost); the next step starts the pool again, on the
+        event loop it runs on."""
+        pool, self._pool, self._starting = self._pool, [], None
         for process in pool:
             await process.stop()
 

@@ -44,12 +44,16 @@ from ._spawn import SpawnPolicy
 if TYPE_CHECKING:
     from .._events import EventSink
     from .._port import RunPort
+    from ..backends.process import ProcessBackend
     from ..engine._stream import EventStream
     from ..models.pricing import Prices
     from ..stores.base import Store
     from ..tools._mcp import MCPServer
 
 __all__ = ("DEFAULT_MAX_DEPTH", "Supervisor", "team_depth")
+
+BackendName = Literal["local", "process"]
+"""A backend by name: ``"local"`` runs steps in this process, ``"process"`` in a pool of worker processes."""
 
 ModelSpec = str | Model | Sequence[str | Model]
 """A model string, a model, or a fallback chain of either."""
@@ -76,7 +80,7 @@ class Supervisor(Generic[OutputT]):
     def __init__(self: Supervisor[str], name: str, *, workers: Sequence[Worker], output_type: None = None,
                  model: ModelSpec | None = None, planner_model: ModelSpec | None = None,
                  synthesizer_model: ModelSpec | None = None, instructions: str = "", description: str = "",
-                 plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | None = None,
+                 plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | BackendName | None = None,
                  spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
                  planner_repairs: int = 2, budget: Budget | None = None,
                  scopes: Iterable[str] | None = None) -> None: ...
@@ -84,7 +88,7 @@ class Supervisor(Generic[OutputT]):
     def __init__(self: Supervisor[OutputT], name: str, *, workers: Sequence[Worker], output_type: type[OutputT],
                  model: ModelSpec | None = None, planner_model: ModelSpec | None = None,
                  synthesizer_model: ModelSpec | None = None, instructions: str = "", description: str = "",
-                 plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | None = None,
+                 plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | BackendName | None = None,
                  spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
                  planner_repairs: int = 2, budget: Budget | None = None,
                  scopes: Iterable[str] | None = None) -> None: ...
@@ -101,7 +105,7 @@ class Supervisor(Generic[OutputT]):
         description: str = "",
         plan: Plan | None = None,
         policy: ExecutionPolicy | None = None,
-        backend: Backend | None = None,
+        backend: Backend | BackendName | None = None,
         spawn: SpawnPolicy | None = None,
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_plan_steps: int = 50,
@@ -122,7 +126,9 @@ class Supervisor(Generic[OutputT]):
             description: what the team is good for, as a parent planner sees it.
             plan: a fixed plan; when given, the planner is skipped.
             policy: concurrency limits, timeouts, retries and failure policy.
-            backend: where steps run (in-process by default).
+            backend: where steps run: in-process by default (``"local"``); ``"process"`` for a pool of worker
+                processes (one per CPU) that each run of this team starts and closes; or a `Backend` the caller
+                owns, such as ``ProcessBackend(workers=4)``.
             spawn: what the planner may grant to new agents; None forbids spawning.
             max_depth: the deepest nesting of teams allowed under and including this one.
             max_plan_steps: the largest plan the planner may produce.
@@ -160,7 +166,9 @@ class Supervisor(Generic[OutputT]):
         self._adapter: TypeAdapter[Any] | None = TypeAdapter(output_type) if output_type is not None else None
         self.spawn = spawn
         self.static_plan = self._check_static(plan, max_plan_steps) if plan is not None else None
-        self.executor = Executor(policy, backend=backend)
+        self._pool = _pool_for(name, backend)
+        """The worker processes this team started for ``backend="process"``: closed when each run ends."""
+        self.executor = Executor(policy, backend=self._pool or (None if isinstance(backend, str) else backend))
         self.budget = budget
         self.scopes: frozenset[str] | None = frozenset(scopes) if scopes is not None else None
 
@@ -274,7 +282,7 @@ class Supervisor(Generic[OutputT]):
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
         state = _run_state(task.run_id, budget, prices, sign_messages, tool_sources)
-        async with _owned(state.sources, tool_sources):
+        async with _owned(state.sources, tool_sources), _closing(self._pool):
             await require_approved(self.mcp_servers, state.sources, workflow=source)
             _check_backends(self)
             if store is None:
@@ -305,7 +313,7 @@ class Supervisor(Generic[OutputT]):
         from ..engine._durable import open_for, resume_run
 
         state = _run_state(str(run_id), budget, prices, sign_messages, tool_sources)
-        async with _owned(state.sources, tool_sources), open_for(store) as opened:
+        async with _owned(state.sources, tool_sources), _closing(self._pool), open_for(store) as opened:
             await require_approved(self.mcp_servers, state.sources)
             _check_backends(self)
             return self._typed(await resume_run(self, self._top, RunId(run_id), opened, state=state, events=events,
@@ -508,6 +516,22 @@ def _check_backends(team: Supervisor[Any]) -> None:
     problems = team.backend_problems()
     if problems:
         raise ConfigError(f"team {team.name!r} cannot run on its backend: " + "; ".join(problems))
+
+
+def _pool_for(team: str, backend: Backend | BackendName | None) -> ProcessBackend | None:
+    """The pool a team starts itself for ``backend="process"``; None for any other choice."""
+    if not isinstance(backend, str) or backend == "local":
+        return None
+    if backend != "process":
+        raise ConfigError(f"team {team!r}: backend must be 'local', 'process' or a Backend, not {backend!r}")
+    from ..backends.process import ProcessBackend
+
+    return ProcessBackend()
+
+
+def _closing(pool: ProcessBackend | None) -> AbstractAsyncContextManager[object]:
+    """The team's own pool of worker processes, stopped when the run ends (no process outlives a run)."""
+    return nullcontext() if pool is None else pool
 
 
 def _owned(sources: ToolSources, given: ToolSources | None) -> AbstractAsyncContextManager[object]:

@@ -28,6 +28,10 @@ _SHALLOW_NESTING = 8
 """Nesting depth past which generation turns minimal whatever the refs."""
 _MAX_NESTING = 64
 """Nesting depth past which a schema is taken to have no finite instance."""
+_ONE_OF_DRAWS = 16
+"""Values drawn from one ``oneOf`` branch before the next is tried: branches may overlap (``maximum: 5`` and
+``minimum: 3``), and a value both match is no instance."""
+
 _TYPE_COST = {"null": 0, "boolean": 1, "integer": 1, "number": 1, "string": 2, "array": 3, "object": 4}
 """Cheapest-first order of types when generation is minimal."""
 
@@ -121,19 +125,20 @@ class InstanceGenerator:
             order = list(range(len(branches)))
             self.rng.shuffle(order)
         error: ValueError | None = None
+        draws = _ONE_OF_DRAWS if key == "oneOf" else 1
         for i in order:
             branch = branches[i]
             if branch is False:
                 continue
-            try:
-                candidate = rest if branch is True else merge_schemas(rest, branch)
-                value = self._gen(candidate, nest, path)
-            except ValueError as exc:
-                error = exc
-                continue
-            if key == "oneOf" and sum(1 for b in branches if is_valid(b, value, self.root)) != 1:
-                continue
-            return value
+            for _ in range(draws):
+                try:
+                    candidate = rest if branch is True else merge_schemas(rest, branch)
+                    value = self._gen(candidate, nest, path)
+                except ValueError as exc:
+                    error = exc
+                    break
+                if key != "oneOf" or sum(1 for b in branches if is_valid(b, value, self.root)) == 1:
+                    return value
         raise error or ValueError(f"no {key} branch gave a value matching exactly one branch")
 
     # -- objects
