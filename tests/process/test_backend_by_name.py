@@ -18,8 +18,9 @@ def publishing_team(backend: str) -> Supervisor[str]:
                       plan=Plan.of({"id": "s1", "agent": "author", "instruction": "Publish it"}))
 
 
-def pids_of_effects(path: Path) -> set[int]:
-    return {int(line.rsplit(" ", 1)[1]) for line in path.read_text().splitlines()}
+def pids_of_effects(path: Path) -> list[int]:
+    """The process id of each effect, in the order they happened."""
+    return [int(line.rsplit(" ", 1)[1]) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("runs", [1, 2])
@@ -35,14 +36,14 @@ def test_process_runs_each_step_in_a_worker_process_that_ends_with_the_run(tmp_p
         assert _children(os.getpid()) == []  # the team's processes stopped with the run
 
     assert effects() == ["published"] * (runs + 1)
-    local, *elsewhere = (int(line.rsplit(" ", 1)[1]) for line in (tmp_path / "effects.txt").read_text().splitlines())
+    local, *elsewhere = pids_of_effects(tmp_path / "effects.txt")
     assert local == os.getpid() and elsewhere and os.getpid() not in elsewhere
 
 
 def test_local_is_the_default_by_name_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))
     publishing_team("local").run_sync("Go")
-    assert pids_of_effects(tmp_path / "effects.txt") == {os.getpid()}
+    assert set(pids_of_effects(tmp_path / "effects.txt")) == {os.getpid()}
 
 
 def test_an_unknown_backend_name_is_refused_naming_the_team() -> None:

@@ -30,6 +30,7 @@ __all__ = ("UNCERTAIN", "approval_id", "current_decision", "decide")
 UNCERTAIN = ("uncertain: the call was in flight when the run stopped and may have taken effect; "
              "approve to run it again, reject to skip it")
 
+
 def approval_id(kind: str, key: str) -> str:
     """``apr_...`` for an approval a tool requires, ``unc_...`` for a decision on an uncertain call."""
     return f"{kind}_" + hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -20,6 +20,7 @@ from .._ids import ScopePath, child_path
 from .._messages import utcnow
 from .._port import STEP, Lease
 from .._usage import Usage
+from .._workspace import Workspace
 from ..models.pricing import PRICES, Prices
 from ..observability._audit_hooks import AuditSink
 from ..observability._metrics import MetricsSink
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from .._events import EventSink, Report
     from .._port import ApprovalAsk, Claim, ToolCallRecord, ToolServer
     from .._step_context import StepContext
-    from .._workspace import Workspace
     from ..security._audit import AuditLog
     from ..security._identity import Rejection
     from ..security._security import RunSecurity
@@ -189,8 +189,6 @@ class LocalPort:
         journal = self.state.journal
         if journal is None:
             return None
-        from .._workspace import Workspace
-
         return Workspace(journal.store, ctx.run_id, writer=writer)
 
     async def open_servers(self, servers: Sequence[ToolServer]) -> None:

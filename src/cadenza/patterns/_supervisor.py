@@ -168,7 +168,7 @@ class Supervisor(Generic[OutputT]):
         self.static_plan = self._check_static(plan, max_plan_steps) if plan is not None else None
         self._pool = _pool_for(name, backend)
         """The worker processes this team started for ``backend="process"``: closed when each run ends."""
-        self.executor = Executor(policy, backend=self._pool or (None if isinstance(backend, str) else backend))
+        self.executor = Executor(policy, backend=self._pool if isinstance(backend, str) else backend)
         self.budget = budget
         self.scopes: frozenset[str] | None = frozenset(scopes) if scopes is not None else None
 

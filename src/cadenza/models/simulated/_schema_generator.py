@@ -130,9 +130,13 @@ class InstanceGenerator:
             branch = branches[i]
             if branch is False:
                 continue
+            try:
+                candidate = rest if branch is True else merge_schemas(rest, branch)
+            except ValueError as exc:
+                error = exc
+                continue
             for _ in range(draws):
                 try:
-                    candidate = rest if branch is True else merge_schemas(rest, branch)
                     value = self._gen(candidate, nest, path)
                 except ValueError as exc:
                     error = exc
