@@ -6,7 +6,7 @@ from typing import assert_type
 
 from pydantic import BaseModel
 
-from cadenza import Agent, RunResult, Supervisor
+from cadenza import Agent, RunResult, Supervisor, Tool, tool
 
 
 class Report(BaseModel):
@@ -25,3 +25,13 @@ async def typed_usage() -> None:
     assert_type(team, Supervisor[Report])
     assert_type((await team.run("go")).output, Report | None)
     assert_type(Supervisor("lead", workers=[team]).run_sync("go").output, str | None)
+
+
+def send(to: str) -> str:
+    return to
+
+
+def typed_tools() -> None:
+    assert_type(tool(send), Tool)
+    assert_type(tool(send, side_effect="at_most_once", requires_approval=True), Tool)
+    assert_type(tool(side_effect="idempotent")(send), Tool)

@@ -91,6 +91,8 @@ class ApprovalAsk:
     """The idempotency key of the call the decision is for."""
     uncertain: bool
     """The call was in flight when an earlier process stopped: the decision is whether to run it again."""
+    failed: bool = False
+    """The call ran before, on an approval that it used, and failed: the decision is whether to run it again."""
 
 
 class ToolServer(Protocol):

@@ -25,7 +25,7 @@ CallStatus = Literal["started", "finished", "failed", "uncertain"]
 
 @dataclass(frozen=True, slots=True)
 class PriorCall:
-    """A tool call of this step that an earlier process of the run recorded."""
+    """A tool call of this step that an earlier attempt recorded, in this process or an earlier one."""
 
     key: str
     """The call's idempotency key."""
@@ -55,7 +55,7 @@ class StepContext:
     """The budgets covering the step, outermost first (``run``, ``team 'lead'``): each model call reserves its
     worst case on them through the port. Empty when none does (an agent's own budget is the agent's to claim)."""
     prior_calls: tuple[PriorCall, ...]
-    """Tool calls of this step an earlier process of the run recorded (empty on a first run)."""
+    """Tool calls of this step that earlier attempts recorded, in any process of the run (empty on a first attempt)."""
     trace: tuple[tuple[str, str], ...]
     """The W3C trace context of the step's span (empty when tracing is off), so work done elsewhere joins it."""
 
@@ -65,7 +65,7 @@ class StepContext:
         return split_path(self.scope)[0] or self.scope
 
     def prior_call(self, key: str) -> PriorCall | None:
-        """What an earlier process recorded of the call with idempotency ``key``, if anything."""
+        """What an earlier attempt recorded of the call with idempotency ``key``, if anything."""
         for call in self.prior_calls:
             if call.key == key:
                 return call

@@ -191,6 +191,28 @@ async def test_a_worker_process_that_dies_mid_step_is_a_retried_failure(tmp_path
     assert effects() == ["crashing", "survived"]
 
 
+async def test_an_approved_step_whose_worker_process_dies_is_retried_on_its_approval(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from process.worker_tools import crash_once
+
+    monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))
+    worker = Agent("fragile", "Work.", model="simulated:conf", tools=[crash_once], requires_approval=True)
+    async with ProcessBackend(workers=1) as pool, SQLiteStore(tmp_path / "runs.db") as store:
+        def team() -> Supervisor[str]:
+            return Supervisor("lead", workers=[worker], model="simulated:conf", backend=pool,
+                              plan=Plan.of({"id": "s1", "agent": "fragile", "instruction": "Work"}))
+
+        assert (await team().run("Go", store=store, run_id="run_crash")).status == "waiting"  # type: ignore[arg-type]
+        await approve(store, "run_crash", "s1")
+        result = await team().resume("run_crash", store=store)
+        approvals = [(a.approval_id[:4], a.status) for a in (await store.snapshot("run_crash")).approvals]
+
+    [step] = result.steps
+    assert result.status == "success" and step.attempts == 2
+    assert effects() == ["crashing", "survived"]
+    assert approvals == [("apr_", "used")]  # used once, by the attempt that died; the retry ran on it
+
+
 shout: Any = lambda text: text.upper()  # noqa: E731 - what is refused
 shout.__annotations__ = {"text": str, "return": str}
 

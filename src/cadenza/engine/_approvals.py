@@ -3,11 +3,14 @@
 A worker asks through its port (``RunPort.approve``); the run answers from its journal and
 store. An approval is bound to one call (its idempotency key) and used once: an approved call
 that was in flight when a process stopped may have taken effect, so a resumed run asks again
-rather than run it a third time.
+rather than run it a third time, and an approved call that failed is asked about again before a
+retry of its step runs it once more. A step's own approval holds for every attempt of the step
+in the process that used it: a retry after a model error is the same step, approved once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -25,10 +28,11 @@ if TYPE_CHECKING:
     from ._journal import RunJournal
     from ._stream import EventStream
 
-__all__ = ("UNCERTAIN", "approval_id", "current_decision", "decide")
+__all__ = ("FAILED", "UNCERTAIN", "approval_id", "current_decision", "decide")
 
 UNCERTAIN = ("uncertain: the call was in flight when the run stopped and may have taken effect; "
              "approve to run it again, reject to skip it")
+FAILED = "the approved call failed; approve to run it again, reject to skip it"
 
 
 def approval_id(kind: str, key: str) -> str:
@@ -63,8 +67,10 @@ async def decide(journal: RunJournal, events: EventStream, ctx: StepContext, ask
         ApprovalRequired: no decision yet; the request is durable before this raises.
         ToolError: rejected, or its approval was used already.
     """
-    the_id, found, uncertain = current_decision(journal.prior.approvals, ask.key, uncertain=ask.uncertain)
-    reason = UNCERTAIN if uncertain else "approval required"
+    if ask.name == STEP and ask.key in journal.approved_steps:
+        return
+    the_id, found, again = current_decision(journal.prior.approvals, ask.key, uncertain=ask.uncertain)
+    reason = "approval required" if not again else FAILED if ask.failed else UNCERTAIN
     how = f"cadenza approve {ctx.run_id} {ctx.step_id}  (or: cadenza reject ...)"
     what = f"step {ctx.step_id!r}" if ask.name == STEP else f"tool {ask.name!r}"
     if found is None:
@@ -76,7 +82,10 @@ async def decide(journal: RunJournal, events: EventStream, ctx: StepContext, ask
         raise ApprovalRequired(f"{what} still waits for a human decision: {how}", approval_id=the_id)
     if found.status == "rejected":
         note = f": {found.note}" if found.note else ""
-        verdict = "skipped" if uncertain else "rejected"
+        verdict = "skipped" if again else "rejected"
         raise ToolError(f"{what} was {verdict} by {found.decided_by or 'a human'}{note}")
     if not await journal.store.use_approval(ctx.run_id, the_id):
         raise ToolError(f"the approval {the_id} of {what} was already used")
+    journal.prior.approvals[the_id] = dataclasses.replace(found, status="used")
+    if ask.name == STEP:
+        journal.approved_steps.add(ask.key)

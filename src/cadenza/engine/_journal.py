@@ -72,7 +72,9 @@ __all__ = ("JournalSink", "Prior", "RunJournal")
 
 @dataclass(slots=True)
 class Prior:
-    """What an earlier process recorded for this run, indexed for the resumed one."""
+    """What the run has recorded so far, indexed: read back from the store when a process resumes it, and kept
+    up to date by this process where a later step or attempt must see what an earlier one did (its approvals and
+    guarded tool calls)."""
 
     plans: dict[ScopePath, PlanRow] = field(default_factory=dict)
     """By team scope."""
@@ -87,8 +89,8 @@ class Prior:
     """By idempotency key."""
     approvals: dict[str, ApprovalRow] = field(default_factory=dict)
     """By approval id."""
-    calls_by_step: dict[ScopePath, tuple[PriorCall, ...]] = field(default_factory=dict)
-    """The tool calls, by the path of the step that made them: what each step's context carries."""
+    calls_by_step: dict[ScopePath, dict[str, PriorCall]] = field(default_factory=dict)
+    """The tool calls by key, by the path of the step that made them: what each attempt's context carries."""
 
     def result_of(self, path: ScopePath) -> tuple[Result, int, Usage] | None:
         """The final result, attempt count and retried usage an earlier process recorded for the step at
@@ -113,8 +115,13 @@ class Prior:
         return plan, row.source
 
     def calls_of(self, scope: ScopePath) -> tuple[PriorCall, ...]:
-        """The tool calls the step at ``scope`` made in earlier processes."""
-        return self.calls_by_step.get(scope, ())
+        """The tool calls the step at ``scope`` made in earlier attempts, in this process or an earlier one."""
+        calls = self.calls_by_step.get(scope)
+        return tuple(calls.values()) if calls else ()
+
+    def remember_call(self, scope: ScopePath, call: PriorCall) -> None:
+        """Keep the latest state of a call, so that a retry of its step answers a finished call from its record."""
+        self.calls_by_step.setdefault(scope, {})[call.key] = call
 
     @classmethod
     def from_snapshot(cls, snapshot: RunSnapshot) -> Prior:
@@ -131,11 +138,9 @@ class Prior:
                 prior.planning[usage.scope] = Usage.model_validate_json(usage.usage_json)
         for spawn in snapshot.spawned:
             prior.spawned.setdefault(spawn.scope, []).append(spawn)
-        by_step: dict[ScopePath, list[PriorCall]] = {}
         for call in snapshot.tool_calls:
             prior.tool_calls[call.key] = call
-            by_step.setdefault(call.scope, []).append(PriorCall(call.key, call.status, call.result_json))
-        prior.calls_by_step = {scope: tuple(calls) for scope, calls in by_step.items()}
+            prior.remember_call(call.scope, PriorCall(call.key, call.status, call.result_json))
         for approval in snapshot.approvals:
             prior.approvals[approval.approval_id] = approval
         return prior
@@ -149,12 +154,14 @@ def _difference(total: Usage, part: Usage) -> Usage:
 class RunJournal:
     """The single writer of one run's records; one per run per process."""
 
-    __slots__ = ("_batch_done", "_flusher", "_pending", "failure", "prior", "run_id", "store")
+    __slots__ = ("_batch_done", "_flusher", "_pending", "approved_steps", "failure", "prior", "run_id", "store")
 
     def __init__(self, store: Store, run_id: str, *, prior: Prior | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self.prior = prior or Prior()
+        self.approved_steps: set[str] = set()
+        """The keys of steps whose approval this process used: a retry of such a step runs on it."""
         self.failure: StoreError | None = None
         """The first failed flush: once the store fails, the run must stop, since nothing more is durable."""
         self._pending: list[Write] = []
@@ -244,9 +251,13 @@ class JournalSink:
             writes = rows(event)
             if writes:
                 self.journal.record(*writes)
-            if type(event) is ApprovalRequested:  # the run's own view of its approvals: asked once per process
+            kind = type(event)
+            if kind is ApprovalRequested:  # the run's own view of its approvals: asked once per process
                 request = writes[0].row
                 self.journal.prior.approvals[request.approval_id] = request
+            elif kind is ToolCallRecorded:  # a retried step must not repeat a call this process finished
+                call = writes[0].row
+                self.journal.prior.remember_call(call.scope, PriorCall(call.key, call.status, call.result_json))
 
     async def flush(self) -> None:
         """Make everything recorded so far durable.

@@ -12,7 +12,9 @@ call is recorded before it runs and again with its result, so:
 - a call of a tool that ``requires_approval`` pauses its step until a human decides, and
   the decision is bound to that exact call and used once;
 - an approved call (or step) that was in flight when the run stopped is uncertain again: the
-  approval was used, so the resume pauses for a new decision instead of running it a third time.
+  approval was used, so the resume pauses for a new decision instead of running it a third time;
+- an approved call that failed is not run again on the same approval when its step is retried: the
+  step pauses for a new decision. A finished call is answered from its record in a retry as in a resume.
 
 This module is the worker's side: it asks the run through its port (``_port.RunPort``) to record
 each call and to decide approvals (``_approvals``); it never touches the store.
@@ -62,7 +64,8 @@ async def guarded_call(tool: Tool, arguments: dict[str, Any], context: ToolConte
     if in_flight and (tool.side_effect == "at_most_once" or tool.requires_approval):
         await port.approve(ctx, ApprovalAsk(tool.name, arguments, digest, key, uncertain=True))
     elif tool.requires_approval:
-        await port.approve(ctx, ApprovalAsk(tool.name, arguments, digest, key, uncertain=False))
+        failed = prior is not None and prior.status == "failed"
+        await port.approve(ctx, ApprovalAsk(tool.name, arguments, digest, key, uncertain=False, failed=failed))
 
     def record(status: Any, result_json: str | None = None) -> ToolCallRecord:
         return ToolCallRecord(key, tool.name, tool.side_effect, digest, status, result_json)

@@ -211,7 +211,10 @@ def _arguments_model(func: Callable[..., Any], name: str, docs: dict[str, str], 
 
 
 @overload
-def tool(func: Callable[..., Any], /) -> Tool: ...
+def tool(
+    func: Callable[..., Any], /, *, name: str | None = None, description: str | None = None, scopes: Iterable[str] = (),
+    timeout: float | None = 30.0, side_effect: SideEffect = "pure", requires_approval: bool = False,
+) -> Tool: ...
 @overload
 def tool(
     *, name: str | None = None, description: str | None = None, scopes: Iterable[str] = (), timeout: float | None = 30.0,
