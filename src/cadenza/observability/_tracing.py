@@ -26,7 +26,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from .._errors import ConfigError
 from .._version import __version__
 
-__all__ = ("attach_context", "capture_content", "carrier", "enabled", "export_to", "fail", "record_content", "record_outcome", "record_usage",
+__all__ = ("attach_context", "capture_content", "carrier", "enabled", "export_configured", "export_to", "fail", "record_content", "record_outcome", "record_usage",
            "span")
 
 _PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
@@ -131,9 +131,20 @@ def _attached(headers: Mapping[str, str]) -> Iterator[None]:
         otel_context.detach(token)
 
 
+_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def export_configured() -> bool:
+    """Whether the ``OTEL_EXPORTER_OTLP_*`` variables say where to export spans (a worker process inherits them)."""
+    return any(os.environ.get(name) for name in _ENDPOINT_VARIABLES)
+
+
 def export_to(endpoint: str | None) -> Callable[[], None]:
     """Export spans over OTLP/HTTP to ``endpoint`` (``http://localhost:4318``; None: the ``OTEL_EXPORTER_OTLP_*``
     variables say where); returns the function that flushes and shuts the exporter down at exit.
+
+    An endpoint given here is also written to ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, so the worker processes this
+    process starts (the process backend) export their agents' spans to the same place.
 
     Raises:
         ConfigError: the SDK or the OTLP exporter is not installed (``pip install 'cadenza[otel]'``).
@@ -148,6 +159,8 @@ def export_to(endpoint: str | None) -> Callable[[], None]:
                           "pip install 'cadenza[otel]'") from None
     traces = None if endpoint is None else endpoint.rstrip("/") + ("" if endpoint.endswith("/v1/traces")
                                                                     else "/v1/traces")
+    if traces is not None:
+        os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = traces
     provider = TracerProvider(resource=Resource.create({"service.name": "cadenza"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces)))
     trace.set_tracer_provider(provider)

@@ -29,7 +29,7 @@ from .._worker_spec import WorkerSpec
 from .._workspace import Workspace
 from .._workspace_entry import WorkspaceEntry
 from ..backends import _wire
-from ..observability._tracing import attach_context
+from ..observability._tracing import attach_context, export_configured, export_to
 from ..security._identity import WorkerKey
 from ._rebuild import build_agent
 
@@ -221,8 +221,13 @@ async def _serve() -> None:
 
 
 def main() -> None:
-    """Serve steps until stdin closes."""
-    asyncio.run(_serve())
+    """Serve steps until stdin closes; export the spans of its agents where its run exports its own."""
+    flush = export_to(None) if export_configured() else None
+    try:
+        asyncio.run(_serve())
+    finally:
+        if flush is not None:
+            flush()
 
 
 if __name__ == "__main__":
