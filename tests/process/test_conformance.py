@@ -226,3 +226,22 @@ async def test_what_a_worker_process_cannot_rebuild_is_refused_before_anything_r
                                               r"is a lambda"):
             await team.run("Go")
         assert pool._pool == []  # no process was even started
+
+
+async def test_a_spawn_policy_a_worker_process_cannot_honour_is_refused_before_anything_runs() -> None:
+    from cadenza import SpawnPolicy
+    from cadenza.models.function import FunctionModel
+
+    local = FunctionModel(lambda request: "done")
+    policy = SpawnPolicy(tools=[tool(shout, name="shout")], tiers={"default": "simulated:conf", "local": local})
+    worker = Agent("steady", "Work.", model="simulated:conf")
+    async with ProcessBackend(workers=1) as pool:
+        team = Supervisor("lead", workers=[worker], model="simulated:conf", backend=pool, spawn=policy)
+        with pytest.raises(ConfigError) as refused:
+            await team.run("Go")
+        assert pool._pool == []
+
+    message = str(refused.value)
+    assert "team 'lead' may spawn agents with the allowlisted tools, but agent 'spawned': tool 'shout' is a lambda" \
+        in message
+    assert "of tier 'local', but agent 'spawned': model 'function:function' was given as an object" in message

@@ -64,6 +64,19 @@ class SpawnPolicy:
                 found.append(f"new agent {p.name!r} asks for unknown model tier {p.tier!r} (tiers: {', '.join(self.tiers)})")
         return found
 
+    def stand_ins(self) -> dict[str, Agent[str]]:
+        """Agents that stand, before a run, for all this policy may spawn, so a backend can refuse what it could not
+        run: one with every allowlisted tool, and one per tier whose model is an object. A tier's model string needs
+        no stand-in (any process rebuilds it from the string), so nothing is resolved here and no key is needed."""
+        found: dict[str, Agent[str]] = {}
+        if self.tools:
+            found["with the allowlisted tools"] = Agent("spawned", "Stands for a spawned agent.", model="simulated",
+                                                        tools=list(self.tools))
+        for tier, model in self.tiers.items():
+            if not isinstance(model, str):
+                found[f"of tier {tier!r}"] = Agent("spawned", "Stands for a spawned agent.", model=model)
+        return found
+
     def build(self, proposal: AgentProposal) -> Agent[str]:
         """Create the agent for an already-checked proposal."""
         by_name = {t.name: t for t in self.tools}

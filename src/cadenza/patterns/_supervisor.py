@@ -210,7 +210,11 @@ class Supervisor(Generic[OutputT]):
 
     def backend_problems(self) -> list[str]:
         """What of this team's tree its teams' backends cannot run (a lambda tool on a process backend, say)."""
-        found = [problem for w in self.workers.values() for problem in self.executor.backend.problems(w)]
+        backend = self.executor.backend
+        found = [problem for w in self.workers.values() for problem in backend.problems(w)]
+        if self.spawn is not None:
+            found += [f"team {self._name!r} may spawn agents {which}, but {problem}"
+                      for which, agent in self.spawn.stand_ins().items() for problem in backend.problems(agent)]
         for worker in self.workers.values():
             if isinstance(worker, Composite):
                 found += worker.backend_problems()
