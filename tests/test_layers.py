@@ -45,6 +45,7 @@ def test_every_module_is_placed_in_the_rules() -> None:
     assert below | above == modules, f"place these in the contracts rule: {sorted(modules - below - above)}"
     assert set(rules["engine-not-cli"]["source_modules"]) == modules - {"cadenza.cli"}
     assert set(rules["stores"]["forbidden_modules"]) == above - {"cadenza.stores"}
+    assert set(rules["buses"]["forbidden_modules"]) == above - {"cadenza.buses"}
 
 
 def test_no_package_may_hold_an_import_cycle() -> None:

@@ -24,6 +24,7 @@ __all__ = (
     "AuditVerdict",
     "Budget",
     "BudgetExceeded",
+    "BusError",
     "CadenzaError",
     "CircuitBreaker",
     "CircuitOpen",
@@ -46,6 +47,7 @@ __all__ = (
     "ModelResponse",
     "ModelRetry",
     "OutputValidationError",
+    "PeerMessage",
     "Plan",
     "PlanError",
     "PlanProblem",
@@ -99,6 +101,7 @@ _WHERE: dict[str, str] = {
     "AuditVerdict": ".security._audit",
     "Budget": "._budget",
     "BudgetExceeded": "._errors",
+    "BusError": "._errors",
     "CadenzaError": "._errors",
     "ErrorCode": "._errors",
     "CircuitBreaker": ".models.resilience",
@@ -121,6 +124,7 @@ _WHERE: dict[str, str] = {
     "ModelResponse": ".models.base",
     "ModelRetry": ".models.resilience",
     "OutputValidationError": "._errors",
+    "PeerMessage": "._messages",
     "Plan": "._plan",
     "PlanError": "._errors",
     "PlanProblem": "._plan",
@@ -184,6 +188,7 @@ if TYPE_CHECKING:
         ApprovalError,
         ApprovalRequired,
         BudgetExceeded,
+        BusError,
         CadenzaError,
         CircuitOpen,
         ConfigError,
@@ -206,7 +211,7 @@ if TYPE_CHECKING:
         WorkflowError,
         WorkspaceConflict,
     )
-    from ._messages import ErrorInfo, Result, Task
+    from ._messages import ErrorInfo, PeerMessage, Result, Task
     from ._plan import AgentProposal, Plan, PlanProblem, Step
     from ._result import RunResult
     from ._usage import Usage

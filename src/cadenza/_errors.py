@@ -22,6 +22,7 @@ failures and control-flow signals are kept apart::
     ├── WorkerLost               the worker process running a step died (retryable)
     ├── StoreError               the run store cannot be opened, read or written
     │   └── RunNotFound          no run with that id in the store
+    ├── BusError                 the message bus of a peer group is closed, unreachable or was given bad input
     ├── ResumeError              a run cannot be resumed: finished, or its team changed since
     ├── ApprovalError            no pending approval to decide, or a decision was given twice
     ├── WorkspaceConflict        a compare-and-set write lost to another writer
@@ -70,6 +71,7 @@ __all__ = (
     "SpawnError",
     "ApprovalError",
     "BudgetExceeded",
+    "BusError",
     "CircuitOpen",
     "ApprovalRequired",
     "ResumeError",
@@ -115,6 +117,7 @@ class ErrorCode(StrEnum):
     WORKER_LOST = "worker_lost"
     STORE = "store"
     RUN_NOT_FOUND = "run_not_found"
+    BUS = "bus"
     RESUME = "resume"
     APPROVAL = "approval"
     WORKSPACE_CONFLICT = "workspace_conflict"
@@ -308,6 +311,16 @@ class RunNotFound(StoreError):
     def __init__(self, run_id: str, where: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run {run_id!r} in {where}")
+
+
+class BusError(CadenzaError):
+    """The message bus of a peer group cannot be used: it is closed or unreachable, or was given what it cannot
+    take (an empty message, a negative wait).
+
+    A message the bus accepted stays with it: a failure here loses nothing already published.
+    """
+
+    code = ErrorCode.BUS
 
 
 class ResumeError(CadenzaError):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import NewType
 
-__all__ = ("AgentId", "RunId", "ScopePath", "StepId", "TaskId", "child_path", "new_run_id", "new_task_id", "split_path")
+__all__ = ("AgentId", "RunId", "ScopePath", "StepId", "TaskId", "child_path", "new_message_id", "new_run_id", "new_task_id",
+           "split_path")
 
 RunId = NewType("RunId", str)
 TaskId = NewType("TaskId", str)
@@ -31,6 +32,11 @@ def new_run_id() -> RunId:
 def new_task_id() -> TaskId:
     """A fresh task id, unique across runs."""
     return TaskId("task_" + _token(8))
+
+
+def new_message_id() -> str:
+    """A fresh peer message id, unique across runs."""
+    return "msg_" + _token(8)
 
 
 def child_path(parent: ScopePath, segment: str) -> ScopePath:

@@ -1,6 +1,7 @@
-"""The messages that pass between agents: a `Task` goes to a worker, a `Result` comes back.
+"""The messages that pass between agents: a `Task` goes to a worker, a `Result` comes back, and in a peer
+group a `PeerMessage` goes from one agent to another.
 
-Nothing else crosses between agents. Both carry ``schema_version`` so stored
+Nothing else crosses between agents. Each carries ``schema_version`` so stored
 messages stay readable as the format grows.
 """
 
@@ -12,11 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._errors import CODES_BY_TYPE, ErrorCode, code_of
-from ._ids import AgentId, RunId, StepId, TaskId
+from ._ids import AgentId, RunId, ScopePath, StepId, TaskId
 from ._status import Outcome
 from ._usage import Usage
 
-__all__ = ("SCHEMA_VERSION", "ErrorInfo", "Result", "ResultStatus", "Task", "utcnow")
+__all__ = ("SCHEMA_VERSION", "ErrorInfo", "PeerMessage", "Result", "ResultStatus", "Task", "utcnow")
 
 SCHEMA_VERSION = 1
 
@@ -128,3 +129,28 @@ class Result(BaseModel):
     def ok(self) -> bool:
         """True when the task succeeded."""
         return self.status == "success"
+
+
+class PeerMessage(BaseModel):
+    """What one agent of a peer group says to another: sent over the group's bus, signed like a Task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["message"] = "message"
+    message_id: str = Field(min_length=1)
+    """Unique id of this message."""
+    run_id: RunId
+    group: ScopePath
+    """The path of the peer group in its run (``review``, or ``lead/review`` for a group that is a team's step)."""
+    sender: AgentId
+    """The agent that wrote it."""
+    recipient: AgentId
+    """The agent it is for."""
+    round: int = Field(ge=0)
+    """How many messages deep the conversation is at this one: 0 for the opening message, one more than the
+    message it answers otherwise."""
+    in_reply_to: str | None = None
+    """The id of the message its sender was handling when it wrote this one; None for the opening message."""
+    content: str = Field(min_length=1)
+    sent_at: datetime

@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from cadenza import Result, Task
+from cadenza import PeerMessage, Result, Task
 from cadenza._errors import CadenzaError, ConfigError
+from cadenza._ids import AgentId, RunId, ScopePath
 from cadenza.security._identity import (
     AgentIdentity,
     Envelope,
@@ -142,8 +143,27 @@ def test_peer_messages_need_their_kind_said() -> None:
     run = make_run()
     with pytest.raises(ConfigError, match="kind"):
         run.keyring.seal(run.researcher, "lead/writer", _Note(text="hello"))
-    envelope = run.keyring.seal(run.researcher, "lead/writer", _Note(text="hello"), kind="message")
-    assert run.keyring.open(envelope, recipient="lead/writer", expected_kind="message", model=_Note) == _Note(text="hello")
+
+
+def peer_message(sender: str = "researcher", recipient: str = "writer") -> PeerMessage:
+    return PeerMessage(message_id="msg_1", run_id=RunId(RUN), group=ScopePath("lead"), sender=AgentId(sender),
+                       recipient=AgentId(recipient), round=0, content="hello", sent_at=datetime.now(UTC))
+
+
+def test_a_peer_message_is_sealed_and_opened_like_a_task() -> None:
+    run = make_run()
+    message = peer_message()
+    envelope = run.keyring.seal(run.researcher, "lead/writer", message)
+    assert envelope.kind == "message"
+    assert run.keyring.open(envelope, recipient="lead/writer", expected_kind="message", model=PeerMessage) == message
+
+
+@pytest.mark.parametrize(("sender", "recipient", "claim"), [("writer", "writer", "sender"),
+                                                           ("researcher", "lead", "recipient")])
+def test_a_peer_message_naming_another_sender_or_recipient_is_forged(sender: str, recipient: str, claim: str) -> None:
+    run = make_run()
+    with pytest.raises(ForgedSender, match=f"message's {claim} is"):
+        run.keyring.seal(run.researcher, "lead/writer", peer_message(sender, recipient))
 
 
 # -- forged senders
@@ -486,3 +506,11 @@ def test_random_byte_changes_are_never_accepted(data: st.DataObject, text: str, 
     i = data.draw(st.integers(0, len(raw) - 1), label="position")
     raw[i] = data.draw(st.integers(0, 255).filter(lambda b: b != raw[i]), label="new byte")
     _never_accepted(run, original, bytes(raw))
+
+
+def test_a_worker_key_cannot_pass_off_a_peer_message_as_another_agents() -> None:
+    keyring = Keyring(RUN)  # the real clock, as a worker key seals with it
+    researcher = keyring.issue("lead/researcher")
+    forged = keyring.worker_key(researcher).seal("lead/writer", peer_message(sender="writer"))
+    with pytest.raises(ForgedSender, match="the message's sender is 'writer'"):
+        keyring.open(forged, recipient="lead/writer", expected_kind="message", model=PeerMessage)

@@ -109,6 +109,7 @@ EnvelopeKind = Literal["task", "result", "message"]
 BINDINGS: Mapping[str, Mapping[str, str]] = {
     "task": {"kind": "kind", "run_id": "run_id", "sender": "sender", "recipient": "recipient"},
     "result": {"kind": "kind", "run_id": "run_id", "sender": "agent"},
+    "message": {"kind": "kind", "run_id": "run_id", "sender": "sender", "recipient": "recipient"},
 }
 """Per envelope kind, which payload field must equal which envelope field (envelope field -> payload field).
 
@@ -305,8 +306,8 @@ class WorkerKey:
     def seal(self, recipient: str, message: BaseModel, *, trace: Mapping[str, str] | None = None) -> Envelope:
         """``message`` (a Result, say) from this key's agent to ``recipient``, signed now."""
         kind = getattr(message, "kind", None)
-        if kind not in ("task", "result"):
-            raise ConfigError(f"a worker seals tasks and results, not a {type(message).__name__}")
+        if kind not in ("task", "result", "message"):
+            raise ConfigError(f"a worker seals tasks, results and peer messages, not a {type(message).__name__}")
         return _sealed(self.identity, self._key, recipient, kind, message, datetime.fromtimestamp(time.time(), UTC),
                        trace)
 
@@ -411,10 +412,11 @@ class Keyring:
         kind: EnvelopeKind | None = None,
         trace: Mapping[str, str] | None = None,
     ) -> Envelope:
-        """``message`` from ``identity`` to ``recipient``, signed; ``kind`` defaults to a Task's or Result's own."""
+        """``message`` from ``identity`` to ``recipient``, signed; ``kind`` defaults to a Task's, Result's or
+        PeerMessage's own."""
         if kind is None:
             kind = getattr(message, "kind", None)
-            if kind not in ("task", "result"):
+            if kind not in ("task", "result", "message"):
                 raise ConfigError(f"say which kind of envelope a {type(message).__name__} travels in (kind='message'?)")
         key = self._key_of(identity, recipient=recipient, kind=kind)
         self._check_bindings(message, kind, (kind, self.run_id, identity.agent, recipient))

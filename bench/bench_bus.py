@@ -1,0 +1,132 @@
+"""The in-process bus's figures: throughput, delivery latency, and many agents messaging each other.
+
+Run:  python bench/bench_bus.py            (a few seconds)
+      python bench/bench_bus.py --quick    (smaller sizes, for a smoke check)
+
+Each message is published, received and acknowledged, as a peer group does with every message
+(the envelope around it and its record in the store are measured with the peer group, not here).
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+import tracemalloc
+
+from cadenza._ids import ScopePath
+from cadenza.buses import Bus, Inbox, InProcessBus
+
+GROUP = ScopePath("bench")
+BODY = "x" * 512
+"""About the size of a small signed envelope."""
+
+
+async def throughput(bus: Bus, n: int) -> float:
+    """Messages a second through one inbox: a producer publishing, a consumer receiving and acknowledging."""
+    box = Inbox("run_bench", GROUP, "sink")
+
+    async def produce() -> None:
+        for _ in range(n):
+            await bus.publish(box, BODY)
+            await asyncio.sleep(0) if random.random() < 0.01 else None
+
+    async def consume() -> None:
+        for _ in range(n):
+            delivery = await bus.receive(box, consumer="c", wait=10)
+            assert delivery is not None
+            await bus.ack(delivery)
+
+    started = time.perf_counter()
+    await asyncio.gather(produce(), consume())
+    return n / (time.perf_counter() - started)
+
+
+async def latency(bus: Bus, n: int) -> list[float]:
+    """Seconds from publish to receipt, over ``n`` ping-pongs between two agents."""
+    ping, pong = Inbox("run_bench", GROUP, "ping"), Inbox("run_bench", GROUP, "pong")
+    samples: list[float] = []
+
+    async def echo() -> None:
+        for _ in range(n):
+            delivery = await bus.receive(pong, consumer="pong", wait=10)
+            assert delivery is not None
+            await bus.publish(ping, delivery.body)
+            await bus.ack(delivery)
+
+    echoing = asyncio.create_task(echo())
+    for _ in range(n):
+        sent = time.perf_counter()
+        await bus.publish(pong, BODY)
+        delivery = await bus.receive(ping, consumer="ping", wait=10)
+        assert delivery is not None
+        samples.append((time.perf_counter() - sent) / 2)
+        await bus.ack(delivery)
+    await echoing
+    return samples
+
+
+async def many_agents(bus: Bus, agents: int, messages: int) -> float:
+    """``agents`` agents, each handling its inbox and forwarding to a random peer, until ``messages`` were handled:
+    seconds per message."""
+    boxes = [Inbox("run_bench", GROUP, f"a{i}") for i in range(agents)]
+    handled = 0
+    done = asyncio.Event()
+
+    async def agent(me: Inbox) -> None:
+        nonlocal handled
+        while not done.is_set():
+            delivery = await bus.receive(me, consumer=me.agent, wait=0.05)
+            if delivery is None:
+                continue
+            handled += 1
+            if handled >= messages:
+                done.set()
+            else:
+                await bus.publish(random.choice(boxes), delivery.body)
+            await bus.ack(delivery)
+
+    started = time.perf_counter()
+    for box in boxes[: agents // 4 or 1]:  # a quarter of the group starts with a message
+        await bus.publish(box, BODY)
+    await asyncio.gather(*(agent(box) for box in boxes))
+    return (time.perf_counter() - started) / handled
+
+
+async def peak_memory(agents: int, messages: int) -> int:
+    """The peak of what a fresh bus and its agents allocate in `many_agents` (tracemalloc, bytes)."""
+    tracemalloc.start()
+    try:
+        async with InProcessBus() as bus:
+            await many_agents(bus, agents, messages)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def run(quick: bool) -> None:
+    n = 5_000 if quick else 100_000
+    async with InProcessBus() as bus:
+        print(f"in-process bus, {len(BODY)}-byte messages")
+        print(f"  throughput, one inbox:   {await throughput(bus, n):,.0f} messages/s  ({n:,} messages)")
+        samples = sorted(await latency(bus, n // 10))
+        p50, p99 = statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+        print(f"  delivery latency:        p50 {p50 * 1e6:.1f} us, p99 {p99 * 1e6:.1f} us  ({len(samples):,} ping-pongs)")
+        size, messages = (20, 2_000) if quick else (100, 50_000)
+        per_message = await many_agents(bus, size, messages)
+    peak = await peak_memory(size, messages // 10)
+    print(f"  {size}-agent group:        {per_message * 1e6:.1f} us per message handled ({messages:,} messages), "
+          f"peak {peak / 1024:.0f} KiB allocated")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
+    asyncio.run(run(parser.parse_args().quick))
+
+
+if __name__ == "__main__":
+    main()

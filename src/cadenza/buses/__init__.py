@@ -1,0 +1,8 @@
+"""Message buses for peer groups: the contract (`Bus`, `Inbox`, `Delivery`) and the in-process bus."""
+
+from __future__ import annotations
+
+from .base import Bus, Delivery, Inbox
+from .memory import InProcessBus
+
+__all__ = ("Bus", "Delivery", "InProcessBus", "Inbox")

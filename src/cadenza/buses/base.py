@@ -1,0 +1,102 @@
+"""The bus contract: how the agents of a peer group reach each other's inboxes.
+
+A peer group's messages travel over a bus rather than through the engine's call stack, so that the
+agents of one group can live in different processes (the Redis bus) as well as in one (`InProcessBus`).
+Both pass one conformance suite (``tests/buses``). The bus carries text it never reads (a signed
+envelope, as JSON); what a message means is the peer group's business.
+
+Delivery is at least once. Each agent of a group has an inbox; a message published to it is
+delivered to one consumer at a time, in publish order, and stays *pending* until that consumer
+acknowledges it. A message left pending for ``claim_after`` seconds is taken to belong to a consumer
+that died, and is delivered again, to whichever consumer of the inbox asks next. Exactly once in
+effect is the peer group's part: it records a message as handled before it acknowledges it, and
+acknowledges a redelivered message it finds recorded without handling it again.
+
+A consumer publishes the replies a message caused before it acknowledges that message. Then
+`Bus.unacknowledged` stays above zero for as long as any message of the group is in flight, which
+is how a peer group tells a deadlock (every agent idle, nothing in flight) from a pause.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from .._ids import ScopePath
+
+__all__ = ("Bus", "Delivery", "Inbox")
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """One agent's inbox in one peer group of one run."""
+
+    run_id: str
+    group: ScopePath
+    """The path of the peer group in its run."""
+    agent: str
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.group}:{self.agent}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message handed to a consumer: acknowledge it (`Bus.ack`) once its effects are recorded."""
+
+    inbox: Inbox
+    entry_id: str
+    """The bus's id of the message in its inbox; ids grow in publish order."""
+    body: str
+    attempt: int
+    """1 the first time the message is delivered; more each time it is delivered again unacknowledged."""
+
+
+class Bus(ABC):
+    """Inboxes for the agents of peer groups. Use it on one event loop at a time; close it when done.
+
+    Every method raises `BusError` when the bus is closed or cannot be reached, and for input it
+    cannot take (an empty body, a negative wait). A message it accepted is not lost by a failed call.
+    """
+
+    url: str
+    """Where the bus is, with any password removed: safe to print."""
+
+    claim_after: float
+    """Seconds a delivered message may stay unacknowledged before it is delivered again."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    @abstractmethod
+    async def publish(self, inbox: Inbox, body: str) -> str:
+        """Append ``body`` to ``inbox``; its entry id. Durable (as the bus is) when this returns."""
+
+    @abstractmethod
+    async def receive(self, inbox: Inbox, *, consumer: str, wait: float) -> Delivery | None:
+        """The next message of ``inbox`` for ``consumer``: first one whose consumer held it unacknowledged past
+        ``claim_after``, else the oldest not yet delivered. Waits up to ``wait`` seconds for one; None if none came."""
+
+    @abstractmethod
+    async def ack(self, delivery: Delivery) -> bool:
+        """Done with ``delivery``: it is never delivered again. False when it was acknowledged already (a consumer
+        taken for dead acknowledging late), which is harmless."""
+
+    @abstractmethod
+    async def unacknowledged(self, run_id: str, group: ScopePath) -> int:
+        """How many messages published to the group's inboxes are not acknowledged yet (delivered or not)."""
+
+    @abstractmethod
+    async def discard(self, run_id: str, group: ScopePath) -> None:
+        """Forget the group's inboxes and everything in them: the group has ended."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the bus; waiting receivers raise `BusError`. Closing twice is harmless."""
