@@ -47,6 +47,7 @@ __all__ = (
     "ModelResponse",
     "ModelRetry",
     "OutputValidationError",
+    "PeerGroup",
     "PeerMessage",
     "Plan",
     "PlanError",
@@ -67,6 +68,7 @@ __all__ = (
     "SpawnPolicy",
     "Step",
     "StepTimeout",
+    "StopPolicy",
     "Store",
     "StoreError",
     "Supervisor",
@@ -124,6 +126,7 @@ _WHERE: dict[str, str] = {
     "ModelResponse": ".models.base",
     "ModelRetry": ".models.resilience",
     "OutputValidationError": "._errors",
+    "PeerGroup": ".patterns._peers",
     "PeerMessage": "._messages",
     "Plan": "._plan",
     "PlanError": "._errors",
@@ -143,6 +146,7 @@ _WHERE: dict[str, str] = {
     "SpawnPolicy": ".patterns._spawn",
     "Step": "._plan",
     "StepTimeout": "._errors",
+    "StopPolicy": ".patterns._peers",
     "WorkerLost": "._errors",
     "ProcessBackend": ".backends.process",
     "Store": ".stores.base",
@@ -226,6 +230,7 @@ if TYPE_CHECKING:
     from .models.resilience import CircuitBreaker, FallbackModel, ModelRetry
     from .models.simulated import SimulatedModel
     from .patterns._agent import Agent
+    from .patterns._peers import PeerGroup, StopPolicy
     from .patterns._planner import Planner
     from .patterns._spawn import SpawnPolicy
     from .patterns._supervisor import Supervisor

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from ._ids import RunId
-from ._messages import ErrorInfo
+from ._messages import ErrorInfo, PeerMessage
 from ._outcomes import StepRecord
 from ._plan import Plan
 from ._status import Outcome
@@ -37,6 +37,8 @@ class RunResult(Generic[OutputT]):
     """Every step's record, in plan order."""
     spawned: list[str] = field(default_factory=list)
     """Names of agents spawned for this run (already cleaned up)."""
+    messages: list[PeerMessage] = field(default_factory=list)
+    """What the agents of a peer group said to each other, in the order it was sent (the goal first)."""
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio.run() reprs its main task's result (Python 3.11 signal handling),

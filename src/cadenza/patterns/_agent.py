@@ -291,22 +291,29 @@ class Agent(Generic[OutputT]):
     async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Run the model/tool loop for ``task`` as ``ctx`` places it, through ``port``; every failure becomes a
         failure Result."""
+        return await self.converse(task, ctx, port, ())
+
+    async def converse(self, task: Task, ctx: StepContext, port: RunPort, tools: Sequence[Tool]) -> Result:
+        """`execute` with ``tools`` added for this task only: those a pattern gives its members for the occasion (a
+        peer group's ``send_message``), which are not the agent's own."""
         if not tracing():
-            return await self._execute(task, ctx, port)
+            return await self._execute(task, ctx, port, tools)
         with span(f"invoke_agent {self._name}", {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self._name, "cadenza.kind": "agent",
             "gen_ai.agent.id": f"{task.sender}/{self._name}", "cadenza.run_id": task.run_id,
             "cadenza.task_id": task.task_id, "cadenza.step_id": task.step_id,
         }) as current:
-            result = await self._execute(task, ctx, port)
+            result = await self._execute(task, ctx, port, tools)
             record_usage(current, result.usage)
             record_outcome(current, result)
             return result
 
-    async def _execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
+    async def _execute(self, task: Task, ctx: StepContext, port: RunPort, tools: Sequence[Tool]) -> Result:
         started = utcnow()
         conversation = _Conversation(self, task, ctx, port)
         try:
+            if tools:
+                conversation.add_tools(tools)
             if self.requires_approval:
                 from ..tools._side_effects import step_gate
 
@@ -336,7 +343,7 @@ class Agent(Generic[OutputT]):
 class _Conversation:
     """One task's exchange with the model: turns, tool calls and output repair."""
 
-    __slots__ = ("agent", "calls_seen", "ctx", "malformed", "messages", "paused", "port", "run_id", "specs",
+    __slots__ = ("agent", "calls_seen", "ctx", "ended", "malformed", "messages", "paused", "port", "run_id", "specs",
                  "task_id", "tools", "usage")
 
     def __init__(self, agent: Agent[Any], task: Task, ctx: StepContext, port: RunPort) -> None:
@@ -354,6 +361,8 @@ class _Conversation:
         self.specs = agent._tool_specs
         self.paused: ApprovalRequired | None = None
         """A call that waits for a human: the task pauses once the calls made with it have ended."""
+        self.ended = False
+        """A call of a tool that ends the turn succeeded: the task ends once the calls made with it have ended."""
         self.messages: list[ModelMessage] = [UserMessage(content=render_task(task))]
         """Never mutated once sent in a request (requests keep it); each turn that adds to it makes a new list."""
         self.usage = _NO_USAGE
@@ -372,12 +381,12 @@ class _Conversation:
             return response
 
     def add_tools(self, extra: Sequence[Tool]) -> None:
-        """Tools of the agent's sources for this task; a name that clashes with one of its own is refused."""
+        """Tools for this task only (of the agent's MCP servers, or a pattern's); a clash with another is refused."""
         tools = dict(self.tools)
         for found in extra:
             if found.name in tools:
-                raise ConfigError(f"agent {self.agent.name!r}: the MCP tool {found.name!r} has the name of one of "
-                                  "its other tools; rename one of them")
+                raise ConfigError(f"agent {self.agent.name!r}: the tool {found.name!r} given for this task has the "
+                                  "name of one of its other tools; rename one of them")
             tools[found.name] = found
         self.tools, self.specs = tools, [t.spec for t in tools.values()]
 
@@ -404,6 +413,8 @@ class _Conversation:
                 results = await asyncio.gather(*(self._call_tool(c) for c in response.tool_calls))
                 if self.paused is not None:
                     raise self.paused
+                if self.ended:
+                    return response.text or ""
                 if self.malformed is not None:
                     if repairs_left == 0:
                         raise ToolArgumentsError(
@@ -478,6 +489,7 @@ class _Conversation:
             self._report(found.name, call, "error", str(exc))
             return ToolResultMessage(call_id=call.id, name=call.name, content=str(exc), is_error=True)
         content = Tool.render(value)
+        self.ended = self.ended or found.ends_turn
         self._report(found.name, call, "ok", result=content)
         return ToolResultMessage(call_id=call.id, name=call.name, content=content)
 

@@ -103,6 +103,7 @@ class MCPTool(Tool):
         self.timeout = server.timeout
         self.side_effect = "pure"
         self.requires_approval = False
+        self.ends_turn = False
         self._context_param = None
         self.spec = ToolSpec(name=name, description=self.description, parameters=definition.input_schema)
 

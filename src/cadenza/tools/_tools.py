@@ -98,7 +98,8 @@ class Tool:
     every failure comes out as `ToolError`, so an agent can hand it back to the model.
     """
 
-    __slots__ = ("_args_model", "_context_param", "_func", "_is_async", "description", "name", "requires_approval",
+    __slots__ = ("_args_model", "_context_param", "_func", "_is_async", "description", "ends_turn", "name",
+                 "requires_approval",
                  "scopes", "side_effect", "spec", "timeout")
 
     grants_own_scopes: ClassVar[bool] = True
@@ -115,6 +116,7 @@ class Tool:
         timeout: float | None = 30.0,
         side_effect: SideEffect = "pure",
         requires_approval: bool = False,
+        ends_turn: bool = False,
     ) -> None:
         if side_effect not in ("pure", "idempotent", "at_most_once"):
             raise ConfigError(f"tool {name or func.__name__!r}: side_effect must be 'pure', 'idempotent' or "
@@ -129,6 +131,9 @@ class Tool:
         self.side_effect: SideEffect = side_effect
         self.requires_approval = requires_approval
         """Each call waits for a human's approval, bound to its exact arguments and used once."""
+        self.ends_turn = ends_turn
+        """A call that succeeds ends the agent's task once the calls made with it have run, without another model
+        call (a peer's ``send_message``: what it had to say is said). The task's output is the reply's text."""
         self._context_param = _context_parameter(func)
         self._args_model = _arguments_model(func, self.name, param_docs, skip=self._context_param)
         schema = self._args_model.model_json_schema()

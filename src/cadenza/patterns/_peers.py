@@ -1,0 +1,440 @@
+"""Peer groups: agents that message each other directly, with nobody in charge.
+
+A group starts with one message, the goal, sent to its entry agent. An agent wakes when a message
+arrives in its inbox and handles it in one turn: it sees the goal, the recent part of its own
+conversation and the new message, and answers with ``send_message`` calls to the peers it may
+address, a ``final_answer`` (if it is one that may give it), or nothing. Agents with messages waiting
+run at the same time. Messages travel over a `Bus` (in-process by default), each published before the
+message that caused it is acknowledged, so the bus always knows whether anything is in flight.
+
+The group stops on the first of: final answers that meet its rule (its output), a limit (messages,
+rounds, time), a loop (`LoopWatch`), a deadlock (every agent idle, nothing in flight, no answer: the
+result says who waited on whom), or a turn that failed (a model error, an exhausted budget). Every
+stop other than an answer is a failure Result whose error code names it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._budget import Budget
+from .._errors import ConfigError, ErrorCode, ToolError
+from .._ids import AgentId, RunId, ScopePath, StepId, child_path, new_message_id, new_run_id, new_task_id
+from .._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
+from .._names import name_problem
+from .._result import RunResult
+from .._step_context import StepContext
+from .._sync import run_sync
+from .._usage import Usage
+from .._worker_spec import OtherSpec
+from ..buses.base import Bus, Delivery, Inbox
+from ..buses.memory import InProcessBus
+from ..engine._accounts import run_account
+from ..engine._run_state import RunState
+from ..tools._tools import Tool
+from ._peer_watch import LoopWatch, wait_for_graph
+
+if TYPE_CHECKING:
+    from .._port import RunPort
+    from ._agent import Agent
+
+__all__ = ("PeerGroup", "StopPolicy")
+
+
+@dataclass(frozen=True, slots=True)
+class StopPolicy:
+    """When a peer group stops: who answers, and the limits that end a conversation that does not."""
+
+    answer_by: Sequence[str] = ()
+    """The agents that may give the final answer (each gets a ``final_answer`` tool); empty: the entry agent."""
+    quorum: int | Literal["all"] = 1
+    """How many of them must answer before the group stops; the output is the answer that completed it."""
+    max_messages: int = 50
+    """Messages the agents may send in all; one more ends the group."""
+    max_rounds: int | None = None
+    """How deep a conversation may go (the opening message is round 0, each reply one more)."""
+    timeout: float | None = None
+    """Seconds the whole conversation may take."""
+    repeats: int = 2
+    """How often the same message (sender, recipient, words) may be sent again before it counts as a loop."""
+    ping_pong: int = 10
+    """How many messages two agents may exchange in a row, answering only each other, before it is a loop."""
+
+    def __post_init__(self) -> None:
+        if self.max_messages < 1:
+            raise ConfigError(f"a peer group's max_messages must be at least 1, not {self.max_messages}")
+        if self.max_rounds is not None and self.max_rounds < 1:
+            raise ConfigError(f"a peer group's max_rounds must be at least 1, not {self.max_rounds}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ConfigError(f"a peer group's timeout must be a positive number of seconds, not {self.timeout}")
+        if self.repeats < 0 or self.ping_pong < 1:
+            raise ConfigError("a peer group's repeats must not be negative and its ping_pong must be at least 1")
+        if self.quorum != "all" and (isinstance(self.quorum, bool) or not isinstance(self.quorum, int)
+                                     or self.quorum < 1):
+            raise ConfigError(f"a peer group's quorum must be 'all' or a number of at least 1, not {self.quorum!r}")
+
+
+class PeerGroup:
+    """Agents that message each other directly until an answer, a limit, a loop or a deadlock stops them.
+
+    A worker like an agent or a team: run it alone (``await group.run(goal)``) or give it a step of a plan.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        agents: Sequence[Agent[Any]],
+        *,
+        entry: str,
+        talks_to: Mapping[str, Sequence[str]] | None = None,
+        stop: StopPolicy | None = None,
+        history: int = 20,
+        bus: Bus | None = None,
+        description: str = "",
+    ) -> None:
+        """Create a peer group.
+
+        Args:
+            name: the group's name; its step id when it runs alone.
+            agents: its members; names must differ.
+            entry: the member the goal is sent to.
+            talks_to: who may message whom, ``{agent: [peers]}``; an agent not named may message every other
+                member. The runtime enforces it: a message to anyone else is refused and the model is told.
+            stop: who answers and the limits; by default the entry agent answers, within 50 messages.
+            history: how many of its earlier messages (received and sent) an agent is shown with each new one;
+                older ones are summarised by their count, so a long conversation costs the same per turn.
+            bus: where messages travel; a new in-process bus for each run when None.
+            description: what the group is good for, as a planner sees it.
+        """
+        problem = name_problem(name)
+        if problem:
+            raise ConfigError(f"peer group name {problem}")
+        members = {a.name: a for a in agents}
+        if len(members) != len(agents):
+            raise ConfigError(f"peer group {name!r}: two agents have the same name")
+        if len(members) < 2:
+            raise ConfigError(f"peer group {name!r} needs at least two agents, has {len(members)}")
+        if entry not in members:
+            raise ConfigError(f"peer group {name!r}: the entry agent {entry!r} is not a member "
+                              f"(members: {', '.join(members)})")
+        if history < 1:
+            raise ConfigError(f"peer group {name!r}: history must be at least 1, not {history}")
+        self.stop = stop or StopPolicy()
+        self.graph = _talk_graph(name, list(members), talks_to or {})
+        answer_by = tuple(self.stop.answer_by) or (entry,)
+        unknown = [a for a in answer_by if a not in members]
+        if unknown:
+            raise ConfigError(f"peer group {name!r}: answer_by names agents that are not members: {', '.join(unknown)}")
+        self.quorum = len(answer_by) if self.stop.quorum == "all" else self.stop.quorum
+        if self.quorum > len(answer_by):
+            raise ConfigError(f"peer group {name!r}: a quorum of {self.quorum} needs as many agents in answer_by, "
+                              f"which names {len(answer_by)}")
+        for agent in members.values():
+            waits = [t.name for t in agent.tools.values() if t.requires_approval]
+            if agent.requires_approval or waits:
+                raise ConfigError(f"peer group {name!r}: agent {agent.name!r} requires approval"
+                                  f"{' for ' + ', '.join(waits) if waits else ''}, which a peer group cannot wait for")
+        self._name = name
+        self._description = description or f"a peer group of {', '.join(members)}"
+        self.members = members
+        self.entry = entry
+        self.answer_by = answer_by
+        self.history = history
+        self.bus = bus
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    def __repr__(self) -> str:
+        return f"PeerGroup({self._name!r}, agents={list(self.members)}, entry={self.entry!r})"
+
+    def describe(self) -> OtherSpec:
+        """What the group is, as data."""
+        return OtherSpec(name=self._name, description=self._description, type=f"{__name__}:PeerGroup")
+
+    async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
+                  budget: Budget | None = None) -> RunResult[str]:
+        """Run the conversation on ``goal`` alone; ``budget`` caps what the whole group may spend."""
+        task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
+                    recipient=AgentId(self._name), instruction=goal, input=input)
+        state = RunState(task.run_id, budget=run_account(budget))
+        port = state.port()
+        ctx = StepContext(run_id=task.run_id, scope=ScopePath(self._name), step_id=self._name, agent=self._name,
+                          attempt=1, task_id=task.task_id, ceiling=None, budgets=port.budgets, prior_calls=(), trace=())
+        async with state.sources:
+            result, transcript = await self._converse(task, ctx, port)
+        return RunResult(run_id=task.run_id, status=result.status, output=result.output, usage=result.usage,
+                         started_at=result.started_at, finished_at=result.finished_at, error=result.error,
+                         messages=transcript)
+
+    def run_sync(self, goal: str, *, input: Any = None, budget: Budget | None = None) -> RunResult[str]:
+        """`run` for code that is not async."""
+        return run_sync(self.run(goal, input=input, budget=budget))
+
+    async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
+        """Hold the conversation on ``task`` where ``ctx`` places the group; its output is the final answer."""
+        result, _ = await self._converse(task, ctx, port)
+        return result
+
+    async def _converse(self, task: Task, ctx: StepContext, port: RunPort) -> tuple[Result, list[PeerMessage]]:
+        owned = self.bus is None
+        bus = self.bus or InProcessBus()
+        conversation = _Conversation(self, task, ctx, port, bus)
+        try:
+            result = await conversation.hold()
+        finally:
+            if owned:
+                await bus.aclose()
+            else:
+                await bus.discard(ctx.run_id, ctx.scope)
+        return result, conversation.transcript
+
+
+def _talk_graph(group: str, names: list[str], talks_to: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """Who may message whom, checked: every name a member, nobody messaging itself; everyone else by default."""
+    problems = [f"{who!r} is not a member" for who in talks_to if who not in names]
+    graph: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        peers = tuple(talks_to.get(name, [n for n in names if n != name]))
+        problems += [f"{name!r} may not message itself" for p in peers if p == name]
+        problems += [f"{name!r} talks to {p!r}, who is not a member" for p in peers if p not in names]
+        graph[name] = peers
+    if problems:
+        raise ConfigError(f"peer group {group!r}: talks_to: {'; '.join(problems)} (members: {', '.join(names)})")
+    return graph
+
+
+@dataclass(slots=True)
+class _Member:
+    """One agent of a running group: its tools for the occasion and what its current turn said."""
+
+    agent: Agent[Any]
+    inbox: Inbox
+    tools: list[Tool]
+    history: list[PeerMessage] = field(default_factory=list)
+    outbox: list[tuple[str, str]] = field(default_factory=list)
+    """(recipient, content) sent in the current turn."""
+    answer: str | None = None
+    """The final answer given in the current turn, if any."""
+
+
+class _Conversation:
+    """One run of a peer group: its members, the bus, what was said, and why it stopped."""
+
+    def __init__(self, group: PeerGroup, task: Task, ctx: StepContext, port: RunPort, bus: Bus) -> None:
+        self.group = group
+        self.task = task
+        self.ctx = ctx
+        self.port = port
+        self.bus = bus
+        self.started = utcnow()
+        self.transcript: list[PeerMessage] = []
+        self.sent = 0
+        self.usage = Usage()
+        self.answers: dict[str, str] = {}
+        self.watch = LoopWatch(group.stop.repeats, group.stop.ping_pong)
+        self.members = {name: self._member(agent) for name, agent in group.members.items()}
+        self.stopped: tuple[ErrorCode | None, str] | None = None
+        """Why it stopped: (None, the answer) or (the error code, the diagnosis)."""
+
+    def _member(self, agent: Agent[Any]) -> _Member:
+        member = _Member(agent, Inbox(self.ctx.run_id, self.ctx.scope, agent.name), [])
+        peers = self.group.graph[agent.name]
+        if peers:
+            member.tools.append(_send_tool(member, peers))
+        if agent.name in self.group.answer_by:
+            member.tools.append(_answer_tool(member))
+        return member
+
+    async def hold(self) -> Result:
+        opening = PeerMessage(message_id=new_message_id(), run_id=RunId(self.ctx.run_id), group=self.ctx.scope,
+                              sender=AgentId(self.task.sender), recipient=AgentId(self.group.entry), round=0,
+                              content=_goal(self.task), sent_at=utcnow())
+        self.watch.remember(opening)
+        await self._publish(opening)
+        loop = asyncio.get_running_loop()
+        timeout = self.group.stop.timeout
+        deadline = None if timeout is None else loop.time() + timeout
+        busy: dict[asyncio.Task[None], _Member] = {}
+        try:
+            while self.stopped is None:
+                for member in self.members.values():
+                    if member not in busy.values():
+                        delivery = await self.bus.receive(member.inbox, consumer=member.agent.name, wait=0)
+                        if delivery is not None:
+                            busy[asyncio.create_task(self._turn(member, delivery))] = member
+                if not busy:
+                    self._stop(ErrorCode.PEER_DEADLOCK, "deadlock: every agent is idle, no message is in flight and "
+                               f"there is no final answer: {wait_for_graph(list(self.members), self.transcript)}")
+                    break
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(busy, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    self._stop(ErrorCode.PEER_LIMIT, f"timeout: no final answer within {timeout:g}s "
+                               f"({self.sent} messages sent)")
+                for finished in done:
+                    member = busy.pop(finished)
+                    failed = finished.exception()
+                    if failed is not None:  # the bus or the group broke: a failure Result, not a crash
+                        self._stop(ErrorCode.INTERNAL, f"{member.agent.name}'s turn broke: "
+                                   f"{type(failed).__name__}: {failed}")
+        finally:
+            for running in busy:
+                running.cancel()
+            await asyncio.gather(*busy, return_exceptions=True)
+        return self._result()
+
+    async def _turn(self, member: _Member, delivery: Delivery) -> None:
+        """Handle one message: the agent's turn, then its messages out, then the acknowledgement."""
+        message = PeerMessage.model_validate_json(delivery.body)
+        member.outbox, member.answer = [], None
+        name = member.agent.name
+        task = Task(task_id=new_task_id(), run_id=self.task.run_id, parent_task_id=self.task.task_id,
+                    step_id=StepId(self.ctx.step_id), sender=message.sender, recipient=AgentId(name),
+                    instruction=self._render(member, message), depth=self.task.depth + 1)
+        ctx = dataclasses.replace(self.ctx, scope=child_path(self.ctx.scope, name), agent=name, task_id=task.task_id)
+        result = await member.agent.converse(task, ctx, self.port, member.tools)
+        self.usage = self.usage + result.usage
+        member.history.append(message)
+        if result.status != "success":
+            error = result.error
+            code = error.code if error is not None else ErrorCode.INTERNAL
+            detail = error.message if error is not None else result.status
+            self._stop(code, f"{name} failed while handling {message.sender}'s message of round {message.round}: "
+                       f"{detail}")
+            return
+        for recipient, content in member.outbox:
+            if self.stopped is not None:
+                return
+            reply = PeerMessage(message_id=new_message_id(), run_id=message.run_id, group=message.group,
+                                sender=AgentId(name), recipient=AgentId(recipient), round=message.round + 1,
+                                in_reply_to=message.message_id, content=content, sent_at=utcnow())
+            if self._over_limit(reply):
+                return
+            member.history.append(reply)
+            await self._publish(reply)
+        if member.answer is not None:
+            self.answers[name] = member.answer
+            if len(self.answers) >= self.group.quorum and self.stopped is None:
+                self.stopped = (None, member.answer)
+        await self.bus.ack(delivery)
+
+    def _over_limit(self, reply: PeerMessage) -> bool:
+        """Stop instead of sending ``reply`` when it would pass a limit or make a loop."""
+        stop = self.group.stop
+        if self.sent >= stop.max_messages:
+            self._stop(ErrorCode.PEER_LIMIT, f"message limit: {stop.max_messages} messages sent without a final answer")
+        elif stop.max_rounds is not None and reply.round > stop.max_rounds:
+            self._stop(ErrorCode.PEER_LIMIT, f"round limit: {reply.sender} would answer in round {reply.round}, "
+                                             f"past the limit of {stop.max_rounds}, without a final answer")
+        elif (loop := self.watch.check(reply)) is not None:
+            self._stop(ErrorCode.PEER_LOOP, f"loop: {loop}")
+        return self.stopped is not None
+
+    async def _publish(self, message: PeerMessage) -> None:
+        if message.round > 0:
+            self.sent += 1
+        self.transcript.append(message)
+        await self.bus.publish(Inbox(self.ctx.run_id, self.ctx.scope, message.recipient), message.model_dump_json())
+
+    def _stop(self, code: ErrorCode, diagnosis: str) -> None:
+        if self.stopped is None:
+            self.stopped = (code, diagnosis)
+
+    def _result(self) -> Result:
+        assert self.stopped is not None
+        code, said = self.stopped
+        error = None if code is None else ErrorInfo(
+            type="PeerGroupStopped", code=code, message=f"peer group {self.group.name!r} stopped after {self.sent} "
+                                                        f"messages: {said}")
+        return Result(task_id=self.task.task_id, run_id=self.task.run_id, agent=AgentId(self.group.name),
+                      status="success" if error is None else "failure", output=said if error is None else None,
+                      error=error, usage=self.usage, started_at=self.started, finished_at=utcnow())
+
+    def _render(self, member: _Member, message: PeerMessage) -> str:
+        """What an agent sees in one turn: the goal, its peers, its recent conversation and the new message."""
+        group = self.group
+        name = member.agent.name
+        peers = group.graph[name]
+        others = [n for n in group.members if n != name]
+        lines = [f"You are {name}, one of the agents of the peer group {group.name!r}: {', '.join(others)}.",
+                 f"The group's goal:\n<goal>{_escape(_goal(self.task))}</goal>"]
+        shown = member.history[-group.history:]
+        if len(member.history) > len(shown):
+            lines.append(f"({len(member.history) - len(shown)} earlier messages of your conversation are not shown.)")
+        if shown:
+            lines.append("Your conversation so far:")
+            lines += [_line(m, name) for m in shown]
+        lines.append(f"New message from {message.sender} (round {message.round}):\n"
+                     f"<message>{_escape(message.content)}</message>")
+        ways = []
+        if peers:
+            ways.append(f"send_message to the peers who should hear from you ({', '.join(peers)})")
+        if name in group.answer_by:
+            ways.append("final_answer once the group's goal is met")
+        lines.append("Answer with " + ", or ".join(ways) + "; send nothing if you have nothing to add.")
+        return "\n".join(lines)
+
+
+def _goal(task: Task) -> str:
+    if task.input is None:
+        return task.instruction
+    return f"{task.instruction}\n\nInput: {task.input!r}"
+
+
+def _escape(text: str) -> str:
+    """Another agent's words as data: they cannot close the block they are shown in."""
+    return html.escape(text, quote=False)
+
+
+def _line(message: PeerMessage, me: str) -> str:
+    said = _escape(message.content)
+    if message.sender == me:
+        return f"- you → {message.recipient} (round {message.round}): {said}"
+    return f"- {message.sender} → you (round {message.round}): {said}"
+
+
+def _send_tool(member: _Member, peers: tuple[str, ...]) -> Tool:
+    """``send_message``, whose ``to`` lists only the peers ``member`` may address: a message to anyone else does not
+    fit the tool's schema, so it is refused and the model is told which peers it may message."""
+
+    async def send_message(to: str, content: str) -> str:
+        """Send a message to one of your peers; your turn ends once your messages are sent.
+
+        Args:
+            to: the peer the message is for.
+            content: what you have to say.
+        """
+        if not content.strip():
+            raise ToolError("a message needs content")
+        member.outbox.append((to, content))
+        return f"sent to {to}"
+
+    send_message.__annotations__ = {"to": Literal[peers], "content": str, "return": str}
+    return Tool(send_message, ends_turn=True)
+
+
+def _answer_tool(member: _Member) -> Tool:
+    async def final_answer(answer: str) -> str:
+        """Give the group's final answer; your turn ends with it.
+
+        Args:
+            answer: the answer to the group's goal.
+        """
+        if not answer.strip():
+            raise ToolError("a final answer needs content")
+        member.answer = answer
+        return "answer recorded"
+
+    return Tool(final_answer, ends_turn=True)
+
