@@ -118,7 +118,26 @@ async def test_a_deadlock_is_caught_at_once_with_who_waited_on_whom() -> None:
     assert result.error.code is ErrorCode.PEER_DEADLOCK
     assert ("author waits for critic, who has its message of round 1; critic handled author's message of round 1 "
             "and sent nothing") in result.error.message
+    assert "with 0 of the 1 final answers needed" in result.error.message
     assert result.duration < 2  # detected, not timed out
+
+
+async def test_a_quorum_that_can_no_longer_be_met_is_a_deadlock() -> None:
+    def author(message: str, _: ModelRequest) -> Reply:
+        return [send("style", "draft")]
+
+    def reviewer(message: str, _: ModelRequest) -> Reply:
+        return answer("approved")
+
+    group = PeerGroup("review", [peer("author", author), peer("style", reviewer), peer("facts", reviewer)],
+                      entry="author", talks_to={"style": ["author"], "facts": ["author"]},
+                      stop=StopPolicy(answer_by=["style", "facts"], quorum="all"))
+    result = await run(group)
+
+    assert result.error is not None and result.error.code is ErrorCode.PEER_DEADLOCK
+    assert ("with 1 of the 2 final answers needed: author waits for style, who has its message of round 1; style "
+            "handled author's message of round 1 and gave its final answer; facts was never messaged and sent "
+            "nothing") in result.error.message
 
 
 async def test_a_ping_pong_past_the_limit_is_a_loop_naming_both_agents() -> None:

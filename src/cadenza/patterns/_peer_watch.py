@@ -7,6 +7,7 @@ rule can be read (and tested) on its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .._messages import PeerMessage
@@ -70,9 +71,9 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def wait_for_graph(members: list[str], transcript: list[PeerMessage]) -> str:
+def wait_for_graph(members: list[str], transcript: list[PeerMessage], answered: Collection[str] = ()) -> str:
     """Who was waiting on whom when every agent went idle with nothing in flight: from each agent's last message
-    sent and last message handled."""
+    sent and last message handled, and whether it gave its final answer (``answered``)."""
     last_sent: dict[str, PeerMessage] = {}
     last_received: dict[str, PeerMessage] = {}
     for message in transcript:
@@ -82,7 +83,8 @@ def wait_for_graph(members: list[str], transcript: list[PeerMessage]) -> str:
     for name in members:
         sent, received = last_sent.get(name), last_received.get(name)
         if received is not None and (sent is None or sent.round <= received.round):
-            parts.append(f"{name} handled {received.sender}'s message of round {received.round} and sent nothing")
+            did = "gave its final answer" if name in answered else "sent nothing"
+            parts.append(f"{name} handled {received.sender}'s message of round {received.round} and {did}")
         elif sent is not None:
             parts.append(f"{name} waits for {sent.recipient}, who has its message of round {sent.round}")
         else:

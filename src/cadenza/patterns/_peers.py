@@ -20,10 +20,12 @@ import dataclasses
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field
 
 from .._budget import Budget
-from .._errors import ConfigError, ErrorCode, ToolError
+from .._errors import ConfigError, ErrorCode
 from .._ids import AgentId, RunId, ScopePath, StepId, child_path, new_message_id, new_run_id, new_task_id
 from .._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
 from .._names import name_problem
@@ -274,8 +276,9 @@ class _Conversation:
                         if delivery is not None:
                             busy[asyncio.create_task(self._turn(member, delivery))] = member
                 if not busy:
-                    self._stop(ErrorCode.PEER_DEADLOCK, "deadlock: every agent is idle, no message is in flight and "
-                               f"there is no final answer: {wait_for_graph(list(self.members), self.transcript)}")
+                    waits = wait_for_graph(list(self.members), self.transcript, self.answers)
+                    self._stop(ErrorCode.PEER_DEADLOCK, "deadlock: every agent is idle and no message is in flight, "
+                               f"with {len(self.answers)} of the {self.group.quorum} final answers needed: {waits}")
                     break
                 remaining = None if deadline is None else max(0.0, deadline - loop.time())
                 done, _ = await asyncio.wait(busy, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
@@ -404,6 +407,10 @@ def _line(message: PeerMessage, me: str) -> str:
     return f"- {message.sender} → you (round {message.round}): {said}"
 
 
+_Text = Annotated[str, Field(min_length=1)]
+"""What a message or an answer says: never nothing (the tool's schema says so, so a model is told)."""
+
+
 def _send_tool(member: _Member, peers: tuple[str, ...]) -> Tool:
     """``send_message``, whose ``to`` lists only the peers ``member`` may address: a message to anyone else does not
     fit the tool's schema, so it is refused and the model is told which peers it may message."""
@@ -415,12 +422,10 @@ def _send_tool(member: _Member, peers: tuple[str, ...]) -> Tool:
             to: the peer the message is for.
             content: what you have to say.
         """
-        if not content.strip():
-            raise ToolError("a message needs content")
         member.outbox.append((to, content))
         return f"sent to {to}"
 
-    send_message.__annotations__ = {"to": Literal[peers], "content": str, "return": str}
+    send_message.__annotations__ = {"to": Literal[peers], "content": _Text, "return": str}
     return Tool(send_message, ends_turn=True)
 
 
@@ -431,10 +436,10 @@ def _answer_tool(member: _Member) -> Tool:
         Args:
             answer: the answer to the group's goal.
         """
-        if not answer.strip():
-            raise ToolError("a final answer needs content")
         member.answer = answer
         return "answer recorded"
+
+    final_answer.__annotations__ = {"answer": _Text, "return": str}
 
     return Tool(final_answer, ends_turn=True)
 
