@@ -75,7 +75,7 @@ async def test_a_conversation_ends_with_the_entry_agents_final_answer() -> None:
 
     assert result.status == "success", result.error
     assert result.output == "old pond (add a frog)"
-    assert said(result) == [("user", "author", 0, "Write a haiku"), ("author", "critic", 1, "draft: old pond"),
+    assert said(result) == [("review", "author", 0, "Write a haiku"), ("author", "critic", 1, "draft: old pond"),
                             ("critic", "author", 2, "add a frog")]
     assert [m.in_reply_to for m in result.messages[1:]] == [m.message_id for m in result.messages[:-1]]
     assert result.usage.model_calls == 3  # a turn ends with its messages: no model call after send_message

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from .._budget import Budget
-from .._errors import ConfigError, ErrorCode
-from .._ids import AgentId, RunId, ScopePath, StepId, child_path, new_message_id, new_run_id, new_task_id
+from .._errors import ConfigError, ErrorCode, SecurityError
+from .._ids import AgentId, RunId, ScopePath, StepId, child_path, new_message_id, new_run_id, new_task_id, split_path
 from .._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
 from .._names import name_problem
 from .._result import RunResult
@@ -37,7 +37,7 @@ from .._worker_spec import OtherSpec
 from ..buses.base import Bus, Delivery, Inbox
 from ..buses.memory import InProcessBus
 from ..engine._accounts import run_account
-from ..engine._run_state import RunState
+from ..engine._run_state import LocalPort, RunState
 from ..tools._tools import Tool
 from ._peer_watch import LoopWatch, wait_for_graph
 
@@ -165,11 +165,16 @@ class PeerGroup:
         return OtherSpec(name=self._name, description=self._description, type=f"{__name__}:PeerGroup")
 
     async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
-                  budget: Budget | None = None) -> RunResult[str]:
-        """Run the conversation on ``goal`` alone; ``budget`` caps what the whole group may spend."""
+                  budget: Budget | None = None, sign_messages: bool = True) -> RunResult[str]:
+        """Run the conversation on ``goal`` alone; ``budget`` caps what the whole group may spend, and each message
+        travels signed by its sender unless ``sign_messages`` is false."""
+        from ..models.pricing import PRICES
+
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
-        state = RunState(task.run_id, budget=run_account(budget))
+        state = RunState(task.run_id, prices=PRICES, budget=run_account(budget))
+        if sign_messages:
+            state.sign_messages()
         port = state.port()
         ctx = StepContext(run_id=task.run_id, scope=ScopePath(self._name), step_id=self._name, agent=self._name,
                           attempt=1, task_id=task.task_id, ceiling=None, budgets=port.budgets, prior_calls=(), trace=())
@@ -179,16 +184,20 @@ class PeerGroup:
                          started_at=result.started_at, finished_at=result.finished_at, error=result.error,
                          messages=transcript)
 
-    def run_sync(self, goal: str, *, input: Any = None, budget: Budget | None = None) -> RunResult[str]:
+    def run_sync(self, goal: str, *, input: Any = None, budget: Budget | None = None,
+                 sign_messages: bool = True) -> RunResult[str]:
         """`run` for code that is not async."""
-        return run_sync(self.run(goal, input=input, budget=budget))
+        return run_sync(self.run(goal, input=input, budget=budget, sign_messages=sign_messages))
 
     async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Hold the conversation on ``task`` where ``ctx`` places the group; its output is the final answer."""
+        if not isinstance(port, LocalPort):  # it seals and opens its members' messages with the run's keyring
+            return _failed(task, self._name, f"peer group {ctx.scope!r} can run only in the process of its run; "
+                                             f"its port is a {type(port).__name__}")
         result, _ = await self._converse(task, ctx, port)
         return result
 
-    async def _converse(self, task: Task, ctx: StepContext, port: RunPort) -> tuple[Result, list[PeerMessage]]:
+    async def _converse(self, task: Task, ctx: StepContext, port: LocalPort) -> tuple[Result, list[PeerMessage]]:
         owned = self.bus is None
         bus = self.bus or InProcessBus()
         conversation = _Conversation(self, task, ctx, port, bus)
@@ -233,8 +242,10 @@ class _Member:
 class _Conversation:
     """One run of a peer group: its members, the bus, what was said, and why it stopped."""
 
-    def __init__(self, group: PeerGroup, task: Task, ctx: StepContext, port: RunPort, bus: Bus) -> None:
+    def __init__(self, group: PeerGroup, task: Task, ctx: StepContext, port: LocalPort, bus: Bus) -> None:
         self.group = group
+        self.security = port.state.security
+        """The run's keyring when it signs its messages: each member seals what it sends and opens what it gets."""
         self.task = task
         self.ctx = ctx
         self.port = port
@@ -260,8 +271,8 @@ class _Conversation:
 
     async def hold(self) -> Result:
         opening = PeerMessage(message_id=new_message_id(), run_id=RunId(self.ctx.run_id), group=self.ctx.scope,
-                              sender=AgentId(self.task.sender), recipient=AgentId(self.group.entry), round=0,
-                              content=_goal(self.task), sent_at=utcnow())
+                              sender=AgentId(split_path(self.ctx.scope)[1]), recipient=AgentId(self.group.entry),
+                              round=0, content=_goal(self.task), sent_at=utcnow())
         self.watch.remember(opening)
         await self._publish(opening)
         loop = asyncio.get_running_loop()
@@ -299,9 +310,13 @@ class _Conversation:
 
     async def _turn(self, member: _Member, delivery: Delivery) -> None:
         """Handle one message: the agent's turn, then its messages out, then the acknowledgement."""
-        message = PeerMessage.model_validate_json(delivery.body)
-        member.outbox, member.answer = [], None
         name = member.agent.name
+        try:
+            message = self._open(delivery.body, name)
+        except SecurityError as refused:
+            self._stop(refused.code, f"a message to {name} was refused: {refused}")
+            return
+        member.outbox, member.answer = [], None
         task = Task(task_id=new_task_id(), run_id=self.task.run_id, parent_task_id=self.task.task_id,
                     step_id=StepId(self.ctx.step_id), sender=message.sender, recipient=AgentId(name),
                     instruction=self._render(member, message), depth=self.task.depth + 1)
@@ -345,10 +360,32 @@ class _Conversation:
         return self.stopped is not None
 
     async def _publish(self, message: PeerMessage) -> None:
+        """Send ``message`` to its recipient's inbox, sealed by its sender when the run signs its messages."""
         if message.round > 0:
             self.sent += 1
         self.transcript.append(message)
-        await self.bus.publish(Inbox(self.ctx.run_id, self.ctx.scope, message.recipient), message.model_dump_json())
+        body = message.model_dump_json()
+        if self.security is not None:
+            sender = self._path(message.sender if message.round > 0 else None)
+            envelope = self.security.keyring.seal(self.security.identity(sender), self._path(message.recipient),
+                                                  message)
+            body = envelope.model_dump_json()
+        await self.bus.publish(Inbox(self.ctx.run_id, self.ctx.scope, message.recipient), body)
+
+    def _open(self, body: str, recipient: str) -> PeerMessage:
+        """The message in ``body``, verified as sealed by its sender for ``recipient`` when the run signs.
+
+        Raises:
+            SecurityError: the envelope was refused (forged, tampered with, replayed...; the run audits it).
+        """
+        if self.security is None:
+            return PeerMessage.model_validate_json(body)
+        return self.security.keyring.open(body, recipient=self._path(recipient), expected_kind="message",
+                                          model=PeerMessage)
+
+    def _path(self, member: str | None) -> str:
+        """The identity of a member (the group's path, then its name), or of the group itself for None."""
+        return self.ctx.scope if member is None else child_path(self.ctx.scope, member)
 
     def _stop(self, code: ErrorCode, diagnosis: str) -> None:
         if self.stopped is None:
@@ -443,3 +480,10 @@ def _answer_tool(member: _Member) -> Tool:
 
     return Tool(final_answer, ends_turn=True)
 
+
+
+def _failed(task: Task, group: str, message: str) -> Result:
+    now = utcnow()
+    return Result(task_id=task.task_id, run_id=task.run_id, agent=AgentId(group), status="failure",
+                  error=ErrorInfo(type="ConfigError", code=ErrorCode.CONFIG, message=message), started_at=now,
+                  finished_at=now)
