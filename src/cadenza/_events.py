@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from ._ids import RunId, ScopePath
-from ._messages import ErrorInfo, Result, Task, utcnow
+from ._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
 from ._status import RunStatus
 from ._usage import Usage
 
@@ -371,6 +371,28 @@ class MessageRejected:
     kind: str | None
 
 
+@dataclass(slots=True)
+class PeerMessageSent:
+    """A member of a peer group sent a message (or the group handed its entry agent the goal)."""
+
+    run_id: str
+    group: ScopePath
+    """The path of the peer group in its run."""
+    message: PeerMessage
+    signed: bool
+
+
+@dataclass(slots=True)
+class PeerMessageHandled:
+    """A member of a peer group handled a message: its replies were sent, and it is not handled again."""
+
+    run_id: str
+    group: ScopePath
+    agent: str
+    message_id: str
+    at: datetime
+
+
 Event = (
     RunStarted
     | PlanReady
@@ -393,12 +415,15 @@ Event = (
     | BudgetReserved
     | BudgetSettled
     | MessageRejected
+    | PeerMessageSent
+    | PeerMessageHandled
 )
 Report = MessageSent | ModelCalled | ToolCalled
 """The events of each message and call inside a step. Only sinks that say they want them (``wants_reports``) get
 them, and workers build them only when one does: most sinks follow runs, plans and steps, and a report per call
 would cost every step of a fan-out."""
-Kept = ToolCallRecorded | ApprovalRequested | BudgetReserved | BudgetSettled | MessageRejected
+Kept = (ToolCallRecorded | ApprovalRequested | BudgetReserved | BudgetSettled | MessageRejected | PeerMessageSent
+        | PeerMessageHandled)
 """What the run keeps of the inside of its steps, whoever watches: the records (journal, audit log) always get
 them; the observers only when they want reports, as with `Report`."""
 Detail = Report | Kept

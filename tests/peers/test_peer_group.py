@@ -306,3 +306,35 @@ def test_members_that_would_wait_for_a_human_are_refused() -> None:
         PeerGroup("g", [peer("a", lambda m, r: "x")], entry="a")
     with pytest.raises(ConfigError, match="max_messages"):
         StopPolicy(max_messages=0)
+
+
+async def test_a_peer_group_inside_a_recorded_team_stores_and_audits_its_conversation(tmp_path: Any) -> None:
+    import json
+
+    from cadenza.stores.sqlite import SQLiteStore
+
+    def author(message: str, _: ModelRequest) -> Reply:
+        return [send("critic", "draft")] if "critic" not in message else answer("final haiku")
+
+    def critic(message: str, _: ModelRequest) -> Reply:
+        return [send("author", "ok from critic")]
+
+    group = PeerGroup("review", [peer("author", author), peer("critic", critic)], entry="author")
+    lead = Supervisor("lead", workers=[group], model="simulated",
+                      plan=Plan.of({"id": "poem", "agent": "review", "instruction": "Write a haiku"}))
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        async with asyncio.timeout(DEADLINE):
+            result = await lead.run("A haiku, reviewed", store=store)
+        rows = [m for m in await store.messages(result.run_id) if m.kind in ("message", "handled")]
+        audit = [r for r in await store.audit(result.run_id) if r.kind == "message.sent"]
+
+    said = [(json.loads(r.body_json)["sender"], json.loads(r.body_json)["recipient"]) for r in rows
+            if r.kind == "message"]
+    assert said == [("poem", "author"), ("author", "critic"), ("critic", "author")]
+    handled = [json.loads(r.body_json)["agent"] for r in rows if r.kind == "handled"]
+    assert handled == ["author", "critic", "author"]
+    assert {r.scope for r in rows} == {"lead/poem"}
+    peer_audit = [(r.actor, r.subject) for r in audit if json.loads(r.detail_json)["kind"] == "message"]
+    assert peer_audit == [("lead/poem", "lead/poem/author"), ("lead/poem/author", "lead/poem/critic"),
+                          ("lead/poem/critic", "lead/poem/author")]
+    assert all(json.loads(r.detail_json)["signed"] for r in audit)

@@ -24,6 +24,8 @@ from .._events import (
     ApprovalRequested,
     BudgetReserved,
     BudgetSettled,
+    PeerMessageHandled,
+    PeerMessageSent,
     PlanReady,
     StepCancelled,
     StepFailed,
@@ -331,6 +333,17 @@ def _tool_call(e: ToolCallRecorded) -> list[Write]:
                                     e.side_effect, e.arguments_digest, e.status, e.at, e.result_json))]
 
 
+def _peer_message(e: PeerMessageSent) -> list[Write]:
+    """A peer group's conversation, kept with the run: what ``show`` and ``export`` read, and a resume restarts from."""
+    return [AddMessage(MessageRow(e.run_id, e.group, None, "message", e.message.model_dump_json(), e.message.sent_at))]
+
+
+def _peer_handled(e: PeerMessageHandled) -> list[Write]:
+    """That a member handled a message: a resumed group does not hand it to the member again."""
+    body = json.dumps({"message_id": e.message_id, "agent": e.agent})
+    return [AddMessage(MessageRow(e.run_id, e.group, None, "handled", body, e.at))]
+
+
 def _approval(e: ApprovalRequested) -> list[PutApproval]:
     return [PutApproval(ApprovalRow(e.run_id, e.approval_id, e.scope, split_path(e.scope)[1], e.agent, e.tool,
                                     e.arguments_digest, e.arguments_json, e.reason, "pending", e.at))]
@@ -349,5 +362,6 @@ def _settled(e: BudgetSettled) -> list[Write]:
 _ROWS: dict[type, Callable[[Any], list[Any]]] = {
     StepStarted: _started, StepFinished: _ended, StepFailed: _ended, StepWaiting: _ended, StepSkipped: _skipped,
     StepCancelled: _cancelled, PlanReady: _plan, UsageRecorded: _usage, ToolCallRecorded: _tool_call,
-    ApprovalRequested: _approval, BudgetReserved: _reserved, BudgetSettled: _settled,
+    ApprovalRequested: _approval, BudgetReserved: _reserved, BudgetSettled: _settled, PeerMessageSent: _peer_message,
+    PeerMessageHandled: _peer_handled,
 }

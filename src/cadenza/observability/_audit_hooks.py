@@ -12,7 +12,16 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._events import AgentSpawned, ApprovalRequested, MessageRejected, MessageSent, ModelCalled, ToolCalled
+from .._events import (
+    AgentSpawned,
+    ApprovalRequested,
+    MessageRejected,
+    MessageSent,
+    ModelCalled,
+    PeerMessageSent,
+    ToolCalled,
+)
+from .._ids import child_path
 
 if TYPE_CHECKING:
     from .._events import Event
@@ -54,6 +63,14 @@ def _message(log: AuditLog, e: MessageSent) -> None:
         detail["status"] = e.status
     detail["signed"] = e.signed
     log.append("message.sent", e.sender, e.recipient, detail)
+
+
+def _peer_message(log: AuditLog, e: PeerMessageSent) -> None:
+    message = e.message
+    detail = {"kind": "message", "message_id": message.message_id, "round": message.round,
+              "in_reply_to": message.in_reply_to, "signed": e.signed}
+    log.append("message.sent", child_path(e.group, message.sender) if message.round else e.group,
+               child_path(e.group, message.recipient), detail)
 
 
 def _spawned(log: AuditLog, e: AgentSpawned) -> None:
@@ -98,6 +115,6 @@ def _rejected(log: AuditLog, e: MessageRejected) -> None:
 
 
 _RECORDS: dict[type, Callable[[AuditLog, Any], None]] = {
-    MessageSent: _message, AgentSpawned: _spawned, ModelCalled: _model, ToolCalled: _tool,
+    MessageSent: _message, PeerMessageSent: _peer_message, AgentSpawned: _spawned, ModelCalled: _model, ToolCalled: _tool,
     ApprovalRequested: _approval, MessageRejected: _rejected,
 }

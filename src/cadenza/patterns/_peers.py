@@ -26,6 +26,7 @@ from pydantic import Field
 
 from .._budget import Budget
 from .._errors import ConfigError, ErrorCode, SecurityError
+from .._events import PeerMessageHandled, PeerMessageSent
 from .._ids import AgentId, RunId, ScopePath, StepId, child_path, new_message_id, new_run_id, new_task_id, split_path
 from .._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
 from .._names import name_problem
@@ -246,6 +247,7 @@ class _Conversation:
         self.group = group
         self.security = port.state.security
         """The run's keyring when it signs its messages: each member seals what it sends and opens what it gets."""
+        self.events = port.events
         self.task = task
         self.ctx = ctx
         self.port = port
@@ -345,6 +347,9 @@ class _Conversation:
             self.answers[name] = member.answer
             if len(self.answers) >= self.group.quorum and self.stopped is None:
                 self.stopped = (None, member.answer)
+        if self.events.active:  # durable before the bus forgets the message
+            await self.events.keep_durable(PeerMessageHandled(self.ctx.run_id, self.ctx.scope, name,
+                                                              message.message_id, utcnow()))
         await self.bus.ack(delivery)
 
     def _over_limit(self, reply: PeerMessage) -> bool:
@@ -364,6 +369,9 @@ class _Conversation:
         if message.round > 0:
             self.sent += 1
         self.transcript.append(message)
+        if self.events.active:  # recorded before any peer can act on it
+            await self.events.keep_durable(PeerMessageSent(self.ctx.run_id, self.ctx.scope, message,
+                                                           self.security is not None))
         body = message.model_dump_json()
         if self.security is not None:
             sender = self._path(message.sender if message.round > 0 else None)

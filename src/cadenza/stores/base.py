@@ -129,12 +129,14 @@ class StepRow:
 
 @dataclass(frozen=True, slots=True)
 class MessageRow:
-    """A `Task` or `Result` that crossed between agents, in the order they were recorded."""
+    """A message that crossed between agents (a `Task`, a `Result`, a `PeerMessage`), or a peer's note that it
+    handled one (``handled``: the message id and the agent), in the order they were recorded."""
 
     run_id: str
     scope: ScopePath
+    """A team's path for a Task or Result; a peer group's path for its messages."""
     step_id: str | None
-    kind: Literal["task", "result"]
+    kind: Literal["task", "result", "message", "handled"]
     body_json: str
     at: datetime
     seq: int = 0
