@@ -384,13 +384,15 @@ class PeerMessageSent:
 
 @dataclass(slots=True)
 class PeerMessageHandled:
-    """A member of a peer group handled a message: its replies were sent, and it is not handled again."""
+    """A member of a peer group handled a message: its replies were recorded with this, and it is not handled again."""
 
     run_id: str
     group: ScopePath
     agent: str
     message_id: str
     at: datetime
+    answer: str | None = None
+    """The final answer the member gave in this turn, if it gave one."""
 
 
 Event = (

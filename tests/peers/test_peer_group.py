@@ -331,8 +331,11 @@ async def test_a_peer_group_inside_a_recorded_team_stores_and_audits_its_convers
     said = [(json.loads(r.body_json)["sender"], json.loads(r.body_json)["recipient"]) for r in rows
             if r.kind == "message"]
     assert said == [("poem", "author"), ("author", "critic"), ("critic", "author")]
-    handled = [json.loads(r.body_json)["agent"] for r in rows if r.kind == "handled"]
-    assert handled == ["author", "critic", "author"]
+    handled = [(json.loads(r.body_json)["agent"], json.loads(r.body_json)["answer"]) for r in rows
+               if r.kind == "handled"]
+    assert handled == [("author", None), ("critic", None), ("author", "final haiku")]
+    kinds = [r.kind for r in rows]  # each turn's replies are stored before the note that it was handled
+    assert kinds == ["message", "message", "handled", "message", "handled", "handled"]
     assert {r.scope for r in rows} == {"lead/poem"}
     peer_audit = [(r.actor, r.subject) for r in audit if json.loads(r.detail_json)["kind"] == "message"]
     assert peer_audit == [("lead/poem", "lead/poem/author"), ("lead/poem/author", "lead/poem/critic"),

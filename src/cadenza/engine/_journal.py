@@ -340,7 +340,7 @@ def _peer_message(e: PeerMessageSent) -> list[Write]:
 
 def _peer_handled(e: PeerMessageHandled) -> list[Write]:
     """That a member handled a message: a resumed group does not hand it to the member again."""
-    body = json.dumps({"message_id": e.message_id, "agent": e.agent})
+    body = json.dumps({"message_id": e.message_id, "agent": e.agent, "answer": e.answer})
     return [AddMessage(MessageRow(e.run_id, e.group, None, "handled", body, e.at))]
 
 

@@ -276,7 +276,8 @@ class _Conversation:
                               sender=AgentId(split_path(self.ctx.scope)[1]), recipient=AgentId(self.group.entry),
                               round=0, content=_goal(self.task), sent_at=utcnow())
         self.watch.remember(opening)
-        await self._publish(opening)
+        await self._record(opening, durable=True)
+        await self._deliver(opening)
         loop = asyncio.get_running_loop()
         timeout = self.group.stop.timeout
         deadline = None if timeout is None else loop.time() + timeout
@@ -333,23 +334,25 @@ class _Conversation:
             self._stop(code, f"{name} failed while handling {message.sender}'s message of round {message.round}: "
                        f"{detail}")
             return
+        replies = []
         for recipient, content in member.outbox:
-            if self.stopped is not None:
-                return
             reply = PeerMessage(message_id=new_message_id(), run_id=message.run_id, group=message.group,
                                 sender=AgentId(name), recipient=AgentId(recipient), round=message.round + 1,
                                 in_reply_to=message.message_id, content=content, sent_at=utcnow())
-            if self._over_limit(reply):
+            if self.stopped is not None or self._over_limit(reply):
                 return
             member.history.append(reply)
-            await self._publish(reply)
+            replies.append(reply)
+            await self._record(reply, durable=False)
         if member.answer is not None:
             self.answers[name] = member.answer
             if len(self.answers) >= self.group.quorum and self.stopped is None:
                 self.stopped = (None, member.answer)
-        if self.events.active:  # durable before the bus forgets the message
+        if self.events.active:  # one commit with the replies: a resumed group finds the turn whole or not at all
             await self.events.keep_durable(PeerMessageHandled(self.ctx.run_id, self.ctx.scope, name,
-                                                              message.message_id, utcnow()))
+                                                              message.message_id, utcnow(), member.answer))
+        for reply in replies:
+            await self._deliver(reply)
         await self.bus.ack(delivery)
 
     def _over_limit(self, reply: PeerMessage) -> bool:
@@ -364,14 +367,21 @@ class _Conversation:
             self._stop(ErrorCode.PEER_LOOP, f"loop: {loop}")
         return self.stopped is not None
 
-    async def _publish(self, message: PeerMessage) -> None:
-        """Send ``message`` to its recipient's inbox, sealed by its sender when the run signs its messages."""
+    async def _record(self, message: PeerMessage, *, durable: bool) -> None:
+        """Count ``message`` as said: the transcript and, when the run keeps records, a transition (``durable``:
+        committed before this returns; otherwise with the turn's own commit)."""
         if message.round > 0:
             self.sent += 1
         self.transcript.append(message)
-        if self.events.active:  # recorded before any peer can act on it
-            await self.events.keep_durable(PeerMessageSent(self.ctx.run_id, self.ctx.scope, message,
-                                                           self.security is not None))
+        if self.events.active:
+            sent = PeerMessageSent(self.ctx.run_id, self.ctx.scope, message, self.security is not None)
+            if durable:
+                await self.events.keep_durable(sent)
+            else:
+                self.events.keep(sent)
+
+    async def _deliver(self, message: PeerMessage) -> None:
+        """Put a recorded message in its recipient's inbox, sealed by its sender when the run signs its messages."""
         body = message.model_dump_json()
         if self.security is not None:
             sender = self._path(message.sender if message.round > 0 else None)
