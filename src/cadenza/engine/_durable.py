@@ -117,7 +117,9 @@ async def resume_run(team: Worker, engine: Engine, run_id: RunId, store: Store, 
                           "resume anyway with --force (Python: force=True)", changes=changes)
     task = Task(task_id=new_task_id(), run_id=run_id, sender=AgentId("user"), recipient=AgentId(team.name),
                 instruction=row.goal, input=json.loads(row.input_json))
-    journal = RunJournal(store, run_id, prior=Prior.from_snapshot(snapshot))
+    prior = Prior.from_snapshot(snapshot)
+    prior.read_messages(await store.messages(run_id))
+    journal = RunJournal(store, run_id, prior=prior)
     _charge_earlier_processes(state, snapshot)
     undecided = await _hold_uncertain_calls(journal, row)
     if undecided:

@@ -37,7 +37,7 @@ from .._events import (
     UsageRecorded,
 )
 from .._ids import ScopePath, split_path
-from .._messages import Result
+from .._messages import PeerMessage, Result
 from .._plan import Plan
 from .._status import FINISHED_STEP
 from .._step_context import PriorCall
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from .._messages import ErrorInfo
     from ..stores.base import RunSnapshot, Store, Write
 
-__all__ = ("JournalSink", "Prior", "RunJournal")
+__all__ = ("JournalSink", "PeerRecord", "Prior", "RunJournal")
 
 
 @dataclass(slots=True)
@@ -91,6 +91,8 @@ class Prior:
     """By idempotency key."""
     approvals: dict[str, ApprovalRow] = field(default_factory=dict)
     """By approval id."""
+    conversations: dict[ScopePath, PeerRecord] = field(default_factory=dict)
+    """What each peer group said and handled, by the group's path: where a resumed group takes up its talk."""
     calls_by_step: dict[ScopePath, dict[str, PriorCall]] = field(default_factory=dict)
     """The tool calls by key, by the path of the step that made them: what each attempt's context carries."""
 
@@ -121,6 +123,17 @@ class Prior:
         calls = self.calls_by_step.get(scope)
         return tuple(calls.values()) if calls else ()
 
+    def read_messages(self, rows: Iterable[MessageRow]) -> None:
+        """Take in the peer groups' messages and handled notes among a run's stored ``rows``."""
+        for row in rows:
+            if row.kind == "message":
+                record = self.conversations.setdefault(row.scope, PeerRecord())
+                record.said.append(PeerMessage.model_validate_json(row.body_json))
+            elif row.kind == "handled":
+                note = json.loads(row.body_json)
+                record = self.conversations.setdefault(row.scope, PeerRecord())
+                record.handled[note["message_id"]] = (note["agent"], note.get("answer"))
+
     def remember_call(self, scope: ScopePath, call: PriorCall) -> None:
         """Keep the latest state of a call, so that a retry of its step answers a finished call from its record."""
         self.calls_by_step.setdefault(scope, {})[call.key] = call
@@ -146,6 +159,15 @@ class Prior:
         for approval in snapshot.approvals:
             prior.approvals[approval.approval_id] = approval
         return prior
+
+
+@dataclass(slots=True)
+class PeerRecord:
+    """One peer group's stored conversation: every message in the order it was recorded, and which were handled."""
+
+    said: list[PeerMessage] = field(default_factory=list)
+    handled: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    """By message id: the member that handled it, and the final answer it gave then, if any."""
 
 
 def _difference(total: Usage, part: Usage) -> Usage:

@@ -38,6 +38,7 @@ from .._worker_spec import OtherSpec
 from ..buses.base import Bus, Delivery, Inbox
 from ..buses.memory import InProcessBus
 from ..engine._accounts import run_account
+from ..engine._journal import PeerRecord
 from ..engine._run_state import LocalPort, RunState
 from ..tools._tools import Tool
 from ._peer_watch import LoopWatch, wait_for_graph
@@ -272,12 +273,17 @@ class _Conversation:
         return member
 
     async def hold(self) -> Result:
-        opening = PeerMessage(message_id=new_message_id(), run_id=RunId(self.ctx.run_id), group=self.ctx.scope,
-                              sender=AgentId(split_path(self.ctx.scope)[1]), recipient=AgentId(self.group.entry),
-                              round=0, content=_goal(self.task), sent_at=utcnow())
-        self.watch.remember(opening)
-        await self._record(opening, durable=True)
-        await self._deliver(opening)
+        journal = self.port.state.journal
+        record = journal.prior.conversations.get(self.ctx.scope) if journal is not None else None
+        if record is not None and record.said:
+            await self._take_up(record)
+        else:
+            opening = PeerMessage(message_id=new_message_id(), run_id=RunId(self.ctx.run_id), group=self.ctx.scope,
+                                  sender=AgentId(split_path(self.ctx.scope)[1]), recipient=AgentId(self.group.entry),
+                                  round=0, content=_goal(self.task), sent_at=utcnow())
+            self.watch.remember(opening)
+            await self._record(opening, durable=True)
+            await self._deliver(opening)
         loop = asyncio.get_running_loop()
         timeout = self.group.stop.timeout
         deadline = None if timeout is None else loop.time() + timeout
@@ -310,6 +316,30 @@ class _Conversation:
                 running.cancel()
             await asyncio.gather(*busy, return_exceptions=True)
         return self._result()
+
+    async def _take_up(self, record: PeerRecord) -> None:
+        """Continue the conversation an earlier process of the run recorded: what was said and handled is known as
+        it was (histories, counts, answers, loop watch); what was said and not handled is delivered again."""
+        for message in record.said:
+            self.transcript.append(message)
+            if message.round == 0:
+                self.watch.remember(message)
+            else:
+                self.sent += 1
+                self.watch.check(message)
+                self.members[message.sender].history.append(message)
+            handled = record.handled.get(message.message_id)
+            if handled is not None:
+                agent, answer = handled
+                self.members[agent].history.append(message)
+                if answer is not None:
+                    self.answers[agent] = answer
+                    if len(self.answers) >= self.group.quorum and self.stopped is None:
+                        self.stopped = (None, answer)
+        if self.stopped is None:
+            for message in record.said:
+                if message.message_id not in record.handled:
+                    await self._deliver(message)
 
     async def _turn(self, member: _Member, delivery: Delivery) -> None:
         """Handle one message: the agent's turn, then its messages out, then the acknowledgement."""

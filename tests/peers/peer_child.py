@@ -1,0 +1,73 @@
+"""A recorded team whose one step is a peer conversation of seven turns, in a process the tests kill and resume.
+
+Usage: ``python peer_child.py DB LOG ACTION RUN_ID``
+
+ACTION is ``run`` or ``resume``. Every turn appends ``agent|message it handles`` to LOG and prints ``TURN``
+before its model answers (after a short pause, so that a kill lands inside turns as well as between them);
+the end prints ``RESULT <json>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+
+from cadenza import Agent, PeerGroup, Plan, Supervisor
+from cadenza._ids import RunId
+from cadenza.models.base import ModelRequest, ToolCall, UserMessage
+from cadenza.models.function import FunctionModel
+from cadenza.stores.sqlite import SQLiteStore
+
+DB, LOG, ACTION, RUN_ID = sys.argv[1:5]
+
+SCRIPT = {
+    ("author", "Write the poem"): ("critic", "draft 1"),
+    ("critic", "draft 1"): ("author", "note 1"),
+    ("author", "note 1"): ("critic", "draft 2"),
+    ("critic", "draft 2"): ("author", "note 2"),
+    ("author", "note 2"): ("critic", "draft 3"),
+    ("critic", "draft 3"): ("author", "approved"),
+}
+
+
+def log(line: str) -> None:
+    fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+async def reply(request: ModelRequest) -> list[ToolCall]:
+    turn = next(m.content for m in request.messages if isinstance(m, UserMessage))
+    found = re.search(r"<message>(.*)</message>", turn, re.S)
+    assert found is not None
+    message = found.group(1)
+    log(f"{request.agent}|{message}")
+    print("TURN", flush=True)
+    await asyncio.sleep(0.02)
+    if (request.agent, message) == ("author", "approved"):
+        return [ToolCall(id="a", name="final_answer", arguments={"answer": "draft 3, approved"})]
+    to, content = SCRIPT[(request.agent or "", message)]
+    return [ToolCall(id="s", name="send_message", arguments={"to": to, "content": content})]
+
+
+async def main() -> None:
+    model = FunctionModel(reply)
+    group = PeerGroup("talk", [Agent("author", model=model), Agent("critic", model=model)], entry="author")
+    lead = Supervisor("lead", workers=[group], model="simulated",
+                      plan=Plan.of({"id": "poem", "agent": "talk", "instruction": "Write the poem"}))
+    async with SQLiteStore(DB) as store:
+        if ACTION == "run":
+            result = await lead.run("A poem", store=store, run_id=RunId(RUN_ID))
+        else:
+            result = await lead.resume(RUN_ID, store=store)
+        said = [json.loads(m.body_json)["content"] for m in await store.messages(RUN_ID) if m.kind == "message"]
+    step = result.steps[0]
+    print("RESULT " + json.dumps({"status": result.status, "step": step.output, "said": said}), flush=True)
+
+
+asyncio.run(main())
