@@ -29,11 +29,13 @@ from ..models.pricing import PRICES, Price, Prices
 from ..models.registry import available_providers, is_vendor, resolve_model
 from ..models.simulated import SimulatedModel
 from ._agent import DEFAULT_MODEL, Agent
+from ._peers import PeerGroup, StopPolicy
 from ._spawn import SpawnPolicy
 from ._supervisor import Supervisor
 from ._workflow_spec import (
     AgentSpec,
     BudgetSpec,
+    PeersSpec,
     TeamSpec,
     WorkflowSpec,
     describe,
@@ -69,6 +71,8 @@ class Workflow:
     """The file's run budget (``budget:``), for ``entry.run(goal, budget=workflow.budget)``."""
     mcp_servers: dict[str, Any] = field(default_factory=dict)
     """The file's MCP servers (`MCPServer`, not opened), by name."""
+    peers: dict[str, PeerGroup] = field(default_factory=dict)
+    """The peer groups (the ``peers:`` section), by name."""
 
     @property
     def plan_source(self) -> Literal["static", "planner"]:
@@ -132,7 +136,7 @@ def _unknown_workers_in_raw(data: Mapping[str, Any]) -> list[str]:
         items = section if isinstance(section, list) else []
         return {item["name"] for item in items if isinstance(item, Mapping) and isinstance(item.get("name"), str)}
 
-    known = names(data.get("agents")) | names(data.get("teams"))
+    known = names(data.get("agents")) | names(data.get("teams")) | names(data.get("peers"))
     teams = [("supervisor", data.get("supervisor"))]
     teams += [(f"teams[{i}]", t) for i, t in enumerate(data.get("teams") or []) if isinstance(data.get("teams"), list)]
     found: list[str] = []
@@ -200,13 +204,14 @@ class _Builder:
             self._check_depth(spec.supervisor.name, 0)
         self._load_models()
         agents = {a.name: agent for i, a in enumerate(spec.agents) if (agent := self._agent(i, a)) is not None}
+        groups = {g.name: group for i, g in enumerate(spec.peers) if (group := self._peers(i, g, agents)) is not None}
         parts = {name: self._team_parts(path, team) for name, (path, team) in self.team_specs.items()}
         teams: dict[str, Supervisor[str]] = {}
         for name in [] if cyclic else self._bottom_up():
             path, team_spec = self.team_specs[name]
             team_parts = parts[name]
             if team_parts is not None and name not in self.too_deep:
-                team = self._team(path, team_spec, team_parts, agents, teams)
+                team = self._team(path, team_spec, team_parts, {**agents, **groups}, teams)
                 if team is not None:
                     teams[name] = team
         entry = teams.pop(spec.supervisor.name, None)
@@ -214,7 +219,7 @@ class _Builder:
             raise _fail(self.source, sorted(self.problems, key=_file_order) or ["the top supervisor could not be built"])
         return Workflow(name=spec.name, description=spec.description, source=self.source, entry=entry,
                         agents=agents, teams=teams, models_used=self.models_used, offline=self.offline,
-                        prices=self.prices, budget=_budget(spec.budget),
+                        prices=self.prices, budget=_budget(spec.budget), peers=groups,
                         mcp_servers={name: self._server(name, f"mcp_servers.{name}") for name in spec.mcp_servers})
 
     def _problem(self, path: str, message: str) -> None:
@@ -228,10 +233,12 @@ class _Builder:
         first: dict[str, str] = {}
         named = [(f"agents[{i}].name", a.name) for i, a in enumerate(self.spec.agents)]
         named += [(f"teams[{i}].name", t.name) for i, t in enumerate(self.spec.teams)]
+        named += [(f"peers[{i}].name", g.name) for i, g in enumerate(self.spec.peers)]
         named.append(("supervisor.name", self.spec.supervisor.name))
         for path, name in named:
             if name in first:
-                self._problem(path, f"duplicate name {name!r} (also {first[name]}); agents and teams share one namespace")
+                self._problem(path, f"duplicate name {name!r} (also {first[name]}); agents, teams and peer groups "
+                                    "share one namespace")
             else:
                 first[name] = path
         for i, team in enumerate(self.spec.teams):
@@ -239,11 +246,12 @@ class _Builder:
         self.team_specs.setdefault(self.spec.supervisor.name, ("supervisor", self.spec.supervisor))
 
     def _known(self, workers: Sequence[str]) -> list[str]:
-        """The workers that name an agent or a team (unknown ones are reported elsewhere)."""
-        return [w for w in workers if w in self.team_specs or any(a.name == w for a in self.spec.agents)]
+        """The workers that name an agent, a team or a peer group (unknown ones are reported elsewhere)."""
+        named = {a.name for a in self.spec.agents} | {g.name for g in self.spec.peers}
+        return [w for w in workers if w in self.team_specs or w in named]
 
     def _check_workers(self) -> None:
-        agents = {a.name for a in self.spec.agents}
+        agents = {a.name for a in self.spec.agents} | {g.name for g in self.spec.peers}
         top = self.spec.supervisor.name
         parent_of: dict[str, str] = {}
         for name, (path, team) in self.team_specs.items():
@@ -459,6 +467,27 @@ class _Builder:
             self._problem(f"agents[{index}]", str(exc))
             return None
 
+    def _peers(self, index: int, spec: PeersSpec, agents: Mapping[str, Agent[str]]) -> PeerGroup | None:
+        path = f"peers[{index}]"
+        known = [a.name for a in self.spec.agents]
+        missing = [(j, name) for j, name in enumerate(spec.agents) if name not in known]
+        for j, name in missing:
+            self._problem(f"{path}.agents[{j}]", f"unknown agent {name!r}{suggest(name, known)} (a peer group's "
+                                                 f"members are agents of agents:)")
+        members = [agents[name] for name in spec.agents if name in agents]
+        if missing or len(members) != len(spec.agents):
+            return None
+        stop = spec.stop
+        try:
+            policy = StopPolicy(answer_by=stop.answer_by, quorum=stop.quorum, max_messages=stop.max_messages,
+                                max_rounds=stop.max_rounds, timeout=stop.timeout, repeats=stop.repeats,
+                                ping_pong=stop.ping_pong)
+            return PeerGroup(spec.name, members, entry=spec.entry, talks_to=spec.talks_to, stop=policy,
+                             history=spec.history, description=spec.description)
+        except ConfigError as exc:
+            self._problem(path, str(exc))
+            return None
+
     def _team_parts(self, path: str, spec: TeamSpec) -> _TeamParts | None:
         """Everything a team needs besides its workers, checked; None after a problem."""
         model = self.model(spec.model, f"{path}.model")
@@ -472,7 +501,7 @@ class _Builder:
             return None
         return _TeamParts(model, planner, synthesizer, policy, spawn, plan)
 
-    def _team(self, path: str, spec: TeamSpec, parts: _TeamParts, agents: Mapping[str, Agent[str]],
+    def _team(self, path: str, spec: TeamSpec, parts: _TeamParts, agents: Mapping[str, Worker],
               teams: Mapping[str, Supervisor[str]]) -> Supervisor[str] | None:
         workers: list[Worker] = [w for name in spec.workers if (w := agents.get(name) or teams.get(name)) is not None]
         if len(workers) != len(spec.workers):

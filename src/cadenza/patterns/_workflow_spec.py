@@ -222,6 +222,34 @@ class TeamSpec(_Spec):
     planner_repairs: int = Field(default=2, ge=0)
 
 
+class StopSpec(_Spec):
+    """`StopPolicy` fields: who answers, and the limits of a conversation."""
+
+    answer_by: list[str] = Field(default_factory=list)
+    """Members that may give the final answer; the entry agent when empty."""
+    quorum: int | Literal["all"] = 1
+    max_messages: int = Field(default=50, ge=1)
+    max_rounds: int | None = Field(default=None, ge=1)
+    timeout: float | None = Field(default=None, gt=0)
+    repeats: int = Field(default=2, ge=0)
+    ping_pong: int = Field(default=10, ge=1)
+
+
+class PeersSpec(_Spec):
+    """A peer group: agents that message each other directly; a worker of a team, like an agent."""
+
+    name: Name
+    agents: list[str] = Field(min_length=2)
+    """Names of agents in ``agents:``."""
+    entry: str
+    """The member the goal goes to."""
+    talks_to: dict[str, list[str]] = Field(default_factory=dict)
+    """Who may message whom; a member not named may message every other."""
+    stop: StopSpec = Field(default_factory=StopSpec)
+    history: int = Field(default=20, ge=1)
+    description: str = ""
+
+
 class WorkflowSpec(_Spec):
     """A whole workflow file."""
 
@@ -241,6 +269,8 @@ class WorkflowSpec(_Spec):
     agents: list[AgentSpec] = Field(min_length=1)
     teams: list[TeamSpec] = Field(default_factory=list)
     """Nested teams, used as workers of the supervisor or of each other."""
+    peers: list[PeersSpec] = Field(default_factory=list)
+    """Peer groups, used as workers of the supervisor or of teams."""
     supervisor: TeamSpec
     """The top team, which runs the goal."""
 
