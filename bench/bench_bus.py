@@ -1,4 +1,4 @@
-"""The in-process bus's figures: throughput, delivery latency, and many agents messaging each other.
+"""The in-process bus's figures (throughput, latency, many agents messaging each other) and a whole peer group.
 
 Run:  python bench/bench_bus.py            (a few seconds)
       python bench/bench_bus.py --quick    (smaller sizes, for a smoke check)
@@ -107,6 +107,36 @@ async def peak_memory(agents: int, messages: int) -> int:
         tracemalloc.stop()
 
 
+async def peer_group(agents: int, messages: int) -> tuple[float, int, str]:
+    """A whole `PeerGroup` of ``agents`` agents (a function model forwarding each message to a random peer, signed
+    messages, the in-process bus) until its message limit: seconds per message, peak memory (tracemalloc, bytes),
+    and why it stopped."""
+    from cadenza import Agent, PeerGroup, StopPolicy
+    from cadenza.models.base import ModelRequest, ToolCall
+    from cadenza.models.function import FunctionModel
+
+    names = [f"a{i}" for i in range(agents)]
+    rng = random.Random(1)
+
+    def forward(request: ModelRequest) -> list[ToolCall]:
+        to = rng.choice([n for n in names if n != request.agent])
+        return [ToolCall(id="s", name="send_message", arguments={"to": to, "content": f"note {rng.random():.6f}"})]
+
+    model = FunctionModel(forward)
+    group = PeerGroup("crowd", [Agent(n, model=model) for n in names], entry=names[0],
+                      stop=StopPolicy(max_messages=messages, ping_pong=messages, answer_by=[names[0]]))
+    started = time.perf_counter()
+    result = await group.run("Pass it on")
+    elapsed = time.perf_counter() - started
+    tracemalloc.start()  # a second run for memory: tracemalloc slows what it traces several times over
+    try:
+        await group.run("Pass it on")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return elapsed / max(1, len(result.messages) - 1), peak, result.error.code if result.error else "answer"
+
+
 async def run(quick: bool) -> None:
     n = 5_000 if quick else 100_000
     async with InProcessBus() as bus:
@@ -120,6 +150,10 @@ async def run(quick: bool) -> None:
     peak = await peak_memory(size, messages // 10)
     print(f"  {size}-agent group:        {per_message * 1e6:.1f} us per message handled ({messages:,} messages), "
           f"peak {peak / 1024:.0f} KiB allocated")
+    agents, sent = (20, 200) if quick else (100, 2_000)
+    per_message, peak, stop = await peer_group(agents, sent)
+    print(f"peer group of {agents} agents (function model, signed): {per_message * 1e6:.0f} us "
+          f"per message ({sent:,} messages, stopped by {stop}), peak {peak / 2**20:.1f} MiB")
 
 
 def main() -> None:

@@ -260,6 +260,9 @@ class _Conversation:
         self.answers: dict[str, str] = {}
         self.watch = LoopWatch(group.stop.repeats, group.stop.ping_pong)
         self.members = {name: self._member(agent) for name, agent in group.members.items()}
+        self.waiting: dict[str, None] = {}
+        """Members whose inbox may hold a message: every one a message was delivered to, until found empty; in the
+        order of delivery (a dict, not a set), so that the same conversation dispatches its turns in the same order."""
         self.stopped: tuple[ErrorCode | None, str] | None = None
         """Why it stopped: (None, the answer) or (the error code, the diagnosis)."""
 
@@ -290,11 +293,15 @@ class _Conversation:
         busy: dict[asyncio.Task[None], _Member] = {}
         try:
             while self.stopped is None:
-                for member in self.members.values():
-                    if member not in busy.values():
-                        delivery = await self.bus.receive(member.inbox, consumer=member.agent.name, wait=0)
-                        if delivery is not None:
-                            busy[asyncio.create_task(self._turn(member, delivery))] = member
+                for name in list(self.waiting):  # only inboxes something was delivered to since they were last empty
+                    member = self.members[name]
+                    if member in busy.values():
+                        continue
+                    delivery = await self.bus.receive(member.inbox, consumer=name, wait=0)
+                    if delivery is None:
+                        del self.waiting[name]
+                    else:
+                        busy[asyncio.create_task(self._turn(member, delivery))] = member
                 if not busy:
                     waits = wait_for_graph(list(self.members), self.transcript, self.answers)
                     self._stop(ErrorCode.PEER_DEADLOCK, "deadlock: every agent is idle and no message is in flight, "
@@ -419,6 +426,7 @@ class _Conversation:
                                                   message)
             body = envelope.model_dump_json()
         await self.bus.publish(Inbox(self.ctx.run_id, self.ctx.scope, message.recipient), body)
+        self.waiting[message.recipient] = None
 
     def _open(self, body: str, recipient: str) -> PeerMessage:
         """The message in ``body``, verified as sealed by its sender for ``recipient`` when the run signs.
