@@ -262,7 +262,9 @@ async def test_a_budget_stops_the_group() -> None:
     assert result.usage.total_tokens <= 400
 
 
-async def test_a_peer_group_is_a_step_of_a_supervisors_plan() -> None:
+def team_with_a_review() -> Supervisor[str]:
+    """A team whose one step is a review by an author and a critic, ending in the author's answer."""
+
     def author(message: str, _: ModelRequest) -> Reply:
         return [send("critic", "draft")] if "critic" not in message else answer("final haiku")
 
@@ -270,8 +272,12 @@ async def test_a_peer_group_is_a_step_of_a_supervisors_plan() -> None:
         return [send("author", "ok from critic")]
 
     group = PeerGroup("review", [peer("author", author), peer("critic", critic)], entry="author")
-    lead = Supervisor("lead", workers=[group], model="simulated",
+    return Supervisor("lead", workers=[group], model="simulated",
                       plan=Plan.of({"id": "poem", "agent": "review", "instruction": "Write a haiku"}))
+
+
+async def test_a_peer_group_is_a_step_of_a_supervisors_plan() -> None:
+    lead = team_with_a_review()
     async with asyncio.timeout(DEADLINE):
         result = await lead.run("A haiku, reviewed")
 
@@ -313,15 +319,7 @@ async def test_a_peer_group_inside_a_recorded_team_stores_and_audits_its_convers
 
     from cadenza.stores.sqlite import SQLiteStore
 
-    def author(message: str, _: ModelRequest) -> Reply:
-        return [send("critic", "draft")] if "critic" not in message else answer("final haiku")
-
-    def critic(message: str, _: ModelRequest) -> Reply:
-        return [send("author", "ok from critic")]
-
-    group = PeerGroup("review", [peer("author", author), peer("critic", critic)], entry="author")
-    lead = Supervisor("lead", workers=[group], model="simulated",
-                      plan=Plan.of({"id": "poem", "agent": "review", "instruction": "Write a haiku"}))
+    lead = team_with_a_review()
     async with SQLiteStore(tmp_path / "runs.db") as store:
         async with asyncio.timeout(DEADLINE):
             result = await lead.run("A haiku, reviewed", store=store)
