@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from .._budget import Budget
-from .._errors import ConfigError, ErrorCode, SecurityError
+from .._errors import ConfigError, ErrorCode, SecurityError, ToolError
 from .._events import PeerMessageHandled, PeerMessageSent
 from .._ids import AgentId, RunId, ScopePath, StepId, child_path, new_message_id, new_run_id, new_task_id, split_path
 from .._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
@@ -40,7 +40,7 @@ from ..buses.memory import InProcessBus
 from ..engine._accounts import run_account
 from ..engine._journal import PeerRecord
 from ..engine._run_state import LocalPort, RunState
-from ..tools._tools import Tool
+from ..tools._tools import Tool, ToolContext
 from ._peer_watch import LoopWatch, wait_for_graph
 
 if TYPE_CHECKING:
@@ -150,6 +150,10 @@ class PeerGroup:
         self.answer_by = answer_by
         self.history = history
         self.bus = bus
+        self._live: dict[tuple[str, str], _Conversation] = {}
+        """The conversations running now, by (run id, the group's path): where the members' tools deliver."""
+        self.tools: dict[str, list[Tool]] = {name: self._tools_of(name) for name in members}
+        """Each member's tools for the occasion, built once: ``send_message`` to its peers, ``final_answer``."""
 
     @property
     def name(self) -> str:
@@ -203,14 +207,35 @@ class PeerGroup:
         owned = self.bus is None
         bus = self.bus or InProcessBus()
         conversation = _Conversation(self, task, ctx, port, bus)
+        self._live[(ctx.run_id, ctx.scope)] = conversation
         try:
             result = await conversation.hold()
         finally:
+            del self._live[(ctx.run_id, ctx.scope)]
             if owned:
                 await bus.aclose()
             else:
                 await bus.discard(ctx.run_id, ctx.scope)
         return result, conversation.transcript
+
+    def _turn_of(self, context: ToolContext) -> _Member:
+        """The member whose turn made a tool call: its tools know it by the call's run, step path and agent."""
+        if context.run_id is None or context.step is None or context.agent is None:
+            raise ToolError("send_message and final_answer work only inside a peer group's conversation")
+        group_path = split_path(ScopePath(context.step))[0]
+        conversation = self._live.get((context.run_id, group_path))
+        if conversation is None or context.agent not in conversation.members:
+            raise ToolError(f"no conversation of peer group {self._name!r} is running at {group_path!r}")
+        return conversation.members[context.agent]
+
+    def _tools_of(self, name: str) -> list[Tool]:
+        tools = []
+        peers = self.graph[name]
+        if peers:
+            tools.append(_send_tool(self, peers))
+        if name in self.answer_by:
+            tools.append(_answer_tool(self))
+        return tools
 
 
 def _talk_graph(group: str, names: list[str], talks_to: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
@@ -233,7 +258,6 @@ class _Member:
 
     agent: Agent[Any]
     inbox: Inbox
-    tools: list[Tool]
     history: list[PeerMessage] = field(default_factory=list)
     outbox: list[tuple[str, str]] = field(default_factory=list)
     """(recipient, content) sent in the current turn."""
@@ -267,13 +291,7 @@ class _Conversation:
         """Why it stopped: (None, the answer) or (the error code, the diagnosis)."""
 
     def _member(self, agent: Agent[Any]) -> _Member:
-        member = _Member(agent, Inbox(self.ctx.run_id, self.ctx.scope, agent.name), [])
-        peers = self.group.graph[agent.name]
-        if peers:
-            member.tools.append(_send_tool(member, peers))
-        if agent.name in self.group.answer_by:
-            member.tools.append(_answer_tool(member))
-        return member
+        return _Member(agent, Inbox(self.ctx.run_id, self.ctx.scope, agent.name))
 
     async def hold(self) -> Result:
         journal = self.port.state.journal
@@ -361,7 +379,7 @@ class _Conversation:
                     step_id=StepId(self.ctx.step_id), sender=message.sender, recipient=AgentId(name),
                     instruction=self._render(member, message), depth=self.task.depth + 1)
         ctx = dataclasses.replace(self.ctx, scope=child_path(self.ctx.scope, name), agent=name, task_id=task.task_id)
-        result = await member.agent.converse(task, ctx, self.port, member.tools)
+        result = await member.agent.converse(task, ctx, self.port, self.group.tools[name])
         self.usage = self.usage + result.usage
         member.history.append(message)
         if result.status != "success":
@@ -504,38 +522,36 @@ _Text = Annotated[str, Field(min_length=1)]
 """What a message or an answer says: never nothing (the tool's schema says so, so a model is told)."""
 
 
-def _send_tool(member: _Member, peers: tuple[str, ...]) -> Tool:
-    """``send_message``, whose ``to`` lists only the peers ``member`` may address: a message to anyone else does not
+def _send_tool(group: PeerGroup, peers: tuple[str, ...]) -> Tool:
+    """``send_message``, whose ``to`` lists only the peers a member may address: a message to anyone else does not
     fit the tool's schema, so it is refused and the model is told which peers it may message."""
 
-    async def send_message(to: str, content: str) -> str:
+    async def send_message(to: str, content: str, context: ToolContext) -> str:
         """Send a message to one of your peers; your turn ends once your messages are sent.
 
         Args:
             to: the peer the message is for.
             content: what you have to say.
         """
-        member.outbox.append((to, content))
+        group._turn_of(context).outbox.append((to, content))
         return f"sent to {to}"
 
-    send_message.__annotations__ = {"to": Literal[peers], "content": _Text, "return": str}
+    send_message.__annotations__ = {"to": Literal[peers], "content": _Text, "context": ToolContext, "return": str}
     return Tool(send_message, ends_turn=True)
 
 
-def _answer_tool(member: _Member) -> Tool:
-    async def final_answer(answer: str) -> str:
+def _answer_tool(group: PeerGroup) -> Tool:
+    async def final_answer(answer: str, context: ToolContext) -> str:
         """Give the group's final answer; your turn ends with it.
 
         Args:
             answer: the answer to the group's goal.
         """
-        member.answer = answer
+        group._turn_of(context).answer = answer
         return "answer recorded"
 
-    final_answer.__annotations__ = {"answer": _Text, "return": str}
-
+    final_answer.__annotations__ = {"answer": _Text, "context": ToolContext, "return": str}
     return Tool(final_answer, ends_turn=True)
-
 
 
 def _failed(task: Task, group: str, message: str) -> Result:
