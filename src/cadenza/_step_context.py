@@ -64,6 +64,13 @@ class StepContext:
         """The path of the team that runs the step (a top team's or lone agent's own path for its own work)."""
         return split_path(self.scope)[0] or self.scope
 
+    @classmethod
+    def alone(cls, run_id: str, worker: str, task_id: str, budgets: tuple[str, ...]) -> StepContext:
+        """The context of a worker that is the whole run (a lone agent's or peer group's run, a plan made on its
+        own): at the top of the run under its own name, on its first attempt, with no team's ceiling above it."""
+        return cls(run_id=run_id, scope=ScopePath(worker), step_id=worker, agent=worker, attempt=1, task_id=task_id,
+                   ceiling=None, budgets=budgets, prior_calls=(), trace=())
+
     def prior_call(self, key: str) -> PriorCall | None:
         """What an earlier attempt recorded of the call with idempotency ``key``, if anything."""
         for call in self.prior_calls:

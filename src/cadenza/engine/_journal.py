@@ -126,12 +126,13 @@ class Prior:
     def read_messages(self, rows: Iterable[MessageRow]) -> None:
         """Take in the peer groups' messages and handled notes among a run's stored ``rows``."""
         for row in rows:
+            if row.kind not in ("message", "handled"):
+                continue
+            record = self.conversations.setdefault(row.scope, PeerRecord())
             if row.kind == "message":
-                record = self.conversations.setdefault(row.scope, PeerRecord())
                 record.said.append(PeerMessage.model_validate_json(row.body_json))
-            elif row.kind == "handled":
+            else:
                 note = json.loads(row.body_json)
-                record = self.conversations.setdefault(row.scope, PeerRecord())
                 record.handled[note["message_id"]] = (note["agent"], note.get("answer"))
 
     def remember_call(self, scope: ScopePath, call: PriorCall) -> None:

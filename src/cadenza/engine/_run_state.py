@@ -26,7 +26,7 @@ from ..observability._audit_hooks import AuditSink
 from ..observability._metrics import MetricsSink
 from ..observability._metrics import enabled as metrics_enabled
 from ..tools._tool_sources import ToolSources
-from ._accounts import BudgetAccount, release, reserve_on, worst_usd
+from ._accounts import BudgetAccount, release, reserve_on, run_account, worst_usd
 from ._approvals import decide
 from ._journal import JournalSink
 from ._stream import EventStream
@@ -67,6 +67,16 @@ class RunState:
     steps in the run."""
     events: EventStream | None = None
     """The run's one event stream, once its top team's port is made."""
+
+    @classmethod
+    def begin(cls, run_id: str, *, budget: Budget | None = None, prices: Prices | None = None,
+              sign_messages: bool = False, sources: ToolSources | None = None) -> RunState:
+        """The state of a run a team or a peer group starts (or resumes) in this process."""
+        state = cls(run_id, prices=prices or PRICES, budget=run_account(budget),
+                    sources=sources if sources is not None else ToolSources())
+        if sign_messages:
+            state.sign_messages()
+        return state
 
     def sign_messages(self) -> None:
         """Sign every Task and Result between the run's agents, with a keyring of the run's own."""

@@ -24,7 +24,7 @@ from .._errors import (
     ToolArgumentsError,
     ToolError,
 )
-from .._ids import AgentId, RunId, ScopePath, TaskId, new_run_id, new_task_id
+from .._ids import AgentId, RunId, TaskId, new_run_id, new_task_id
 from .._messages import ErrorInfo, Result, ResultStatus, Task, utcnow
 from .._names import name_problem, provider_of, summarise_validation
 from .._result import RunResult
@@ -272,8 +272,7 @@ class Agent(Generic[OutputT]):
         )
         state = RunState(task.run_id, budget=run_account(budget))
         port = state.port()
-        ctx = StepContext(run_id=task.run_id, scope=ScopePath(self._name), step_id=self._name, agent=self._name,
-                          attempt=1, task_id=task.task_id, ceiling=None, budgets=port.budgets, prior_calls=(), trace=())
+        ctx = StepContext.alone(task.run_id, self._name, task.task_id, port.budgets)
         async with state.sources:
             result = await self.execute(task, ctx, port)
         output = None

@@ -37,7 +37,6 @@ from .._usage import Usage
 from .._worker_spec import OtherSpec
 from ..buses.base import Bus, Delivery, Inbox
 from ..buses.memory import InProcessBus
-from ..engine._accounts import run_account
 from ..engine._journal import PeerRecord
 from ..engine._run_state import LocalPort, RunState
 from ..tools._tools import Tool, ToolContext
@@ -174,16 +173,11 @@ class PeerGroup:
                   budget: Budget | None = None, sign_messages: bool = True) -> RunResult[str]:
         """Run the conversation on ``goal`` alone; ``budget`` caps what the whole group may spend, and each message
         travels signed by its sender unless ``sign_messages`` is false."""
-        from ..models.pricing import PRICES
-
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
-        state = RunState(task.run_id, prices=PRICES, budget=run_account(budget))
-        if sign_messages:
-            state.sign_messages()
+        state = RunState.begin(task.run_id, budget=budget, sign_messages=sign_messages)
         port = state.port()
-        ctx = StepContext(run_id=task.run_id, scope=ScopePath(self._name), step_id=self._name, agent=self._name,
-                          attempt=1, task_id=task.task_id, ceiling=None, budgets=port.budgets, prior_calls=(), trace=())
+        ctx = StepContext.alone(task.run_id, self._name, task.task_id, port.budgets)
         async with state.sources:
             result, transcript = await self._converse(task, ctx, port)
         return RunResult(run_id=task.run_id, status=result.status, output=result.output, usage=result.usage,
@@ -254,7 +248,7 @@ def _talk_graph(group: str, names: list[str], talks_to: Mapping[str, Sequence[st
 
 @dataclass(slots=True)
 class _Member:
-    """One agent of a running group: its tools for the occasion and what its current turn said."""
+    """One agent of a running group: its inbox, its conversation so far, and what its current turn said."""
 
     agent: Agent[Any]
     inbox: Inbox
@@ -358,9 +352,7 @@ class _Conversation:
                 agent, answer = handled
                 self.members[agent].history.append(message)
                 if answer is not None:
-                    self.answers[agent] = answer
-                    if len(self.answers) >= self.group.quorum and self.stopped is None:
-                        self.stopped = (None, answer)
+                    self._answered(agent, answer)
         if self.stopped is None:
             for message in record.said:
                 if message.message_id not in record.handled:
@@ -400,9 +392,7 @@ class _Conversation:
             replies.append(reply)
             await self._record(reply, durable=False)
         if member.answer is not None:
-            self.answers[name] = member.answer
-            if len(self.answers) >= self.group.quorum and self.stopped is None:
-                self.stopped = (None, member.answer)
+            self._answered(name, member.answer)
         if self.events.active:  # one commit with the replies: a resumed group finds the turn whole or not at all
             await self.events.keep_durable(PeerMessageHandled(self.ctx.run_id, self.ctx.scope, name,
                                                               message.message_id, utcnow(), member.answer))
@@ -460,6 +450,12 @@ class _Conversation:
     def _path(self, member: str | None) -> str:
         """The identity of a member (the group's path, then its name), or of the group itself for None."""
         return self.ctx.scope if member is None else child_path(self.ctx.scope, member)
+
+    def _answered(self, agent: str, answer: str) -> None:
+        """Count ``agent``'s final answer; the one that completes the quorum ends the group as its output."""
+        self.answers[agent] = answer
+        if len(self.answers) >= self.group.quorum and self.stopped is None:
+            self.stopped = (None, answer)
 
     def _stop(self, code: ErrorCode, diagnosis: str) -> None:
         if self.stopped is None:

@@ -193,10 +193,8 @@ class Planner:
 
 def _outside_a_run(team: str) -> tuple[StepContext, RunPort]:
     """The context and port of a plan made on its own (``cadenza plan``): a run of its own, with no budget."""
-    from .._ids import ScopePath, new_run_id, new_task_id
+    from .._ids import new_run_id, new_task_id
     from ..engine._run_state import RunState
 
     state = RunState(new_run_id())
-    ctx = StepContext(run_id=state.run_id, scope=ScopePath(team), step_id=team, agent=team, attempt=1,
-                      task_id=new_task_id(), ceiling=None, budgets=(), prior_calls=(), trace=())
-    return ctx, state.port()
+    return StepContext.alone(state.run_id, team, new_task_id(), ()), state.port()

@@ -29,7 +29,7 @@ from .._usage import Usage
 from .._worker import Worker
 from .._worker_spec import TeamSpec, model_sources
 from ..backends.base import Backend, Composite, ServerUser
-from ..engine._accounts import BudgetAccount, run_account
+from ..engine._accounts import BudgetAccount
 from ..engine._executor import ExecutionPolicy, Executor
 from ..engine._run_state import LocalPort, RunState
 from ..models.base import Model
@@ -285,7 +285,8 @@ class Supervisor(Generic[OutputT]):
         """
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
-        state = _run_state(task.run_id, budget, prices, sign_messages, tool_sources)
+        state = RunState.begin(task.run_id, budget=budget, prices=prices, sign_messages=sign_messages,
+                               sources=tool_sources)
         async with _owned(state.sources, tool_sources), _closing(self._pool):
             await require_approved(self.mcp_servers, state.sources, workflow=source)
             _check_backends(self)
@@ -316,7 +317,8 @@ class Supervisor(Generic[OutputT]):
         """
         from ..engine._durable import open_for, resume_run
 
-        state = _run_state(str(run_id), budget, prices, sign_messages, tool_sources)
+        state = RunState.begin(str(run_id), budget=budget, prices=prices, sign_messages=sign_messages,
+                               sources=tool_sources)
         async with _owned(state.sources, tool_sources), _closing(self._pool), open_for(store) as opened:
             await require_approved(self.mcp_servers, state.sources)
             _check_backends(self)
@@ -497,18 +499,6 @@ def _count_team_usage(source: Literal["planner", "synthesizer"], usage: Usage, r
     """What a team spent outside its steps, told to the run (the journal records it: its totals count it)."""
     if usage.model_calls and events.active:
         events.emit(UsageRecorded(run_id, team, source, usage))
-
-
-def _run_state(run_id: str, budget: Budget | None, prices: Prices | None, sign_messages: bool,
-               tool_sources: ToolSources | None) -> RunState:
-    """The state of a run this team starts (or resumes) in this process."""
-    from ..models.pricing import PRICES
-
-    state = RunState(run_id, prices=prices or PRICES, budget=run_account(budget),
-                     sources=tool_sources if tool_sources is not None else ToolSources())
-    if sign_messages:
-        state.sign_messages()
-    return state
 
 
 def _check_backends(team: Supervisor[Any]) -> None:

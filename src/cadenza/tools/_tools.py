@@ -99,8 +99,7 @@ class Tool:
     """
 
     __slots__ = ("_args_model", "_context_param", "_func", "_is_async", "description", "ends_turn", "name",
-                 "requires_approval",
-                 "scopes", "side_effect", "spec", "timeout")
+                 "requires_approval", "scopes", "side_effect", "spec", "timeout")
 
     grants_own_scopes: ClassVar[bool] = True
     """Whether giving an agent this tool grants the scopes it declares (when the agent names no grant of its own):
