@@ -26,7 +26,6 @@ class _Held:
     """A delivered message that is not acknowledged yet."""
 
     body: str
-    consumer: str
     since: float
     attempt: int
 
@@ -78,7 +77,7 @@ class InProcessBus(Bus):
         deadline = time.monotonic() + wait
         while True:
             box = self._box(inbox)
-            delivery = self._take(inbox, box, consumer)
+            delivery = self._take(inbox, box)
             if delivery is not None:
                 return delivery
             now = time.monotonic()
@@ -142,18 +141,19 @@ class InProcessBus(Bus):
             self._groups.setdefault((inbox.run_id, inbox.group), set()).add(inbox)
         return box
 
-    def _take(self, inbox: Inbox, box: _Box, consumer: str) -> Delivery | None:
-        """Hand ``consumer`` a message held too long by another, else the oldest new one; None if neither."""
+    def _take(self, inbox: Inbox, box: _Box) -> Delivery | None:
+        """A message held unacknowledged past ``claim_after``, else the oldest new one; None if neither. In one
+        process a consumer's name decides nothing: whoever asks next gets the message."""
         now = time.monotonic()
         if box.pending:
             entry_id, held = next(iter(box.pending.items()))
             if now - held.since >= self.claim_after:
                 del box.pending[entry_id]
-                box.pending[entry_id] = claimed = _Held(held.body, consumer, now, held.attempt + 1)
+                box.pending[entry_id] = claimed = _Held(held.body, now, held.attempt + 1)
                 return Delivery(inbox, entry_id, claimed.body, claimed.attempt)
         if box.new:
             entry_id, body = box.new.popleft()
-            box.pending[entry_id] = _Held(body, consumer, now, 1)
+            box.pending[entry_id] = _Held(body, now, 1)
             return Delivery(inbox, entry_id, body, 1)
         return None
 

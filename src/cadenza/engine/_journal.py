@@ -271,12 +271,12 @@ class JournalSink:
         self.journal = journal
 
     def __call__(self, event: Event) -> None:
-        rows = _ROWS.get(type(event))
+        kind = type(event)
+        rows = _ROWS.get(kind)
         if rows is not None:
             writes = rows(event)
             if writes:
                 self.journal.record(*writes)
-            kind = type(event)
             if kind is ApprovalRequested:  # the run's own view of its approvals: asked once per process
                 request = writes[0].row
                 self.journal.prior.approvals[request.approval_id] = request

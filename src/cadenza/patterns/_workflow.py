@@ -475,14 +475,11 @@ class _Builder:
             self._problem(f"{path}.agents[{j}]", f"unknown agent {name!r}{suggest(name, known)} (a peer group's "
                                                  f"members are agents of agents:)")
         members = [agents[name] for name in spec.agents if name in agents]
-        if missing or len(members) != len(spec.agents):
+        if len(members) != len(spec.agents):  # unknown, or an agent with a problem of its own
             return None
-        stop = spec.stop
         try:
-            policy = StopPolicy(answer_by=stop.answer_by, quorum=stop.quorum, max_messages=stop.max_messages,
-                                max_rounds=stop.max_rounds, timeout=stop.timeout, repeats=stop.repeats,
-                                ping_pong=stop.ping_pong)
-            return PeerGroup(spec.name, members, entry=spec.entry, talks_to=spec.talks_to, stop=policy,
+            return PeerGroup(spec.name, members, entry=spec.entry, talks_to=spec.talks_to,
+                             stop=StopPolicy(**spec.stop.model_dump()),
                              history=spec.history, description=spec.description)
         except ConfigError as exc:
             self._problem(path, str(exc))
