@@ -124,6 +124,9 @@ class Result(BaseModel):
     """When the agent started the task."""
     finished_at: datetime
     """When the agent finished it."""
+    stop_reason: str | None = None
+    """Why a conversation ended, for the work of a peer group: ``answer: ...``, or the limit, loop, deadlock or
+    failure that stopped it (``deadlock: ...``), with who and what; None for other work."""
 
     @property
     def ok(self) -> bool:

@@ -39,6 +39,8 @@ class RunResult(Generic[OutputT]):
     """Names of agents spawned for this run (already cleaned up)."""
     messages: list[PeerMessage] = field(default_factory=list)
     """What the agents of a peer group said to each other, in the order it was sent (the goal first)."""
+    stop_reason: str | None = None
+    """Why a peer group's conversation ended, for a run that is one (see `Result.stop_reason`)."""
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio.run() reprs its main task's result (Python 3.11 signal handling),
@@ -65,6 +67,7 @@ class RunResult(Generic[OutputT]):
             "status": self.status,
             "output": to_jsonable_python(self.output, fallback=str),
             "error": self.error.model_dump() if self.error else None,
+            "stop_reason": self.stop_reason,
             "usage": self.usage.model_dump(),
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(),
@@ -80,6 +83,7 @@ class RunResult(Generic[OutputT]):
                     "finished_at": r.finished_at.isoformat() if r.finished_at else None,
                     "error": r.error.model_dump() if r.error else None,
                     "skip_reason": r.skip_reason,
+                    "stop_reason": r.result.stop_reason if r.result is not None else None,
                 }
                 for r in self.steps
             ],

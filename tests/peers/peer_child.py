@@ -1,8 +1,9 @@
-"""A recorded team whose one step is a peer conversation of seven turns, in a process the tests kill and resume.
+"""A recorded peer conversation of seven turns, in a process the tests kill and resume.
 
-Usage: ``python peer_child.py DB LOG ACTION RUN_ID``
+Usage: ``python peer_child.py DB LOG ACTION RUN_ID SHAPE``
 
-ACTION is ``run`` or ``resume``. Every turn appends ``agent|message it handles`` to LOG and prints ``TURN``
+ACTION is ``run`` or ``resume``; SHAPE is ``team`` (the conversation is the one step of a team's plan) or
+``alone`` (it is the whole run). Every turn appends ``agent|message it handles`` to LOG and prints ``TURN``
 before its model answers (after a short pause, so that a kill lands inside turns as well as between them);
 the end prints ``RESULT <json>``.
 """
@@ -21,7 +22,7 @@ from cadenza.models.base import ModelRequest, ToolCall, UserMessage
 from cadenza.models.function import FunctionModel
 from cadenza.stores.sqlite import SQLiteStore
 
-DB, LOG, ACTION, RUN_ID = sys.argv[1:5]
+DB, LOG, ACTION, RUN_ID, SHAPE = sys.argv[1:6]
 
 SCRIPT = {
     ("author", "Write the poem"): ("critic", "draft 1"),
@@ -61,13 +62,19 @@ async def main() -> None:
     lead = Supervisor("lead", workers=[group], model="simulated",
                       plan=Plan.of({"id": "poem", "agent": "talk", "instruction": "Write the poem"}))
     async with SQLiteStore(DB) as store:
-        if ACTION == "run":
-            result = await lead.run("A poem", store=store, run_id=RunId(RUN_ID))
+        if SHAPE == "alone":
+            result = await (group.run("Write the poem", store=store, run_id=RunId(RUN_ID)) if ACTION == "run"
+                            else group.resume(RUN_ID, store=store))
+            output, reason = result.output, result.stop_reason
         else:
-            result = await lead.resume(RUN_ID, store=store)
+            result = await (lead.run("A poem", store=store, run_id=RunId(RUN_ID)) if ACTION == "run"
+                            else lead.resume(RUN_ID, store=store))
+            step = result.steps[0]
+            output, reason = step.output, step.result.stop_reason if step.result is not None else None
         said = [json.loads(m.body_json)["content"] for m in await store.messages(RUN_ID) if m.kind == "message"]
-    step = result.steps[0]
-    print("RESULT " + json.dumps({"status": result.status, "step": step.output, "said": said}), flush=True)
+        row = await store.get_run(RUN_ID)
+    print("RESULT " + json.dumps({"status": result.status, "output": output, "said": said, "reason": reason,
+                                  "stored": row.status, "stored_output": row.output_json}), flush=True)
 
 
 asyncio.run(main())

@@ -75,6 +75,7 @@ async def test_a_conversation_ends_with_the_entry_agents_final_answer() -> None:
 
     assert result.status == "success", result.error
     assert result.output == "old pond (add a frog)"
+    assert result.stop_reason == "answer: final answer from author"
     assert said(result) == [("review", "author", 0, "Write a haiku"), ("author", "critic", 1, "draft: old pond"),
                             ("critic", "author", 2, "add a frog")]
     assert [m.in_reply_to for m in result.messages[1:]] == [m.message_id for m in result.messages[:-1]]
@@ -120,6 +121,8 @@ async def test_a_deadlock_is_caught_at_once_with_who_waited_on_whom() -> None:
             "and sent nothing") in result.error.message
     assert "with 0 of the 1 final answers needed" in result.error.message
     assert result.duration < 2  # detected, not timed out
+    assert result.stop_reason is not None and result.stop_reason.startswith("deadlock: every agent is idle")
+    assert result.error.message.endswith(result.stop_reason)
 
 
 async def test_a_quorum_that_can_no_longer_be_met_is_a_deadlock() -> None:
@@ -153,6 +156,7 @@ async def test_a_ping_pong_past_the_limit_is_a_loop_naming_both_agents() -> None
     assert result.error is not None and result.error.code is ErrorCode.PEER_LOOP
     assert "pro and con went back and forth 5 times with nobody else" in result.error.message
     assert len(result.messages) == 1 + 4  # the fifth was never sent
+    assert result.stop_reason is not None and result.stop_reason.startswith("loop: pro and con")
 
 
 async def test_the_same_message_sent_again_and_again_is_a_loop() -> None:
@@ -184,6 +188,7 @@ async def test_the_message_limit_stops_a_conversation_without_an_answer() -> Non
     assert result.error is not None and result.error.code is ErrorCode.PEER_LIMIT
     assert "message limit: 5 messages sent without a final answer" in result.error.message
     assert len(result.messages) == 1 + 5
+    assert result.stop_reason == "message limit: 5 messages sent without a final answer"
 
 
 async def test_the_round_limit_stops_a_conversation_without_an_answer() -> None:
@@ -236,6 +241,8 @@ async def test_a_quorum_of_reviewers_who_run_at_the_same_time_ends_the_group() -
 
     assert result.status == "success", result.error
     assert result.output in ("r1 approves", "r2 approves")
+    assert result.stop_reason in ("answer: final answers from r1 and r2 (quorum 2)",
+                                  "answer: final answers from r2 and r1 (quorum 2)")
     assert sorted(m.recipient for m in result.messages[1:]) == ["r1", "r2"]
 
 
@@ -250,6 +257,7 @@ async def test_a_failed_turn_stops_the_group_naming_the_agent() -> None:
 
     assert result.error is not None and result.error.code is ErrorCode.MODEL
     assert "critic failed while handling author's message of round 1: invalid api key" in result.error.message
+    assert result.stop_reason is not None and result.stop_reason.startswith("failure: critic failed")
 
 
 async def test_a_budget_stops_the_group() -> None:
@@ -260,6 +268,7 @@ async def test_a_budget_stops_the_group() -> None:
 
     assert result.error is not None and result.error.code is ErrorCode.BUDGET_EXCEEDED
     assert result.usage.total_tokens <= 400
+    assert result.stop_reason is not None and result.stop_reason.startswith("budget: ")
 
 
 def team_with_a_review() -> Supervisor[str]:
@@ -283,6 +292,8 @@ async def test_a_peer_group_is_a_step_of_a_supervisors_plan() -> None:
 
     [step] = result.steps
     assert step.status == "success" and step.output == "final haiku"
+    assert step.result is not None and step.result.stop_reason == "answer: final answer from author"
+    assert result.to_json()["steps"][0]["stop_reason"] == "answer: final answer from author"
 
 
 @pytest.mark.parametrize(("options", "expected"), [

@@ -16,21 +16,21 @@ CHILD = Path(__file__).with_name("peer_child.py")
 TURNS = 7
 
 
-def start(db: Path, log: Path, action: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(CHILD), str(db), str(log), action, "run_peers"],
+def start(db: Path, log: Path, action: str, shape: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(CHILD), str(db), str(log), action, "run_peers", shape],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def finish(db: Path, log: Path, action: str) -> dict[str, Any]:
-    proc = start(db, log, action)
+def finish(db: Path, log: Path, action: str, shape: str) -> dict[str, Any]:
+    proc = start(db, log, action, shape)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))  # type: ignore[no-any-return]
 
 
-def kill_at_turn(db: Path, log: Path, turn: int) -> None:
-    proc = start(db, log, "run")
+def kill_at_turn(db: Path, log: Path, turn: int, shape: str) -> None:
+    proc = start(db, log, "run", shape)
     assert proc.stdout is not None
     seen = 0
     for line in proc.stdout:
@@ -41,25 +41,35 @@ def kill_at_turn(db: Path, log: Path, turn: int) -> None:
     proc.communicate(timeout=30)
 
 
+@pytest.fixture(scope="module", params=["team", "alone"])
+def shape(request: pytest.FixtureRequest) -> str:
+    """Where the conversation is: the one step of a team's plan, or the whole run."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, shape: str) -> dict[str, Any]:
     where = tmp_path_factory.mktemp("whole")
-    result = finish(where / "runs.db", where / "turns.log", "run")
+    result = finish(where / "runs.db", where / "turns.log", "run", shape)
     assert result["status"] == "success"
     assert len((where / "turns.log").read_text().splitlines()) == TURNS
     return result
 
 
 @pytest.mark.parametrize("turn", range(1, TURNS + 1))
-def test_a_conversation_killed_at_a_turn_resumes_to_the_same_end(tmp_path: Path, turn: int,
+def test_a_conversation_killed_at_a_turn_resumes_to_the_same_end(tmp_path: Path, turn: int, shape: str,
                                                                  uninterrupted: dict[str, Any]) -> None:
     db, log = tmp_path / "runs.db", tmp_path / "turns.log"
-    kill_at_turn(db, log, turn)
+    kill_at_turn(db, log, turn, shape)
     before = log.read_text().splitlines()
 
-    resumed = finish(db, log, "resume")
+    resumed = finish(db, log, "resume", shape)
 
-    assert (resumed["status"], resumed["step"]) == ("success", "draft 3, approved")
+    assert (resumed["status"], resumed["output"]) == ("success", "draft 3, approved")
+    assert resumed["reason"] == "answer: final answer from author"
+    assert resumed["stored"] == "success"
+    if shape == "alone":
+        assert json.loads(resumed["stored_output"]) == "draft 3, approved"
     assert resumed["said"] == uninterrupted["said"]  # every message once, in the same order
     turns = log.read_text().splitlines()
     again = [t for t, n in Counter(turns).items() if n > 1]

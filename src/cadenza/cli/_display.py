@@ -134,7 +134,7 @@ class RunView:
             step.status = event.status if isinstance(event, StepFinished) else "failed"
             step.finished = now
             step.tokens += event.usage.total_tokens
-            step.note = event.error.message if isinstance(event, StepFailed) else ""
+            step.note = event.error.message if isinstance(event, StepFailed) else event.result.stop_reason or ""
             self._add_step_usage(event)
         elif isinstance(event, StepSkipped):
             step.status, step.note = "skipped", event.reason
@@ -263,7 +263,8 @@ class PlainDisplay(Display):
         if isinstance(event, StepFinished):
             step = self.view.teams[event.team].steps[event.step_id]
             took = step.elapsed(time.monotonic()) or 0.0
-            return f"{head} {'done' if event.status == 'success' else event.status} in {took:.2f}s, {step.tokens} tokens"
+            said = f"{head} {'done' if event.status == 'success' else event.status} in {took:.2f}s, {step.tokens} tokens"
+            return said if event.result.stop_reason is None else f"{said}; stopped on {event.result.stop_reason}"
         if isinstance(event, StepFailed):
             return f"{head} failed after {event.attempt} attempt(s): {event.error.type}: {shorten(event.error.message, 120)}"
         if isinstance(event, StepSkipped):
@@ -281,6 +282,8 @@ class PlainDisplay(Display):
             click.echo("---")
         if result.error is not None:
             click.echo(f"{result.error.type}: {result.error.message}")
+        elif result.stop_reason is not None:
+            click.echo(f"stopped on {result.stop_reason}")
         click.echo(f"{summary_line(result)} · run {self.run_id}")
 
 
@@ -383,6 +386,8 @@ class LiveDisplay(Display):
             self.console.print(Panel(body, title="output", title_align="left", border_style="green"))
         if result.error is not None:
             self.console.print(Text(f"{result.error.type}: {result.error.message}", style="red"))
+        elif result.stop_reason is not None:
+            self.console.print(Text(f"stopped on {result.stop_reason}", style="green"))
         style = {"success": "green", "partial": "yellow", "waiting": "magenta"}.get(result.status, "red")
         self.console.print(Text(summary_line(result), style=style), Text(f"· run {self.run_id}", style="dim"))
 

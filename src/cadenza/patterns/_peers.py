@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import html
+import os
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -26,7 +28,7 @@ from pydantic import Field
 
 from .._budget import Budget
 from .._errors import ConfigError, ErrorCode, SecurityError, ToolError
-from .._events import PeerMessageHandled, PeerMessageSent
+from .._events import PeerMessageHandled, PeerMessageSent, RunFinished, RunStarted
 from .._ids import AgentId, RunId, ScopePath, StepId, child_path, new_message_id, new_run_id, new_task_id, split_path
 from .._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
 from .._names import name_problem
@@ -39,11 +41,16 @@ from ..buses.base import Bus, Delivery, Inbox
 from ..buses.memory import InProcessBus
 from ..engine._journal import PeerRecord
 from ..engine._run_state import LocalPort, RunState
+from ..tools._tool_sources import ToolSources, require_approved
 from ..tools._tools import Tool, ToolContext
 from ._peer_watch import LoopWatch, wait_for_graph
 
 if TYPE_CHECKING:
+    from .._events import EventSink
     from .._port import RunPort
+    from ..models.pricing import Prices
+    from ..stores.base import Store
+    from ..tools._mcp import MCPServer
     from ._agent import Agent
 
 __all__ = ("PeerGroup", "StopPolicy")
@@ -169,25 +176,84 @@ class PeerGroup:
         """What the group is, as data."""
         return OtherSpec(name=self._name, description=self._description, type=f"{__name__}:PeerGroup")
 
+    @property
+    def mcp_servers(self) -> tuple[MCPServer, ...]:
+        """Every MCP server a member draws tools from, each once: the run opens and reviews them first."""
+        found = {id(server): server for agent in self.members.values() for server in agent.mcp_servers}
+        return tuple(found.values())
+
     async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
-                  budget: Budget | None = None, sign_messages: bool = True) -> RunResult[str]:
-        """Run the conversation on ``goal`` alone; ``budget`` caps what the whole group may spend, and each message
-        travels signed by its sender unless ``sign_messages`` is false."""
+                  events: EventSink | None = None, store: Store | str | os.PathLike[str] | None = None,
+                  source: str | None = None, options: dict[str, Any] | None = None, workflow: str | None = None,
+                  budget: Budget | None = None, prices: Prices | None = None, sign_messages: bool = True,
+                  audit: bool = True, tool_sources: ToolSources | None = None) -> RunResult[str]:
+        """Hold the conversation on ``goal`` as a run of its own; the arguments are `Supervisor.run`'s.
+
+        With a ``store``, every message and every handled turn is recorded as it happens, so a killed run resumes
+        (`resume`) without handling a message twice. ``budget`` caps what the whole group may spend, and each
+        message travels signed by its sender unless ``sign_messages`` is false.
+
+        Raises:
+            ConfigError: a member's MCP server offers tools that wait for approval (nothing was executed).
+            StoreError: the store failed; what was recorded before stays, and the run can be resumed.
+        """
         task = Task(task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
                     recipient=AgentId(self._name), instruction=goal, input=input)
-        state = RunState.begin(task.run_id, budget=budget, sign_messages=sign_messages)
-        port = state.port()
+        state = RunState.begin(task.run_id, budget=budget, prices=prices, sign_messages=sign_messages,
+                               sources=tool_sources)
+        async with nullcontext() if tool_sources is not None else state.sources:
+            await require_approved(self.mcp_servers, state.sources, workflow=source)
+            if store is None:
+                return await self._top(task, state.port(events=events))
+            from ..engine._durable import open_for, record_run
+
+            async with open_for(store) as opened:
+                return await record_run(self, self._top, task, opened, state=state, events=events, source=source,
+                                        options=options, workflow=workflow, audit=audit)
+
+    async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],
+                     events: EventSink | None = None, force: bool = False, budget: Budget | None = None,
+                     prices: Prices | None = None, sign_messages: bool = True, audit: bool = True,
+                     tool_sources: ToolSources | None = None) -> RunResult[str]:
+        """Continue a conversation an earlier process left unfinished: handled messages are not handled again,
+        messages sent and not handled are delivered; the arguments are `Supervisor.resume`'s.
+
+        Raises:
+            RunNotFound: no such run in ``store``.
+            ResumeError: the run has finished, or this group differs from the one that started it.
+        """
+        from ..engine._durable import open_for, resume_run
+
+        state = RunState.begin(str(run_id), budget=budget, prices=prices, sign_messages=sign_messages,
+                               sources=tool_sources)
+        async with nullcontext() if tool_sources is not None else state.sources, open_for(store) as opened:
+            await require_approved(self.mcp_servers, state.sources)
+            return await resume_run(self, self._top, RunId(run_id), opened, state=state, events=events, force=force,
+                                    audit=audit)
+
+    def run_sync(self, goal: str, *, input: Any = None, store: str | os.PathLike[str] | None = None,
+                 budget: Budget | None = None, sign_messages: bool = True) -> RunResult[str]:
+        """`run` for code that is not async (``store`` is a URL or path here: it is opened inside the run's loop)."""
+        return run_sync(self.run(goal, input=input, store=store, budget=budget, sign_messages=sign_messages))
+
+    async def _top(self, task: Task, port: LocalPort) -> RunResult[Any]:
+        """The conversation as the whole of its run: what a durable run wraps (`_durable.Engine`)."""
+        events = port.events
+        scope = ScopePath(self._name)
+        if events.active:
+            events.emit(RunStarted(task.run_id, scope, task.instruction))
         ctx = StepContext.alone(task.run_id, self._name, task.task_id, port.budgets)
-        async with state.sources:
+        try:
             result, transcript = await self._converse(task, ctx, port)
+        except asyncio.CancelledError:
+            if events.active:
+                events.emit(RunFinished(task.run_id, scope, "cancelled", Usage()))
+            raise
+        if events.active:
+            events.emit(RunFinished(task.run_id, scope, result.status, result.usage, result.finished_at))
         return RunResult(run_id=task.run_id, status=result.status, output=result.output, usage=result.usage,
                          started_at=result.started_at, finished_at=result.finished_at, error=result.error,
-                         messages=transcript)
-
-    def run_sync(self, goal: str, *, input: Any = None, budget: Budget | None = None,
-                 sign_messages: bool = True) -> RunResult[str]:
-        """`run` for code that is not async."""
-        return run_sync(self.run(goal, input=input, budget=budget, sign_messages=sign_messages))
+                         messages=transcript, stop_reason=result.stop_reason)
 
     async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
         """Hold the conversation on ``task`` where ``ctx`` places the group; its output is the final answer."""
@@ -282,7 +348,9 @@ class _Conversation:
         """Members whose inbox may hold a message: every one a message was delivered to, until found empty; in the
         order of delivery (a dict, not a set), so that the same conversation dispatches its turns in the same order."""
         self.stopped: tuple[ErrorCode | None, str] | None = None
-        """Why it stopped: (None, the answer) or (the error code, the diagnosis)."""
+        """Why it stopped: (None for an answer, else the error code; the stop reason, which names its kind first)."""
+        self.output: str | None = None
+        """The answer that completed the quorum."""
 
     def _member(self, agent: Agent[Any]) -> _Member:
         return _Member(agent, Inbox(self.ctx.run_id, self.ctx.scope, agent.name))
@@ -328,7 +396,7 @@ class _Conversation:
                     member = busy.pop(finished)
                     failed = finished.exception()
                     if failed is not None:  # the bus or the group broke: a failure Result, not a crash
-                        self._stop(ErrorCode.INTERNAL, f"{member.agent.name}'s turn broke: "
+                        self._stop(ErrorCode.INTERNAL, f"failure: {member.agent.name}'s turn broke: "
                                    f"{type(failed).__name__}: {failed}")
         finally:
             for running in busy:
@@ -364,7 +432,7 @@ class _Conversation:
         try:
             message = self._open(delivery.body, name)
         except SecurityError as refused:
-            self._stop(refused.code, f"a message to {name} was refused: {refused}")
+            self._stop(refused.code, f"refused: a message to {name} was refused: {refused}")
             return
         member.outbox, member.answer = [], None
         task = Task(task_id=new_task_id(), run_id=self.task.run_id, parent_task_id=self.task.task_id,
@@ -378,8 +446,9 @@ class _Conversation:
             error = result.error
             code = error.code if error is not None else ErrorCode.INTERNAL
             detail = error.message if error is not None else result.status
-            self._stop(code, f"{name} failed while handling {message.sender}'s message of round {message.round}: "
-                       f"{detail}")
+            kind = "budget" if code is ErrorCode.BUDGET_EXCEEDED else "failure"
+            self._stop(code, f"{kind}: {name} failed while handling {message.sender}'s message of round "
+                       f"{message.round}: {detail}")
             return
         replies = []
         for recipient, content in member.outbox:
@@ -455,7 +524,10 @@ class _Conversation:
         """Count ``agent``'s final answer; the one that completes the quorum ends the group as its output."""
         self.answers[agent] = answer
         if len(self.answers) >= self.group.quorum and self.stopped is None:
-            self.stopped = (None, answer)
+            who = " and ".join(self.answers)
+            rule = f"final answers from {who} (quorum {self.group.quorum})" if self.group.quorum > 1 else \
+                f"final answer from {who}"
+            self.stopped, self.output = (None, f"answer: {rule}"), answer
 
     def _stop(self, code: ErrorCode, diagnosis: str) -> None:
         if self.stopped is None:
@@ -463,13 +535,14 @@ class _Conversation:
 
     def _result(self) -> Result:
         assert self.stopped is not None
-        code, said = self.stopped
+        code, reason = self.stopped
         error = None if code is None else ErrorInfo(
             type="PeerGroupStopped", code=code, message=f"peer group {self.group.name!r} stopped after {self.sent} "
-                                                        f"messages: {said}")
+                                                        f"messages: {reason}")
         return Result(task_id=self.task.task_id, run_id=self.task.run_id, agent=AgentId(self.group.name),
-                      status="success" if error is None else "failure", output=said if error is None else None,
-                      error=error, usage=self.usage, started_at=self.started, finished_at=utcnow())
+                      status="success" if error is None else "failure", output=self.output if error is None else None,
+                      error=error, usage=self.usage, started_at=self.started, finished_at=utcnow(),
+                      stop_reason=reason)
 
     def _render(self, member: _Member, message: PeerMessage) -> str:
         """What an agent sees in one turn: the goal, its peers, its recent conversation and the new message."""
