@@ -68,3 +68,22 @@ def test_a_team_names_a_peer_group_as_a_worker() -> None:
     group = loaded.peers["review"]
     assert loaded.entry.workers["review"] is group
     assert (group.answer_by, group.stop.max_messages, group.entry) == (("critic",), 4, "author")
+
+
+def test_a_file_without_a_supervisor_runs_its_one_peer_group() -> None:
+    data = workflow()
+    del data["supervisor"]
+    loaded = parse_workflow(data)
+    assert loaded.entry is loaded.peers["review"]
+    assert loaded.plan_source is None and loaded.teams == {}
+
+
+@pytest.mark.parametrize(("groups", "have"), [(0, "none"), (2, "2 (review, second)")])
+def test_without_a_supervisor_the_file_needs_exactly_one_peer_group(groups: int, have: str) -> None:
+    data = workflow()
+    del data["supervisor"]
+    data["peers"] = [data["peers"][0], {**data["peers"][0], "name": "second"}][:groups]
+    with pytest.raises(WorkflowError) as failed:
+        parse_workflow(data)
+    assert f"supervisor: required key is missing: a workflow runs its supervisor (a team), or, without one, its one peer group; " \
+           f"peers: has {have}" in str(failed.value)

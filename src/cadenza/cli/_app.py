@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .._errors import CadenzaError
+from .._errors import CadenzaError, ConfigError
 from .._version import __version__
 
 if TYPE_CHECKING:
@@ -210,9 +210,13 @@ def _processes(backend: str, workers: int | None) -> int | None:
 @debug_option
 def plan(workflow: str, goal: str, as_json: bool, model: str | None) -> None:
     """Show the plan WORKFLOW would run for GOAL, without running it."""
+    from ..patterns._peers import PeerGroup
     from ._plan_view import plan_json, plan_tree
 
     loaded = _load(workflow, model)
+    if isinstance(loaded.entry, PeerGroup):
+        raise ConfigError(f"{workflow} runs the peer group {loaded.entry.name!r}, which has no plan: its members "
+                          f"message each other from {loaded.entry.entry!r} on until it stops")
     the_plan = asyncio.run(loaded.entry.plan(goal))
     if as_json:
         click.echo(json.dumps(plan_json(the_plan, loaded.entry), indent=2, ensure_ascii=False))
@@ -231,8 +235,8 @@ def validate(workflow: str) -> None:
 
     loaded = load_workflow(workflow)
     agents, teams = len(loaded.agents), len(loaded.teams)
-    click.echo(f"ok: {loaded.name}: {agents} agent{'s' * (agents != 1)}, {teams} team{'s' * (teams != 1)}, "
-               f"plan: {loaded.plan_source}")
+    runs = f"plan: {loaded.plan_source}" if loaded.plan_source is not None else f"peer group: {loaded.entry.name}"
+    click.echo(f"ok: {loaded.name}: {agents} agent{'s' * (agents != 1)}, {teams} team{'s' * (teams != 1)}, {runs}")
 
 
 @app.command()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from .._errors import ResumeError
+from .._errors import ConfigError, ResumeError
 from .._ids import RunId
 
 if TYPE_CHECKING:
@@ -258,6 +258,11 @@ async def _session(run_id: RunId, workflow: Workflow, store_url: str | None, dis
             await require_approved(workflow.entry.mcp_servers, sources, workflow=workflow.source)  # before the run id
             if processes is not None:
                 from ..backends.process import ProcessBackend
+                from ..patterns._peers import PeerGroup
+
+                if isinstance(workflow.entry, PeerGroup):
+                    raise ConfigError(f"{workflow.source} runs the peer group {workflow.entry.name!r}, whose members "
+                                      "run in the process of the run; --backend process runs a team's steps")
 
                 pool = await stack.enter_async_context(ProcessBackend(processes))
                 workflow.entry.use_backend(pool)

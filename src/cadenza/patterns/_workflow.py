@@ -56,8 +56,9 @@ class Workflow:
     description: str
     source: str
     """Where it came from: the file path as given, or ``<workflow>``."""
-    entry: Supervisor[str]
-    """The top team: ``await workflow.entry.run(goal)``."""
+    entry: Supervisor[str] | PeerGroup
+    """What runs the goal, ``await workflow.entry.run(goal)``: the top team, or the peer group of a file that has no
+    supervisor."""
     agents: dict[str, Agent[str]]
     teams: dict[str, Supervisor[str]]
     """The nested teams (the ``teams:`` section), by name; the top team is `entry`."""
@@ -75,9 +76,9 @@ class Workflow:
     """The peer groups (the ``peers:`` section), by name."""
 
     @property
-    def plan_source(self) -> Literal["static", "planner"]:
-        """Whether the top team runs a plan written in the file or asks its planner."""
-        return self.entry.plan_source
+    def plan_source(self) -> Literal["static", "planner"] | None:
+        """Whether the top team runs a plan written in the file or asks its planner; None for a peer group."""
+        return None if isinstance(self.entry, PeerGroup) else self.entry.plan_source
 
 
 def load_workflow(path: str | Path, *, model: str | None = None) -> Workflow:
@@ -200,8 +201,9 @@ class _Builder:
         self._check_names()
         self._check_workers()
         cyclic = self._check_cycles()
-        if not cyclic:
+        if not cyclic and spec.supervisor is not None:
             self._check_depth(spec.supervisor.name, 0)
+        self._check_entry()
         self._load_models()
         agents = {a.name: agent for i, a in enumerate(spec.agents) if (agent := self._agent(i, a)) is not None}
         groups = {g.name: group for i, g in enumerate(spec.peers) if (group := self._peers(i, g, agents)) is not None}
@@ -214,7 +216,11 @@ class _Builder:
                 team = self._team(path, team_spec, team_parts, {**agents, **groups}, teams)
                 if team is not None:
                     teams[name] = team
-        entry = teams.pop(spec.supervisor.name, None)
+        entry: Supervisor[str] | PeerGroup | None
+        if spec.supervisor is not None:
+            entry = teams.pop(spec.supervisor.name, None)
+        else:
+            entry = next(iter(groups.values()), None)
         if self.problems or entry is None:
             raise _fail(self.source, sorted(self.problems, key=_file_order) or ["the top supervisor could not be built"])
         return Workflow(name=spec.name, description=spec.description, source=self.source, entry=entry,
@@ -234,7 +240,8 @@ class _Builder:
         named = [(f"agents[{i}].name", a.name) for i, a in enumerate(self.spec.agents)]
         named += [(f"teams[{i}].name", t.name) for i, t in enumerate(self.spec.teams)]
         named += [(f"peers[{i}].name", g.name) for i, g in enumerate(self.spec.peers)]
-        named.append(("supervisor.name", self.spec.supervisor.name))
+        if self.spec.supervisor is not None:
+            named.append(("supervisor.name", self.spec.supervisor.name))
         for path, name in named:
             if name in first:
                 self._problem(path, f"duplicate name {name!r} (also {first[name]}); agents, teams and peer groups "
@@ -243,7 +250,16 @@ class _Builder:
                 first[name] = path
         for i, team in enumerate(self.spec.teams):
             self.team_specs.setdefault(team.name, (f"teams[{i}]", team))
-        self.team_specs.setdefault(self.spec.supervisor.name, ("supervisor", self.spec.supervisor))
+        if self.spec.supervisor is not None:
+            self.team_specs.setdefault(self.spec.supervisor.name, ("supervisor", self.spec.supervisor))
+
+    def _check_entry(self) -> None:
+        """A file without a supervisor runs its peer group, so it must have exactly one."""
+        groups = self.spec.peers
+        if self.spec.supervisor is None and len(groups) != 1:
+            have = "none" if not groups else f"{len(groups)} ({', '.join(g.name for g in groups)})"
+            self._problem("supervisor", f"required key is missing: a workflow runs its supervisor (a team), or, without one, its one "
+                                        f"peer group; peers: has {have}")
 
     def _known(self, workers: Sequence[str]) -> list[str]:
         """The workers that name an agent, a team or a peer group (unknown ones are reported elsewhere)."""
@@ -252,7 +268,7 @@ class _Builder:
 
     def _check_workers(self) -> None:
         agents = {a.name for a in self.spec.agents} | {g.name for g in self.spec.peers}
-        top = self.spec.supervisor.name
+        top = self.spec.supervisor.name if self.spec.supervisor is not None else None
         parent_of: dict[str, str] = {}
         for name, (path, team) in self.team_specs.items():
             children = self.children.setdefault(name, [])

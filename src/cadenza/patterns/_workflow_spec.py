@@ -271,8 +271,8 @@ class WorkflowSpec(_Spec):
     """Nested teams, used as workers of the supervisor or of each other."""
     peers: list[PeersSpec] = Field(default_factory=list)
     """Peer groups, used as workers of the supervisor or of teams."""
-    supervisor: TeamSpec
-    """The top team, which runs the goal."""
+    supervisor: TeamSpec | None = None
+    """The top team, which runs the goal; a file without one runs its one peer group instead."""
 
 
 def suggest(word: str, known: Sequence[str]) -> str:
