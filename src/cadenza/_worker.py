@@ -32,7 +32,8 @@ class Worker(Protocol):
         ...
 
     def describe(self) -> WorkerSpec:
-        """What the worker is, as data (an `AgentSpec`, a `TeamSpec`, or an `OtherSpec` naming its class): read by
+        """What the worker is, as data (an `AgentSpec`, a `TeamSpec`, a `PeersSpec`, or an `OtherSpec` naming its
+        class): read by
         fingerprints, depth checks and the plan view, and by backends that rebuild it in another process."""
         ...
 

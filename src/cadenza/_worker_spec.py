@@ -3,8 +3,9 @@
 A fingerprint (to refuse resuming a run with a different team), the depth check of nested teams,
 the plan view, and a backend that moves a worker to another process all need to know what a
 worker is without asking which class it is. So each worker describes itself as a `WorkerSpec`:
-an agent (`AgentSpec`), a team (`TeamSpec`, holding its workers' specs) or any other worker
-(`OtherSpec`). A spec is plain data (pydantic, JSON both ways).
+an agent (`AgentSpec`), a team (`TeamSpec`, holding its workers' specs), a peer group
+(`PeersSpec`, holding its members' specs) or any other worker (`OtherSpec`). A spec is plain
+data (pydantic, JSON both ways).
 
 Tools travel by reference (an importable ``module:qualname``) and models by their model string
 and options. What cannot be rebuilt elsewhere from its reference (a lambda, a function defined
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
     from .models.base import Model
     from .tools._tools import Tool
 
-__all__ = ("AgentSpec", "ModelRef", "ModelSource", "OtherSpec", "SpawnSpec", "TeamSpec", "ToolRef", "WorkerSpec", "model_sources",
-           "rebuild_problems", "reference", "tool_ref")
+__all__ = ("AgentSpec", "ModelRef", "ModelSource", "OtherSpec", "PeersSpec", "SpawnSpec", "TeamSpec", "ToolRef", "WorkerSpec",
+           "model_sources", "rebuild_problems", "reference", "tool_ref")
 
 
 class _Spec(BaseModel):
@@ -125,6 +126,27 @@ class TeamSpec(_Spec):
         return next((w for w in self.workers if w.name == name), None)
 
 
+class PeersSpec(_Spec):
+    """A `PeerGroup`: its members, who gets the goal, who may message whom, who answers, and its limits."""
+
+    kind: Literal["peers"] = "peers"
+    name: str
+    description: str
+    members: tuple[AgentSpec, ...]
+    entry: str
+    talks_to: dict[str, tuple[str, ...]]
+    """Whom each member may message (every member is named)."""
+    answer_by: tuple[str, ...]
+    quorum: int
+    history: int
+    """How many earlier messages a member is shown with each new one."""
+    max_messages: int
+    max_rounds: int | None
+    timeout: float | None
+    repeats: int
+    ping_pong: int
+
+
 class OtherSpec(_Spec):
     """Any other worker: what it is for, and the class that makes it."""
 
@@ -135,7 +157,7 @@ class OtherSpec(_Spec):
     """``module:qualname`` of its class."""
 
 
-WorkerSpec = Annotated[AgentSpec | TeamSpec | OtherSpec, Field(discriminator="kind")]
+WorkerSpec = Annotated[AgentSpec | TeamSpec | PeersSpec | OtherSpec, Field(discriminator="kind")]
 """What any worker is, as data."""
 
 TeamSpec.model_rebuild()
@@ -162,7 +184,7 @@ def tool_ref(tool: Tool) -> ToolRef:
                    side_effect=tool.side_effect, requires_approval=tool.requires_approval, timeout=tool.timeout)
 
 
-def rebuild_problems(spec: AgentSpec | TeamSpec | OtherSpec, path: str = "") -> list[str]:
+def rebuild_problems(spec: WorkerSpec, path: str = "") -> list[str]:
     """What in ``spec`` (and the specs under it) another process could not rebuild, each naming the object
     and the worker (empty: all of it can be rebuilt)."""
     where = f"{path}/{spec.name}" if path else spec.name
@@ -170,6 +192,8 @@ def rebuild_problems(spec: AgentSpec | TeamSpec | OtherSpec, path: str = "") -> 
     if isinstance(spec, TeamSpec):  # its planning and synthesis run where its run does: only its workers move
         for worker in spec.workers:
             problems += rebuild_problems(worker, where)
+        return problems
+    if isinstance(spec, PeersSpec):  # its conversation, members' turns included, runs where its run does
         return problems
     if isinstance(spec, OtherSpec):
         return _reference_problems(spec.type, f"worker {where!r} (a {spec.type.rpartition(':')[2]})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import subprocess
@@ -9,8 +11,12 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner, Result
+from rich.console import Console
 
+from cadenza._events import Event
 from cadenza.cli import app
+from cadenza.cli._display import LiveDisplay
+from cadenza.patterns._workflow import load_workflow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEBATE = str(EXAMPLES / "debate.yaml")
@@ -43,7 +49,64 @@ def test_the_plain_output_of_both_examples_ends_with_the_stop_reason(tmp_path: P
 
     review = invoke("--store", store, "run", REVIEW, "A short note on offline sync")
     assert review.exit_code == 0, review.output
-    assert "stopped on answer: final answers from style and facts (quorum 2)" in review.stdout
+    assert "lead: note (review) done in" in review.stdout
+    assert "; stopped on answer: final answers from style and facts (quorum 2)" in review.stdout
+
+
+def test_the_plain_output_shows_the_conversation_as_it_goes(tmp_path: Path) -> None:
+    debate = invoke("--store", str(tmp_path / "runs.db"), "run", DEBATE, MOTION)
+    assert debate.exit_code == 0, debate.output
+    said = [line.split("s  ", 1)[1] for line in debate.stdout.splitlines() if line.startswith(" ") and "s  " in line]
+    assert said[0] == "debate: conversation"
+    assert said[1] == f"debate: debate → judge (round 0): {MOTION}"
+    assert said[2].startswith("debate: judge → pro (round 1): Argue for the motion")
+    assert [line.split(" (round")[0] for line in said[3:-1]] == [
+        "debate: pro → con", "debate: con → pro", "debate: pro → judge", "debate: pro → con", "debate: con → judge"]
+    assert said[-1].startswith("debate: judge answered: Con wins.")
+
+
+class Watching:
+    """A display as a run's event sink that asks for what happens inside steps, as the CLI's does."""
+
+    wants_reports = True
+
+    def __init__(self, display: LiveDisplay) -> None:
+        self.display = display
+
+    def __call__(self, event: Event) -> None:
+        self.display.handle(event)
+
+
+def frame(display: LiveDisplay) -> str:
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    console.print(display._frame())
+    text = console.file.getvalue()
+    assert isinstance(text, str)
+    return text
+
+
+async def test_the_live_tree_shows_a_conversation_under_its_run_or_its_step(tmp_path: Path) -> None:
+    debate = load_workflow(DEBATE)
+    live = LiveDisplay("run_1", "debate", MOTION, peers="run", console=Console(file=io.StringIO()))
+    async with asyncio.timeout(30):
+        result = await debate.entry.run(MOTION, events=Watching(live))
+    assert result.ok
+    drawn = frame(live)
+    assert "✓ debate success" in drawn
+    assert f"{result.usage.total_tokens} tokens" in drawn and "7 model calls" in drawn
+    assert "7 messages in 6 rounds, the last 6" in drawn
+    assert "con → judge: Closing against" in drawn and "judge answered: Con wins." in drawn
+    assert "debate → judge" not in drawn  # only the last six are shown
+
+    review = load_workflow(REVIEW)
+    live = LiveDisplay("run_2", "peer_review", "A note", peers="steps", console=Console(file=io.StringIO()))
+    async with asyncio.timeout(30):
+        result = await review.entry.run("A note", events=Watching(live))
+    assert result.ok
+    lines = frame(live).splitlines()
+    step = next(i for i, line in enumerate(lines) if "note review success" in line)
+    assert "7 messages in 4 rounds, the last 6" in lines[step + 1]
+    assert "facts answered: Approved for facts" in lines[step + 7]
 
 
 def test_validate_names_the_peer_group_a_file_runs() -> None:

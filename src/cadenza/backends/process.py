@@ -33,7 +33,7 @@ from .._errors import ConfigError, WorkerLost
 from .._messages import Result, Task
 from .._port import ApprovalAsk, Claim, ToolCallRecord
 from .._usage import Usage
-from .._worker_spec import AgentSpec, TeamSpec, rebuild_problems
+from .._worker_spec import AgentSpec, PeersSpec, TeamSpec, rebuild_problems
 from ..security._identity import Envelope
 from . import _wire
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .._port import Lease, RunPort
     from .._step_context import StepContext
     from .._worker import Worker
-    from .._worker_spec import OtherSpec
+    from .._worker_spec import WorkerSpec
     from ..security._identity import WorkerKey
     from ..security._security import TaskOpener
 
@@ -73,14 +73,15 @@ class ProcessBackend:
         return f"ProcessBackend(workers={self.size}, running={len(self._pool)})"
 
     def problems(self, worker: Worker) -> list[str]:
-        """What of ``worker`` this backend cannot run: a team runs here (its own backend runs its workers); any
-        other worker must be an agent that a worker process can rebuild from its spec."""
+        """What of ``worker`` this backend cannot run: a team or a peer group runs here (a team's own backend runs
+        its workers, a group's members take their turns here); any other worker must be an agent that a worker
+        process can rebuild from its spec."""
         return list(self._shipment(worker).problems)
 
     async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
-        """Run ``task`` on ``worker``: an agent in a worker process, a team here."""
+        """Run ``task`` on ``worker``: an agent in a worker process, a team or a peer group here."""
         shipment = self._shipment(worker)
-        if shipment.team:
+        if shipment.stays:
             return await worker.execute(task, ctx, port)
         return Result.model_validate(await self._run(shipment, task, ctx, port, None, None))
 
@@ -89,7 +90,7 @@ class ProcessBackend:
         """Open the task here, run it in a worker process that holds only ``key``, return its sealed Result."""
         task = opener.open(envelope)
         shipment = self._shipment(worker)
-        if shipment.team:
+        if shipment.stays:
             return key.seal(envelope.sender, await worker.execute(task, ctx, port))
         return Envelope.model_validate(await self._run(shipment, task, ctx, port, key, envelope))
 
@@ -144,22 +145,24 @@ class ProcessBackend:
 
 @dataclass(frozen=True, slots=True)
 class _Shipment:
-    """A worker as a process backend sends it: its spec and the spec's id, or why it cannot go; a team stays."""
+    """A worker as a process backend sends it: its spec and the spec's id, or why it cannot go; a team or a peer
+    group stays."""
 
-    team: bool
-    """A team runs in this process (its own backend runs its workers)."""
+    stays: bool
+    """It runs in this process: a team (its own backend runs its workers) or a peer group (its members' turns use
+    the run's keyring and bus)."""
     sid: str
     """Names the spec a worker process rebuilds the agent from."""
     spec: dict[str, Any] | None
     problems: tuple[str, ...]
 
     @classmethod
-    def of(cls, spec: AgentSpec | TeamSpec | OtherSpec) -> _Shipment:
-        if isinstance(spec, TeamSpec):
+    def of(cls, spec: WorkerSpec) -> _Shipment:
+        if isinstance(spec, (TeamSpec, PeersSpec)):
             return cls(True, "", None, ())
         if not isinstance(spec, AgentSpec):
             return cls(False, "", None, (f"worker {spec.name!r} (a {spec.type.rpartition(':')[2]}) cannot run in a "
-                                         "worker process: only agents and teams can",))
+                                         "worker process: only agents, teams and peer groups can",))
         sid = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
         return cls(False, sid, spec.model_dump(mode="json"), tuple(rebuild_problems(spec)))
 

@@ -5,12 +5,16 @@ read it: a rich live tree for terminals, one plain line per step event when
 stdout is a pipe or file (logs stay greppable), and a quiet one for ``--json``.
 Events arrive on the event loop's thread while rich refreshes from its own, so
 the view is guarded by a lock and every frame is built from fresh objects.
+A workflow with peer groups shows their conversations too: the display then asks
+the run for what happens inside its steps (``wants_reports``), which it otherwise
+does not, since a report per model call would cost every step of a fan-out.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,6 +24,8 @@ from .._events import (
     AgentSpawned,
     Detail,
     Event,
+    PeerMessageHandled,
+    PeerMessageSent,
     PlanReady,
     RunFinished,
     RunStarted,
@@ -49,11 +55,15 @@ if TYPE_CHECKING:
 __all__ = ("Display", "LiveDisplay", "PlainDisplay", "QuietDisplay", "RunView", "make_display", "summary_line")
 
 _MAX_STEPS_SHOWN = 40
+_MESSAGES_SHOWN = 6
 
 StepEvent = (StepStarted | StepRetrying | StepFinished | StepFailed | StepSkipped | StepCancelled
              | StepRestored | StepWaiting)
 Shown = RunStarted | PlanReady | AgentSpawned | UsageRecorded | RunFinished | StepEvent
 SpendingEvent = StepRetrying | StepFinished | StepFailed | StepRestored | StepWaiting
+PeerEvent = PeerMessageSent | PeerMessageHandled
+PeersShown = Literal["none", "steps", "run"]
+"""Where a workflow has peer groups: none, as steps of its teams, or one as the whole run."""
 
 
 @dataclass
@@ -85,6 +95,17 @@ class TeamView:
     steps: dict[str, StepView] = field(default_factory=dict)
 
 
+@dataclass
+class ConversationView:
+    """One peer group's conversation as the display knows it: how far it went and its latest messages."""
+
+    path: ScopePath
+    messages: int = 0
+    rounds: int = 0
+    latest: deque[str] = field(default_factory=lambda: deque(maxlen=_MESSAGES_SHOWN))
+    """``sender → recipient: content`` of the last few messages, and the final answers given, oldest first."""
+
+
 class RunView:
     """The state of a run folded from its events; knows nothing of how it is shown."""
 
@@ -92,6 +113,7 @@ class RunView:
         self.started = time.monotonic()
         self.finished: float | None = None
         self.teams: dict[str, TeamView] = {}
+        self.conversations: dict[str, ConversationView] = {}
         self.top: str | None = None
         self.tokens = 0
         self.cost = 0.0
@@ -100,6 +122,9 @@ class RunView:
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
         now = time.monotonic()
+        if isinstance(event, (PeerMessageSent, PeerMessageHandled)):
+            self._apply_peer(event)
+            return
         if isinstance(event, Detail):  # what happens inside a step is for the audit log, `trace` and metrics
             return
         if isinstance(event, RunStarted):
@@ -118,8 +143,24 @@ class RunView:
             team.status = event.status
             if event.team == self.top:
                 self.finished = now
+                if team.plan is None:  # no steps told its usage: a peer group alone, or a run that failed to plan
+                    usage = event.usage
+                    self.tokens, self.cost, self.calls = usage.total_tokens, usage.cost_usd, usage.model_calls
         else:
             self._apply_step(team, event, now)
+
+    def _apply_peer(self, event: PeerEvent) -> None:
+        talk = self.conversations.setdefault(event.group, ConversationView(event.group))
+        whole = self.teams.get(event.group)  # a peer group that is the whole run has the run's RunStarted
+        if whole is not None and whole.status == "planning":
+            whole.status = "talking"
+        if isinstance(event, PeerMessageSent):
+            said = event.message
+            talk.messages += 1
+            talk.rounds = max(talk.rounds, said.round)
+            talk.latest.append(f"{said.sender} → {said.recipient}: {said.content}")
+        elif event.answer is not None:
+            talk.latest.append(f"{event.agent} answered: {event.answer}")
 
     def _apply_step(self, team: TeamView, event: StepEvent, now: float) -> None:
         step = team.steps.setdefault(event.step_id, StepView(event.step_id, event.agent))
@@ -188,10 +229,13 @@ def _output_text(output: object) -> str:
 class Display:
     """Receives a run's events (``handle``) and shows its progress and outcome; a context manager."""
 
-    def __init__(self, run_id: str, workflow: str, goal: str) -> None:
+    def __init__(self, run_id: str, workflow: str, goal: str, *, peers: PeersShown = "none") -> None:
         self.run_id = run_id
         self.workflow = workflow
         self.goal = goal
+        self.peers = peers
+        self.wants_reports = peers != "none"
+        """Whether the run should hand this display what happens inside steps: only to show peer messages."""
         self.view = RunView()
         self._lock = threading.Lock()
 
@@ -232,15 +276,25 @@ class PlainDisplay(Display):
         click.echo(f"run {self.run_id}  {self.workflow}  {self.goal!r}")
 
     def on_event(self, event: Event) -> None:
-        if isinstance(event, Detail):
+        if isinstance(event, (PeerMessageSent, PeerMessageHandled)):
+            line, where = self._peer_line(event), event.group
+        elif isinstance(event, Detail):
             return
-        line = self._line(event)
+        else:
+            line, where = self._line(event), event.team
         if line is not None:
-            click.echo(f"{self.view.elapsed():7.2f}s  {event.team}: {line}")
+            click.echo(f"{self.view.elapsed():7.2f}s  {where}: {line}")
+
+    @staticmethod
+    def _peer_line(event: PeerEvent) -> str | None:
+        if isinstance(event, PeerMessageSent):
+            said = event.message
+            return f"{said.sender} → {said.recipient} (round {said.round}): {shorten(said.content, 120)}"
+        return None if event.answer is None else f"{event.agent} answered: {shorten(event.answer, 120)}"
 
     def _line(self, event: Shown) -> str | None:
         if isinstance(event, RunStarted):
-            return "planning"
+            return "conversation" if self.peers == "run" and event.team == self.view.top else "planning"
         if isinstance(event, PlanReady):
             path, _ = event.plan.critical_path()
             repairs = f", after {event.repairs} repair(s)" if event.repairs else ""
@@ -299,14 +353,16 @@ _STYLES: dict[str, tuple[str, str]] = {
     "cancelled": ("⊘", "red"),
     "planning": ("…", "yellow"),
     "waiting": ("⏸", "magenta"),
+    "talking": ("⇄", "yellow"),
 }
 
 
 class LiveDisplay(Display):
     """A live tree of teams and steps with elapsed time, tokens and cost, for terminals."""
 
-    def __init__(self, run_id: str, workflow: str, goal: str, *, console: Console | None = None) -> None:
-        super().__init__(run_id, workflow, goal)
+    def __init__(self, run_id: str, workflow: str, goal: str, *, peers: PeersShown = "none",
+                 console: Console | None = None) -> None:
+        super().__init__(run_id, workflow, goal, peers=peers)
         from rich.console import Console
 
         self.console = console or Console()
@@ -347,17 +403,35 @@ class LiveDisplay(Display):
         if team.plan is not None:
             label += f" [dim]· {team.source} plan, {len(team.plan.steps)} steps[/]"
         tree = Tree(label)
+        talk = self.view.conversations.get(team.path)
+        if talk is not None:
+            self._add_conversation(tree, talk)
         steps = list(team.steps.values())
         for step in steps[:_MAX_STEPS_SHOWN]:
             node = tree.add(self._step_label(step, now))
             nested = self.view.teams.get(child_path(team.path, step.id))
             if nested is not None:
                 node.add(self._team_tree(nested, step.agent, now))
+            talk = self.view.conversations.get(child_path(team.path, step.id))
+            if talk is not None:
+                self._add_conversation(node, talk)
         if len(steps) > _MAX_STEPS_SHOWN:
             rest = steps[_MAX_STEPS_SHOWN:]
             done = sum(s.status in ("success", "partial") for s in rest)
             tree.add(f"[dim]… {len(rest)} more steps ({done} done)[/]")
         return tree
+
+    @staticmethod
+    def _add_conversation(node: Tree, talk: ConversationView) -> None:
+        """A peer group's count of messages and its latest ones, under the node of its step or run."""
+        from rich.markup import escape
+
+        shown = len(talk.latest)
+        more = f", the last {shown}" if talk.messages > shown else ""
+        said = node.add(f"[dim]{talk.messages} message{'s' * (talk.messages != 1)} in {talk.rounds + 1} "
+                        f"round{'s' * (talk.rounds != 0)}{more}[/]")
+        for line in talk.latest:
+            said.add(f"[dim]{escape(shorten(line, 100))}[/]")
 
     @staticmethod
     def _step_label(step: StepView, now: float) -> str:
@@ -392,10 +466,11 @@ class LiveDisplay(Display):
         self.console.print(Text(summary_line(result), style=style), Text(f"· run {self.run_id}", style="dim"))
 
 
-def make_display(kind: Literal["live", "plain", "quiet"], run_id: str, workflow: str, goal: str) -> Display:
+def make_display(kind: Literal["live", "plain", "quiet"], run_id: str, workflow: str, goal: str, *,
+                 peers: PeersShown = "none") -> Display:
     """The display for this output: live on a terminal, plain lines otherwise, quiet for ``--json``."""
     if kind == "live":
-        return LiveDisplay(run_id, workflow, goal)
+        return LiveDisplay(run_id, workflow, goal, peers=peers)
     if kind == "plain":
-        return PlainDisplay(run_id, workflow, goal)
+        return PlainDisplay(run_id, workflow, goal, peers=peers)
     return QuietDisplay(run_id, workflow, goal)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._plan import Plan, Step
-from .._worker_spec import TeamSpec
+from .._worker_spec import PeersSpec, TeamSpec
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -39,6 +39,14 @@ def plan_tree(plan: Plan, team: Worker, *, source: str | None = None) -> Tree:
     tree = Tree(_title(plan, spec, source or _source(spec)))
     _add_layers(tree, plan, spec)
     return tree
+
+
+def peers_line(group: PeersSpec) -> str:
+    """``peer group of author, style, facts: author gets the step; answered by style and facts (quorum 2)``."""
+    members = ", ".join(m.name for m in group.members)
+    answers = " and ".join(group.answer_by)
+    quorum = f" (quorum {group.quorum})" if len(group.answer_by) > 1 else ""
+    return f"peer group of {members}: {group.entry} gets the step; answered by {answers}{quorum}"
 
 
 def _team_spec(team: Worker) -> TeamSpec:
@@ -74,6 +82,8 @@ def _add_layers(tree: Tree, plan: Plan, team: TeamSpec) -> None:
             leaf = branch.add(label)
             if isinstance(worker, TeamSpec):
                 _add_team(leaf, worker)
+            elif isinstance(worker, PeersSpec):
+                leaf.add(f"[dim]{escape(peers_line(worker))}[/]")
             elif worker is None:
                 leaf.add("[dim]an agent the planner proposes to spawn for this run[/]")
 

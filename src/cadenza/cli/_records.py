@@ -79,22 +79,23 @@ def runs_command(url: str, *, limit: int, as_json: bool) -> None:
         console.print(table)
 
 
-async def _snapshot(url: str, run_id: str) -> tuple[RunSnapshot, list[AuditRecord]]:
+async def _snapshot(url: str, run_id: str) -> tuple[RunSnapshot, list[AuditRecord], list[MessageRow]]:
     async with open_existing(url, run_id) as store:
-        return await store.snapshot(run_id), await store.audit(run_id)
+        return await store.snapshot(run_id), await store.audit(run_id), await store.messages(run_id)
 
 
 def show_command(url: str, run_id: str, *, as_json: bool) -> None:
-    """``cadenza show``: one run, its plans with each step's outcome and tool calls, and what waits for a decision."""
+    """``cadenza show``: one run, its plans with each step's outcome, tool calls and peer conversations, and what
+    waits for a decision."""
     from ._runs import show_json, show_view
 
-    snapshot, audit = asyncio.run(_snapshot(url, run_id))
+    snapshot, audit, messages = asyncio.run(_snapshot(url, run_id))
     if as_json:
-        click.echo(json.dumps(show_json(snapshot, audit), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(show_json(snapshot, audit, messages), indent=2, ensure_ascii=False))
         return
     from rich.console import Console
 
-    Console().print(show_view(snapshot, audit))
+    Console().print(show_view(snapshot, audit, messages))
 
 
 async def _everything(url: str, run_id: str) -> tuple[RunSnapshot, list[MessageRow], Workspace, AuditTrail]:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..patterns._workflow import Workflow
     from ..stores.base import ApprovalRow, RunRow, Store
     from ..tools._tool_sources import ToolSources
-    from ._display import Display
+    from ._display import Display, PeersShown
 
 __all__ = ("OFFLINE_NOTICE", "decide", "exit_code", "resume_run", "run_workflow")
 
@@ -73,22 +73,33 @@ class _Stop:
             self.reason = reason
             self._task.cancel()
 
-    def sink(self, display: Display) -> Callable[[Any], None]:
+    def sink(self, display: Display) -> _Watch:
         """The display's event sink and the log's; a closed stdout stops the run instead of breaking a step."""
+        return _Watch(display, self)
+
+
+class _Watch:
+    """The CLI's event sink: each event to the log, then to the display unless the run is being stopped."""
+
+    __slots__ = ("display", "log", "stop", "wants_reports")
+
+    def __init__(self, display: Display, stop: _Stop) -> None:
         from ..observability._logging import EventLog
 
-        log = EventLog()
+        self.display = display
+        self.stop = stop
+        self.log = EventLog()
+        self.wants_reports = display.wants_reports
+        """Asked for only when the display shows peer messages, which are events from inside steps."""
 
-        def each(event: Any) -> None:
-            log(event)
-            if self.reason is not None:
-                return
-            try:
-                display.handle(event)
-            except BrokenPipeError:
-                self.request("stdout closed")
-
-        return each
+    def __call__(self, event: Any) -> None:
+        self.log(event)
+        if self.stop.reason is not None:
+            return
+        try:
+            self.display.handle(event)
+        except BrokenPipeError:
+            self.stop.request("stdout closed")
 
 
 def exit_code(result: RunResult[Any]) -> int:
@@ -189,12 +200,19 @@ async def _decide(store_url: str, run_id: str, step: str, *, approved: bool, not
         return await approve(store, run_id, step, approved=approved, by="cli", note=note)
 
 
+def _peers_shown(workflow: Workflow) -> PeersShown:
+    """Whether the display has peer conversations to show, and where."""
+    from ..patterns._peers import PeerGroup
+
+    return "run" if isinstance(workflow.entry, PeerGroup) else "steps" if workflow.peers else "none"
+
+
 def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json: bool, store_url: str | None,
            body: Body, processes: int | None) -> int:
     """Run ``body`` under a display, the store open; show the result and return the exit code."""
     from ._display import make_display
 
-    display = make_display(_kind(as_json), run_id, workflow.name, goal)
+    display = make_display(_kind(as_json), run_id, workflow.name, goal, peers=_peers_shown(workflow))
     stop = _Stop()
     again = f"; resume with: cadenza resume {run_id}" if store_url is not None else ""
     try:

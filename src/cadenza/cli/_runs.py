@@ -35,12 +35,15 @@ from ..stores.base import (
     UsageRow,
     WorkspaceEntry,
 )
+from ._conversations import add_conversation, conversation_json, conversation_tree, conversations
 from ._display import _STYLES, _output_text
 from ._plan_view import shorten
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.tree import Tree
+
+    from ..engine._journal import PeerRecord
 
 __all__ = ("EXPORT_FORMAT", "approval_subject", "export_json", "runs_json", "runs_table", "show_json", "show_view")
 
@@ -190,11 +193,8 @@ def _teams(snapshot: RunSnapshot) -> list[_TeamState]:
     return teams
 
 
-def _result_output(row: StepRow) -> tuple[bool, Any]:
-    if row.result_json is None:
-        return False, None
-    result = _decode(Result, row.result_json, f"the result of step {row.step_id!r}")
-    return result.output is not None, result.output
+def _result(row: StepRow) -> Result | None:
+    return None if row.result_json is None else _decode(Result, row.result_json, f"the result of step {row.step_id!r}")
 
 
 def spent(snapshot: RunSnapshot) -> Usage:
@@ -234,8 +234,10 @@ def tool_call_json(record: AuditRecord) -> dict[str, Any]:
             "result_chars": detail.get("result_chars"), "result_digest": detail.get("result_digest")}
 
 
-def show_json(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = ()) -> dict[str, Any]:
-    """The run as data: what ``cadenza show`` draws, with outputs in full and each step's tool calls."""
+def show_json(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = (),
+              messages: Sequence[MessageRow] = ()) -> dict[str, Any]:
+    """The run as data: what ``cadenza show`` draws, with outputs in full, each step's tool calls and every peer
+    group's conversation (by the group's path: a step's path, or the run's for a group that is the whole run)."""
     calls = tool_calls_by_step(audit)
     run = snapshot.run
     error = _error(run.error_json, f"run {run.run_id}")
@@ -256,6 +258,7 @@ def show_json(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = ()) -> dict[
                              for s in t.steps]}
                   for t in _teams(snapshot)],
         "spawned": [{"scope": s.scope, "name": s.name} for s in snapshot.spawned],
+        "conversations": [conversation_json(scope, record) for scope, record in conversations(messages).items()],
         "pending_approvals": [_approval_json(a) for a in snapshot.approvals if a.status == "pending"],
     }
 
@@ -275,10 +278,13 @@ def _step_json(step: _StepState) -> dict[str, Any]:
         "usage": _usage(row.usage_json, f"step {step.id!r}").model_dump() if row else Usage().model_dump(),
         "output": None,
         "error": None,
+        "stop_reason": None,
         "skip_reason": row.skip_reason if row else None,
     }
     if row is not None:
-        out["output"] = _result_output(row)[1]
+        result = _result(row)
+        out["output"] = None if result is None else result.output
+        out["stop_reason"] = None if result is None else result.stop_reason
         error = _error(row.error_json, f"step {step.id!r}")
         out["error"] = error.model_dump() if error else None
     return out
@@ -298,18 +304,22 @@ def _approval_json(row: ApprovalRow) -> dict[str, Any]:
     }
 
 
-def show_view(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = ()) -> RenderableType:
+def show_view(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = (),
+              messages: Sequence[MessageRow] = ()) -> RenderableType:
     """The run for a terminal: a header with totals, each team's plan as a tree (with each step's tool calls and
-    what came of them), pending approvals."""
+    what came of them, and the conversation of a step that is a peer group), a peer group that is the whole run
+    as its own tree, pending approvals."""
     from rich.console import Group
 
     parts: list[RenderableType] = [_header(snapshot.run, spent(snapshot))]
     teams = {t.scope: t for t in _teams(snapshot)}
-    calls = tool_calls_by_step(audit)
     shown: set[ScopePath] = set()
+    within = _Within(tool_calls_by_step(audit), conversations(messages))
     for team in teams.values():
         if team.scope not in shown and not _is_nested(team.scope, teams):
-            parts.append(_team_tree(team, teams, shown, calls))
+            parts.append(_team_tree(team, teams, shown, within))
+    parts += [conversation_tree(scope, record) for scope, record in within.conversations.items()
+              if scope not in within.drawn]
     pending = [a for a in snapshot.approvals if a.status == "pending"]
     if pending:
         parts.append(_approvals(snapshot.run.run_id, pending))
@@ -352,8 +362,16 @@ def _is_nested(scope: ScopePath, teams: dict[ScopePath, _TeamState]) -> bool:
     return parent in teams and any(s.id == step_id for s in teams[parent].steps)
 
 
-def _team_tree(team: _TeamState, teams: dict[ScopePath, _TeamState], shown: set[ScopePath],
-               calls: dict[str, list[dict[str, Any]]]) -> Tree:
+@dataclasses.dataclass(slots=True)
+class _Within:
+    """What ``show`` draws under the steps: tool calls and conversations by step path, and which were drawn."""
+
+    calls: dict[str, list[dict[str, Any]]]
+    conversations: dict[ScopePath, PeerRecord]
+    drawn: set[ScopePath] = dataclasses.field(default_factory=set)
+
+
+def _team_tree(team: _TeamState, teams: dict[ScopePath, _TeamState], shown: set[ScopePath], within: _Within) -> Tree:
     from rich.markup import escape
     from rich.tree import Tree
 
@@ -365,11 +383,15 @@ def _team_tree(team: _TeamState, teams: dict[ScopePath, _TeamState], shown: set[
         node = tree.add(_step_label(step))
         _add_step_detail(node, step)
         path = child_path(team.scope, step.id)
-        for call in calls.get(path, []):
+        for call in within.calls.get(path, []):
             node.add(tool_call_line(call))
+        talk = within.conversations.get(path)
+        if talk is not None:
+            add_conversation(node, talk)
+            within.drawn.add(path)
         nested = teams.get(path)
         if nested is not None and nested.scope not in shown:
-            node.add(_team_tree(nested, teams, shown, calls))
+            node.add(_team_tree(nested, teams, shown, within))
     return tree
 
 
@@ -400,14 +422,16 @@ def _add_step_detail(node: Tree, step: _StepState) -> None:
     if row is None:
         return
     error = _error(row.error_json, f"step {step.id!r}")
-    has_output, output = _result_output(row)
+    result = _result(row)
     if error is not None and step.status != "waiting":  # what a waiting step waits for is listed at the end
         style = _STYLES.get(step.status, ("", "red"))[1]
         node.add(f"[{style}]{escape(error.type)}: {escape(shorten(error.message, _OUTPUT_CHARS))}[/]")
     elif row.skip_reason:
         node.add(f"[dim]skipped: {escape(shorten(row.skip_reason, _OUTPUT_CHARS))}[/]")
-    if has_output:
-        node.add(f"[dim]→[/] {escape(shorten(_output_text(output), _OUTPUT_CHARS))}")
+    if result is not None and result.output is not None:
+        node.add(f"[dim]→[/] {escape(shorten(_output_text(result.output), _OUTPUT_CHARS))}")
+    if result is not None and result.stop_reason is not None and error is None:
+        node.add(f"[dim]stopped on {escape(result.stop_reason)}[/]")
 
 
 def tool_call_line(call: dict[str, Any]) -> str:

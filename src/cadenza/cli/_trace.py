@@ -6,22 +6,31 @@ the model calls (``chat MODEL`` with their own duration, tokens and cost) and to
 ones too) its agent made, in the order they happened. A bar per step, scaled to the whole run,
 shows what ran in parallel; steps on each team's critical path (the chain of dependencies
 that finished last, so decided when the team could finish) are marked ``*`` with a solid bar.
+A peer group's conversation goes under its step (or at the top, when the group is the whole
+run): each message as an instant (``✉ sender → recipient``, still ``·`` if no member handled
+it), among the calls each member made, in the order they happened.
 Works for finished, failed, waiting and resumed runs: only stored rows are read.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from .._ids import ScopePath, child_path
 from .._plan import Plan
 from .._usage import Usage
-from ..stores.base import AuditRecord, RunSnapshot, StepRow
+from ..stores.base import AuditRecord, MessageRow, RunSnapshot, StepRow
+from ._conversations import conversations
 from ._plan_view import shorten
+
+if TYPE_CHECKING:
+    from ..engine._journal import PeerRecord
 
 __all__ = ("TraceLine", "critical_steps", "render_trace", "trace_command", "trace_lines")
 
@@ -61,25 +70,16 @@ def critical_steps(plan: Plan, rows: dict[str, StepRow]) -> set[str]:
     return path
 
 
-def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLine]:
-    """The tree of the run, depth first in plan order."""
+def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord], messages: Sequence[MessageRow] = ()) -> list[TraceLine]:
+    """The tree of the run, depth first in plan order, with each peer group's conversation."""
     t0 = snapshot.run.started_at
+    talks = conversations(messages)
     plans = {p.scope: Plan.model_validate_json(p.plan_json) for p in snapshot.plans}
     rows: dict[ScopePath, dict[str, StepRow]] = {}
     for row in snapshot.steps:
         rows.setdefault(row.scope, {})[row.step_id] = row
     root = snapshot.plans[0].scope if snapshot.plans else None
-    calls: dict[str, list[AuditRecord]] = {}
-    top: list[AuditRecord] = []
-    """The top team's own model calls (planning, synthesis): made outside every step, at the team's own path
-    (earlier runs recorded no path for them)."""
-    for record in audit:
-        if record.kind in ("tool.called", "tool.denied", "model.called"):
-            step = _json(record.detail_json).get("step")
-            if record.kind == "model.called" and (step is None or step == root):
-                top.append(record)
-            elif isinstance(step, str):
-                calls.setdefault(step, []).append(record)
+    calls, top = _calls(audit, root)
     lines: list[TraceLine] = []
 
     def team(scope: ScopePath, depth: int) -> None:
@@ -103,6 +103,8 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
             path = child_path(scope, step_id)
             for call in sorted(calls.get(path, []), key=lambda r: (r.at, r.seq)):
                 lines.append(_call_line(call, depth + 1, t0))
+            if path in talks:
+                lines.extend(_conversation_lines(path, talks.pop(path), calls, depth + 1, t0))
             if path in plans:
                 team(path, depth + 1)
 
@@ -113,21 +115,58 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord]) -> list[TraceLi
         team(root, 0)
     after = [c for c in top if first_step is not None and c.at >= first_step]
     lines.extend(_call_line(c, 0, t0, purpose="synthesis") for c in sorted(after, key=lambda r: (r.at, r.seq)))
+    for scope, record in talks.items():  # not under a step: a peer group that is the whole run
+        lines.extend(_conversation_lines(scope, record, calls, 0, t0))
     return lines
 
 
-def _call_line(call: AuditRecord, depth: int, t0: datetime, *, purpose: str = "") -> TraceLine:
+def _calls(audit: list[AuditRecord], root: ScopePath | None) -> tuple[dict[str, list[AuditRecord]], list[AuditRecord]]:
+    """The model and tool calls by the path of the step that made them, and the top team's own model calls
+    (planning, synthesis): made outside every step, at the team's own path (earlier runs recorded no path)."""
+    calls: dict[str, list[AuditRecord]] = {}
+    top: list[AuditRecord] = []
+    for record in audit:
+        if record.kind in ("tool.called", "tool.denied", "model.called"):
+            step = _json(record.detail_json).get("step")
+            if record.kind == "model.called" and (step is None or step == root):
+                top.append(record)
+            elif isinstance(step, str):
+                calls.setdefault(step, []).append(record)
+    return calls, top
+
+
+def _conversation_lines(scope: ScopePath, record: PeerRecord, calls: dict[str, list[AuditRecord]], depth: int,
+                        t0: datetime) -> list[TraceLine]:
+    """A peer group's messages and its members' calls (recorded at ``group/member``), by when they happened."""
+    timed: list[tuple[datetime, TraceLine]] = []
+    for said in record.said:
+        status = "success" if said.message_id in record.handled else "pending"
+        timed.append((said.sent_at, TraceLine(depth, f"✉ {said.sender} → {said.recipient}", status,
+                                              _offset(t0, said.sent_at), None, 0, 0.0, False,
+                                              shorten(said.content.replace("\n", " "), 100))))
+    inside = f"{scope}/"
+    for path, made in calls.items():
+        if path.startswith(inside):
+            member = path.removeprefix(inside)
+            timed += [(call.at, _call_line(call, depth, t0, who=member)) for call in sorted(made, key=lambda r: r.seq)]
+    timed.sort(key=lambda pair: pair[0])  # stable: a message and the call that sent it keep their recorded order
+    return [line for _, line in timed]
+
+
+def _call_line(call: AuditRecord, depth: int, t0: datetime, *, purpose: str = "", who: str = "") -> TraceLine:
     """A model call (``chat MODEL``, with its duration, tokens and cost) or a tool call (an instant) under a step.
 
-    ``purpose`` names what a call of the top team itself was for (its planning or its synthesis).
+    ``purpose`` names what a call of the top team itself was for (its planning or its synthesis); ``who`` the member
+    of a peer group that made it, put before its label.
     """
+    by = f"{who}: " if who else ""
     detail = _json(call.detail_json)
     outcome = str(detail.get("outcome", ""))
     status = "success" if outcome == "ok" else "failed"
     if call.kind == "model.called":
         seconds, tokens, cost = detail.get("seconds"), detail.get("tokens", 0), detail.get("cost_usd", 0.0)
         said = purpose if outcome == "ok" else "; ".join(filter(None, (purpose, str(detail.get("error", outcome)))))
-        return TraceLine(depth, f"chat {call.subject}", status, _offset(t0, call.at),
+        return TraceLine(depth, f"{by}chat {call.subject}", status, _offset(t0, call.at),
                          float(seconds) if isinstance(seconds, int | float) else None,
                          int(tokens) if isinstance(tokens, int) else 0,
                          float(cost) if isinstance(cost, int | float) else 0.0, False, said)
@@ -135,17 +174,18 @@ def _call_line(call: AuditRecord, depth: int, t0: datetime, *, purpose: str = ""
         shown = f"{outcome}: {detail['detail']}"
     else:
         shown = f"{outcome} → {detail['result_preview']}" if detail.get("result_preview") else outcome
-    return TraceLine(depth, f"↳ {call.subject}", status, _offset(t0, call.at), None, 0, 0.0, False,
+    return TraceLine(depth, f"{by}↳ {call.subject}", status, _offset(t0, call.at), None, 0, 0.0, False,
                      shorten(shown.replace("\n", " "), 100))
 
 
-def render_trace(snapshot: RunSnapshot, audit: list[AuditRecord], *, width: int = 40) -> str:
-    """The trace as plain text: a header, then one line per step or tool call with its timeline bar."""
+def render_trace(snapshot: RunSnapshot, audit: list[AuditRecord], messages: Sequence[MessageRow] = (), *,
+                 width: int = 40) -> str:
+    """The trace as plain text: a header, then one line per step, call or peer message with its timeline bar."""
     run = snapshot.run
     usage = Usage.model_validate_json(run.usage_json)
     end = run.finished_at or max((r.finished_at for r in snapshot.steps if r.finished_at), default=run.started_at)
     total = max(_offset(run.started_at, end), 1e-9)
-    lines = trace_lines(snapshot, audit)
+    lines = trace_lines(snapshot, audit, messages)
     label_width = max((2 * ln.depth + len(ln.label) for ln in lines), default=10) + 2
     out = [f"run {run.run_id}  {run.workflow}  {_GLYPHS.get(run.status, '•')} {run.status}  {total:.2f}s · "
            f"{usage.total_tokens} tokens · ${usage.cost_usd:.4f} · {usage.model_calls} model calls",
@@ -187,14 +227,14 @@ def _json(text: str) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-async def _load(url: str, run_id: str) -> tuple[RunSnapshot, list[AuditRecord]]:
+async def _load(url: str, run_id: str) -> tuple[RunSnapshot, list[AuditRecord], list[MessageRow]]:
     from ._records import open_existing
 
     async with open_existing(url, run_id) as store:
-        return await store.snapshot(run_id), await store.audit(run_id)
+        return await store.snapshot(run_id), await store.audit(run_id), await store.messages(run_id)
 
 
 def trace_command(url: str, run_id: str, *, width: int) -> None:
     """``cadenza trace``: print the tree and timeline of a recorded run."""
-    snapshot, audit = asyncio.run(_load(url, run_id))
-    click.echo(render_trace(snapshot, audit, width=width))
+    snapshot, audit, messages = asyncio.run(_load(url, run_id))
+    click.echo(render_trace(snapshot, audit, messages, width=width))

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from .._worker import Worker
-from .._worker_spec import AgentSpec, OtherSpec, TeamSpec
+from .._worker_spec import AgentSpec, PeersSpec, TeamSpec, WorkerSpec
 
 __all__ = ("describe", "diff", "digest")
 
@@ -26,11 +26,13 @@ def describe(worker: Worker) -> Json:
     return _fingerprint(worker.describe())
 
 
-def _fingerprint(spec: AgentSpec | TeamSpec | OtherSpec) -> Json:
+def _fingerprint(spec: WorkerSpec) -> Json:
     if isinstance(spec, TeamSpec):
         return _team(spec)
     if isinstance(spec, AgentSpec):
         return _agent(spec)
+    if isinstance(spec, PeersSpec):
+        return _peers(spec)
     return {"kind": spec.type.rpartition(":")[2].rpartition(".")[2], "description": spec.description}
 
 
@@ -58,6 +60,19 @@ def _team(team: TeamSpec) -> Json:
             "max_agents": spawn.max_agents, "tiers": dict(sorted(spawn.tiers.items())), "tools": list(spawn.tools),
         },
         "workers": {w.name: _fingerprint(w) for w in team.workers},
+    }
+
+
+def _peers(group: PeersSpec) -> Json:
+    """Who talks, to whom, and who answers; not the limits, which only decide how long it may go on."""
+    return {
+        "kind": "peers",
+        "members": {m.name: _agent(m) for m in group.members},
+        "entry": group.entry,
+        "talks_to": {name: sorted(peers) for name, peers in sorted(group.talks_to.items())},
+        "answer_by": sorted(group.answer_by),
+        "quorum": group.quorum,
+        "history": group.history,
     }
 
 

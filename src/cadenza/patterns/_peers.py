@@ -36,7 +36,7 @@ from .._result import RunResult
 from .._step_context import StepContext
 from .._sync import run_sync
 from .._usage import Usage
-from .._worker_spec import OtherSpec
+from .._worker_spec import PeersSpec
 from ..buses.base import Bus, Delivery, Inbox
 from ..buses.memory import InProcessBus
 from ..engine._journal import PeerRecord
@@ -172,9 +172,15 @@ class PeerGroup:
     def __repr__(self) -> str:
         return f"PeerGroup({self._name!r}, agents={list(self.members)}, entry={self.entry!r})"
 
-    def describe(self) -> OtherSpec:
-        """What the group is, as data."""
-        return OtherSpec(name=self._name, description=self._description, type=f"{__name__}:PeerGroup")
+    def describe(self) -> PeersSpec:
+        """What the group is, as data: its members' specs, its talk graph, who answers and its limits."""
+        stop = self.stop
+        return PeersSpec(name=self._name, description=self._description,
+                         members=tuple(m.describe() for m in self.members.values()), entry=self.entry,
+                         talks_to=dict(self.graph),
+                         answer_by=self.answer_by, quorum=self.quorum, history=self.history,
+                         max_messages=stop.max_messages, max_rounds=stop.max_rounds, timeout=stop.timeout,
+                         repeats=stop.repeats, ping_pong=stop.ping_pong)
 
     @property
     def mcp_servers(self) -> tuple[MCPServer, ...]:

@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from .._errors import ConfigError
-from .._worker_spec import AgentSpec, ModelSource, OtherSpec, TeamSpec, ToolRef, rebuild_problems
+from .._worker_spec import AgentSpec, ModelSource, ToolRef, WorkerSpec, rebuild_problems
 from ..models.base import Model
 from ..models.registry import resolve_model
 from ..tools._tools import Tool
@@ -22,7 +22,7 @@ from ._agent import Agent
 __all__ = ("build_agent", "build_model")
 
 
-def build_agent(spec: AgentSpec | TeamSpec | OtherSpec) -> Agent[Any]:
+def build_agent(spec: WorkerSpec) -> Agent[Any]:
     """The agent ``spec`` describes, built in this process.
 
     Raises:
