@@ -59,7 +59,7 @@ def step_context(*, run_id: str = "run_test", scope: str = "lead/s1", agent: str
                  ceiling: frozenset[str] | None = None, budgets: tuple[str, ...] = ()) -> StepContext:
     """The context of a first attempt of a step at ``scope``, as the executor makes one."""
     return StepContext(run_id=run_id, scope=scope, step_id=scope.rpartition("/")[2], agent=agent, attempt=1,
-                       task_id="task_test", ceiling=ceiling, budgets=budgets, prior_calls=(), trace=())
+                       task_id="task_test", ceiling=ceiling, budgets=budgets, prior_calls=(), trace=(), turn=None)
 
 
 class Fail(Exception):

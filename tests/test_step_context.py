@@ -110,7 +110,8 @@ def test_a_context_survives_json_and_is_frozen() -> None:
     ctx = StepContext(run_id="run_1", scope="lead/build/review", step_id="review", agent="critic", attempt=2,
                       task_id="task_1", ceiling=frozenset({"read"}), budgets=("run", "team 'lead'"),
                       prior_calls=(PriorCall("idem_1", "finished", '{"ok": true}'), PriorCall("idem_2", "started", None)),
-                      trace=(("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),))
+                      trace=(("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),),
+                      turn="msg_1")
 
     back = StepContext.from_json(ctx.to_json())
 

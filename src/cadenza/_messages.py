@@ -127,6 +127,9 @@ class Result(BaseModel):
     stop_reason: str | None = None
     """Why a conversation ended, for the work of a peer group: ``answer: ...``, or the limit, loop, deadlock or
     failure that stopped it (``deadlock: ...``), with who and what; None for other work."""
+    transcript: ScopePath | None = None
+    """Where a peer group's conversation is kept: the group's path in its run, the scope of its message rows
+    (``store.messages``, kinds ``message`` and ``handled``) and of its `PeerMessage` s; None for other work."""
 
     @property
     def ok(self) -> bool:

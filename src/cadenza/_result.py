@@ -84,6 +84,7 @@ class RunResult(Generic[OutputT]):
                     "error": r.error.model_dump() if r.error else None,
                     "skip_reason": r.skip_reason,
                     "stop_reason": r.result.stop_reason if r.result is not None else None,
+                    "transcript": r.result.transcript if r.result is not None else None,
                 }
                 for r in self.steps
             ],

@@ -58,6 +58,9 @@ class StepContext:
     """Tool calls of this step that earlier attempts recorded, in any process of the run (empty on a first attempt)."""
     trace: tuple[tuple[str, str], ...]
     """The W3C trace context of the step's span (empty when tracing is off), so work done elsewhere joins it."""
+    turn: str | None
+    """The id of the peer message a member of a peer group is handling; None for other work. A member takes
+    many turns at one path, so its tool calls are told apart (and found again on resume) by the message."""
 
     @property
     def team(self) -> ScopePath:
@@ -69,7 +72,13 @@ class StepContext:
         """The context of a worker that is the whole run (a lone agent's or peer group's run, a plan made on its
         own): at the top of the run under its own name, on its first attempt, with no team's ceiling above it."""
         return cls(run_id=run_id, scope=ScopePath(worker), step_id=worker, agent=worker, attempt=1, task_id=task_id,
-                   ceiling=None, budgets=budgets, prior_calls=(), trace=())
+                   ceiling=None, budgets=budgets, prior_calls=(), trace=(), turn=None)
+
+    @property
+    def calls_at(self) -> str:
+        """Where this work's tool calls are, for their idempotency keys: the step's path, and for a peer group
+        member's turn the message it handles."""
+        return self.scope if self.turn is None else f"{self.scope}#{self.turn}"
 
     def prior_call(self, key: str) -> PriorCall | None:
         """What an earlier attempt recorded of the call with idempotency ``key``, if anything."""

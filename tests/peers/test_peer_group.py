@@ -76,6 +76,7 @@ async def test_a_conversation_ends_with_the_entry_agents_final_answer() -> None:
     assert result.status == "success", result.error
     assert result.output == "old pond (add a frog)"
     assert result.stop_reason == "answer: final answer from author"
+    assert {m.group for m in result.messages} == {"review"}
     assert said(result) == [("review", "author", 0, "Write a haiku"), ("author", "critic", 1, "draft: old pond"),
                             ("critic", "author", 2, "add a frog")]
     assert [m.in_reply_to for m in result.messages[1:]] == [m.message_id for m in result.messages[:-1]]
@@ -294,6 +295,7 @@ async def test_a_peer_group_is_a_step_of_a_supervisors_plan() -> None:
     assert step.status == "success" and step.output == "final haiku"
     assert step.result is not None and step.result.stop_reason == "answer: final answer from author"
     assert result.to_json()["steps"][0]["stop_reason"] == "answer: final answer from author"
+    assert step.result.transcript == "lead/poem" and result.to_json()["steps"][0]["transcript"] == "lead/poem"
 
 
 @pytest.mark.parametrize(("options", "expected"), [

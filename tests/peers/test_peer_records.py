@@ -72,7 +72,8 @@ def test_show_draws_a_step_conversation_under_its_step_with_the_stop_reason(tmp_
     [step] = doc["teams"][0]["steps"]
     assert step["stop_reason"] == "answer: final answers from style and facts (quorum 2)"
     [talk] = doc["conversations"]
-    assert (talk["scope"], len(talk["messages"]), talk["not_handled"]) == ("lead/note", 7, 0)
+    assert (talk["scope"], len(talk["messages"]), talk["not_handled"]) == (step["transcript"], 7, 0)
+    assert step["transcript"] == "lead/note"
     assert sorted(m["handled_by"] for m in talk["messages"] if m["answer"]) == ["facts", "style"]
 
     lines = invoke("--store", store, "show", run_id).stdout.splitlines()

@@ -279,12 +279,14 @@ def _step_json(step: _StepState) -> dict[str, Any]:
         "output": None,
         "error": None,
         "stop_reason": None,
+        "transcript": None,
         "skip_reason": row.skip_reason if row else None,
     }
     if row is not None:
         result = _result(row)
         out["output"] = None if result is None else result.output
         out["stop_reason"] = None if result is None else result.stop_reason
+        out["transcript"] = None if result is None else result.transcript
         error = _error(row.error_json, f"step {step.id!r}")
         out["error"] = error.model_dump() if error else None
     return out

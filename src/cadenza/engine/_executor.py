@@ -421,7 +421,7 @@ class _PlanRun:
         prior = self.prior.calls_of(scope) if self.prior is not None else ()
         return StepContext(run_id=self.run_id, scope=scope, step_id=step.id, agent=step.agent,
                            attempt=record.attempts, task_id=task.task_id, ceiling=self.ceiling, budgets=self.budgets,
-                           prior_calls=prior, trace=())
+                           prior_calls=prior, trace=(), turn=None)
 
     def _task_for(self, step: Step, attempt: int, now: datetime, timeout: float | None) -> Task:
         records = self.records

@@ -511,7 +511,7 @@ class _Conversation:
         self.calls_seen[(found.name, digest)] = seen + 1
         ctx = self.ctx
         context = ToolContext(self.run_id, ctx.scope, self.agent.name,
-                              call_key(self.run_id, ctx.scope, found.name, digest, seen),
+                              call_key(self.run_id, ctx.calls_at, found.name, digest, seen),
                               self.port.workspace(ctx, self.agent.name))
         if plain:
             return await found.run(call.arguments, context=context)

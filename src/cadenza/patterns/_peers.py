@@ -444,7 +444,10 @@ class _Conversation:
         task = Task(task_id=new_task_id(), run_id=self.task.run_id, parent_task_id=self.task.task_id,
                     step_id=StepId(self.ctx.step_id), sender=message.sender, recipient=AgentId(name),
                     instruction=self._render(member, message), depth=self.task.depth + 1)
-        ctx = dataclasses.replace(self.ctx, scope=child_path(self.ctx.scope, name), agent=name, task_id=task.task_id)
+        path = child_path(self.ctx.scope, name)
+        journal = self.port.state.journal
+        ctx = dataclasses.replace(self.ctx, scope=path, agent=name, task_id=task.task_id, turn=message.message_id,
+                                  prior_calls=journal.prior.calls_of(path) if journal is not None else ())
         result = await member.agent.converse(task, ctx, self.port, self.group.tools[name])
         self.usage = self.usage + result.usage
         member.history.append(message)
@@ -548,7 +551,7 @@ class _Conversation:
         return Result(task_id=self.task.task_id, run_id=self.task.run_id, agent=AgentId(self.group.name),
                       status="success" if error is None else "failure", output=self.output if error is None else None,
                       error=error, usage=self.usage, started_at=self.started, finished_at=utcnow(),
-                      stop_reason=reason)
+                      stop_reason=reason, transcript=self.ctx.scope)
 
     def _render(self, member: _Member, message: PeerMessage) -> str:
         """What an agent sees in one turn: the goal, its peers, its recent conversation and the new message."""

@@ -395,7 +395,7 @@ class Supervisor(Generic[OutputT]):
         events = port.events
         own = StepContext(run_id=run_id, scope=team, step_id=split_path(team)[1], agent=self._name, attempt=1,
                           task_id=task.task_id, ceiling=ceiling, budgets=port.budgets, prior_calls=(),
-                          trace=())  # planning and synthesis
+                          trace=(), turn=None)  # planning and synthesis
         if events.active:
             events.emit(RunStarted(run_id, team, task.instruction, started))
         usage = Usage()
