@@ -393,6 +393,8 @@ class PeerMessageHandled:
     at: datetime
     answer: str | None = None
     """The final answer the member gave in this turn, if it gave one."""
+    usage: Usage = field(default_factory=Usage)
+    """What the turn spent, recorded with it: a resumed group counts it without handling the message again."""
 
 
 Event = (

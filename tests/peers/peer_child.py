@@ -65,16 +65,17 @@ async def main() -> None:
         if SHAPE == "alone":
             result = await (group.run("Write the poem", store=store, run_id=RunId(RUN_ID)) if ACTION == "run"
                             else group.resume(RUN_ID, store=store))
-            output, reason = result.output, result.stop_reason
+            output, reason, usage = result.output, result.stop_reason, result.usage
         else:
             result = await (lead.run("A poem", store=store, run_id=RunId(RUN_ID)) if ACTION == "run"
                             else lead.resume(RUN_ID, store=store))
             step = result.steps[0]
-            output, reason = step.output, step.result.stop_reason if step.result is not None else None
+            assert step.result is not None
+            output, reason, usage = step.output, step.result.stop_reason, step.result.usage
         said = [json.loads(m.body_json)["content"] for m in await store.messages(RUN_ID) if m.kind == "message"]
         row = await store.get_run(RUN_ID)
     print("RESULT " + json.dumps({"status": result.status, "output": output, "said": said, "reason": reason,
-                                  "stored": row.status, "stored_output": row.output_json}), flush=True)
+                                  "calls": usage.model_calls, "tokens": usage.total_tokens, "stored": row.status, "stored_output": row.output_json}), flush=True)
 
 
 asyncio.run(main())

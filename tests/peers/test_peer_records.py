@@ -54,6 +54,7 @@ def test_show_draws_a_whole_run_conversation_as_its_own_tree(tmp_path: Path) -> 
         ("debate", "judge", "judge"), ("judge", "pro", "pro"), ("pro", "con", "con"), ("con", "pro", "pro"),
         ("pro", "judge", "judge"), ("pro", "con", "con"), ("con", "judge", "judge")]
     assert [m["answer"] is not None for m in messages] == [False] * 6 + [True]
+    assert all(m["tokens"] > 0 for m in messages)  # what the turn that handled it spent
     assert messages[-1]["answer"] == doc["output"]
     assert messages[1]["in_reply_to"] == messages[0]["message_id"]
 

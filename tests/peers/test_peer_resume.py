@@ -71,6 +71,9 @@ def test_a_conversation_killed_at_a_turn_resumes_to_the_same_end(tmp_path: Path,
     if shape == "alone":
         assert json.loads(resumed["stored_output"]) == "draft 3, approved"
     assert resumed["said"] == uninterrupted["said"]  # every message once, in the same order
+    # what the conversation spent: the turns handled before the kill counted from their notes, not lost
+    assert (resumed["calls"], resumed["tokens"]) == (uninterrupted["calls"], uninterrupted["tokens"])
+    assert resumed["calls"] == TURNS and resumed["tokens"] > 0
     turns = log.read_text().splitlines()
     again = [t for t, n in Counter(turns).items() if n > 1]
     assert again in ([], [before[-1]])  # only the turn in flight at the kill ran twice

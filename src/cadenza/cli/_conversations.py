@@ -44,7 +44,8 @@ def conversation_json(scope: ScopePath, record: PeerRecord) -> dict[str, Any]:
         messages.append({
             "message_id": said.message_id, "sender": said.sender, "recipient": said.recipient, "round": said.round,
             "in_reply_to": said.in_reply_to, "content": said.content, "sent_at": said.sent_at.isoformat(),
-            "handled_by": handled[0] if handled else None, "answer": handled[1] if handled else None})
+            "handled_by": handled.agent if handled else None, "answer": handled.answer if handled else None,
+            "tokens": handled.usage.total_tokens if handled else None})
     return {"scope": scope, "rounds": _rounds(record), "not_handled": _not_handled(record), "messages": messages}
 
 
@@ -70,8 +71,8 @@ def add_conversation(node: Tree, record: PeerRecord) -> None:
         mark = "" if handled else " [yellow](not handled)[/]"
         talk.add(f"[dim]{said.round:>2}[/] {escape(said.sender)} → {escape(said.recipient)}: "
                  f"{escape(shorten(said.content, _CONTENT_CHARS))}{mark}")
-        if handled is not None and handled[1] is not None:
-            talk.add(f"[green]✓ {escape(handled[0])} answered:[/] {escape(shorten(handled[1], _CONTENT_CHARS))}")
+        if handled is not None and handled.answer is not None:
+            talk.add(f"[green]✓ {escape(handled.agent)} answered:[/] {escape(shorten(handled.answer, _CONTENT_CHARS))}")
 
 
 def _rounds(record: PeerRecord) -> int:

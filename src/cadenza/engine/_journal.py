@@ -17,7 +17,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .._errors import ResumeError, StoreError
 from .._events import (
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from .._messages import ErrorInfo
     from ..stores.base import RunSnapshot, Store, Write
 
-__all__ = ("JournalSink", "PeerRecord", "Prior", "RunJournal")
+__all__ = ("Handled", "JournalSink", "PeerRecord", "Prior", "RunJournal")
 
 
 @dataclass(slots=True)
@@ -133,7 +133,8 @@ class Prior:
                 record.said.append(PeerMessage.model_validate_json(row.body_json))
             else:
                 note = json.loads(row.body_json)
-                record.handled[note["message_id"]] = (note["agent"], note.get("answer"))
+                record.handled[note["message_id"]] = Handled(note["agent"], note.get("answer"),
+                                                             Usage.model_validate(note.get("usage", {})))
 
     def remember_call(self, scope: ScopePath, call: PriorCall) -> None:
         """Keep the latest state of a call, so that a retry of its step answers a finished call from its record."""
@@ -167,8 +168,18 @@ class PeerRecord:
     """One peer group's stored conversation: every message in the order it was recorded, and which were handled."""
 
     said: list[PeerMessage] = field(default_factory=list)
-    handled: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    """By message id: the member that handled it, and the final answer it gave then, if any."""
+    handled: dict[str, Handled] = field(default_factory=dict)
+    """By message id."""
+
+
+class Handled(NamedTuple):
+    """A member's turn on one message, as its note recorded it."""
+
+    agent: str
+    answer: str | None
+    """The final answer it gave in the turn, if any."""
+    usage: Usage
+    """What the turn spent: a resumed group counts it without handling the message again."""
 
 
 def _difference(total: Usage, part: Usage) -> Usage:
@@ -363,7 +374,8 @@ def _peer_message(e: PeerMessageSent) -> list[Write]:
 
 def _peer_handled(e: PeerMessageHandled) -> list[Write]:
     """That a member handled a message: a resumed group does not hand it to the member again."""
-    body = json.dumps({"message_id": e.message_id, "agent": e.agent, "answer": e.answer})
+    body = json.dumps({"message_id": e.message_id, "agent": e.agent, "answer": e.answer,
+                       "usage": e.usage.model_dump()})
     return [AddMessage(MessageRow(e.run_id, e.group, None, "handled", body, e.at))]
 
 

@@ -423,10 +423,10 @@ class _Conversation:
                 self.members[message.sender].history.append(message)
             handled = record.handled.get(message.message_id)
             if handled is not None:
-                agent, answer = handled
-                self.members[agent].history.append(message)
-                if answer is not None:
-                    self._answered(agent, answer)
+                self.usage = self.usage + handled.usage
+                self.members[handled.agent].history.append(message)
+                if handled.answer is not None:
+                    self._answered(handled.agent, handled.answer)
         if self.stopped is None:
             for message in record.said:
                 if message.message_id not in record.handled:
@@ -473,7 +473,8 @@ class _Conversation:
             self._answered(name, member.answer)
         if self.events.active:  # one commit with the replies: a resumed group finds the turn whole or not at all
             await self.events.keep_durable(PeerMessageHandled(self.ctx.run_id, self.ctx.scope, name,
-                                                              message.message_id, utcnow(), member.answer))
+                                                              message.message_id, utcnow(), member.answer,
+                                                              result.usage))
         for reply in replies:
             await self._deliver(reply)
         await self.bus.ack(delivery)
