@@ -302,9 +302,30 @@ async def test_scripted_replies_per_agent_in_order_then_fallback() -> None:
     assert (await model.request(ask("go", agent="c"))).text == "[c] Done: go"
 
 
+async def test_a_when_reply_answers_every_new_input_that_contains_its_text() -> None:
+    model = SimulatedModel(replies={"a": [
+        "opening",
+        {"when": "Draft", "tool_calls": [{"name": "review"}]},
+        {"when": "approved", "text": "done"},
+    ]})
+    peer_turn = "<goal>Draft a note</goal>\nEarlier: Draft 1\n<message>Looks approved to me</message>"
+
+    assert (await model.request(ask("Draft 2, please"))).tool_calls[0].name == "review"
+    assert (await model.request(ask("Draft 3, please"))).tool_calls[0].name == "review"  # not consumed
+    assert (await model.request(ask(peer_turn))).text == "done"  # a peer turn: only its message counts
+    assert (await model.request(ask("Hello"))).text == "opening"  # no match: the next reply in order
+    after_tool = ModelRequest(system="s", agent="a", messages=[
+        UserMessage(content="Draft 4"), AssistantMessage(tool_calls=[ToolCall(id="1", name="review", arguments={})]),
+        ToolResultMessage(call_id="1", name="review", content="ok")])
+    assert not (await model.request(after_tool)).tool_calls  # a turn's follow-up is not a new input
+    assert (await model.request(ask("Hello again"))).text == "[a] Done: Hello again"
+
+
 @pytest.mark.parametrize(
     ("replies", "fragment"),
     [
+        ({"a": [{"when": "", "text": "x"}]}, "'when' must be a non-empty string"),
+        ({"a": [{"when": "x"}]}, r"exactly one of 'text', 'json', 'tool_calls' \(and an optional 'when'\)"),
         ({"a": [42]}, "reply 0 for agent 'a'"),
         ({"a": ["ok", {"bogus": 1}]}, "reply 1 for agent 'a'"),
         ({"a": [{"text": 1}]}, "reply 0 for agent 'a'"),

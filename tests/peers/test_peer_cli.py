@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,36 @@ def test_the_process_backend_is_refused_for_a_peer_group_run(tmp_path: Path) -> 
                     "--workers", "1")
     assert result.exit_code == 2
     assert "runs the peer group 'debate', whose members run in the process of the run" in result.stderr
+
+
+def test_a_debate_stopped_mid_conversation_resumes_to_the_same_decision(tmp_path: Path) -> None:
+    """SIGTERM while con answers pro, then ``cadenza resume``: the scripted debate goes on from where it was (its
+    ``when`` replies answer the same in the new process) to the judge's decision, each message said once, and
+    the run's usage is that of an uninterrupted debate."""
+    slow = tmp_path / "debate.yaml"
+    slow.write_text(Path(DEBATE).read_text(encoding="utf-8").replace("  seed: 11\n", "  seed: 11\n  latency: 0.2\n"),
+                    encoding="utf-8")
+    store = str(tmp_path / "runs.db")
+    process = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", store, "run", str(slow), MOTION],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout is not None
+    run_id = ""
+    for line in process.stdout:
+        run_id = run_id or line.split()[1]
+        if "con → pro (round 3)" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    process.communicate(timeout=30)  # and close its pipes
+    assert process.returncode == 143
+
+    resumed = invoke("--store", store, "resume", run_id, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    doc = json.loads(resumed.stdout)
+    assert (doc["status"], doc["stop_reason"]) == ("success", "answer: final answer from judge")
+    assert doc["output"].startswith("Con wins.")
+    assert doc["usage"]["model_calls"] == 7
+    shown = json.loads(invoke("--store", store, "show", run_id, "--json").stdout)
+    said = [(m["sender"], m["recipient"]) for m in shown["conversations"][0]["messages"]]
+    assert said == [("debate", "judge"), ("judge", "pro"), ("pro", "con"), ("con", "pro"), ("pro", "judge"),
+                    ("pro", "con"), ("con", "judge")]

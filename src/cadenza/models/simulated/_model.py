@@ -51,7 +51,10 @@ class SimulatedModel:
         input_tokens: report this many input tokens per call instead of estimating.
         output_tokens: report this many output tokens per call instead of estimating.
         replies: per-agent scripts, consumed one reply per request of that agent,
-            after which generated behaviour resumes.
+            after which generated behaviour resumes. A reply with ``when: TEXT`` is not
+            consumed: it answers every new input that contains TEXT (the first call of a
+            turn, not the calls after its tool results), so it answers the same in every
+            process of a run, a resumed one included.
         call_tools: when false, never call tools; always answer finally.
 
     Raises:
@@ -79,7 +82,9 @@ class SimulatedModel:
         if not isinstance(call_tools, bool):
             raise ConfigError(f"{self._name}: call_tools must be true or false, got {call_tools!r}")
         self._call_tools = call_tools
-        self._scripts = _parse_scripts(self._name, replies)
+        scripts = _parse_scripts(self._name, replies)
+        self._scripts = {agent: [r for when, r in script if when is None] for agent, script in scripts.items()}
+        self._answers = {agent: [(when, r) for when, r in script if when is not None] for agent, script in scripts.items()}
         self._positions: dict[str, int] = {}
 
     @property
@@ -99,7 +104,7 @@ class SimulatedModel:
             await asyncio.sleep(lo if lo == hi else lo + (hi - lo) * (mix % 1_000_003) / 1_000_002)
 
         agent = request.agent
-        scripted = self._next_scripted(agent) if agent is not None and agent in self._scripts else None
+        scripted = self._scripted(agent, request) if agent is not None and agent in self._scripts else None
         text, calls = scripted if scripted is not None else self._generate(request, mix)
 
         output_tokens = self._output_tokens if self._output_tokens is not None else estimate_output_tokens(text, calls)
@@ -119,7 +124,13 @@ class SimulatedModel:
         crc = zlib.crc32(f"{request.agent}\x1f{len(messages)}\x1f{last_text}".encode())
         return (crc * 2654435761) ^ (self._seed * 0x9E3779B97F4A7C15)
 
-    def _next_scripted(self, agent: str) -> _Reply | None:
+    def _scripted(self, agent: str, request: ModelRequest) -> _Reply | None:
+        """The ``when`` reply whose text the new input contains, else the agent's next reply in order."""
+        new = _new_input(request)
+        if new is not None:
+            for when, reply in self._answers[agent]:
+                if when in new:
+                    return reply
         script = self._scripts[agent]
         position = self._positions.get(agent, 0)
         if position >= len(script):
@@ -346,12 +357,26 @@ def _token_override(owner: str, what: str, value: Any) -> int | None:
     return value
 
 
-def _parse_scripts(owner: str, replies: Any) -> dict[str, list[_Reply]]:
+def _new_input(request: ModelRequest) -> str | None:
+    """What a turn was asked, when this is its first call: the latest user message, or in a peer group's turn the
+    message it handles (the last ``<message>`` block); None after tool results, which answer the turn's own calls."""
+    messages = request.messages
+    if not messages or not isinstance(messages[-1], UserMessage):
+        return None
+    text = messages[-1].content
+    start = text.rfind("<message>")
+    if start < 0:
+        return text
+    end = text.find("</message>", start)
+    return text[start + len("<message>"):end if end >= 0 else None]
+
+
+def _parse_scripts(owner: str, replies: Any) -> dict[str, list[tuple[str | None, _Reply]]]:
     if replies is None:
         return {}
     if not isinstance(replies, Mapping):
         raise ConfigError(f"{owner}: replies must map agent names to lists of replies")
-    scripts: dict[str, list[_Reply]] = {}
+    scripts: dict[str, list[tuple[str | None, _Reply]]] = {}
     for agent, script in replies.items():
         if not isinstance(agent, str):
             raise ConfigError(f"{owner}: replies keys must be agent names, got {agent!r}")
@@ -361,13 +386,26 @@ def _parse_scripts(owner: str, replies: Any) -> dict[str, list[_Reply]]:
     return scripts
 
 
-def _parse_reply(owner: str, agent: str, index: int, reply: Any) -> _Reply:
+def _parse_reply(owner: str, agent: str, index: int, reply: Any) -> tuple[str | None, _Reply]:
+    """``(when, reply)``: the text a new input must contain for the reply to answer it (None: next in order)."""
     where = f"{owner}: scripted reply {index} for agent {agent!r}"
     if isinstance(reply, str):
-        return reply, ()
-    if not isinstance(reply, Mapping) or len(reply) != 1:
+        return None, (reply, ())
+    if not isinstance(reply, Mapping):
         raise ConfigError(
             f"{where} must be a string or a mapping with exactly one of 'text', 'json', 'tool_calls'; got {reply!r}"
+        )
+    when = reply.get("when")
+    if "when" in reply and (not isinstance(when, str) or not when):
+        raise ConfigError(f"{where}: 'when' must be a non-empty string, the text a new input contains; got {when!r}")
+    return when, _parse_content(where, agent, index, {k: v for k, v in reply.items() if k != "when"})
+
+
+def _parse_content(where: str, agent: str, index: int, reply: Mapping[str, Any]) -> _Reply:
+    if len(reply) != 1:
+        raise ConfigError(
+            f"{where} must be a string or a mapping with exactly one of 'text', 'json', 'tool_calls' (and an "
+            f"optional 'when'); got {dict(reply)!r}"
         )
     ((key, value),) = reply.items()
     if key == "text":
