@@ -147,7 +147,7 @@ async def _barrier_baseline(plan: Any, workers: dict[str, Any]) -> float:
 
     def ctx(sid: str) -> StepContext:
         return StepContext(run_id="b", scope=f"b/{sid}", step_id=sid, agent=plan.step(sid).agent, attempt=1,
-                           task_id=sid, ceiling=None, budgets=(), prior_calls=(), trace=())
+                           task_id=sid, ceiling=None, budgets=(), prior_calls=(), trace=(), turn=None)
 
     t0 = time.perf_counter()
     for layer in plan.layers():

@@ -92,7 +92,7 @@ async def _variants(provider: str, url: str) -> tuple[dict[str, Call], Callable[
 
     port = RunState("run_bench", budget=BudgetAccount("run", Budget(usd=1_000_000.0))).port()
     ctx = StepContext(run_id="run_bench", scope="bench/s1", step_id="s1", agent="bench", attempt=1, task_id="task_b",
-                      ceiling=None, budgets=("run",), prior_calls=(), trace=())
+                      ceiling=None, budgets=("run",), prior_calls=(), trace=(), turn=None)
 
     async def through_cadenza() -> Any:
         return await call_model(full, request, ctx, port)

@@ -352,3 +352,23 @@ async def test_a_peer_group_inside_a_recorded_team_stores_and_audits_its_convers
     assert peer_audit == [("lead/poem", "lead/poem/author"), ("lead/poem/author", "lead/poem/critic"),
                           ("lead/poem/critic", "lead/poem/author")]
     assert all(json.loads(r.detail_json)["signed"] for r in audit)
+
+
+async def test_a_peer_group_step_is_given_the_results_of_the_steps_it_depends_on() -> None:
+    seen: list[str] = []
+
+    def author(message: str, request: ModelRequest) -> Reply:
+        seen.append(next(m.content for m in request.messages if isinstance(m, UserMessage)))
+        return answer("a haiku about ponds")
+
+    group = PeerGroup("review", [peer("author", author), peer("critic", lambda m, r: "ok")], entry="author")
+    lead = Supervisor("lead", workers=[group, Agent("finder", model=FunctionModel(lambda r: "frogs like ponds"))],
+                      model="simulated", plan=Plan.of(
+                          {"id": "find", "agent": "finder", "instruction": "Find a topic"},
+                          {"id": "poem", "agent": "review", "instruction": "Write a haiku", "depends_on": ["find"]}))
+    async with asyncio.timeout(DEADLINE):
+        result = await lead.run("A haiku, reviewed")
+
+    assert result.ok and result.steps[1].output == "a haiku about ponds"
+    [turn] = seen
+    assert "frogs like ponds" in turn  # in the group's goal, as data

@@ -43,6 +43,7 @@ from ..engine._journal import PeerRecord
 from ..engine._run_state import LocalPort, RunState
 from ..tools._tool_sources import ToolSources, require_approved
 from ..tools._tools import Tool, ToolContext
+from ._agent import render_task
 from ._peer_watch import LoopWatch, wait_for_graph
 
 if TYPE_CHECKING:
@@ -580,9 +581,9 @@ class _Conversation:
 
 
 def _goal(task: Task) -> str:
-    if task.input is None:
-        return task.instruction
-    return f"{task.instruction}\n\nInput: {task.input!r}"
+    """What the group is asked: the instruction, then its input and the results of the steps it depends on, as
+    delimited data (as an agent given the step would see them)."""
+    return render_task(task)
 
 
 def _escape(text: str) -> str:
