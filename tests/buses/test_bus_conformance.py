@@ -1,12 +1,14 @@
 """One behaviour on every bus: order, waiting, acknowledgement, redelivery, counting, bad input, closing.
 
-The Redis bus joins the ``bus`` fixture's parameters when it lands; every test here must pass on it
-unchanged. Every wait is bounded: a bus that hangs fails the test at its deadline.
+Every test runs on the in-process bus and on the Redis bus (the Redis server on 127.0.0.1:6379, each test
+under its own key prefix, removed after it). Every wait is bounded: a bus that hangs fails the test at its
+deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,27 +17,46 @@ import pytest
 from cadenza import BusError, ConfigError
 from cadenza._ids import ScopePath
 from cadenza.buses import Bus, Inbox, InProcessBus
+from cadenza.buses.redis import RedisBus
 
 CLAIM = 0.2
 """Seconds before an unacknowledged message is delivered again, in these tests."""
 DEADLINE = 10.0
+REDIS = "redis://127.0.0.1:6379/0"
 
 MakeBus = Callable[..., Bus]
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "redis"])
 async def make(request: pytest.FixtureRequest) -> AsyncIterator[MakeBus]:
     made: list[Bus] = []
+    prefix = f"cadenza-test-{uuid.uuid4().hex[:12]}"
 
     def build(**options: Any) -> Bus:
         options.setdefault("claim_after", CLAIM)
-        bus = InProcessBus(**options)
+        bus = InProcessBus(**options) if request.param == "memory" else RedisBus(REDIS, prefix=prefix, **options)
         made.append(bus)
         return bus
 
     yield build
     for bus in made:
         await bus.aclose()
+    if request.param == "redis":
+        await forget(prefix)
+
+
+async def forget(prefix: str) -> None:
+    """Delete every key a test's Redis buses wrote."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+            if keys:
+                await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
