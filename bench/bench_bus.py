@@ -1,7 +1,8 @@
-"""The in-process bus's figures (throughput, latency, many agents messaging each other) and a whole peer group.
+"""Each bus's figures (throughput, latency, many agents messaging each other) and a whole peer group.
 
-Run:  python bench/bench_bus.py            (a few seconds)
+Run:  python bench/bench_bus.py            (a few seconds, then the Redis bus on 127.0.0.1:6379)
       python bench/bench_bus.py --quick    (smaller sizes, for a smoke check)
+      python bench/bench_bus.py --redis URL   (another Redis server; --redis none skips the Redis bus)
 
 Each message is published, received and acknowledged, as a peer group does with every message
 (the envelope around it and its record in the store are measured with the peer group, not here).
@@ -16,6 +17,7 @@ import random
 import statistics
 import time
 import tracemalloc
+import uuid
 
 from cadenza._ids import ScopePath
 from cadenza.buses import Bus, Inbox, InProcessBus
@@ -137,19 +139,33 @@ async def peer_group(agents: int, messages: int) -> tuple[float, int, str]:
     return elapsed / max(1, len(result.messages) - 1), peak, result.error.code if result.error else "answer"
 
 
-async def run(quick: bool) -> None:
+async def figures(bus: Bus, n: int, size: int, messages: int) -> None:
+    """Throughput, latency and a ``size``-agent group on ``bus``, printed."""
+    print(f"  throughput, one inbox:   {await throughput(bus, n):,.0f} messages/s  ({n:,} messages)")
+    samples = sorted(await latency(bus, max(10, n // 10)))
+    p50, p99 = statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+    print(f"  delivery latency:        p50 {p50 * 1e6:.1f} us, p99 {p99 * 1e6:.1f} us  ({len(samples):,} ping-pongs)")
+    per_message = await many_agents(bus, size, messages)
+    print(f"  {size}-agent group:        {per_message * 1e6:.1f} us per message handled ({messages:,} messages)")
+
+
+async def run(quick: bool, redis: str | None) -> None:
     n = 5_000 if quick else 100_000
+    size, messages = (20, 2_000) if quick else (100, 50_000)
+    print(f"in-process bus, {len(BODY)}-byte messages")
     async with InProcessBus() as bus:
-        print(f"in-process bus, {len(BODY)}-byte messages")
-        print(f"  throughput, one inbox:   {await throughput(bus, n):,.0f} messages/s  ({n:,} messages)")
-        samples = sorted(await latency(bus, n // 10))
-        p50, p99 = statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
-        print(f"  delivery latency:        p50 {p50 * 1e6:.1f} us, p99 {p99 * 1e6:.1f} us  ({len(samples):,} ping-pongs)")
-        size, messages = (20, 2_000) if quick else (100, 50_000)
-        per_message = await many_agents(bus, size, messages)
+        await figures(bus, n, size, messages)
     peak = await peak_memory(size, messages // 10)
-    print(f"  {size}-agent group:        {per_message * 1e6:.1f} us per message handled ({messages:,} messages), "
-          f"peak {peak / 1024:.0f} KiB allocated")
+    print(f"  {size}-agent group's peak: {peak / 1024:.0f} KiB allocated ({messages // 10:,} messages)")
+    if redis is not None:
+        from cadenza.buses.redis import RedisBus
+
+        async with RedisBus(redis, prefix=f"cadenza-bench-{uuid.uuid4().hex[:8]}") as bus:
+            print(f"Redis bus ({bus.url}, local server), {len(BODY)}-byte messages")
+            try:
+                await figures(bus, n // 10, size, messages // 10)
+            finally:
+                await bus.discard("run_bench", GROUP)
     agents, sent = (20, 200) if quick else (100, 2_000)
     per_message, peak, stop = await peer_group(agents, sent)
     print(f"peer group of {agents} agents (function model, signed): {per_message * 1e6:.0f} us "
@@ -159,7 +175,10 @@ async def run(quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
-    asyncio.run(run(parser.parse_args().quick))
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the Redis server for the Redis bus; "
+                        "'none' to skip it")
+    args = parser.parse_args()
+    asyncio.run(run(args.quick, None if args.redis == "none" else args.redis))
 
 
 if __name__ == "__main__":

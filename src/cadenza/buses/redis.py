@@ -14,9 +14,10 @@ conversation does not grow Redis: its streams stay as short as its backlog. Trim
 (``MAXLEN``) would instead drop messages nobody has handled.
 
 A message left pending for ``claim_after`` seconds is claimed (``XAUTOCLAIM``) by the next receiver of
-its inbox, and its attempt is Redis's own delivery count. A blocked receive wakes at least every
-``claim_after / 2`` seconds (and every second) to look for such messages, so a message whose consumer
-died is delivered again within one and a half ``claim_after`` of its last delivery.
+its inbox, and its attempt is Redis's own delivery count. A receive looks for such messages when this bus
+last looked in that inbox ``claim_after / 2`` seconds ago or more (not on every receive: that would cost
+each message a round trip), and a blocked receive wakes at least that often (and every second), so a
+message whose consumer died is delivered again within one and a half ``claim_after`` of its last delivery.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class RedisBus(Bus):
                                               socket_timeout=connect_timeout + _LONGEST_BLOCK)
         self._ready: set[str] = set()
         """The streams this bus knows to have their consumer group."""
+        self._looked: dict[str, float] = {}
+        """When this bus last looked for claimable messages in each stream (`time.monotonic`)."""
         self._closed = False
 
     def __repr__(self) -> str:
@@ -93,9 +96,11 @@ class RedisBus(Bus):
         await self._prepare(inbox, key)
         deadline = time.monotonic() + wait
         while True:
-            delivery = await self._claim(inbox, key, consumer)
-            if delivery is not None:
-                return delivery
+            if time.monotonic() - self._looked.get(key, -self.claim_after) >= self.claim_after / 2:
+                self._looked[key] = time.monotonic()
+                delivery = await self._claim(inbox, key, consumer)
+                if delivery is not None:
+                    return delivery
             block = min(deadline - time.monotonic(), self.claim_after / 2, _LONGEST_BLOCK)
             delivery = await self._read(inbox, key, consumer, block)
             if delivery is not None:
@@ -140,6 +145,8 @@ class RedisBus(Bus):
         keys = set(await self._call(f"discard {run_id}/{group}", lambda: self._redis.smembers(members)))
         await self._call(f"discard {run_id}/{group}", lambda: self._redis.delete(members, *keys))
         self._ready -= keys
+        for key in keys:
+            self._looked.pop(key, None)
 
     async def aclose(self) -> None:
         if self._closed:
