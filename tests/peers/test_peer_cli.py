@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import redis
 from click.testing import CliRunner, Result
 from rich.console import Console
 
@@ -23,6 +25,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEBATE = str(EXAMPLES / "debate.yaml")
 REVIEW = str(EXAMPLES / "peer_review.yaml")
 MOTION = "Motion: remote work makes teams more productive"
+REDIS = "redis://127.0.0.1:6379/0"
 
 
 def invoke(*args: str) -> Result:
@@ -127,7 +130,8 @@ def test_the_process_backend_is_refused_for_a_peer_group_run(tmp_path: Path) -> 
     assert "runs the peer group 'debate', whose members run in the process of the run" in result.stderr
 
 
-def test_a_debate_stopped_mid_conversation_resumes_to_the_same_decision(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bus", [[], ["--bus", REDIS]], ids=["in-process", "redis"])
+def test_a_debate_stopped_mid_conversation_resumes_to_the_same_decision(tmp_path: Path, bus: list[str]) -> None:
     """SIGTERM while con answers pro, then ``cadenza resume``: the scripted debate goes on from where it was (its
     ``when`` replies answer the same in the new process) to the judge's decision, each message said once, and
     the run's usage is that of an uninterrupted debate."""
@@ -135,7 +139,7 @@ def test_a_debate_stopped_mid_conversation_resumes_to_the_same_decision(tmp_path
     slow.write_text(Path(DEBATE).read_text(encoding="utf-8").replace("  seed: 11\n", "  seed: 11\n  latency: 0.2\n"),
                     encoding="utf-8")
     store = str(tmp_path / "runs.db")
-    process = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", store, "run", str(slow), MOTION],
+    process = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", store, "run", str(slow), MOTION, *bus],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None
@@ -148,7 +152,7 @@ def test_a_debate_stopped_mid_conversation_resumes_to_the_same_decision(tmp_path
     process.communicate(timeout=30)  # and close its pipes
     assert process.returncode == 143
 
-    resumed = invoke("--store", store, "resume", run_id, "--json")
+    resumed = invoke("--store", store, "resume", run_id, "--json", *bus)
     assert resumed.exit_code == 0, resumed.output
     doc = json.loads(resumed.stdout)
     assert (doc["status"], doc["stop_reason"]) == ("success", "answer: final answer from judge")
@@ -158,3 +162,41 @@ def test_a_debate_stopped_mid_conversation_resumes_to_the_same_decision(tmp_path
     said = [(m["sender"], m["recipient"]) for m in shown["conversations"][0]["messages"]]
     assert said == [("debate", "judge"), ("judge", "pro"), ("pro", "con"), ("con", "pro"), ("pro", "judge"),
                     ("pro", "con"), ("con", "judge")]
+
+
+def streams_added() -> int:
+    """How many entries the Redis server on 127.0.0.1:6379 has had added to streams since it started."""
+    with redis.Redis.from_url(REDIS, socket_timeout=5) as client:
+        stats = client.info("commandstats")
+    return int(stats.get("cmdstat_xadd", {}).get("calls", 0))
+
+
+def test_the_bus_option_and_the_files_bus_put_the_conversation_on_redis(tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.db")
+    before = streams_added()
+    by_option = invoke("--store", store, "run", DEBATE, MOTION, "--bus", REDIS)
+    assert by_option.exit_code == 0, by_option.output
+    assert "stopped on answer: final answer from judge" in by_option.stdout
+    assert streams_added() - before >= 7  # the seven messages went through Redis streams
+
+    in_file = tmp_path / "debate.yaml"
+    in_file.write_text(Path(DEBATE).read_text(encoding="utf-8").replace("agents:\n", f"bus: {REDIS}\nagents:\n", 1),
+                       encoding="utf-8")
+    before = streams_added()
+    by_file = invoke("--store", store, "run", str(in_file), MOTION)
+    assert by_file.exit_code == 0, by_file.output
+    assert streams_added() - before >= 7
+    with redis.Redis.from_url(REDIS, socket_timeout=5) as client:
+        assert list(client.scan_iter(match="cadenza:run_*")) == []  # each group discarded its inboxes
+
+
+def test_a_bus_that_names_no_bus_is_refused(tmp_path: Path) -> None:
+    refused = invoke("--store", str(tmp_path / "runs.db"), "run", DEBATE, MOTION, "--bus", "nats://127.0.0.1")
+    assert refused.exit_code == 2
+    assert "error: --bus: a bus URL starts with memory:// or redis:// (or rediss://), not 'nats://127.0.0.1'" \
+        in refused.stderr
+    in_file = tmp_path / "debate.yaml"
+    in_file.write_text(Path(DEBATE).read_text(encoding="utf-8").replace("agents:\n", "bus: kafka://x\nagents:\n", 1),
+                       encoding="utf-8")
+    bad = invoke("validate", str(in_file))
+    assert bad.exit_code == 2 and "bus: a bus URL starts with memory://" in bad.stderr

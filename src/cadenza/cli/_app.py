@@ -67,7 +67,10 @@ def model_option(func: F) -> F:
 
 
 def backend_options(func: F) -> F:
-    """``--backend`` and ``--workers``: where the run's agent steps execute."""
+    """``--backend`` and ``--workers``: where the run's agent steps execute; ``--bus``: where its peer groups talk."""
+    func = click.option("--bus", default=None, metavar="URL", envvar="CADENZA_BUS",
+                        help="Where peer groups' messages travel: memory:// or redis://host:port/db (overrides the "
+                             "file's bus:; env CADENZA_BUS). Default: a new in-process bus for each run.")(func)
     func = click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
                         help="Worker processes of the process backend (default: the number of CPUs).")(func)
     return click.option("--backend", type=click.Choice(["local", "process"]), default="local", show_default=True,
@@ -165,7 +168,7 @@ def _load(path: str, model: str | None) -> Workflow:
 @backend_options
 @debug_option
 def run(workflow: str, goal: str, as_json: bool, no_store: bool, budget_usd: float | None,
-        budget_tokens: int | None, model: str | None, backend: str, workers: int | None) -> None:
+        budget_tokens: int | None, model: str | None, backend: str, workers: int | None, bus: str | None) -> None:
     """Run WORKFLOW (a YAML file) on GOAL and show its progress.
 
     The run is recorded in the store as it happens: cadenza show, export and resume
@@ -178,9 +181,9 @@ def run(workflow: str, goal: str, as_json: bool, no_store: bool, budget_usd: flo
     4 when it waits for a human decision (cadenza approve / reject).
     """
     from .._budget import Budget
-    from ._resume import run_workflow
+    from ._resume import run_workflow, with_bus
 
-    loaded = _load(workflow, model)
+    loaded = with_bus(_load(workflow, model), bus)
     budget = loaded.budget
     if budget_usd is not None or budget_tokens is not None:
         base = budget or Budget()
@@ -288,7 +291,8 @@ def export(run_id: str, output: str | None) -> None:
               help="Replace every model in the workflow (default: the --model the run was started with).")
 @backend_options
 @debug_option
-def resume(run_id: str, force: bool, as_json: bool, model: str | None, backend: str, workers: int | None) -> None:
+def resume(run_id: str, force: bool, as_json: bool, model: str | None, backend: str, workers: int | None,
+           bus: str | None) -> None:
     """Continue RUN_ID where it stopped.
 
     Finished steps are read back from the store, the rest run. The team is rebuilt from
@@ -297,7 +301,7 @@ def resume(run_id: str, force: bool, as_json: bool, model: str | None, backend: 
     from ._resume import resume_run
 
     raise click.exceptions.Exit(resume_run(_store_url(), run_id, force=force, as_json=as_json, model=model,
-                                           processes=_processes(backend, workers)))
+                                           processes=_processes(backend, workers), bus=bus))
 
 
 @app.command()

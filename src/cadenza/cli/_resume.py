@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..tools._tool_sources import ToolSources
     from ._display import Display, PeersShown
 
-__all__ = ("OFFLINE_NOTICE", "decide", "exit_code", "resume_run", "run_workflow")
+__all__ = ("OFFLINE_NOTICE", "decide", "exit_code", "resume_run", "run_workflow", "with_bus")
 
 DisplayKind = Literal["live", "plain", "quiet"]
 
@@ -138,8 +138,26 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
                   processes=processes)
 
 
+def with_bus(workflow: Workflow, bus: str | None) -> Workflow:
+    """``workflow`` with its peer groups' bus set by ``--bus`` (over the file's ``bus:``), checked as ``bus:`` is.
+
+    Raises:
+        ConfigError: ``bus`` names no bus.
+    """
+    if bus is None:
+        return workflow
+    import dataclasses
+
+    from ..buses import bus_problem
+
+    problem = bus_problem(bus)
+    if problem is not None:
+        raise ConfigError(f"--bus: {problem}")
+    return dataclasses.replace(workflow, bus=bus)
+
+
 def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model: str | None,
-               processes: int | None = None) -> int:
+               processes: int | None = None, bus: str | None = None) -> int:
     """Continue a recorded run, rebuilding its team from the workflow file it was started from."""
     from .._status import FINISHED_RUN
     from ._records import read_run
@@ -148,7 +166,7 @@ def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model
     if row.status in FINISHED_RUN:  # say so before loading the workflow and starting a display for nothing
         ended = f" at {row.finished_at:%Y-%m-%d %H:%M:%S} UTC" if row.finished_at else ""
         raise ResumeError(f"run {row.run_id!r} already finished ({row.status}{ended}); there is nothing to resume")
-    workflow = _load_for_resume(row, model)
+    workflow = with_bus(_load_for_resume(row, model), bus)
 
     async def body(store: Store | None, events: Callable[[Any], None], sources: ToolSources) -> RunResult[Any]:
         if store is None:  # pragma: no cover - _drive opens the store whenever it has a url
@@ -284,6 +302,12 @@ async def _session(run_id: RunId, workflow: Workflow, store_url: str | None, dis
 
                 pool = await stack.enter_async_context(ProcessBackend(processes))
                 workflow.entry.use_backend(pool)
+            if workflow.bus is not None and workflow.peers:
+                from ..buses import open_bus
+
+                bus = await stack.enter_async_context(open_bus(workflow.bus))
+                for group in workflow.peers.values():
+                    group.bus = bus
             return await _recorded(run_id, store_url, display, stop, banner=banner, as_json=as_json, body=body,
                                    sources=sources)
     finally:

@@ -23,6 +23,7 @@ from .._errors import CadenzaError, ConfigError, UnknownModelError, WorkflowErro
 from .._plan import Plan
 from .._worker import Worker
 from .._worker_spec import ModelSource
+from ..buses import bus_problem
 from ..engine._executor import ExecutionPolicy, RetryPolicy
 from ..models.base import Model
 from ..models.pricing import PRICES, Price, Prices
@@ -74,6 +75,9 @@ class Workflow:
     """The file's MCP servers (`MCPServer`, not opened), by name."""
     peers: dict[str, PeerGroup] = field(default_factory=dict)
     """The peer groups (the ``peers:`` section), by name."""
+    bus: str | None = None
+    """The file's ``bus:`` URL: where its peer groups' messages travel (`cadenza.buses.open_bus` opens it); None
+    for a new in-process bus each run."""
 
     @property
     def plan_source(self) -> Literal["static", "planner"] | None:
@@ -204,6 +208,8 @@ class _Builder:
         if not cyclic and spec.supervisor is not None:
             self._check_depth(spec.supervisor.name, 0)
         self._check_entry()
+        if spec.bus is not None and (problem := bus_problem(spec.bus)) is not None:
+            self._problem("bus", problem)
         self._load_models()
         agents = {a.name: agent for i, a in enumerate(spec.agents) if (agent := self._agent(i, a)) is not None}
         groups = {g.name: group for i, g in enumerate(spec.peers) if (group := self._peers(i, g, agents)) is not None}
@@ -225,7 +231,7 @@ class _Builder:
             raise _fail(self.source, sorted(self.problems, key=_file_order) or ["the top supervisor could not be built"])
         return Workflow(name=spec.name, description=spec.description, source=self.source, entry=entry,
                         agents=agents, teams=teams, models_used=self.models_used, offline=self.offline,
-                        prices=self.prices, budget=_budget(spec.budget), peers=groups,
+                        prices=self.prices, budget=_budget(spec.budget), peers=groups, bus=spec.bus,
                         mcp_servers={name: self._server(name, f"mcp_servers.{name}") for name in spec.mcp_servers})
 
     def _problem(self, path: str, message: str) -> None:

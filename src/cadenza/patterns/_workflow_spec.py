@@ -266,6 +266,9 @@ class WorkflowSpec(_Spec):
     """Prices by ``provider:model`` prefix, replacing or adding to the shipped table."""
     budget: BudgetSpec | None = None
     """The most a whole run may spend (``--budget-usd`` / ``--budget-tokens`` override it)."""
+    bus: str | None = None
+    """Where the peer groups' messages travel: ``memory://`` or ``redis://host:port/db`` (``--bus`` overrides it);
+    a new in-process bus for each run when absent."""
     agents: list[AgentSpec] = Field(min_length=1)
     teams: list[TeamSpec] = Field(default_factory=list)
     """Nested teams, used as workers of the supervisor or of each other."""
