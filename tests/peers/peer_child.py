@@ -1,9 +1,10 @@
 """A recorded peer conversation of seven turns, in a process the tests kill and resume.
 
-Usage: ``python peer_child.py DB LOG ACTION RUN_ID SHAPE``
+Usage: ``python peer_child.py DB LOG ACTION RUN_ID SHAPE BUS``
 
 ACTION is ``run`` or ``resume``; SHAPE is ``team`` (the conversation is the one step of a team's plan) or
-``alone`` (it is the whole run). Every turn appends ``agent|message it handles`` to LOG and prints ``TURN``
+``alone`` (it is the whole run); BUS is a bus URL (``memory://``, ``redis://...``) under the key prefix
+``cadenza-test-RUN_ID``. Every turn appends ``agent|message it handles`` to LOG and prints ``TURN``
 before its model answers (after a short pause, so that a kill lands inside turns as well as between them);
 the end prints ``RESULT <json>``.
 """
@@ -18,11 +19,13 @@ import sys
 
 from cadenza import Agent, PeerGroup, Plan, Supervisor
 from cadenza._ids import RunId
+from cadenza.buses import InProcessBus
+from cadenza.buses.redis import RedisBus
 from cadenza.models.base import ModelRequest, ToolCall, UserMessage
 from cadenza.models.function import FunctionModel
 from cadenza.stores.sqlite import SQLiteStore
 
-DB, LOG, ACTION, RUN_ID, SHAPE = sys.argv[1:6]
+DB, LOG, ACTION, RUN_ID, SHAPE, BUS = sys.argv[1:7]
 
 SCRIPT = {
     ("author", "Write the poem"): ("critic", "draft 1"),
@@ -58,10 +61,12 @@ async def reply(request: ModelRequest) -> list[ToolCall]:
 
 async def main() -> None:
     model = FunctionModel(reply)
-    group = PeerGroup("talk", [Agent("author", model=model), Agent("critic", model=model)], entry="author")
+    # a short claim_after: what a killed process left pending is delivered again while the resumed run goes on
+    bus = InProcessBus() if BUS == "memory://" else RedisBus(BUS, prefix=f"cadenza-test-{RUN_ID}", claim_after=0.05)
+    group = PeerGroup("talk", [Agent("author", model=model), Agent("critic", model=model)], entry="author", bus=bus)
     lead = Supervisor("lead", workers=[group], model="simulated",
                       plan=Plan.of({"id": "poem", "agent": "talk", "instruction": "Write the poem"}))
-    async with SQLiteStore(DB) as store:
+    async with bus, SQLiteStore(DB) as store:
         if SHAPE == "alone":
             result = await (group.run("Write the poem", store=store, run_id=RunId(RUN_ID)) if ACTION == "run"
                             else group.resume(RUN_ID, store=store))

@@ -413,7 +413,11 @@ class _Conversation:
 
     async def _take_up(self, record: PeerRecord) -> None:
         """Continue the conversation an earlier process of the run recorded: what was said and handled is known as
-        it was (histories, counts, answers, loop watch); what was said and not handled is delivered again."""
+        it was (histories, counts, answers, loop watch); what was said and not handled is delivered again.
+
+        The store is the record: whatever the earlier process left on the bus (a Redis bus outlives it) is dropped
+        first, so no message arrives twice, once as the earlier process sealed it and once as delivered here."""
+        await self.bus.discard(self.ctx.run_id, self.ctx.scope)
         for message in record.said:
             self.transcript.append(message)
             if message.round == 0:
