@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
+from .._errors import BusError, ConfigError
 from .._ids import ScopePath
 
-__all__ = ("Bus", "Delivery", "Inbox")
+__all__ = ("Bus", "Delivery", "Inbox", "check_body", "check_claim_after", "check_wait")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +101,22 @@ class Bus(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Release the bus; waiting receivers raise `BusError`. Closing twice is harmless."""
+
+
+def check_claim_after(claim_after: float) -> float:
+    """``claim_after``, refused with `ConfigError` unless it is a positive number of seconds."""
+    if not claim_after > 0:
+        raise ConfigError(f"a bus's claim_after must be a positive number of seconds, not {claim_after!r}")
+    return claim_after
+
+
+def check_body(inbox: Inbox, body: str) -> None:
+    """Refuse with `BusError` what no bus publishes: anything but non-empty text."""
+    if not isinstance(body, str) or not body:
+        raise BusError(f"a message published to {inbox} must be non-empty text, not {body!r}")
+
+
+def check_wait(inbox: Inbox, wait: float) -> None:
+    """Refuse with `BusError` a receive that would wait a negative (or no) number of seconds."""
+    if not wait >= 0:
+        raise BusError(f"a receive from {inbox} may wait zero seconds or more, not {wait!r}")

@@ -14,9 +14,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from .._errors import BusError, ConfigError
+from .._errors import BusError
 from .._ids import ScopePath
-from .base import Bus, Delivery, Inbox
+from .base import Bus, Delivery, Inbox, check_body, check_claim_after, check_wait
 
 __all__ = ("InProcessBus",)
 
@@ -44,10 +44,8 @@ class InProcessBus(Bus):
     """Inboxes in this process, with the redelivery and counting of the bus contract."""
 
     def __init__(self, *, claim_after: float = 30.0) -> None:
-        if not claim_after > 0:
-            raise ConfigError(f"a bus's claim_after must be a positive number of seconds, not {claim_after!r}")
         self.url = "memory://"
-        self.claim_after = claim_after
+        self.claim_after = check_claim_after(claim_after)
         self._boxes: dict[Inbox, _Box] = {}
         self._groups: dict[tuple[str, ScopePath], set[Inbox]] = {}
         self._ids = itertools.count(1)
@@ -58,8 +56,7 @@ class InProcessBus(Bus):
 
     async def publish(self, inbox: Inbox, body: str) -> str:
         self._check_open()
-        if not isinstance(body, str) or not body:
-            raise BusError(f"a message published to {inbox} must be non-empty text, not {body!r}")
+        check_body(inbox, body)
         box = self._box(inbox)
         entry_id = str(next(self._ids))
         box.new.append((entry_id, body))
@@ -72,8 +69,7 @@ class InProcessBus(Bus):
 
     async def receive(self, inbox: Inbox, *, consumer: str, wait: float) -> Delivery | None:
         self._check_open()
-        if not wait >= 0:
-            raise BusError(f"a receive from {inbox} may wait zero seconds or more, not {wait!r}")
+        check_wait(inbox, wait)
         deadline = time.monotonic() + wait
         while True:
             box = self._box(inbox)

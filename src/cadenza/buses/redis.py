@@ -32,7 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .._errors import BusError, ConfigError
 from .._ids import ScopePath
-from .base import Bus, Delivery, Inbox
+from .base import Bus, Delivery, Inbox, check_body, check_claim_after, check_wait
 
 __all__ = ("RedisBus",)
 
@@ -59,15 +59,13 @@ class RedisBus(Bus):
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, claim_after: float = 30.0, prefix: str = "cadenza",
                  connect_timeout: float = 5.0) -> None:
-        if not claim_after > 0:
-            raise ConfigError(f"a bus's claim_after must be a positive number of seconds, not {claim_after!r}")
         if not connect_timeout > 0:
             raise ConfigError(f"a bus's connect_timeout must be a positive number of seconds, not {connect_timeout!r}")
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise ConfigError(f"a Redis bus needs a redis:// or rediss:// URL with a host, not {_safe(url)!r}")
         self.url = _safe(url)
-        self.claim_after = claim_after
+        self.claim_after = check_claim_after(claim_after)
         self.prefix = prefix
         self._redis = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=connect_timeout,
                                               socket_timeout=connect_timeout + _LONGEST_BLOCK)
@@ -82,16 +80,14 @@ class RedisBus(Bus):
 
     async def publish(self, inbox: Inbox, body: str) -> str:
         self._check_open()
-        if not isinstance(body, str) or not body:
-            raise BusError(f"a message published to {inbox} must be non-empty text, not {body!r}")
+        check_body(inbox, body)
         key = self._stream(inbox)
         await self._prepare(inbox, key)
         return str(await self._call(f"publish to {inbox}", lambda: self._redis.xadd(key, {_FIELD: body})))
 
     async def receive(self, inbox: Inbox, *, consumer: str, wait: float) -> Delivery | None:
         self._check_open()
-        if not wait >= 0:
-            raise BusError(f"a receive from {inbox} may wait zero seconds or more, not {wait!r}")
+        check_wait(inbox, wait)
         key = self._stream(inbox)
         await self._prepare(inbox, key)
         deadline = time.monotonic() + wait
