@@ -33,8 +33,8 @@ class Worker(Protocol):
 
     def describe(self) -> WorkerSpec:
         """What the worker is, as data (an `AgentSpec`, a `TeamSpec`, a `PeersSpec`, or an `OtherSpec` naming its
-        class): read by
-        fingerprints, depth checks and the plan view, and by backends that rebuild it in another process."""
+        class): read by fingerprints, depth checks and the plan view, and by backends that rebuild it in another
+        process."""
         ...
 
     async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:

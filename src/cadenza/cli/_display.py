@@ -99,7 +99,6 @@ class TeamView:
 class ConversationView:
     """One peer group's conversation as the display knows it: how far it went and its latest messages."""
 
-    path: ScopePath
     messages: int = 0
     rounds: int = 0
     latest: deque[str] = field(default_factory=lambda: deque(maxlen=_MESSAGES_SHOWN))
@@ -150,7 +149,7 @@ class RunView:
             self._apply_step(team, event, now)
 
     def _apply_peer(self, event: PeerEvent) -> None:
-        talk = self.conversations.setdefault(event.group, ConversationView(event.group))
+        talk = self.conversations.setdefault(event.group, ConversationView())
         whole = self.teams.get(event.group)  # a peer group that is the whole run has the run's RunStarted
         if whole is not None and whole.status == "planning":
             whole.status = "talking"

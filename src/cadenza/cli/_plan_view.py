@@ -41,7 +41,7 @@ def plan_tree(plan: Plan, team: Worker, *, source: str | None = None) -> Tree:
     return tree
 
 
-def peers_line(group: PeersSpec) -> str:
+def _peers_line(group: PeersSpec) -> str:
     """``peer group of author, style, facts: author gets the step; answered by style and facts (quorum 2)``."""
     members = ", ".join(m.name for m in group.members)
     answers = " and ".join(group.answer_by)
@@ -83,7 +83,7 @@ def _add_layers(tree: Tree, plan: Plan, team: TeamSpec) -> None:
             if isinstance(worker, TeamSpec):
                 _add_team(leaf, worker)
             elif isinstance(worker, PeersSpec):
-                leaf.add(f"[dim]{escape(peers_line(worker))}[/]")
+                leaf.add(f"[dim]{escape(_peers_line(worker))}[/]")
             elif worker is None:
                 leaf.add("[dim]an agent the planner proposes to spawn for this run[/]")
 

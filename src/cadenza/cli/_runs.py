@@ -284,9 +284,8 @@ def _step_json(step: _StepState) -> dict[str, Any]:
     }
     if row is not None:
         result = _result(row)
-        out["output"] = None if result is None else result.output
-        out["stop_reason"] = None if result is None else result.stop_reason
-        out["transcript"] = None if result is None else result.transcript
+        if result is not None:
+            out.update(output=result.output, stop_reason=result.stop_reason, transcript=result.transcript)
         error = _error(row.error_json, f"step {step.id!r}")
         out["error"] = error.model_dump() if error else None
     return out
@@ -320,8 +319,7 @@ def show_view(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = (),
     for team in teams.values():
         if team.scope not in shown and not _is_nested(team.scope, teams):
             parts.append(_team_tree(team, teams, shown, within))
-    parts += [conversation_tree(scope, record) for scope, record in within.conversations.items()
-              if scope not in within.drawn]
+    parts += [conversation_tree(scope, record) for scope, record in within.conversations.items()]  # not a step's
     pending = [a for a in snapshot.approvals if a.status == "pending"]
     if pending:
         parts.append(_approvals(snapshot.run.run_id, pending))
@@ -366,11 +364,10 @@ def _is_nested(scope: ScopePath, teams: dict[ScopePath, _TeamState]) -> bool:
 
 @dataclasses.dataclass(slots=True)
 class _Within:
-    """What ``show`` draws under the steps: tool calls and conversations by step path, and which were drawn."""
+    """What ``show`` draws under the steps: tool calls, and the conversations not drawn yet, by step path."""
 
     calls: dict[str, list[dict[str, Any]]]
     conversations: dict[ScopePath, PeerRecord]
-    drawn: set[ScopePath] = dataclasses.field(default_factory=set)
 
 
 def _team_tree(team: _TeamState, teams: dict[ScopePath, _TeamState], shown: set[ScopePath], within: _Within) -> Tree:
@@ -387,10 +384,9 @@ def _team_tree(team: _TeamState, teams: dict[ScopePath, _TeamState], shown: set[
         path = child_path(team.scope, step.id)
         for call in within.calls.get(path, []):
             node.add(tool_call_line(call))
-        talk = within.conversations.get(path)
+        talk = within.conversations.pop(path, None)
         if talk is not None:
             add_conversation(node, talk)
-            within.drawn.add(path)
         nested = teams.get(path)
         if nested is not None and nested.scope not in shown:
             node.add(_team_tree(nested, teams, shown, within))

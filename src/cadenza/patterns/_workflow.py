@@ -264,8 +264,8 @@ class _Builder:
         groups = self.spec.peers
         if self.spec.supervisor is None and len(groups) != 1:
             have = "none" if not groups else f"{len(groups)} ({', '.join(g.name for g in groups)})"
-            self._problem("supervisor", f"required key is missing: a workflow runs its supervisor (a team), or, without one, its one "
-                                        f"peer group; peers: has {have}")
+            self._problem("supervisor", "required key is missing: a workflow runs its supervisor (a team), or, "
+                                        f"without one, its one peer group; peers: has {have}")
 
     def _known(self, workers: Sequence[str]) -> list[str]:
         """The workers that name an agent, a team or a peer group (unknown ones are reported elsewhere)."""
