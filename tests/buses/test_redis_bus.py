@@ -115,6 +115,9 @@ async def test_an_unreachable_server_is_a_clear_error_within_a_deadline() -> Non
 
 @pytest.mark.parametrize(("url", "options", "expected"), [
     ("http://127.0.0.1:6379", {}, "needs a redis:// or rediss:// URL"),
+    ("memory://", {}, "needs a redis:// or rediss:// URL"),
+    ("redis://:secret@127.0.0.1:99999/0", {}, r"port from 1 to 65535, not the one in 'redis://:\*\*\*@127"),
+    ("redis://127.0.0.1:6379/first", {}, "with a host and a numbered db"),
     (REDIS, {"claim_after": 0}, "claim_after"),
     (REDIS, {"connect_timeout": -1}, "connect_timeout"),
 ])

@@ -8,21 +8,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from .._errors import ConfigError
-from .base import Bus, Delivery, Inbox
+from .base import Bus, Delivery, Inbox, bus_problem
 from .memory import InProcessBus
 
 __all__ = ("Bus", "Delivery", "InProcessBus", "Inbox", "bus_problem", "open_bus")
-
-_SCHEMES = ("memory", "redis", "rediss")
-
-
-def bus_problem(url: str) -> str | None:
-    """What is wrong with ``url`` as a bus's URL, or None: the check a workflow file's ``bus:`` gets when loaded."""
-    scheme = urlsplit(url).scheme
-    if scheme not in _SCHEMES:
-        return f"a bus URL starts with memory:// or redis:// (or rediss://), not {url.split('@')[-1]!r}"
-    return None
-
 
 def open_bus(url: str, *, claim_after: float = 30.0) -> Bus:
     """The bus ``url`` names: ``memory://`` for one in this process, ``redis://[user:password@]host:port/db`` for

@@ -19,15 +19,17 @@ is how a peer group tells a deadlock (every agent idle, nothing in flight) from 
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 from .._errors import BusError, ConfigError
 from .._ids import ScopePath
 
-__all__ = ("Bus", "Delivery", "Inbox", "check_body", "check_claim_after", "check_wait")
+__all__ = ("Bus", "Delivery", "Inbox", "bus_problem", "check_body", "check_claim_after", "check_wait", "redact")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +122,28 @@ def check_wait(inbox: Inbox, wait: float) -> None:
     """Refuse with `BusError` a receive that would wait a negative (or no) number of seconds."""
     if not wait >= 0:
         raise BusError(f"a receive from {inbox} may wait zero seconds or more, not {wait!r}")
+
+
+def bus_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as a bus's URL (``memory://``, ``redis[s]://[user:password@]host[:port][/db]``), or
+    None: checked where a URL is given (a workflow file's ``bus:``, ``--bus``, a bus made from it). The password is
+    never repeated."""
+    parts = urlsplit(url)
+    shown = redact(url)
+    if parts.scheme == "memory":
+        return None
+    if parts.scheme not in ("redis", "rediss"):
+        return f"a bus URL starts with memory:// or redis:// (or rediss://), not {shown!r}"
+    try:
+        parts.port  # noqa: B018 - parsed here, so a bad port is this error rather than a crash later
+    except ValueError:
+        return f"a Redis bus URL needs a port from 1 to 65535, not the one in {shown!r}"
+    db = parts.path.strip("/")
+    if not parts.hostname or not (db == "" or db.isdigit()):
+        return f"a Redis bus URL is redis://host[:port][/db] with a host and a numbered db, not {shown!r}"
+    return None
+
+
+def redact(url: str) -> str:
+    """``url`` with its password, if it has one, shown as ``***``: safe to print."""
+    return re.sub(r"^([^:/]+://[^:/@]*:)[^@/]*@", r"\1***@", url)

@@ -25,14 +25,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from .._errors import BusError, ConfigError
 from .._ids import ScopePath
-from .base import Bus, Delivery, Inbox, check_body, check_claim_after, check_wait
+from .base import Bus, Delivery, Inbox, bus_problem, check_body, check_claim_after, check_wait, redact
 
 __all__ = ("RedisBus",)
 
@@ -61,10 +61,12 @@ class RedisBus(Bus):
                  connect_timeout: float = 5.0) -> None:
         if not connect_timeout > 0:
             raise ConfigError(f"a bus's connect_timeout must be a positive number of seconds, not {connect_timeout!r}")
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ConfigError(f"a Redis bus needs a redis:// or rediss:// URL with a host, not {_safe(url)!r}")
-        self.url = _safe(url)
+        if urlsplit(url).scheme not in ("redis", "rediss"):
+            raise ConfigError(f"a Redis bus needs a redis:// or rediss:// URL with a host, not {redact(url)!r}")
+        problem = bus_problem(url)
+        if problem is not None:
+            raise ConfigError(problem)
+        self.url = redact(url)
         self.claim_after = check_claim_after(claim_after)
         self.prefix = prefix
         self._redis = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=connect_timeout,
@@ -230,15 +232,3 @@ def _entry(entry: Any) -> tuple[str, str]:
     """``(entry id, body)`` of a stream entry as Redis replies it: ``(id, {"body": ...})``."""
     entry_id, fields = entry
     return str(entry_id), str(fields[_FIELD])
-
-
-def _safe(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
