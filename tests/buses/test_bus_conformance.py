@@ -225,3 +225,24 @@ async def test_a_closed_bus_refuses_everything_and_wakes_its_waiters(make: MakeB
         await bus.receive(inbox("author"), consumer="c1", wait=0)
     with pytest.raises(BusError, match="closed"):
         await bus.unacknowledged("run_bus", ScopePath("review"))
+
+
+async def test_a_roll_lists_its_enrolled_workers_until_their_entries_run_out(bus: Bus) -> None:
+    async with asyncio.timeout(DEADLINE):
+        await bus.enrol("debate", "w2", ttl=30)
+        await bus.enrol("debate", "w1", ttl=0.2)
+        await bus.enrol("other", "w3", ttl=30)
+        assert await bus.roll("debate") == ["w1", "w2"]
+        assert await bus.roll("nobody") == []
+        await asyncio.sleep(0.3)
+        assert await bus.roll("debate") == ["w2"]  # w1 did not renew
+        await bus.enrol("debate", "w1", ttl=30)
+        await bus.unenrol("debate", "w2")
+        await bus.unenrol("debate", "never-enrolled")
+        assert await bus.roll("debate") == ["w1"]
+        assert await bus.roll("other") == ["w3"]
+
+
+async def test_an_entry_that_would_run_out_at_once_is_refused(bus: Bus) -> None:
+    with pytest.raises(BusError, match="'debate' needs a positive ttl"):
+        await bus.enrol("debate", "w1", ttl=0)

@@ -15,6 +15,10 @@ acknowledges a redelivered message it finds recorded without handling it again.
 A consumer publishes the replies a message caused before it acknowledges that message. Then
 `Bus.unacknowledged` stays above zero for as long as any message of the group is in flight, which
 is how a peer group tells a deadlock (every agent idle, nothing in flight) from a pause.
+
+A bus also keeps a roll of the workers that serve a *service* (``cadenza peer serve`` serving the members of
+a peer group): each worker renews its entry more often than its ``ttl``, so an entry that was not renewed
+belongs to a worker that stopped or died, and drops off the roll by itself.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from urllib.parse import urlsplit
 from .._errors import BusError, ConfigError
 from .._ids import ScopePath
 
-__all__ = ("Bus", "Delivery", "Inbox", "bus_problem", "check_body", "check_claim_after", "check_wait", "redact")
+__all__ = ("Bus", "Delivery", "Inbox", "bus_problem", "check_body", "check_claim_after", "check_ttl", "check_wait",
+           "redact")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,18 @@ class Bus(ABC):
         """How many messages published to the group's inboxes are not acknowledged yet (delivered or not)."""
 
     @abstractmethod
+    async def enrol(self, service: str, worker: str, ttl: float) -> None:
+        """Put ``worker`` on the roll of ``service`` for the next ``ttl`` seconds (again: renew it)."""
+
+    @abstractmethod
+    async def roll(self, service: str) -> list[str]:
+        """The workers on the roll of ``service`` whose entry has not run out, sorted."""
+
+    @abstractmethod
+    async def unenrol(self, service: str, worker: str) -> None:
+        """Take ``worker`` off the roll of ``service`` (a worker that stops); harmless when it is not on it."""
+
+    @abstractmethod
     async def discard(self, run_id: str, group: ScopePath) -> None:
         """Forget the group's inboxes and everything in them: the group has ended."""
 
@@ -110,6 +127,12 @@ def check_claim_after(claim_after: float) -> float:
     if not claim_after > 0:
         raise ConfigError(f"a bus's claim_after must be a positive number of seconds, not {claim_after!r}")
     return claim_after
+
+
+def check_ttl(service: str, ttl: float) -> None:
+    """Refuse with `BusError` an entry on a roll that would run out at once (or never: NaN)."""
+    if not ttl > 0:
+        raise BusError(f"a worker enrolled for {service!r} needs a positive ttl in seconds, not {ttl!r}")
 
 
 def check_body(inbox: Inbox, body: str) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .._errors import BusError
 from .._ids import ScopePath
-from .base import Bus, Delivery, Inbox, check_body, check_claim_after, check_wait
+from .base import Bus, Delivery, Inbox, check_body, check_claim_after, check_ttl, check_wait
 
 __all__ = ("InProcessBus",)
 
@@ -49,6 +49,8 @@ class InProcessBus(Bus):
         self._boxes: dict[Inbox, _Box] = {}
         self._groups: dict[tuple[str, ScopePath], set[Inbox]] = {}
         self._ids = itertools.count(1)
+        self._rolls: dict[str, dict[str, float]] = {}
+        """By service: each enrolled worker and when its entry runs out (`time.monotonic`)."""
         self._closed = False
 
     def __repr__(self) -> str:
@@ -105,6 +107,20 @@ class InProcessBus(Bus):
         self._check_open()
         boxes = (self._boxes[inbox] for inbox in self._groups.get((run_id, group), ()))
         return sum(len(box.new) + len(box.pending) for box in boxes)
+
+    async def enrol(self, service: str, worker: str, ttl: float) -> None:
+        self._check_open()
+        check_ttl(service, ttl)
+        self._rolls.setdefault(service, {})[worker] = time.monotonic() + ttl
+
+    async def roll(self, service: str) -> list[str]:
+        self._check_open()
+        now = time.monotonic()
+        return sorted(worker for worker, until in self._rolls.get(service, {}).items() if until > now)
+
+    async def unenrol(self, service: str, worker: str) -> None:
+        self._check_open()
+        self._rolls.get(service, {}).pop(worker, None)
 
     async def discard(self, run_id: str, group: ScopePath) -> None:
         self._check_open()

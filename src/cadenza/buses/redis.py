@@ -7,6 +7,8 @@ Layout (keys under ``prefix``, ``cadenza`` by default):
   agent's messages alone, and keeps each inbox in publish order without filtering.
 - ``{prefix}:{run_id}:{group}:inboxes``: a set of the group's stream keys, so that `unacknowledged`
   and `discard` find every inbox of a group without scanning the keyspace.
+- ``{prefix}:roll:{service}``: a sorted set of the workers serving ``service``, each scored by when its entry
+  runs out on the Redis server's clock (``TIME``), so workers on machines whose clocks differ agree.
 
 A stream holds only what is in flight: an acknowledgement removes the entry (``XACK`` and ``XDEL`` in
 one transaction). So `unacknowledged` is the sum of the group's stream lengths, and a long
@@ -32,7 +34,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .._errors import BusError, ConfigError
 from .._ids import ScopePath
-from .base import Bus, Delivery, Inbox, bus_problem, check_body, check_claim_after, check_wait, redact
+from .base import Bus, Delivery, Inbox, bus_problem, check_body, check_claim_after, check_ttl, check_wait, redact
 
 __all__ = ("RedisBus",)
 
@@ -137,6 +139,31 @@ class RedisBus(Bus):
 
         return sum(await self._call(f"count the messages of {where}", lengths))
 
+    async def enrol(self, service: str, worker: str, ttl: float) -> None:
+        self._check_open()
+        check_ttl(service, ttl)
+        now = await self._now(f"enrol {worker} for {service}")
+        await self._call(f"enrol {worker} for {service}",
+                         lambda: self._redis.zadd(self._roll(service), {worker: now + ttl}))
+
+    async def roll(self, service: str) -> list[str]:
+        self._check_open()
+        key = self._roll(service)
+        now = await self._now(f"read the roll of {service}")
+
+        async def current() -> list[str]:
+            async with self._redis.pipeline(transaction=True) as both:
+                both.zremrangebyscore(key, "-inf", now)  # entries that ran out: their workers stopped renewing
+                both.zrange(key, 0, -1)
+                _, workers = await both.execute()
+                return sorted(str(w) for w in workers)
+
+        return await self._call(f"read the roll of {service}", current)
+
+    async def unenrol(self, service: str, worker: str) -> None:
+        self._check_open()
+        await self._call(f"unenrol {worker} from {service}", lambda: self._redis.zrem(self._roll(service), worker))
+
     async def discard(self, run_id: str, group: ScopePath) -> None:
         self._check_open()
         members = self._members(run_id, group)
@@ -156,6 +183,14 @@ class RedisBus(Bus):
 
     def _stream(self, inbox: Inbox) -> str:
         return f"{self.prefix}:{inbox.run_id}:{inbox.group}:inbox:{inbox.agent}"
+
+    def _roll(self, service: str) -> str:
+        return f"{self.prefix}:roll:{service}"
+
+    async def _now(self, what: str) -> float:
+        """The Redis server's clock, in seconds."""
+        seconds, micros = await self._call(what, self._redis.time)
+        return float(seconds) + float(micros) / 1e6
 
     def _members(self, run_id: str, group: ScopePath) -> str:
         return f"{self.prefix}:{run_id}:{group}:inboxes"
