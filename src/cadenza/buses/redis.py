@@ -158,7 +158,8 @@ class RedisBus(Bus):
                 _, workers = await both.execute()
                 return sorted(str(w) for w in workers)
 
-        return await self._call(f"read the roll of {service}", current)
+        workers: list[str] = await self._call(f"read the roll of {service}", current)
+        return workers
 
     async def unenrol(self, service: str, worker: str) -> None:
         self._check_open()
