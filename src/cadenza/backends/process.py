@@ -28,19 +28,17 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._budget import Budget
 from .._errors import ConfigError, WorkerLost
 from .._messages import Result, Task
-from .._port import ApprovalAsk, Claim, ToolCallRecord
-from .._usage import Usage
 from .._worker_spec import AgentSpec, PeersSpec, TeamSpec, rebuild_problems
 from ..security._identity import Envelope
 from . import _wire
+from ._port_server import PortServer
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from .._port import Lease, RunPort
+    from .._port import RunPort
     from .._step_context import StepContext
     from .._worker import Worker
     from .._worker_spec import WorkerSpec
@@ -120,7 +118,7 @@ class ProcessBackend:
                    "recipient": envelope.sender if envelope is not None else None,
                    "trace": envelope.trace if envelope is not None else dict(ctx.trace) or None,
                    "workspace": port.workspace(ctx, ctx.agent) is not None, "observed": port.observed}
-        return await process.run(step, shipment.sid, shipment.spec, message, _Serving(port, ctx))
+        return await process.run(step, shipment.sid, shipment.spec, message, PortServer(port, ctx))
 
     def _shipment(self, worker: Worker) -> _Shipment:
         """What ``worker`` is, as this backend ships it: described once per worker, not once per step."""
@@ -167,73 +165,13 @@ class _Shipment:
         return cls(False, sid, spec.model_dump(mode="json"), tuple(rebuild_problems(spec)))
 
 
-class _Serving:
-    """Answers one step's port requests from its worker process with the run's own port."""
-
-    def __init__(self, port: RunPort, ctx: StepContext) -> None:
-        self.port = port
-        self.ctx = ctx
-        self.leases: dict[int, Lease] = {}
-        self.lease_ids = itertools.count(1)
-
-    async def abandon(self) -> None:
-        """The step ended (cancelled, or its process died) with calls in flight: release their reservations as a
-        cancelled call's are (a durable one stays open, counted at its worst case: the call may have been billed)."""
-        leases, self.leases = self.leases, {}
-        for lease in leases.values():
-            await self.port.settle(lease, None)
-
-    async def ask(self, method: str, args: Mapping[str, Any]) -> Any:
-        port, ctx = self.port, self.ctx
-        if method == "reserve":
-            budget = args["budget"]
-            lease = await port.reserve(ctx, _wire.value_from(Claim, args["claim"]),
-                                       _wire.value_from(Budget, budget) if budget is not None else None)
-            number = next(self.lease_ids)
-            self.leases[number] = lease
-            return number
-        if method == "settle":
-            lease = self.leases.pop(int(args["lease"]))
-            usage = args["usage"]
-            await port.settle(lease, _wire.value_from(Usage, usage) if usage is not None else None)
-            return None
-        if method == "record_call":
-            await port.record_call(ctx, _wire.value_from(ToolCallRecord, args["call"]))
-            return None
-        if method == "approve":
-            await port.approve(ctx, _wire.value_from(ApprovalAsk, args["ask"]))
-            return None
-        if method.startswith("workspace_"):
-            return await self._workspace(method, args)
-        raise ConfigError(f"a worker process asked its run for {method!r}, which a port does not offer")
-
-    async def _workspace(self, method: str, args: Mapping[str, Any]) -> Any:
-        writer = str(args.get("writer") or self.ctx.agent)
-        workspace = self.port.workspace(self.ctx, writer)
-        if workspace is None:
-            raise ConfigError("this run keeps no workspace")
-        store = workspace.store
-        if method == "workspace_get":
-            entry = await store.workspace_get(self.ctx.run_id, str(args["key"]))
-            return None if entry is None else _wire.value_of(entry)
-        if method == "workspace_items":
-            return [_wire.value_of(e) for e in await store.workspace_items(self.ctx.run_id)]
-        entry = await store.workspace_put(self.ctx.run_id, str(args["key"]), str(args["value_json"]),
-                                          expected_version=int(args["expected_version"]), writer=writer)
-        return _wire.value_of(entry)
-
-    async def tell(self, method: str, args: Mapping[str, Any]) -> None:
-        if method == "report":
-            self.port.report(_wire.value_from(_wire.REPORTS[str(args["kind"])], args["event"]))
-
-
 class _Process:
     """One worker process: its pipes, the steps it runs, and the specs it was sent."""
 
     def __init__(self, proc: asyncio.subprocess.Process, pid: int) -> None:
         self.proc = proc
         self.pid = pid
-        self.steps: dict[int, tuple[asyncio.Future[Any], _Serving]] = {}
+        self.steps: dict[int, tuple[asyncio.Future[Any], PortServer]] = {}
         self.sent: set[str] = set()
         self.reader_task: asyncio.Task[None] | None = None
         self.serving: set[asyncio.Task[None]] = set()
@@ -272,7 +210,7 @@ class _Process:
         return process
 
     async def run(self, step: int, sid: str, spec: dict[str, Any], message: dict[str, Any],
-                  serving: _Serving) -> Any:
+                  serving: PortServer) -> Any:
         """Send one step and return its reply (a Result's or an Envelope's JSON).
 
         Raises:
@@ -342,7 +280,7 @@ class _Process:
         self.serving.add(task)
         task.add_done_callback(self.serving.discard)
 
-    async def _answer(self, request: int, serving: _Serving, method: str, args: Mapping[str, Any]) -> None:
+    async def _answer(self, request: int, serving: PortServer, method: str, args: Mapping[str, Any]) -> None:
         try:
             reply: dict[str, Any] = {"value": await serving.ask(method, args)}
         except Exception as exc:  # the port refused: the worker raises it again

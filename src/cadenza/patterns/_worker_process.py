@@ -15,27 +15,22 @@ import asyncio
 import itertools
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
 from .._errors import ConfigError
 from .._messages import Task
-from .._port import ApprovalAsk, Claim, Lease, ToolCallRecord, ToolServer
 from .._step_context import StepContext
-from .._usage import Usage
 from .._worker_spec import WorkerSpec
-from .._workspace import Workspace
-from .._workspace_entry import WorkspaceEntry
 from ..backends import _wire
 from ..observability._tracing import attach_context, export_configured, export_to
 from ..security._identity import WorkerKey
 from ._rebuild import build_agent
+from ._remote_port import RemotePort
 
 if TYPE_CHECKING:
-    from .._budget import Budget
-    from .._events import Report
     from ._agent import Agent
 
 _SPECS: TypeAdapter[WorkerSpec] = TypeAdapter(WorkerSpec)
@@ -70,77 +65,6 @@ class _Channel:
             found.set_exception(_wire.error_from(message["error"]))
         else:
             found.set_result(message.get("value"))
-
-
-class RemotePort:
-    """The port of a step running in this process: every request goes to the run's process and waits for it."""
-
-    def __init__(self, channel: _Channel, step: int, *, workspace: bool, observed: bool) -> None:
-        self._channel = channel
-        self._step = step
-        self._workspace = workspace
-        self._observed = observed
-
-    @property
-    def observed(self) -> bool:
-        return self._observed
-
-    def report(self, event: Report) -> None:
-        """Send the run a worker's report (a model or tool call that ended), without waiting.
-
-        Raises:
-            ConfigError: ``event`` is not one a worker reports; the run's own events are the engine's to emit.
-        """
-        kind = type(event).__name__
-        if kind not in _wire.REPORTS:
-            raise ConfigError(f"a worker process reports only {', '.join(_wire.REPORTS)} to its run, not {kind}")
-        self._channel.tell(self._step, "report", {"kind": kind, "event": _wire.value_of(event)})
-
-    async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
-        held = await self._channel.ask(self._step, "reserve", {
-            "claim": _wire.value_of(claim), "budget": _wire.value_of(budget) if budget is not None else None})
-        return Lease(held)
-
-    async def settle(self, lease: Lease, usage: Usage | None) -> None:
-        await self._channel.ask(self._step, "settle", {
-            "lease": lease.held, "usage": _wire.value_of(usage) if usage is not None else None})
-
-    async def record_call(self, ctx: StepContext, call: ToolCallRecord) -> None:
-        await self._channel.ask(self._step, "record_call", {"call": _wire.value_of(call)})
-
-    async def approve(self, ctx: StepContext, ask: ApprovalAsk) -> None:
-        await self._channel.ask(self._step, "approve", {"ask": _wire.value_of(ask)})
-
-    def workspace(self, ctx: StepContext, writer: str) -> Workspace | None:
-        if not self._workspace:
-            return None
-        return Workspace(_RemoteWorkspace(self._channel, self._step), ctx.run_id, writer=writer)
-
-    async def open_servers(self, servers: Sequence[ToolServer]) -> None:
-        names = ", ".join(s.name for s in servers)
-        raise ConfigError(f"MCP servers ({names}) are open sessions of the run's process; an agent that uses "
-                          "them runs there, not in a worker process")
-
-
-class _RemoteWorkspace:
-    """The workspace calls a `Workspace` makes, answered by the run's process."""
-
-    def __init__(self, channel: _Channel, step: int) -> None:
-        self._channel = channel
-        self._step = step
-
-    async def workspace_get(self, run_id: str, key: str) -> WorkspaceEntry | None:
-        found = await self._channel.ask(self._step, "workspace_get", {"key": key})
-        return None if found is None else _wire.value_from(WorkspaceEntry, found)
-
-    async def workspace_items(self, run_id: str) -> list[WorkspaceEntry]:
-        found = await self._channel.ask(self._step, "workspace_items", {})
-        return [_wire.value_from(WorkspaceEntry, e) for e in found]
-
-    async def workspace_put(self, run_id: str, key: str, value_json: str, *, expected_version: int,
-                            writer: str) -> WorkspaceEntry:
-        return _wire.value_from(WorkspaceEntry, await self._channel.ask(self._step, "workspace_put", {
-            "key": key, "value_json": value_json, "expected_version": expected_version, "writer": writer}))
 
 
 class _Worker:

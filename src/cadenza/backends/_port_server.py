@@ -1,0 +1,86 @@
+"""The run's side of a remote worker's port: each request it sends is answered by the run's own port.
+
+A worker in another process (a process backend's worker process, a peer group member served by
+``cadenza peer serve``) reaches its run through a `RemotePort`, whose requests arrive here as a method name
+and JSON arguments. The reservations it holds are kept here by number, so that a worker that vanishes
+mid-step has them released (`abandon`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._budget import Budget
+from .._errors import ConfigError
+from .._port import ApprovalAsk, Claim, ToolCallRecord
+from .._usage import Usage
+from . import _wire
+
+if TYPE_CHECKING:
+    from .._port import Lease, RunPort
+    from .._step_context import StepContext
+
+__all__ = ("PortServer",)
+
+
+class PortServer:
+    """Answers the port requests of one step (or one peer group turn) running in another process, with the run's own
+    port: the run's side of `patterns._remote_port.RemotePort`."""
+
+    def __init__(self, port: RunPort, ctx: StepContext) -> None:
+        self.port = port
+        self.ctx = ctx
+        self.leases: dict[int, Lease] = {}
+        self.lease_ids = itertools.count(1)
+
+    async def abandon(self) -> None:
+        """The step ended (cancelled, or its process died) with calls in flight: release their reservations as a
+        cancelled call's are (a durable one stays open, counted at its worst case: the call may have been billed)."""
+        leases, self.leases = self.leases, {}
+        for lease in leases.values():
+            await self.port.settle(lease, None)
+
+    async def ask(self, method: str, args: Mapping[str, Any]) -> Any:
+        port, ctx = self.port, self.ctx
+        if method == "reserve":
+            budget = args["budget"]
+            lease = await port.reserve(ctx, _wire.value_from(Claim, args["claim"]),
+                                       _wire.value_from(Budget, budget) if budget is not None else None)
+            number = next(self.lease_ids)
+            self.leases[number] = lease
+            return number
+        if method == "settle":
+            lease = self.leases.pop(int(args["lease"]))
+            usage = args["usage"]
+            await port.settle(lease, _wire.value_from(Usage, usage) if usage is not None else None)
+            return None
+        if method == "record_call":
+            await port.record_call(ctx, _wire.value_from(ToolCallRecord, args["call"]))
+            return None
+        if method == "approve":
+            await port.approve(ctx, _wire.value_from(ApprovalAsk, args["ask"]))
+            return None
+        if method.startswith("workspace_"):
+            return await self._workspace(method, args)
+        raise ConfigError(f"a worker asked its run for {method!r}, which a port does not offer")
+
+    async def _workspace(self, method: str, args: Mapping[str, Any]) -> Any:
+        writer = str(args.get("writer") or self.ctx.agent)
+        workspace = self.port.workspace(self.ctx, writer)
+        if workspace is None:
+            raise ConfigError("this run keeps no workspace")
+        store = workspace.store
+        if method == "workspace_get":
+            entry = await store.workspace_get(self.ctx.run_id, str(args["key"]))
+            return None if entry is None else _wire.value_of(entry)
+        if method == "workspace_items":
+            return [_wire.value_of(e) for e in await store.workspace_items(self.ctx.run_id)]
+        entry = await store.workspace_put(self.ctx.run_id, str(args["key"]), str(args["value_json"]),
+                                          expected_version=int(args["expected_version"]), writer=writer)
+        return _wire.value_of(entry)
+
+    async def tell(self, method: str, args: Mapping[str, Any]) -> None:
+        if method == "report":
+            self.port.report(_wire.value_from(_wire.REPORTS[str(args["kind"])], args["event"]))
