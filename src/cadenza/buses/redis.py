@@ -239,11 +239,14 @@ class RedisBus(Bus):
         return Delivery(inbox, entry_id, body, 1)
 
     async def _grouped(self, inbox: Inbox, key: str, command: Callable[[], Awaitable[Any]]) -> Any:
-        """``command`` on ``key``'s consumer group, made again if another process discarded it meanwhile."""
+        """``command`` on ``key``'s consumer group, made again if another process discarded it meanwhile (before the
+        command: ``NOGROUP``; while it was blocked reading: ``UNBLOCKED``), as a receive from a discarded inbox of the
+        in-process bus goes on waiting in a new one."""
         try:
             return await self._call(f"receive from {inbox}", command)
         except BusError as failed:
-            if not isinstance(failed.__cause__, ResponseError) or "NOGROUP" not in str(failed.__cause__):
+            cause = failed.__cause__
+            if not isinstance(cause, ResponseError) or not str(cause).startswith(("NOGROUP", "UNBLOCKED")):
                 raise
         self._ready.discard(key)
         await self._prepare(inbox, key)

@@ -18,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import html
+import json
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._budget import Budget
-from .._errors import ConfigError, ErrorCode, SecurityError, ToolError
+from .._errors import ConfigError, ErrorCode, MalformedMessage, Rejection, SecurityError, ToolError, WorkerLost
 from .._events import PeerMessageHandled, PeerMessageSent, RunFinished, RunStarted
 from .._ids import AgentId, RunId, ScopePath, StepId, child_path, new_message_id, new_run_id, new_task_id, split_path
 from .._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
@@ -44,7 +45,9 @@ from ..engine._run_state import LocalPort, RunState
 from ..tools._tool_sources import ToolSources, require_approved
 from ..tools._tools import Tool, ToolContext
 from ._agent import render_task
+from ._peer_remote import RemoteMembers, RemoteTurn
 from ._peer_watch import LoopWatch, wait_for_graph
+from ._peer_wire import RENEW, service_of
 
 if TYPE_CHECKING:
     from .._events import EventSink
@@ -54,7 +57,7 @@ if TYPE_CHECKING:
     from ..tools._mcp import MCPServer
     from ._agent import Agent
 
-__all__ = ("PeerGroup", "StopPolicy")
+__all__ = ("PeerGroup", "StopPolicy", "Member")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +160,9 @@ class PeerGroup:
         self.answer_by = answer_by
         self.history = history
         self.bus = bus
-        self._live: dict[tuple[str, str], _Conversation] = {}
-        """The conversations running now, by (run id, the group's path): where the members' tools deliver."""
+        self._live: dict[tuple[str, str], dict[str, Member]] = {}
+        """The members of the conversations this process takes turns for now, by (run id, the group's path): where
+        the members' tools put what a turn says (`_turn_of`)."""
         self.tools: dict[str, list[Tool]] = {name: self._tools_of(name) for name in members}
         """Each member's tools for the occasion, built once: ``send_message`` to its peers, ``final_answer``."""
 
@@ -274,7 +278,7 @@ class PeerGroup:
         owned = self.bus is None
         bus = self.bus or InProcessBus()
         conversation = _Conversation(self, task, ctx, port, bus)
-        self._live[(ctx.run_id, ctx.scope)] = conversation
+        self._live[(ctx.run_id, ctx.scope)] = conversation.members
         try:
             result = await conversation.hold()
         finally:
@@ -285,15 +289,26 @@ class PeerGroup:
                 await bus.discard(ctx.run_id, ctx.scope)
         return result, conversation.transcript
 
-    def _turn_of(self, context: ToolContext) -> _Member:
+    def host(self, run_id: str, scope: ScopePath, agent: str) -> Member:
+        """``agent`` of the conversation at ``scope``, which another process holds, taking its turns in this one
+        (``cadenza peer serve``): where its tools note what it says, until `unhost`."""
+        member = Member(self.members[agent], Inbox(run_id, scope, agent))
+        self._live.setdefault((run_id, scope), {})[agent] = member
+        return member
+
+    def unhost(self, run_id: str, scope: ScopePath) -> None:
+        """The conversation at ``scope`` has ended: its turns are no longer taken here."""
+        self._live.pop((run_id, scope), None)
+
+    def _turn_of(self, context: ToolContext) -> Member:
         """The member whose turn made a tool call: its tools know it by the call's run, step path and agent."""
         if context.run_id is None or context.step is None or context.agent is None:
             raise ToolError("send_message and final_answer work only inside a peer group's conversation")
         group_path = split_path(ScopePath(context.step))[0]
-        conversation = self._live.get((context.run_id, group_path))
-        if conversation is None or context.agent not in conversation.members:
+        members = self._live.get((context.run_id, group_path))
+        if members is None or context.agent not in members:
             raise ToolError(f"no conversation of peer group {self._name!r} is running at {group_path!r}")
-        return conversation.members[context.agent]
+        return members[context.agent]
 
     def _tools_of(self, name: str) -> list[Tool]:
         tools = []
@@ -320,7 +335,7 @@ def _talk_graph(group: str, names: list[str], talks_to: Mapping[str, Sequence[st
 
 
 @dataclass(slots=True)
-class _Member:
+class Member:
     """One agent of a running group: its inbox, its conversation so far, and what its current turn said."""
 
     agent: Agent[Any]
@@ -351,6 +366,17 @@ class _Conversation:
         self.answers: dict[str, str] = {}
         self.watch = LoopWatch(group.stop.repeats, group.stop.ping_pong)
         self.members = {name: self._member(agent) for name, agent in group.members.items()}
+        self.busy: dict[asyncio.Task[None], Member] = {}
+        """The turns being taken, here or by a worker."""
+        self.remote: RemoteMembers | None = None
+        """The members that workers in other processes serve, when any do."""
+        self.woken = asyncio.Event()
+        """Set when a worker asks for a turn, or a member comes back: the conversation looks again."""
+        self.handled: set[str] = set()
+        """The ids of the messages whose turn is recorded: one delivered again is acknowledged, not handled again."""
+        self.opened: dict[tuple[str, str], PeerMessage] = {}
+        """Messages opened for a turn not recorded yet, by (member, entry id): a delivery of one again (its turn's
+        worker died) is not opened twice, which the keyring would refuse as a replay."""
         self.waiting: dict[str, None] = {}
         """Members whose inbox may hold a message: every one a message was delivered to, until found empty; in the
         order of delivery (a dict, not a set), so that the same conversation dispatches its turns in the same order."""
@@ -359,65 +385,103 @@ class _Conversation:
         self.output: str | None = None
         """The answer that completed the quorum."""
 
-    def _member(self, agent: Agent[Any]) -> _Member:
-        return _Member(agent, Inbox(self.ctx.run_id, self.ctx.scope, agent.name))
+    def _member(self, agent: Agent[Any]) -> Member:
+        return Member(agent, Inbox(self.ctx.run_id, self.ctx.scope, agent.name))
 
     async def hold(self) -> Result:
         journal = self.port.state.journal
         record = journal.prior.conversations.get(self.ctx.scope) if journal is not None else None
-        if record is not None and record.said:
-            await self._take_up(record)
-        else:
-            opening = PeerMessage(message_id=new_message_id(), run_id=RunId(self.ctx.run_id), group=self.ctx.scope,
-                                  sender=AgentId(split_path(self.ctx.scope)[1]), recipient=AgentId(self.group.entry),
-                                  round=0, content=_goal(self.task), sent_at=utcnow())
-            self.watch.remember(opening)
-            await self._record(opening, durable=True)
-            await self._deliver(opening)
+        if record is not None and record.said:  # the store is the record: what an earlier process left on the bus
+            await self.bus.discard(self.ctx.run_id, self.ctx.scope)  # goes (a Redis bus outlives it), or it would
+            #                                                          arrive twice, as sealed then and as delivered now
+        if self.group.bus is not None:  # a bus other processes may share: members with a worker on its roll go there
+            rolls = {name: service_of(self.group, name) for name in self.members}
+            assigned = await RemoteMembers.assign(rolls, self.bus, self.ctx.run_id)
+            if assigned:
+                self.remote = RemoteMembers(rolls, self.bus, self.ctx.run_id, self.ctx.scope, assigned,
+                                            self._take_remote, self._reclaim)
+                await self.remote.open()
+        try:
+            if record is not None and record.said:
+                await self._take_up(record)
+            else:
+                opening = PeerMessage(message_id=new_message_id(), run_id=RunId(self.ctx.run_id),
+                                      group=self.ctx.scope, sender=AgentId(split_path(self.ctx.scope)[1]),
+                                      recipient=AgentId(self.group.entry), round=0, content=_goal(self.task),
+                                      sent_at=utcnow())
+                self.watch.remember(opening)
+                await self._record(opening, durable=True)
+                await self._deliver(opening)
+            await self._until_stopped()
+        finally:
+            for running in self.busy:
+                running.cancel()
+            await asyncio.gather(*self.busy, return_exceptions=True)
+            if self.remote is not None:
+                await self.remote.close()
+        return self._result()
+
+    async def _until_stopped(self) -> None:
+        """Take the turns of the messages delivered, here and on the workers, until the conversation stops."""
         loop = asyncio.get_running_loop()
         timeout = self.group.stop.timeout
         deadline = None if timeout is None else loop.time() + timeout
-        busy: dict[asyncio.Task[None], _Member] = {}
-        try:
-            while self.stopped is None:
-                for name in list(self.waiting):  # only inboxes something was delivered to since they were last empty
-                    member = self.members[name]
-                    if member in busy.values():
-                        continue
-                    delivery = await self.bus.receive(member.inbox, consumer=name, wait=0)
-                    if delivery is None:
-                        del self.waiting[name]
-                    else:
-                        busy[asyncio.create_task(self._turn(member, delivery))] = member
-                if not busy:
-                    waits = wait_for_graph(list(self.members), self.transcript, self.answers)
-                    self._stop(ErrorCode.PEER_DEADLOCK, "deadlock: every agent is idle and no message is in flight, "
-                               f"with {len(self.answers)} of the {self.group.quorum} final answers needed: {waits}")
-                    break
-                remaining = None if deadline is None else max(0.0, deadline - loop.time())
-                done, _ = await asyncio.wait(busy, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    self._stop(ErrorCode.PEER_LIMIT, f"timeout: no final answer within {timeout:g}s "
-                               f"({self.sent} messages sent)")
-                for finished in done:
-                    member = busy.pop(finished)
-                    failed = finished.exception()
-                    if failed is not None:  # the bus or the group broke: a failure Result, not a crash
-                        self._stop(ErrorCode.INTERNAL, f"failure: {member.agent.name}'s turn broke: "
-                                   f"{type(failed).__name__}: {failed}")
-        finally:
-            for running in busy:
-                running.cancel()
-            await asyncio.gather(*busy, return_exceptions=True)
-        return self._result()
+        busy = self.busy
+        while self.stopped is None:
+            for name in list(self.waiting):  # only inboxes something was delivered to since they were last empty
+                member = self.members[name]
+                if member in busy.values():
+                    continue
+                delivery = await self.bus.receive(member.inbox, consumer=name, wait=0)
+                if delivery is None:
+                    del self.waiting[name]
+                else:
+                    busy[asyncio.create_task(self._turn(member, delivery))] = member
+            if not busy and not await self._in_flight():
+                waits = wait_for_graph(list(self.members), self.transcript, self.answers)
+                self._stop(ErrorCode.PEER_DEADLOCK, "deadlock: every agent is idle and no message is in flight, "
+                           f"with {len(self.answers)} of the {self.group.quorum} final answers needed: {waits}")
+                break
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            waiting_for: set[asyncio.Future[Any]] = set(busy)
+            if self.remote is not None:  # a worker may ask for a turn, or stop renewing its entry, at any time
+                self.woken.clear()
+                waiting_for.add(woken := asyncio.ensure_future(self.woken.wait()))
+                remaining = RENEW if remaining is None else min(remaining, RENEW)
+            await asyncio.wait(waiting_for, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if self.remote is not None:
+                woken.cancel()
+            if deadline is not None and loop.time() >= deadline:
+                self._stop(ErrorCode.PEER_LIMIT, f"timeout: no final answer within {timeout:g}s "
+                           f"({self.sent} messages sent)")
+            for finished in [turn for turn in busy if turn.done()]:  # in the order they started
+                member = busy.pop(finished)
+                failed = finished.exception()
+                if failed is not None:  # the bus or the group broke: a failure Result, not a crash
+                    self._stop(ErrorCode.INTERNAL, f"failure: {member.agent.name}'s turn broke: "
+                               f"{type(failed).__name__}: {failed}")
+            if self.remote is not None and self.stopped is None:
+                await self.remote.check()
+
+    async def _in_flight(self) -> bool:
+        """Whether a message is on its way to or with a member served elsewhere (delivered, not acknowledged)."""
+        return self.remote is not None and await self.bus.unacknowledged(self.ctx.run_id, self.ctx.scope) > 0
+
+    def _take_remote(self, agent: str, delivery: Delivery, turn: RemoteTurn) -> None:
+        """A worker asks for the turn on ``delivery``: it runs here as a local turn does, the agent there."""
+        member = self.members[agent]
+        self.busy[asyncio.create_task(self._turn(member, delivery, turn))] = member
+        self.woken.set()
+
+    def _reclaim(self, agent: str) -> None:
+        """``agent``'s worker died and no other serves it: its turns are taken here again."""
+        self.waiting[agent] = None
+        self.woken.set()
 
     async def _take_up(self, record: PeerRecord) -> None:
         """Continue the conversation an earlier process of the run recorded: what was said and handled is known as
-        it was (histories, counts, answers, loop watch); what was said and not handled is delivered again.
-
-        The store is the record: whatever the earlier process left on the bus (a Redis bus outlives it) is dropped
-        first, so no message arrives twice, once as the earlier process sealed it and once as delivered here."""
-        await self.bus.discard(self.ctx.run_id, self.ctx.scope)
+        it was (histories, counts, answers, loop watch); what was said and not handled is delivered again."""
+        self.handled.update(record.handled)
         for message in record.said:
             self.transcript.append(message)
             if message.round == 0:
@@ -437,15 +501,28 @@ class _Conversation:
                 if message.message_id not in record.handled:
                     await self._deliver(message)
 
-    async def _turn(self, member: _Member, delivery: Delivery) -> None:
-        """Handle one message: the agent's turn, then its messages out, then the acknowledgement."""
+    async def _turn(self, member: Member, delivery: Delivery, remote: RemoteTurn | None = None) -> None:
+        """Handle one message: the agent's turn (here, or by the worker ``remote`` stands for), then its messages
+        out, then the acknowledgement."""
+        try:
+            await self._take_turn(member, delivery, remote)
+        except WorkerLost:  # its message stays pending, and is delivered again to whoever takes the member on
+            pass
+        finally:
+            if remote is not None:
+                await remote.end()
+
+    async def _take_turn(self, member: Member, delivery: Delivery, remote: RemoteTurn | None) -> None:
         name = member.agent.name
         try:
-            message = self._open(delivery.body, name)
+            message = self._received(delivery, name)
         except SecurityError as refused:
             self._stop(refused.code, f"refused: a message to {name} was refused: {refused}")
             return
-        member.outbox, member.answer = [], None
+        if message.message_id in self.handled:  # delivered again after its turn was recorded: done with it
+            self.opened.pop((name, delivery.entry_id), None)
+            await self.bus.ack(delivery)
+            return
         task = Task(task_id=new_task_id(), run_id=self.task.run_id, parent_task_id=self.task.task_id,
                     step_id=StepId(self.ctx.step_id), sender=message.sender, recipient=AgentId(name),
                     instruction=self._render(member, message), depth=self.task.depth + 1)
@@ -453,7 +530,15 @@ class _Conversation:
         journal = self.port.state.journal
         ctx = dataclasses.replace(self.ctx, scope=path, agent=name, task_id=task.task_id, turn=message.message_id,
                                   prior_calls=journal.prior.calls_of(path) if journal is not None else ())
-        result = await member.agent.converse(task, ctx, self.port, self.group.tools[name])
+        if remote is None:
+            member.outbox, member.answer = [], None
+            result = await member.agent.converse(task, ctx, self.port, self.group.tools[name])
+        else:
+            try:
+                result = await self._taken_by(remote, member, task, ctx)
+            except SecurityError as refused:
+                self._stop(refused.code, f"refused: {name}'s turn from worker {remote.worker} was refused: {refused}")
+                return
         self.usage = self.usage + result.usage
         member.history.append(message)
         if result.status != "success":
@@ -480,9 +565,48 @@ class _Conversation:
             await self.events.keep_durable(PeerMessageHandled(self.ctx.run_id, self.ctx.scope, name,
                                                               message.message_id, utcnow(), member.answer,
                                                               result.usage))
+        self.handled.add(message.message_id)
+        self.opened.pop((name, delivery.entry_id), None)
         for reply in replies:
             await self._deliver(reply)
         await self.bus.ack(delivery)
+
+    def _received(self, delivery: Delivery, recipient: str) -> PeerMessage:
+        """The message ``delivery`` brings ``recipient``: opened (`_open`) the first time it is delivered.
+
+        Raises:
+            SecurityError: the envelope was refused.
+        """
+        found = self.opened.get((recipient, delivery.entry_id))
+        if found is None:
+            found = self.opened[(recipient, delivery.entry_id)] = self._open(delivery.body, recipient)
+        return found
+
+    async def _taken_by(self, remote: RemoteTurn, member: Member, task: Task, ctx: StepContext) -> Result:
+        """The turn as the worker ``remote`` stands for takes it: its Result, opened as sealed by the member when
+        the run signs; what the member said in it becomes its outbox and answer, checked as its tools would.
+
+        Raises:
+            WorkerLost: the worker died before it replied.
+            SecurityError: the Result was not sealed by the member, or says what the member may not.
+        """
+        name = member.agent.name
+        key = None
+        if self.security is not None:
+            key = self.security.keyring.worker_key(self.security.identity(self._path(name))).to_json()
+        reply = await remote.take(task, ctx, self.port, key)
+        error = reply.get("error")
+        if isinstance(error, dict):
+            raise ConfigError(f"worker {remote.worker} could not take {name}'s turn: {error.get('type')}: "
+                              f"{error.get('message')}")
+        if self.security is not None:
+            result = self.security.keyring.open(json.dumps(reply.get("envelope")), recipient=self.ctx.scope,
+                                                expected_kind="result", model=Result)
+        else:
+            result = Result.model_validate(reply.get("result"))
+        said = _said(result, name, self.group)
+        member.outbox, member.answer = list(said.said), said.answer
+        return result
 
     def _over_limit(self, reply: PeerMessage) -> bool:
         """Stop instead of sending ``reply`` when it would pass a limit or make a loop."""
@@ -559,7 +683,7 @@ class _Conversation:
                       error=error, usage=self.usage, started_at=self.started, finished_at=utcnow(),
                       stop_reason=reason, transcript=self.ctx.scope)
 
-    def _render(self, member: _Member, message: PeerMessage) -> str:
+    def _render(self, member: Member, message: PeerMessage) -> str:
         """What an agent sees in one turn: the goal, its peers, its recent conversation and the new message."""
         group = self.group
         name = member.agent.name
@@ -582,6 +706,37 @@ class _Conversation:
             ways.append("final_answer once the group's goal is met")
         lines.append("Answer with " + ", or ".join(ways) + "; send nothing if you have nothing to add.")
         return "\n".join(lines)
+
+
+class _Said(BaseModel):
+    """What a member said in a turn a worker took for it, as the worker's Result carries it (its output)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    said: list[tuple[str, _Text]] = []
+    """(recipient, content) of each message it sent."""
+    answer: _Text | None = None
+
+
+def _said(result: Result, name: str, group: PeerGroup) -> _Said:
+    """What ``name`` said in ``result``, if its tools could have let it say that.
+
+    Raises:
+        MalformedMessage: it could not: an output that is not one, a message to a member it may not message, an
+            answer from a member that may not give one. A worker does not send those unless it was tampered with.
+    """
+    if result.status != "success":
+        return _Said()
+    try:
+        said = _Said.model_validate(result.output)
+    except ValidationError as exc:
+        raise MalformedMessage(Rejection("malformed", f"{name}'s turn says what a turn cannot: {exc.errors()[0]}",
+                                         sender=name)) from None
+    refused = [to for to, _ in said.said if to not in group.graph[name]]
+    if refused or (said.answer is not None and name not in group.answer_by):
+        what = f"messages to {', '.join(refused)}" if refused else "a final answer"
+        raise MalformedMessage(Rejection("malformed", f"{name} may not send {what}", sender=name))
+    return said
 
 
 def _goal(task: Task) -> str:
