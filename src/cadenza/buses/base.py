@@ -28,12 +28,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._errors import BusError, ConfigError
 from .._ids import ScopePath
 
-__all__ = ("Bus", "Delivery", "Inbox", "bus_problem", "check_body", "check_claim_after", "check_ttl", "check_wait",
+__all__ = ("Bus", "Delivery", "Inbox", "bus_problem", "check_body", "check_claim_after", "claim_after_in", "check_ttl", "check_wait",
            "redact")
 
 
@@ -148,11 +148,16 @@ def check_wait(inbox: Inbox, wait: float) -> None:
 
 
 def bus_problem(url: str) -> str | None:
-    """What is wrong with ``url`` as a bus's URL (``memory://``, ``redis[s]://[user:password@]host[:port][/db]``), or
+    """What is wrong with ``url`` as a bus's URL (``memory://``, ``redis[s]://[user:password@]host[:port][/db]``, either
+    with an optional ``?claim_after=SECONDS``), or
     None: checked where a URL is given (a workflow file's ``bus:``, ``--bus``, a bus made from it). The password is
     never repeated."""
     parts = urlsplit(url)
     shown = redact(url)
+    try:
+        claim_after_in(url, 1.0)
+    except ConfigError as exc:
+        return str(exc)
     if parts.scheme == "memory":
         return None
     if parts.scheme not in ("redis", "rediss"):
@@ -165,6 +170,28 @@ def bus_problem(url: str) -> str | None:
     if not parts.hostname or not (db == "" or db.isdigit()):
         return f"a Redis bus URL is redis://host[:port][/db] with a host and a numbered db, not {shown!r}"
     return None
+
+
+def claim_after_in(url: str, default: float) -> tuple[str, float]:
+    """``url`` without its ``claim_after`` query parameter, and the seconds that parameter says (else ``default``).
+
+    Raises:
+        ConfigError: it says something other than a positive number of seconds.
+    """
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    said = [value for name, value in pairs if name == "claim_after"]
+    if not said:
+        return url, default
+    try:
+        seconds = float(said[-1])
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise ConfigError(f"a bus URL's claim_after is a positive number of seconds, not {said[-1]!r} "
+                          f"(in {redact(url)!r})")
+    rest = urlencode([(name, value) for name, value in pairs if name != "claim_after"])
+    return urlunsplit(parts._replace(query=rest)), seconds
 
 
 def redact(url: str) -> str:

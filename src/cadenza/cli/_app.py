@@ -387,6 +387,37 @@ def mcp_approve(workflow: str, server: str, tools: tuple[str, ...]) -> None:
     approve_command(_load(workflow, None), server, tools)
 
 
+@app.group()
+@debug_option
+def peer() -> None:
+    """Run members of a workflow's peer groups in processes of their own."""
+
+
+@peer.command("serve")
+@click.argument("workflow")
+@click.option("--agent", "agents", multiple=True, required=True, metavar="NAME",
+              help="A member to serve (repeatable): its turns are taken in this process.")
+@click.option("--group", "group", default=None, metavar="NAME",
+              help="The peer group, when the agents belong to several.")
+@click.option("--bus", default=None, metavar="URL", envvar="CADENZA_BUS",
+              help="The bus the runs use: redis://host:port/db (overrides the file's bus:; env CADENZA_BUS).")
+@model_option
+@debug_option
+def peer_serve(workflow: str, agents: tuple[str, ...], group: str | None, bus: str | None, model: str | None) -> None:
+    """Serve the turns of AGENTS of a peer group of WORKFLOW until Ctrl-C or SIGTERM.
+
+    Runs of the workflow started on the same bus (cadenza run WORKFLOW GOAL --bus URL) send
+    these members' turns here while they run the conversation; start one worker per member,
+    or several (a member whose worker dies is taken on by another, or by the run).
+    Start it with the same workflow file and --model as the runs: a worker of a different
+    group is never sent a turn.
+    """
+    from ._resume import with_bus
+    from ._serve import serve_command
+
+    serve_command(with_bus(_load(workflow, model), bus), agents, group)
+
+
 def decision_options(func: F) -> F:
     """The arguments and options ``approve`` and ``reject`` share."""
     for option in reversed((

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from ._peers import Member, PeerGroup
 
 __all__ = ("PeerServer",)
+
+log = logging.getLogger("cadenza.peers")
 
 
 class PeerServer:
@@ -194,14 +197,20 @@ class PeerServer:
         if not isinstance(turn, dict):  # nothing to do: handled already, or the conversation stopped
             return
         number = int(turn["turn"])
+        where = f"{agent} of {member.inbox.group}"
+        ids = {"run_id": member.inbox.run_id, "agent": agent}
+        log.info("%s takes a turn: message %s, delivery %d", where, delivery.entry_id, delivery.attempt, extra=ids)
         try:
             reply = await self._run(owner, member, number, turn)
         except asyncio.CancelledError:
+            log.info("%s gave up its turn", where, extra=ids)
             raise
         except Exception as exc:  # the turn broke here: the conversation decides what that means
             reply = {"error": _wire.error_of(exc)}
         self.turns_taken += 1
         await self._request(owner, {"op": "done", "turn": number, **reply})
+        outcome = f"failed: {reply['error']['message']}" if "error" in reply else "recorded"
+        log.info("%s: turn %s", where, outcome, extra=ids)
 
     async def _run(self, owner: Inbox, member: Member, number: int, turn: Mapping[str, Any]) -> dict[str, Any]:
         """Take the turn: the member's Result, sealed with its key (when the run signs), saying what it said."""

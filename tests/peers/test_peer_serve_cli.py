@@ -1,0 +1,164 @@
+"""``cadenza peer serve``: members of the debate example in processes of their own, on the Redis server on
+127.0.0.1:6379 (database 9, which no other test uses, so no other test's run sends these workers a turn).
+
+Every process is started with a deadline and stopped (or killed) before its test ends; the workers' stderr goes
+to files the tests read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DEBATE = str(EXAMPLES / "debate.yaml")
+MOTION = "Motion: remote work makes teams more productive"
+BUS = "redis://127.0.0.1:6379/9"
+DEADLINE = 30.0
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+class Worker:
+    """One ``cadenza peer serve`` process, its stderr in a file."""
+
+    def __init__(self, tmp_path: Path, agent: str, workflow: str = DEBATE, bus: str = BUS) -> None:
+        self.log = tmp_path / f"{agent}-{time.monotonic_ns()}.log"
+        self._file = self.log.open("w")
+        self.process = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "peer", "serve", workflow, "--agent",
+                                         agent, "--bus", bus], stdout=subprocess.DEVNULL, stderr=self._file, env=ENV)
+
+    @property
+    def said(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, text: str) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while text not in self.said:
+            assert self.process.poll() is None, f"the worker exited: {self.said}"
+            assert time.monotonic() < deadline, f"no {text!r} within {DEADLINE}s: {self.said}"
+            time.sleep(0.02)
+
+    def stop(self, signum: int = signal.SIGINT) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            code = self.process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(timeout=DEADLINE)
+        self._file.close()
+        return code
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop(signal.SIGKILL)
+    with redis.Redis.from_url(BUS, socket_timeout=5) as client:
+        client.flushdb()
+
+
+def cadenza(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cadenza.cli", "--store", str(tmp_path / "runs.db"), *args],
+                          capture_output=True, text=True, timeout=DEADLINE * 2, env=ENV)
+
+
+def turns(worker: Worker) -> list[str]:
+    """The deliveries the worker took a turn on, as it logged them: ``message ID, delivery N``."""
+    return [line.split("takes a turn: ")[1] for line in worker.said.splitlines() if "takes a turn: " in line]
+
+
+def test_three_processes_hold_the_debate_to_the_judges_decision(tmp_path: Path, workers: list[Worker]) -> None:
+    """pro and con each in a worker process, the judge in the run's: the same debate as in one process."""
+    workers += [Worker(tmp_path, "pro"), Worker(tmp_path, "con")]
+    for worker in workers:
+        worker.wait_for("serving")
+
+    ran = cadenza(tmp_path, "run", DEBATE, MOTION, "--bus", BUS, "--json")
+
+    assert ran.returncode == 0, ran.stderr
+    doc = json.loads(ran.stdout)
+    assert (doc["status"], doc["stop_reason"]) == ("success", "answer: final answer from judge")
+    assert doc["output"].startswith("Con wins.")
+    assert doc["usage"]["model_calls"] == 7  # the workers' calls are the run's
+    assert [len(turns(w)) for w in workers] == [2, 2]
+    shown = json.loads(cadenza(tmp_path, "show", doc["run_id"], "--json").stdout)
+    said = [(m["sender"], m["recipient"], m["handled_by"]) for m in shown["conversations"][0]["messages"]]
+    assert said == [("debate", "judge", "judge"), ("judge", "pro", "pro"), ("pro", "con", "con"),
+                    ("con", "pro", "pro"), ("pro", "judge", "judge"), ("pro", "con", "con"),
+                    ("con", "judge", "judge")]
+    for worker in workers:
+        assert worker.stop() == 0
+        assert "stopped after 2 turns" in worker.said
+    with redis.Redis.from_url(BUS, socket_timeout=5) as client:
+        assert list(client.scan_iter()) == []  # the conversation and the workers dropped what they wrote
+
+
+def test_a_worker_killed_mid_turn_has_its_message_taken_by_another_and_handled_once(
+        tmp_path: Path, workers: list[Worker]) -> None:
+    """Two workers serve pro; the one that takes pro's first turn is killed (SIGKILL) in the middle of it. The run
+    sends pro to the other once the dead one's entry on the roll runs out, which takes the same message (its
+    second delivery) once Redis gives it up as unacknowledged: the debate ends as if nothing happened."""
+    slow = tmp_path / "debate.yaml"
+    slow.write_text(Path(DEBATE).read_text().replace("  seed: 11\n", "  seed: 11\n  latency: 0.5\n"))
+    quick = f"{BUS}?claim_after=1"  # the receiver's claim_after decides when it takes a message given up
+    workers += [Worker(tmp_path, "pro", str(slow), quick), Worker(tmp_path, "pro", str(slow), quick),
+                Worker(tmp_path, "con", str(slow), quick)]
+    for worker in workers:
+        worker.wait_for("serving")
+    run = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", str(tmp_path / "runs.db"), "run",
+                            str(slow), MOTION, "--bus", quick, "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + DEADLINE
+    while not any(turns(w) for w in workers[:2]):
+        assert time.monotonic() < deadline and run.poll() is None, "no worker took pro's turn"
+        time.sleep(0.02)
+    killed, other = (workers[0], workers[1]) if turns(workers[0]) else (workers[1], workers[0])
+    first = turns(killed)[0]
+    killed.stop(signal.SIGKILL)
+
+    out, err = run.communicate(timeout=DEADLINE * 2)
+
+    assert run.returncode == 0, err
+    doc = json.loads(out)
+    assert (doc["status"], doc["stop_reason"]) == ("success", "answer: final answer from judge")
+    assert turns(other)[0] == first.replace("delivery 1", "delivery 2")  # the same message, delivered again
+    assert len(turns(other)) == 2 and len(turns(killed)) == 1
+    shown = json.loads(cadenza(tmp_path, "show", doc["run_id"], "--json").stdout)
+    messages = shown["conversations"][0]["messages"]
+    assert [(m["sender"], m["recipient"]) for m in messages] == [
+        ("debate", "judge"), ("judge", "pro"), ("pro", "con"), ("con", "pro"), ("pro", "judge"), ("pro", "con"),
+        ("con", "judge")]  # each said once
+    assert all(m["handled_by"] for m in messages)
+
+
+def test_serve_says_what_is_wrong_with_its_input(tmp_path: Path) -> None:
+    no_bus = cadenza(tmp_path, "peer", "serve", DEBATE, "--agent", "pro")
+    assert no_bus.returncode == 2
+    assert "peer serve needs a bus the run's process shares: --bus redis://host:port/db" in no_bus.stderr
+    memory = cadenza(tmp_path, "peer", "serve", DEBATE, "--agent", "pro", "--bus", "memory://")
+    assert memory.returncode == 2 and "peer serve needs a bus" in memory.stderr
+    stranger = cadenza(tmp_path, "peer", "serve", DEBATE, "--agent", "pro", "--agent", "jury", "--bus", BUS)
+    assert stranger.returncode == 2
+    assert "'jury' is not a member of any one peer group of the workflow" in stranger.stderr
+    group = cadenza(tmp_path, "peer", "serve", DEBATE, "--agent", "pro", "--group", "panel", "--bus", BUS)
+    assert group.returncode == 2 and "no peer group named 'panel' (peer groups: debate)" in group.stderr
+
+
+def test_serve_with_redis_unreachable_fails_with_a_clear_error_in_time(tmp_path: Path) -> None:
+    started = time.monotonic()
+    down = cadenza(tmp_path, "peer", "serve", DEBATE, "--agent", "pro", "--bus", "redis://127.0.0.1:1/0")
+    assert down.returncode == 2
+    assert "error: could not enrol" in down.stderr and "redis://127.0.0.1:1/0" in down.stderr
+    assert time.monotonic() - started < DEADLINE
