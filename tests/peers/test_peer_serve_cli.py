@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,70 @@ def test_serve_with_redis_unreachable_fails_with_a_clear_error_in_time(tmp_path:
     assert down.returncode == 2
     assert "error: could not enrol" in down.stderr and "redis://127.0.0.1:1/0" in down.stderr
     assert time.monotonic() - started < DEADLINE
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Start (and start again) a Redis server of this test's own, which the test may kill."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                   "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+        started.append(server)
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            try:
+                with redis.Redis(port=port, socket_timeout=1) as client:
+                    client.ping()
+                return server
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "the test's Redis did not start"
+                time.sleep(0.05)
+
+    start.port = port  # type: ignore[attr-defined]
+    yield start
+    for server in started:
+        server.kill()
+        server.wait(timeout=DEADLINE)
+
+
+def test_redis_lost_mid_conversation_stops_the_run_with_a_clear_error_and_resume_finishes_it(
+        tmp_path: Path, workers: list[Worker], private_redis: Callable[[], subprocess.Popen[bytes]]) -> None:
+    """The Redis server dies (SIGKILL) while pro's worker holds the debate's turns: the run and the worker stop
+    within a deadline, each with an error naming the bus; once Redis is back, ``cadenza resume`` finishes the
+    debate from the store (pro's turns now taken in the run's process), each message said once."""
+    redis_server = private_redis()
+    bus = f"redis://127.0.0.1:{private_redis.port}/0"  # type: ignore[attr-defined]
+    slow = tmp_path / "debate.yaml"
+    slow.write_text(Path(DEBATE).read_text().replace("  seed: 11\n", "  seed: 11\n  latency: 0.3\n"))
+    pro = Worker(tmp_path, "pro", str(slow), bus)
+    workers.append(pro)
+    pro.wait_for("serving")
+    run = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", str(tmp_path / "runs.db"), "run",
+                            str(slow), MOTION, "--bus", bus], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=ENV)
+    pro.wait_for("turn recorded")
+    redis_server.kill()
+    started = time.monotonic()
+
+    out, err = run.communicate(timeout=DEADLINE)
+    assert run.returncode == 2, err
+    assert f"on the bus {bus}" in err and "error: could not" in err
+    assert pro.process.wait(timeout=DEADLINE) == 2
+    assert f"on the bus {bus}" in pro.said
+    assert time.monotonic() - started < 15  # bounded by the client's timeouts, not a hang
+    run_id = out.split()[1]
+
+    private_redis()
+    resumed = cadenza(tmp_path, "resume", run_id, "--bus", bus, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    doc = json.loads(resumed.stdout)
+    assert (doc["status"], doc["stop_reason"]) == ("success", "answer: final answer from judge")
+    shown = json.loads(cadenza(tmp_path, "show", run_id, "--json").stdout)
+    assert [(m["sender"], m["recipient"]) for m in shown["conversations"][0]["messages"]] == [
+        ("debate", "judge"), ("judge", "pro"), ("pro", "con"), ("con", "pro"), ("pro", "judge"), ("pro", "con"),
+        ("con", "judge")]

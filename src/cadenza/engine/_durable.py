@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import ApprovalError, ConfigError, ErrorCode, ResumeError, RunNotFound
+from .._errors import ApprovalError, BusError, ConfigError, ErrorCode, ResumeError, RunNotFound
 from .._ids import AgentId, RunId, child_path, new_task_id
 from .._messages import ErrorInfo, Task, utcnow
 from .._status import FINISHED_RUN
@@ -211,6 +211,9 @@ async def _drive(engine: Engine, task: Task, state: RunState, journal: RunJourna
         spent = await spent_so_far(journal.store, row.run_id)
         await _finish(journal, _replace(row, status="cancelled", finished_at=utcnow(),
                                         usage_json=spent.model_dump_json()))
+        raise
+    except BusError:  # the run's record is whole, the bus is not: the run stays unfinished, to resume once it is back
+        await journal.flush()
         raise
     except Exception as exc:
         error = ErrorInfo.from_exception(exc)

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import html
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -28,7 +29,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._budget import Budget
-from .._errors import ConfigError, ErrorCode, MalformedMessage, Rejection, SecurityError, ToolError, WorkerLost
+from .._errors import (
+    BusError,
+    ConfigError,
+    ErrorCode,
+    MalformedMessage,
+    Rejection,
+    SecurityError,
+    ToolError,
+    WorkerLost,
+)
 from .._events import PeerMessageHandled, PeerMessageSent, RunFinished, RunStarted
 from .._ids import AgentId, RunId, ScopePath, StepId, child_path, new_message_id, new_run_id, new_task_id, split_path
 from .._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
@@ -48,6 +58,8 @@ from ._agent import render_task
 from ._peer_remote import RemoteMembers, RemoteTurn
 from ._peer_watch import LoopWatch, wait_for_graph
 from ._peer_wire import RENEW, service_of
+
+log = logging.getLogger("cadenza.peers")
 
 if TYPE_CHECKING:
     from .._events import EventSink
@@ -286,7 +298,11 @@ class PeerGroup:
             if owned:
                 await bus.aclose()
             else:
-                await bus.discard(ctx.run_id, ctx.scope)
+                try:
+                    await bus.discard(ctx.run_id, ctx.scope)
+                except BusError as failed:  # the conversation is over and recorded: what is left is the bus's
+                    log.warning("peer group %s could not drop its inboxes from the bus: %s", ctx.scope, failed,
+                                extra={"run_id": ctx.run_id})
         return result, conversation.transcript
 
     def host(self, run_id: str, scope: ScopePath, agent: str) -> Member:
@@ -428,15 +444,7 @@ class _Conversation:
         deadline = None if timeout is None else loop.time() + timeout
         busy = self.busy
         while self.stopped is None:
-            for name in list(self.waiting):  # only inboxes something was delivered to since they were last empty
-                member = self.members[name]
-                if member in busy.values():
-                    continue
-                delivery = await self.bus.receive(member.inbox, consumer=name, wait=0)
-                if delivery is None:
-                    del self.waiting[name]
-                else:
-                    busy[asyncio.create_task(self._turn(member, delivery))] = member
+            await self._start_turns()
             if not busy and not await self._in_flight():
                 waits = wait_for_graph(list(self.members), self.transcript, self.answers)
                 self._stop(ErrorCode.PEER_DEADLOCK, "deadlock: every agent is idle and no message is in flight, "
@@ -454,14 +462,36 @@ class _Conversation:
             if deadline is not None and loop.time() >= deadline:
                 self._stop(ErrorCode.PEER_LIMIT, f"timeout: no final answer within {timeout:g}s "
                            f"({self.sent} messages sent)")
-            for finished in [turn for turn in busy if turn.done()]:  # in the order they started
-                member = busy.pop(finished)
-                failed = finished.exception()
-                if failed is not None:  # the bus or the group broke: a failure Result, not a crash
-                    self._stop(ErrorCode.INTERNAL, f"failure: {member.agent.name}'s turn broke: "
-                               f"{type(failed).__name__}: {failed}")
+            self._end_turns()
             if self.remote is not None and self.stopped is None:
                 await self.remote.check()
+
+    async def _start_turns(self) -> None:
+        """A turn for each member here with a message waiting and no turn in flight."""
+        for name in list(self.waiting):  # only inboxes something was delivered to since they were last empty
+            member = self.members[name]
+            if member in self.busy.values():
+                continue
+            delivery = await self.bus.receive(member.inbox, consumer=name, wait=0)
+            if delivery is None:
+                del self.waiting[name]
+            else:
+                self.busy[asyncio.create_task(self._turn(member, delivery))] = member
+
+    def _end_turns(self) -> None:
+        """Forget the turns that ended, in the order they started; one that broke stops the conversation.
+
+        Raises:
+            BusError: a turn could not reach the bus: the conversation cannot go on (its run resumes once it is back).
+        """
+        for finished in [turn for turn in self.busy if turn.done()]:
+            member = self.busy.pop(finished)
+            failed = finished.exception()
+            if isinstance(failed, BusError):
+                raise failed
+            if failed is not None:  # the group broke: a failure Result, not a crash
+                self._stop(ErrorCode.INTERNAL, f"failure: {member.agent.name}'s turn broke: "
+                           f"{type(failed).__name__}: {failed}")
 
     async def _in_flight(self) -> bool:
         """Whether a message is on its way to or with a member served elsewhere (delivered, not acknowledged)."""
