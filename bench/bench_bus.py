@@ -1,6 +1,7 @@
 """Each bus's figures (throughput, latency, many agents messaging each other) and a whole peer group.
 
-Run:  python bench/bench_bus.py            (a few seconds, then the Redis bus on 127.0.0.1:6379)
+Run:  python bench/bench_bus.py            (a few seconds, then the Redis bus on 127.0.0.1:6379, and a peer group
+                                            whose members are served by 4 worker processes over it)
       python bench/bench_bus.py --quick    (smaller sizes, for a smoke check)
       python bench/bench_bus.py --redis URL   (another Redis server; --redis none skips the Redis bus)
 
@@ -18,9 +19,13 @@ import statistics
 import time
 import tracemalloc
 import uuid
+from typing import TYPE_CHECKING
 
 from cadenza._ids import ScopePath
 from cadenza.buses import Bus, Inbox, InProcessBus
+
+if TYPE_CHECKING:
+    from cadenza import PeerGroup
 
 GROUP = ScopePath("bench")
 BODY = "x" * 512
@@ -109,10 +114,9 @@ async def peak_memory(agents: int, messages: int) -> int:
         tracemalloc.stop()
 
 
-async def peer_group(agents: int, messages: int) -> tuple[float, int, str]:
-    """A whole `PeerGroup` of ``agents`` agents (a function model forwarding each message to a random peer, signed
-    messages, the in-process bus) until its message limit: seconds per message, peak memory (tracemalloc, bytes),
-    and why it stopped."""
+def crowd(agents: int, messages: int, bus: Bus | None = None) -> PeerGroup:
+    """A `PeerGroup` of ``agents`` agents whose model forwards each message to a random peer, until ``messages``
+    were sent; the same group (and fingerprint) in every process that builds it."""
     from cadenza import Agent, PeerGroup, StopPolicy
     from cadenza.models.base import ModelRequest, ToolCall
     from cadenza.models.function import FunctionModel
@@ -125,8 +129,14 @@ async def peer_group(agents: int, messages: int) -> tuple[float, int, str]:
         return [ToolCall(id="s", name="send_message", arguments={"to": to, "content": f"note {rng.random():.6f}"})]
 
     model = FunctionModel(forward)
-    group = PeerGroup("crowd", [Agent(n, model=model) for n in names], entry=names[0],
-                      stop=StopPolicy(max_messages=messages, ping_pong=messages, answer_by=[names[0]]))
+    return PeerGroup("crowd", [Agent(n, model=model) for n in names], entry=names[0], bus=bus,
+                     stop=StopPolicy(max_messages=messages, ping_pong=messages, answer_by=[names[0]]))
+
+
+async def peer_group(agents: int, messages: int) -> tuple[float, int, str]:
+    """A whole `PeerGroup` of ``agents`` agents (`crowd`: signed messages, the in-process bus) until its message
+    limit: seconds per message, peak memory (tracemalloc, bytes), and why it stopped."""
+    group = crowd(agents, messages)
     started = time.perf_counter()
     result = await group.run("Pass it on")
     elapsed = time.perf_counter() - started
@@ -137,6 +147,59 @@ async def peer_group(agents: int, messages: int) -> tuple[float, int, str]:
     finally:
         tracemalloc.stop()
     return elapsed / max(1, len(result.messages) - 1), peak, result.error.code if result.error else "answer"
+
+
+async def across_processes(redis: str, agents: int, messages: int, processes: int) -> tuple[float, float, str]:
+    """`crowd` on the Redis bus, its members served by ``processes`` worker processes (this file with ``--serve``,
+    each a `PeerServer` for its share of the agents) and the conversation held here: seconds per message with the
+    workers, the same without them (every turn in this process), and why it stopped."""
+    import sys
+
+    from cadenza.buses.redis import RedisBus
+
+    prefix = f"cadenza-bench-{uuid.uuid4().hex[:8]}"
+    names = [f"a{i}" for i in range(agents)]
+    shares = [names[i::processes] for i in range(processes)]
+    workers = [await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--redis", redis, "--prefix", prefix, "--agents", str(agents), "--serve",
+        ",".join(share), stdout=asyncio.subprocess.PIPE) for share in shares]
+    try:
+        for worker in workers:  # each says "ready" once it is on its members' rolls
+            assert worker.stdout is not None
+            async with asyncio.timeout(60):
+                assert (await worker.stdout.readline()).strip() == b"ready"
+        async with RedisBus(redis, prefix=prefix) as bus:
+            group = crowd(agents, messages, bus)
+            started = time.perf_counter()
+            result = await group.run("Pass it on")
+            served = (time.perf_counter() - started) / max(1, len(result.messages) - 1)
+    finally:
+        for worker in workers:
+            worker.terminate()
+            async with asyncio.timeout(30):
+                await worker.communicate()
+    async with RedisBus(redis, prefix=prefix) as bus:
+        started = time.perf_counter()
+        alone = await crowd(agents, messages, bus).run("Pass it on")
+        here = (time.perf_counter() - started) / max(1, len(alone.messages) - 1)
+    return served, here, result.error.code if result.error else "answer"
+
+
+async def serve(redis: str, prefix: str, agents: int, names: list[str]) -> None:
+    """``--serve``: take the turns of ``names`` of `crowd` until SIGTERM; print "ready" once on their rolls."""
+    import signal
+
+    from cadenza.buses.redis import RedisBus
+    from cadenza.patterns._peer_serve import PeerServer
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with RedisBus(redis, prefix=prefix) as bus:
+        server = PeerServer(crowd(agents, 1, bus), names, bus)
+        serving = asyncio.create_task(server.serve(stop))
+        await server.ready.wait()
+        print("ready", flush=True)
+        await serving
 
 
 async def figures(bus: Bus, n: int, size: int, messages: int) -> None:
@@ -170,6 +233,12 @@ async def run(quick: bool, redis: str | None) -> None:
     per_message, peak, stop = await peer_group(agents, sent)
     print(f"peer group of {agents} agents (function model, signed): {per_message * 1e6:.0f} us "
           f"per message ({sent:,} messages, stopped by {stop}), peak {peak / 2**20:.1f} MiB")
+    if redis is not None:
+        processes = 4
+        served, here, stop = await across_processes(redis, agents, sent, processes)
+        print(f"the same group on Redis, its members served by {processes} worker processes: {served * 1e6:.0f} us "
+              f"per message, {1 / served:,.0f} messages/s ({sent:,} messages, stopped by {stop}); "
+              f"every turn in one process on Redis: {here * 1e6:.0f} us per message")
 
 
 def main() -> None:
@@ -177,7 +246,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the Redis server for the Redis bus; "
                         "'none' to skip it")
+    parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)  # a worker process of across_processes
+    parser.add_argument("--prefix", default="cadenza", help=argparse.SUPPRESS)
+    parser.add_argument("--agents", type=int, default=100, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve is not None:
+        asyncio.run(serve(args.redis, args.prefix, args.agents, args.serve.split(",")))
+        return
     asyncio.run(run(args.quick, None if args.redis == "none" else args.redis))
 
 
