@@ -31,11 +31,13 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 class Worker:
     """One ``cadenza peer serve`` process, its stderr in a file."""
 
-    def __init__(self, tmp_path: Path, agent: str, workflow: str = DEBATE, bus: str = BUS) -> None:
-        self.log = tmp_path / f"{agent}-{time.monotonic_ns()}.log"
+    def __init__(self, tmp_path: Path, agents: str, workflow: str = DEBATE, bus: str = BUS) -> None:
+        """``agents``: the members to serve, comma-separated."""
+        self.log = tmp_path / f"{agents}-{time.monotonic_ns()}.log"
         self._file = self.log.open("w")
-        self.process = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "peer", "serve", workflow, "--agent",
-                                         agent, "--bus", bus], stdout=subprocess.DEVNULL, stderr=self._file, env=ENV)
+        serves = [arg for agent in agents.split(",") for arg in ("--agent", agent)]
+        self.process = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "peer", "serve", workflow, *serves,
+                                         "--bus", bus], stdout=subprocess.DEVNULL, stderr=self._file, env=ENV)
 
     @property
     def said(self) -> str:
@@ -80,9 +82,12 @@ def turns(worker: Worker) -> list[str]:
     return [line.split("takes a turn: ")[1] for line in worker.said.splitlines() if "takes a turn: " in line]
 
 
-def test_three_processes_hold_the_debate_to_the_judges_decision(tmp_path: Path, workers: list[Worker]) -> None:
-    """pro and con each in a worker process, the judge in the run's: the same debate as in one process."""
-    workers += [Worker(tmp_path, "pro"), Worker(tmp_path, "con")]
+@pytest.mark.parametrize("served", [["pro", "con"], ["pro,con"]], ids=["three-processes", "two-processes"])
+def test_processes_hold_the_debate_to_the_judges_decision(tmp_path: Path, workers: list[Worker],
+                                                          served: list[str]) -> None:
+    """pro and con in worker processes (one each, or one for both), the judge in the run's: the same debate as in
+    one process."""
+    workers += [Worker(tmp_path, agents) for agents in served]
     for worker in workers:
         worker.wait_for("serving")
 
@@ -93,7 +98,7 @@ def test_three_processes_hold_the_debate_to_the_judges_decision(tmp_path: Path, 
     assert (doc["status"], doc["stop_reason"]) == ("success", "answer: final answer from judge")
     assert doc["output"].startswith("Con wins.")
     assert doc["usage"]["model_calls"] == 7  # the workers' calls are the run's
-    assert [len(turns(w)) for w in workers] == [2, 2]
+    assert [len(turns(w)) for w in workers] == [2] * len(workers) if len(workers) == 2 else [4]
     shown = json.loads(cadenza(tmp_path, "show", doc["run_id"], "--json").stdout)
     said = [(m["sender"], m["recipient"], m["handled_by"]) for m in shown["conversations"][0]["messages"]]
     assert said == [("debate", "judge", "judge"), ("judge", "pro", "pro"), ("pro", "con", "con"),
@@ -101,7 +106,7 @@ def test_three_processes_hold_the_debate_to_the_judges_decision(tmp_path: Path, 
                     ("con", "judge", "judge")]
     for worker in workers:
         assert worker.stop() == 0
-        assert "stopped after 2 turns" in worker.said
+        assert f"stopped after {len(turns(worker))} turns" in worker.said
     with redis.Redis.from_url(BUS, socket_timeout=5) as client:
         assert list(client.scan_iter()) == []  # the conversation and the workers dropped what they wrote
 
@@ -230,3 +235,54 @@ def test_redis_lost_mid_conversation_stops_the_run_with_a_clear_error_and_resume
     assert [(m["sender"], m["recipient"]) for m in shown["conversations"][0]["messages"]] == [
         ("debate", "judge"), ("judge", "pro"), ("pro", "con"), ("con", "pro"), ("pro", "judge"), ("pro", "con"),
         ("con", "judge")]
+
+
+def test_a_deadlock_across_processes_is_caught(tmp_path: Path, workers: list[Worker]) -> None:
+    """con, in its own process, answers pro's opening with nothing: every agent is idle and nothing is in flight
+    on the bus, so the run stops with a deadlock at once, saying who waited on whom."""
+    silent = tmp_path / "debate.yaml"
+    text = Path(DEBATE).read_text()
+    start = text.index('      - when: "For:"')
+    end = text.index("      - when: \"I rest my case\"")
+    silent.write_text(text[:start] + '      - when: "For:"\n        text: "I have nothing to add."\n' + text[end:])
+    workers += [Worker(tmp_path, "pro", str(silent)), Worker(tmp_path, "con", str(silent))]
+    for worker in workers:
+        worker.wait_for("serving")
+
+    ran = cadenza(tmp_path, "run", str(silent), MOTION, "--bus", BUS, "--json")
+
+    assert ran.returncode == 1, ran.stderr
+    doc = json.loads(ran.stdout)
+    assert doc["error"]["code"] == "peer_deadlock"
+    assert "con handled pro's message of round 2 and sent nothing" in doc["error"]["message"]
+    assert [len(turns(w)) for w in workers] == [1, 1]
+
+
+def test_a_run_killed_mid_conversation_resumes_with_its_workers(tmp_path: Path, workers: list[Worker]) -> None:
+    """The run's process is killed (SIGKILL) while pro's worker takes a turn; the worker notices its conversation's
+    process is gone, and takes pro's turns again for ``cadenza resume``, which ends the debate as it would have."""
+    slow = tmp_path / "debate.yaml"
+    slow.write_text(Path(DEBATE).read_text().replace("  seed: 11\n", "  seed: 11\n  latency: 0.3\n"))
+    pro = Worker(tmp_path, "pro", str(slow))
+    workers.append(pro)
+    pro.wait_for("serving")
+    run = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", str(tmp_path / "runs.db"), "run",
+                            str(slow), MOTION, "--bus", BUS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=ENV)
+    pro.wait_for("takes a turn")
+    run.kill()
+    out, _ = run.communicate(timeout=DEADLINE)
+    run_id = out.split()[1]
+
+    resumed = cadenza(tmp_path, "resume", run_id, "--bus", BUS, "--json")
+
+    assert resumed.returncode == 0, resumed.stderr
+    doc = json.loads(resumed.stdout)
+    assert (doc["status"], doc["stop_reason"]) == ("success", "answer: final answer from judge")
+    assert len([line for line in pro.said.splitlines() if f"[{run_id}]" in line and "turn recorded" in line]) >= 2, \
+        pro.said + resumed.stderr
+    shown = json.loads(cadenza(tmp_path, "show", run_id, "--json").stdout)
+    assert [(m["sender"], m["recipient"]) for m in shown["conversations"][0]["messages"]] == [
+        ("debate", "judge"), ("judge", "pro"), ("pro", "con"), ("con", "pro"), ("pro", "judge"), ("pro", "con"),
+        ("con", "judge")]
+    assert pro.stop() == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import secrets
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -29,7 +30,7 @@ from .._ids import ScopePath
 from ..backends import _wire
 from ..backends._port_server import PortServer
 from ..buses.base import Delivery, Inbox
-from ._peer_wire import RENEW, owner_inbox, parse, send, wire_group, worker_inbox
+from ._peer_wire import RENEW, TTL, owner_inbox, owner_roll, parse, send, wire_group, worker_inbox
 
 if TYPE_CHECKING:
     from .._messages import Task
@@ -116,6 +117,8 @@ class RemoteMembers:
         self._reader: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()
         self._checked = time.monotonic()
+        self.token = secrets.token_hex(8)
+        """This process's entry on the conversation's roll (`owner_roll`), which its workers watch."""
 
     @staticmethod
     async def assign(rolls: Mapping[str, str], bus: Bus, run_id: str) -> dict[str, str]:
@@ -129,6 +132,7 @@ class RemoteMembers:
 
     async def open(self) -> None:
         """Start reading the conversation's inbox, then send each member to its worker."""
+        await self.bus.enrol(owner_roll(self.run_id, self.scope), self.token, TTL)
         self._reader = asyncio.create_task(self._read(), name=f"cadenza-peers-{self.run_id}-{self.scope}")
         for agent, worker in self.assigned.items():
             await self._join(agent, worker)
@@ -151,12 +155,14 @@ class RemoteMembers:
         await asyncio.gather(*self._answering, return_exceptions=True)
         with contextlib.suppress(BusError):
             await self.bus.discard(self.run_id, wire_group(self.scope))
+            await self.bus.unenrol(owner_roll(self.run_id, self.scope), self.token)
 
     async def check(self) -> None:
         """Every `RENEW` seconds at most: a worker that has fallen off its member's roll is taken for dead."""
         if time.monotonic() - self._checked < RENEW:
             return
         self._checked = time.monotonic()
+        await self.bus.enrol(owner_roll(self.run_id, self.scope), self.token, TTL)
         for agent, worker in list(self.assigned.items()):
             workers = await self.bus.roll(self.rolls[agent])
             if worker in workers:
@@ -176,7 +182,7 @@ class RemoteMembers:
 
     async def _join(self, agent: str, worker: str) -> None:
         await send(self.bus, worker_inbox(worker), {"op": "join", "run": self.run_id, "scope": self.scope,
-                                                    "agent": agent})
+                                                    "agent": agent, "owner": self.token})
 
     async def _read(self) -> None:
         inbox = owner_inbox(self.run_id, self.scope)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +25,9 @@ from .._messages import Task
 from .._step_context import StepContext
 from ..backends import _wire
 from ..buses.base import Inbox
+from ..observability._tracing import attach_context
 from ..security._identity import WorkerKey
-from ._peer_wire import RENEW, TTL, new_worker_id, owner_inbox, parse, send, service_of, worker_inbox
+from ._peer_wire import RENEW, TTL, new_worker_id, owner_inbox, owner_roll, parse, send, service_of, worker_inbox
 from ._remote_port import RemotePort
 
 if TYPE_CHECKING:
@@ -142,15 +144,25 @@ class PeerServer:
                     else:
                         asked.set_result(message.get("value"))
             elif op == "join":
-                self._join(str(message["run"]), ScopePath(str(message["scope"])), str(message["agent"]))
+                await self._join(str(message["run"]), ScopePath(str(message["scope"])), str(message["agent"]),
+                                 str(message.get("owner", "")))
             elif op == "leave":  # while the members' loops finish their last read, this one reads on
                 leaving = asyncio.create_task(self._leave(str(message["run"]), str(message["scope"]), ended=True))
                 self._leaving.add(leaving)
                 leaving.add_done_callback(self._leaving.discard)
 
-    def _join(self, run_id: str, scope: ScopePath, agent: str) -> None:
-        joined = self._joined.setdefault((run_id, scope), _Joined())
-        if agent not in self.agents or agent in joined.loops:
+    async def _join(self, run_id: str, scope: ScopePath, agent: str, owner: str) -> None:
+        """Take ``agent``'s turns in the conversation at ``scope`` held by ``owner`` (a token of the process holding
+        it: a resumed run's conversation has a new one, and replaces what this server kept of the old)."""
+        if agent not in self.agents:
+            return
+        joined = self._joined.get((run_id, scope))
+        if joined is not None and joined.owner != owner:
+            await self._leave(run_id, scope, ended=False)
+            joined = None
+        if joined is None:
+            joined = self._joined[(run_id, scope)] = _Joined(run_id, scope, owner)
+        if agent in joined.loops:
             return
         loop = asyncio.create_task(self._member(joined, self.group.host(run_id, scope, agent)),
                                    name=f"cadenza-serve-{run_id}-{scope}-{agent}")
@@ -177,23 +189,42 @@ class PeerServer:
             self._stopping.set()
 
     async def _member(self, joined: _Joined, member: Member) -> None:
-        """Take ``member``'s turns, one message at a time, until its conversation ends or this server stops."""
+        """Take ``member``'s turns, one message at a time, until its conversation ends, its process is gone (off its
+        roll: killed), or this server stops."""
         agent = member.agent.name
-        owner = owner_inbox(member.inbox.run_id, member.inbox.group)
+        looked = time.monotonic()
         while not joined.left and not self._stopping.is_set():
             delivery = await self.bus.receive(member.inbox, consumer=self.worker, wait=RENEW)
-            if delivery is None or joined.left:
+            if delivery is None:
+                if time.monotonic() - looked >= TTL:
+                    looked = time.monotonic()
+                    if not await self._present(joined):
+                        break
                 continue
-            turn = joined.turns[agent] = asyncio.create_task(self._take(owner, member, delivery))
+            if joined.left:
+                continue
+            turn = joined.turns[agent] = asyncio.create_task(self._take(joined, member, delivery))
             await asyncio.wait([turn])  # cancelled when the conversation ends or the server stops
             del joined.turns[agent]
+            if not turn.cancelled() and isinstance(turn.exception(), _Gone):
+                break
             if not turn.cancelled() and turn.exception() is not None:
                 raise turn.exception()  # type: ignore[misc]
+        if not joined.left and self._joined.get((joined.run_id, joined.scope)) is joined:  # its process is gone
+            joined.left = True
+            del self._joined[(joined.run_id, joined.scope)]
+            self.group.unhost(joined.run_id, joined.scope)
+            log.info("%s of %s: the run's process is gone; waiting for a resumed one", agent, joined.scope,
+                     extra={"run_id": joined.run_id, "agent": agent})
 
-    async def _take(self, owner: Inbox, member: Member, delivery: Delivery) -> None:
+    async def _present(self, joined: _Joined) -> bool:
+        """Whether the process holding ``joined``'s conversation is alive (on its roll)."""
+        return joined.owner in await self.bus.roll(owner_roll(joined.run_id, joined.scope))
+
+    async def _take(self, joined: _Joined, member: Member, delivery: Delivery) -> None:
         agent = member.agent.name
-        turn = await self._request(owner, {"op": "turn", "agent": agent, "entry": delivery.entry_id,
-                                           "body": delivery.body, "attempt": delivery.attempt})
+        turn = await self._request(joined, {"op": "turn", "agent": agent, "entry": delivery.entry_id,
+                                            "body": delivery.body, "attempt": delivery.attempt})
         if not isinstance(turn, dict):  # nothing to do: handled already, or the conversation stopped
             return
         number = int(turn["turn"])
@@ -201,26 +232,27 @@ class PeerServer:
         ids = {"run_id": member.inbox.run_id, "agent": agent}
         log.info("%s takes a turn: message %s, delivery %d", where, delivery.entry_id, delivery.attempt, extra=ids)
         try:
-            reply = await self._run(owner, member, number, turn)
-        except asyncio.CancelledError:
+            reply = await self._run(joined, member, number, turn)
+        except (asyncio.CancelledError, _Gone):
             log.info("%s gave up its turn", where, extra=ids)
             raise
         except Exception as exc:  # the turn broke here: the conversation decides what that means
             reply = {"error": _wire.error_of(exc)}
         self.turns_taken += 1
-        await self._request(owner, {"op": "done", "turn": number, **reply})
+        await self._request(joined, {"op": "done", "turn": number, **reply})
         outcome = f"failed: {reply['error']['message']}" if "error" in reply else "recorded"
         log.info("%s: turn %s", where, outcome, extra=ids)
 
-    async def _run(self, owner: Inbox, member: Member, number: int, turn: Mapping[str, Any]) -> dict[str, Any]:
+    async def _run(self, joined: _Joined, member: Member, number: int, turn: Mapping[str, Any]) -> dict[str, Any]:
         """Take the turn: the member's Result, sealed with its key (when the run signs), saying what it said."""
         agent = member.agent.name
         task = Task.model_validate(turn["task"])
         ctx = StepContext.from_json(str(turn["ctx"]))
         member.outbox, member.answer = [], None
-        port = RemotePort(_Channel(self, owner), number, workspace=bool(turn["workspace"]),
+        port = RemotePort(_Channel(self, joined), number, workspace=bool(turn["workspace"]),
                           observed=bool(turn["observed"]))
-        result = await member.agent.converse(task, ctx, port, self.group.tools[agent])
+        with attach_context(dict(ctx.trace) or None):  # its spans join the run's trace
+            result = await member.agent.converse(task, ctx, port, self.group.tools[agent])
         if result.status == "success":
             result = result.model_copy(update={"output": {"said": member.outbox, "answer": member.answer}})
         key = turn.get("key")
@@ -229,39 +261,59 @@ class PeerServer:
         group = member.inbox.group
         return {"envelope": WorkerKey.from_json(key).seal(group, result).model_dump(mode="json")}
 
-    async def _request(self, owner: Inbox, message: dict[str, Any]) -> Any:
-        """Send ``message`` to the conversation and wait for its answer."""
+    async def _request(self, joined: _Joined, message: dict[str, Any]) -> Any:
+        """Send ``message`` to the conversation and wait for its answer.
+
+        Raises:
+            _Gone: the conversation's process went off its roll before it answered (it was killed).
+        """
         number = next(self._ids)
         answer = self._asked[number] = asyncio.get_running_loop().create_future()
         try:
-            self._outgoing.put_nowait((owner, {**message, "id": number}))
-            return await answer
+            self._outgoing.put_nowait((joined.inbox, {**message, "id": number}))
+            while True:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(answer), TTL)
+                except TimeoutError:
+                    if not await self._present(joined):
+                        raise _Gone(joined.scope) from None
         finally:
             self._asked.pop(number, None)
+            answer.cancel()
 
-    def _tell(self, owner: Inbox, message: dict[str, Any]) -> None:
-        self._outgoing.put_nowait((owner, message))
+    def _tell(self, joined: _Joined, message: dict[str, Any]) -> None:
+        self._outgoing.put_nowait((joined.inbox, message))
 
 
 class _Channel:
     """A turn's port requests, sent to the conversation that gave the turn (a `PortChannel`)."""
 
-    def __init__(self, server: PeerServer, owner: Inbox) -> None:
+    def __init__(self, server: PeerServer, joined: _Joined) -> None:
         self._server = server
-        self._owner = owner
+        self._joined = joined
 
     async def ask(self, step: int, method: str, args: Mapping[str, Any]) -> Any:
-        return await self._server._request(self._owner, {"op": "ask", "turn": step, "method": method,
-                                                          "args": dict(args)})
+        return await self._server._request(self._joined, {"op": "ask", "turn": step, "method": method,
+                                                           "args": dict(args)})
 
     def tell(self, step: int, method: str, args: Mapping[str, Any]) -> None:
-        self._server._tell(self._owner, {"op": "tell", "turn": step, "method": method, "args": dict(args)})
+        self._server._tell(self._joined, {"op": "tell", "turn": step, "method": method, "args": dict(args)})
 
 
 class _Joined:
-    """A conversation this server takes turns for: its members' loops, their turns in flight, and whether it left."""
+    """A conversation this server takes turns for: where it is, who holds it, its members' loops, their turns in
+    flight, and whether it left."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_id: str, scope: ScopePath, owner: str) -> None:
+        self.run_id = run_id
+        self.scope = scope
+        self.owner = owner
+        """The token of the process holding the conversation (its entry on the conversation's roll)."""
+        self.inbox = owner_inbox(run_id, scope)
         self.loops: dict[str, asyncio.Task[None]] = {}
         self.turns: dict[str, asyncio.Task[None]] = {}
         self.left = False
+
+
+class _Gone(Exception):
+    """The process holding a conversation went off its roll while this server waited for it: it was killed."""

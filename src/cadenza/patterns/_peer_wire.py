@@ -10,7 +10,9 @@ a worker that dies mid-turn has the message delivered again.
 Everything else travels as JSON messages on two kinds of inbox (the same publish, receive and ack as
 the members' own), so it works on every bus:
 
-    owner -> worker (the worker's inbox)    {"op": "join", "run", "scope", "agent"}   take this member's turns
+    owner -> worker (the worker's inbox)    {"op": "join", "run", "scope", "agent", "owner"}   take this member's
+                                                 turns; "owner" names the process holding the conversation (its
+                                                 entry on `owner_roll`, renewed while it lives)
                                              {"op": "leave", "run", "scope"}          the conversation ended
                                              {"op": "answer", "id", "value" | "error"}
     worker -> owner (the conversation's)    {"op": "turn", "id", "worker", "agent", "entry", "body", "attempt"}
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from .._worker import Worker
     from ..buses.base import Bus
 
-__all__ = ("RENEW", "TTL", "new_worker_id", "owner_inbox", "parse", "send", "service_of", "wire_group",
+__all__ = ("RENEW", "TTL", "new_worker_id", "owner_inbox", "owner_roll", "parse", "send", "service_of", "wire_group",
            "worker_inbox")
 
 TTL = 5.0
@@ -51,6 +53,12 @@ def service_of(group: Worker, agent: str) -> str:
     """The roll of the workers serving ``agent`` of ``group``: named by the group, the agent and the group's
     fingerprint, so a worker started from another version of the workflow is never sent a turn."""
     return f"{group.name}.{agent}.{digest(describe(group))[:16]}"
+
+
+def owner_roll(run_id: str, scope: ScopePath) -> str:
+    """The roll the process holding the conversation at ``scope`` stays on while it lives: a worker waiting for it
+    gives up once it is off (killed), and a resumed run's conversation enrols anew."""
+    return f"conversation.{run_id}.{scope}"
 
 
 def wire_group(scope: ScopePath) -> ScopePath:

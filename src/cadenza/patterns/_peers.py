@@ -672,7 +672,8 @@ class _Conversation:
                                                   message)
             body = envelope.model_dump_json()
         await self.bus.publish(Inbox(self.ctx.run_id, self.ctx.scope, message.recipient), body)
-        self.waiting[message.recipient] = None
+        if self.remote is None or message.recipient not in self.remote.assigned:  # a worker reads its members' own
+            self.waiting[message.recipient] = None
 
     def _open(self, body: str, recipient: str) -> PeerMessage:
         """The message in ``body``, verified as sealed by its sender for ``recipient`` when the run signs.
