@@ -114,9 +114,10 @@ async def peak_memory(agents: int, messages: int) -> int:
         tracemalloc.stop()
 
 
-def crowd(agents: int, messages: int, bus: Bus | None = None) -> PeerGroup:
-    """A `PeerGroup` of ``agents`` agents whose model forwards each message to a random peer, until ``messages``
-    were sent; the same group (and fingerprint) in every process that builds it."""
+def crowd(agents: int, messages: int, bus: Bus | None = None, spread: int = 1) -> PeerGroup:
+    """A `PeerGroup` of ``agents`` agents whose model forwards each message to ``spread`` random peers, until
+    ``messages`` were sent; the same group (and fingerprint) in every process that builds it. With a spread of 1 the
+    conversation is one chain of turns; with more, ever more turns wait at once."""
     from cadenza import Agent, PeerGroup, StopPolicy
     from cadenza.models.base import ModelRequest, ToolCall
     from cadenza.models.function import FunctionModel
@@ -125,8 +126,9 @@ def crowd(agents: int, messages: int, bus: Bus | None = None) -> PeerGroup:
     rng = random.Random(1)
 
     def forward(request: ModelRequest) -> list[ToolCall]:
-        to = rng.choice([n for n in names if n != request.agent])
-        return [ToolCall(id="s", name="send_message", arguments={"to": to, "content": f"note {rng.random():.6f}"})]
+        peers = rng.sample([n for n in names if n != request.agent], spread)
+        return [ToolCall(id=f"s{i}", name="send_message", arguments={"to": to, "content": f"note {rng.random():.6f}"})
+                for i, to in enumerate(peers)]
 
     model = FunctionModel(forward)
     return PeerGroup("crowd", [Agent(n, model=model) for n in names], entry=names[0], bus=bus,
@@ -149,7 +151,8 @@ async def peer_group(agents: int, messages: int) -> tuple[float, int, str]:
     return elapsed / max(1, len(result.messages) - 1), peak, result.error.code if result.error else "answer"
 
 
-async def across_processes(redis: str, agents: int, messages: int, processes: int) -> tuple[float, float, str]:
+async def across_processes(redis: str, agents: int, messages: int, processes: int,
+                           spread: int = 1) -> tuple[float, float, str]:
     """`crowd` on the Redis bus, its members served by ``processes`` worker processes (this file with ``--serve``,
     each a `PeerServer` for its share of the agents) and the conversation held here: seconds per message with the
     workers, the same without them (every turn in this process), and why it stopped."""
@@ -169,18 +172,19 @@ async def across_processes(redis: str, agents: int, messages: int, processes: in
             async with asyncio.timeout(60):
                 assert (await worker.stdout.readline()).strip() == b"ready"
         async with RedisBus(redis, prefix=prefix) as bus:
-            group = crowd(agents, messages, bus)
+            group = crowd(agents, messages, bus, spread)
             started = time.perf_counter()
             result = await group.run("Pass it on")
             served = (time.perf_counter() - started) / max(1, len(result.messages) - 1)
     finally:
         for worker in workers:
-            worker.terminate()
+            if worker.returncode is None:
+                worker.terminate()
             async with asyncio.timeout(30):
                 await worker.communicate()
     async with RedisBus(redis, prefix=prefix) as bus:
         started = time.perf_counter()
-        alone = await crowd(agents, messages, bus).run("Pass it on")
+        alone = await crowd(agents, messages, bus, spread).run("Pass it on")
         here = (time.perf_counter() - started) / max(1, len(alone.messages) - 1)
     return served, here, result.error.code if result.error else "answer"
 
@@ -235,10 +239,11 @@ async def run(quick: bool, redis: str | None) -> None:
           f"per message ({sent:,} messages, stopped by {stop}), peak {peak / 2**20:.1f} MiB")
     if redis is not None:
         processes = 4
-        served, here, stop = await across_processes(redis, agents, sent, processes)
-        print(f"the same group on Redis, its members served by {processes} worker processes: {served * 1e6:.0f} us "
-              f"per message, {1 / served:,.0f} messages/s ({sent:,} messages, stopped by {stop}); "
-              f"every turn in one process on Redis: {here * 1e6:.0f} us per message")
+        for spread, shape in ((1, "one chain of turns"), (2, "each turn messages two peers")):
+            served, here, stop = await across_processes(redis, agents, sent, processes, spread)
+            print(f"the same group on Redis ({shape}), its members served by {processes} worker processes: "
+                  f"{served * 1e6:.0f} us per message, {1 / served:,.0f} messages/s ({sent:,} messages, stopped by "
+                  f"{stop}); every turn in one process on Redis: {here * 1e6:.0f} us per message")
 
 
 def main() -> None:

@@ -105,7 +105,7 @@ def test_processes_hold_the_debate_to_the_judges_decision(tmp_path: Path, worker
                     ("con", "pro", "pro"), ("pro", "judge", "judge"), ("pro", "con", "con"),
                     ("con", "judge", "judge")]
     for worker in workers:
-        assert worker.stop() == 0
+        assert worker.stop() == 0, worker.said
         assert f"stopped after {len(turns(worker))} turns" in worker.said
     with redis.Redis.from_url(BUS, socket_timeout=5) as client:
         assert list(client.scan_iter()) == []  # the conversation and the workers dropped what they wrote

@@ -239,18 +239,22 @@ class RedisBus(Bus):
         return Delivery(inbox, entry_id, body, 1)
 
     async def _grouped(self, inbox: Inbox, key: str, command: Callable[[], Awaitable[Any]]) -> Any:
-        """``command`` on ``key``'s consumer group, made again if another process discarded it meanwhile (before the
-        command: ``NOGROUP``; while it was blocked reading: ``UNBLOCKED``), as a receive from a discarded inbox of the
-        in-process bus goes on waiting in a new one."""
-        try:
-            return await self._call(f"receive from {inbox}", command)
-        except BusError as failed:
-            cause = failed.__cause__
-            if not isinstance(cause, ResponseError) or not str(cause).startswith(("NOGROUP", "UNBLOCKED")):
-                raise
-        self._ready.discard(key)
-        await self._prepare(inbox, key)
-        return await self._call(f"receive from {inbox}", command)
+        """``command`` on ``key``'s consumer group, made again if another process discarded it before the command
+        (``NOGROUP``); None, as for a read that found nothing, if it was discarded while the command was blocked
+        reading (``UNBLOCKED``). So a receive from a discarded inbox goes on waiting in a new one, as on the
+        in-process bus."""
+        for attempt in (1, 2):
+            try:
+                return await self._call(f"receive from {inbox}", command)
+            except BusError as failed:
+                cause = str(failed.__cause__) if isinstance(failed.__cause__, ResponseError) else ""
+                if cause.startswith("UNBLOCKED"):
+                    return None
+                if not cause.startswith("NOGROUP") or attempt == 2:
+                    raise
+            self._ready.discard(key)
+            await self._prepare(inbox, key)
+        raise AssertionError("unreachable")
 
     async def _call(self, what: str, command: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``command`` and return Redis's reply; a Redis failure, or a bus closed under it, becomes a `BusError`

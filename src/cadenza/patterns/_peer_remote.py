@@ -158,8 +158,8 @@ class RemoteMembers:
             await self.bus.unenrol(owner_roll(self.run_id, self.scope), self.token)
 
     async def check(self) -> None:
-        """Every `RENEW` seconds at most: a worker that has fallen off its member's roll is taken for dead."""
-        if time.monotonic() - self._checked < RENEW:
+        """Every `TTL` / 2 seconds at most: a worker that has fallen off its member's roll is taken for dead."""
+        if time.monotonic() - self._checked < TTL / 2:
             return
         self._checked = time.monotonic()
         await self.bus.enrol(owner_roll(self.run_id, self.scope), self.token, TTL)
@@ -190,8 +190,8 @@ class RemoteMembers:
             delivery = await self.bus.receive(inbox, consumer="owner", wait=RENEW)
             if delivery is None:
                 continue
-            await self.bus.ack(delivery)  # a request is acted on at once; a lost one is the worker's to time out
-            message = parse(delivery.body)
+            self._serve(self.bus.ack(delivery))  # acted on at once (a lost one is the worker's to time out), so
+            message = parse(delivery.body)  # the acknowledgement need not hold up the next read
             if message.get("op") == "close":
                 return
             self._dispatch(message)

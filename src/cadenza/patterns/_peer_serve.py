@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import BusError, ConfigError
@@ -64,7 +64,8 @@ class PeerServer:
         self.ready = asyncio.Event()
         """Set once the server is on its members' rolls: conversations that start from then on send it their turns."""
         self._stopping = asyncio.Event()
-        self._leaving: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        """Acknowledgements and departures under way, which the read of this worker's inbox does not wait for."""
         self._failed: BaseException | None = None
         """The error a member's loop broke with (the bus failed): the server stops with it."""
 
@@ -98,7 +99,7 @@ class PeerServer:
             for run_id, scope in list(self._joined):
                 await self._leave(run_id, scope, ended=False)
             self._outgoing.put_nowait(None)
-            await asyncio.gather(*loops, *self._leaving, return_exceptions=True)
+            await asyncio.gather(*loops, *self._background, return_exceptions=True)
             with contextlib.suppress(BusError):  # the bus failed: the roll forgets this worker by itself
                 for agent in self.agents:
                     await self.bus.unenrol(service_of(self.group, agent), self.worker)
@@ -133,7 +134,7 @@ class PeerServer:
             delivery = await self.bus.receive(inbox, consumer=self.worker, wait=RENEW)
             if delivery is None:
                 continue
-            await self.bus.ack(delivery)
+            self._aside(self.bus.ack(delivery))
             message = parse(delivery.body)
             op = message.get("op")
             if op == "answer":
@@ -147,9 +148,12 @@ class PeerServer:
                 await self._join(str(message["run"]), ScopePath(str(message["scope"])), str(message["agent"]),
                                  str(message.get("owner", "")))
             elif op == "leave":  # while the members' loops finish their last read, this one reads on
-                leaving = asyncio.create_task(self._leave(str(message["run"]), str(message["scope"]), ended=True))
-                self._leaving.add(leaving)
-                leaving.add_done_callback(self._leaving.discard)
+                self._aside(self._leave(str(message["run"]), str(message["scope"]), ended=True))
+
+    def _aside(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _join(self, run_id: str, scope: ScopePath, agent: str, owner: str) -> None:
         """Take ``agent``'s turns in the conversation at ``scope`` held by ``owner`` (a token of the process holding

@@ -388,6 +388,8 @@ class _Conversation:
         """The members that workers in other processes serve, when any do."""
         self.woken = asyncio.Event()
         """Set when a worker asks for a turn, or a member comes back: the conversation looks again."""
+        self.unacknowledged = 0
+        """Messages this process published to its members' inboxes and has not acknowledged yet."""
         self.handled: set[str] = set()
         """The ids of the messages whose turn is recorded: one delivered again is acknowledged, not handled again."""
         self.opened: dict[tuple[str, str], PeerMessage] = {}
@@ -494,8 +496,10 @@ class _Conversation:
                            f"{type(failed).__name__}: {failed}")
 
     async def _in_flight(self) -> bool:
-        """Whether a message is on its way to or with a member served elsewhere (delivered, not acknowledged)."""
-        return self.remote is not None and await self.bus.unacknowledged(self.ctx.run_id, self.ctx.scope) > 0
+        """Whether a message is on its way to or with a member served elsewhere: published and not acknowledged.
+        This process publishes every message of its members' inboxes and acknowledges every one, so its own count
+        is the bus's (`Bus.unacknowledged`), without asking the bus on every pause."""
+        return self.remote is not None and self.unacknowledged > 0
 
     def _take_remote(self, agent: str, delivery: Delivery, turn: RemoteTurn) -> None:
         """A worker asks for the turn on ``delivery``: it runs here as a local turn does, the agent there."""
@@ -551,7 +555,7 @@ class _Conversation:
             return
         if message.message_id in self.handled:  # delivered again after its turn was recorded: done with it
             self.opened.pop((name, delivery.entry_id), None)
-            await self.bus.ack(delivery)
+            await self._ack(delivery)
             return
         task = Task(task_id=new_task_id(), run_id=self.task.run_id, parent_task_id=self.task.task_id,
                     step_id=StepId(self.ctx.step_id), sender=message.sender, recipient=AgentId(name),
@@ -599,7 +603,11 @@ class _Conversation:
         self.opened.pop((name, delivery.entry_id), None)
         for reply in replies:
             await self._deliver(reply)
-        await self.bus.ack(delivery)
+        await self._ack(delivery)
+
+    async def _ack(self, delivery: Delivery) -> None:
+        if await self.bus.ack(delivery):
+            self.unacknowledged -= 1
 
     def _received(self, delivery: Delivery, recipient: str) -> PeerMessage:
         """The message ``delivery`` brings ``recipient``: opened (`_open`) the first time it is delivered.
@@ -672,6 +680,7 @@ class _Conversation:
                                                   message)
             body = envelope.model_dump_json()
         await self.bus.publish(Inbox(self.ctx.run_id, self.ctx.scope, message.recipient), body)
+        self.unacknowledged += 1
         if self.remote is None or message.recipient not in self.remote.assigned:  # a worker reads its members' own
             self.waiting[message.recipient] = None
 

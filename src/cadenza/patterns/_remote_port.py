@@ -59,11 +59,15 @@ class RemotePort:
         self._channel.tell(self._step, "report", {"kind": kind, "event": _wire.value_of(event)})
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
+        if budget is None and not ctx.budgets:  # no budget covers the call: the run would hold nothing (no trip)
+            return Lease()
         held = await self._channel.ask(self._step, "reserve", {
             "claim": _wire.value_of(claim), "budget": _wire.value_of(budget) if budget is not None else None})
         return Lease(held)
 
     async def settle(self, lease: Lease, usage: Usage | None) -> None:
+        if lease.held is None:  # nothing was held
+            return
         await self._channel.ask(self._step, "settle", {
             "lease": lease.held, "usage": _wire.value_of(usage) if usage is not None else None})
 
