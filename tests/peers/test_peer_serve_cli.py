@@ -77,6 +77,13 @@ def cadenza(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=DEADLINE * 2, env=ENV)
 
 
+def started_run(tmp_path: Path, workflow: Path, bus: str, *options: str) -> subprocess.Popen[str]:
+    """``cadenza run WORKFLOW MOTION --bus BUS`` started, its output piped (read it with ``communicate``)."""
+    return subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", str(tmp_path / "runs.db"), "run",
+                             str(workflow), MOTION, "--bus", bus, *options], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+
 def turns(worker: Worker) -> list[str]:
     """The deliveries the worker took a turn on, as it logged them: ``message ID, delivery N``."""
     return [line.split("takes a turn: ")[1] for line in worker.said.splitlines() if "takes a turn: " in line]
@@ -123,9 +130,7 @@ def test_a_worker_killed_mid_turn_has_its_message_taken_by_another_and_handled_o
                 Worker(tmp_path, "con", str(slow), quick)]
     for worker in workers:
         worker.wait_for("serving")
-    run = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", str(tmp_path / "runs.db"), "run",
-                            str(slow), MOTION, "--bus", quick, "--json"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    run = started_run(tmp_path, slow, quick, "--json")
     deadline = time.monotonic() + DEADLINE
     while not any(turns(w) for w in workers[:2]):
         assert time.monotonic() < deadline and run.poll() is None, "no worker took pro's turn"
@@ -211,9 +216,7 @@ def test_redis_lost_mid_conversation_stops_the_run_with_a_clear_error_and_resume
     pro = Worker(tmp_path, "pro", str(slow), bus)
     workers.append(pro)
     pro.wait_for("serving")
-    run = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", str(tmp_path / "runs.db"), "run",
-                            str(slow), MOTION, "--bus", bus], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, env=ENV)
+    run = started_run(tmp_path, slow, bus)
     pro.wait_for("turn recorded")
     redis_server.kill()
     started = time.monotonic()
@@ -266,9 +269,7 @@ def test_a_run_killed_mid_conversation_resumes_with_its_workers(tmp_path: Path, 
     pro = Worker(tmp_path, "pro", str(slow))
     workers.append(pro)
     pro.wait_for("serving")
-    run = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", str(tmp_path / "runs.db"), "run",
-                            str(slow), MOTION, "--bus", BUS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, env=ENV)
+    run = started_run(tmp_path, slow, BUS)
     pro.wait_for("takes a turn")
     run.kill()
     out, _ = run.communicate(timeout=DEADLINE)
