@@ -42,6 +42,14 @@ class PortServer:
         for lease in leases.values():
             await self.port.settle(lease, None)
 
+    async def reply(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer to one request, as the wire carries it: ``{"value": ...}``, or ``{"error": ...}`` for a request
+        the port refused (the worker raises it again)."""
+        try:
+            return {"value": await self.ask(method, args)}
+        except Exception as exc:
+            return {"error": _wire.error_of(exc)}
+
     async def ask(self, method: str, args: Mapping[str, Any]) -> Any:
         port, ctx = self.port, self.ctx
         if method == "reserve":

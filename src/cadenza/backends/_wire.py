@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
@@ -33,7 +34,7 @@ from .._errors import (
 )
 from .._events import ModelCalled, ToolCalled
 
-__all__ = ("LINE_LIMIT", "REPORTS", "error_from", "error_of", "read", "value_from", "value_of", "write")
+__all__ = ("LINE_LIMIT", "REPORTS", "answered", "error_from", "error_of", "read", "value_from", "value_of", "write")
 
 LINE_LIMIT = 64 * 1024 * 1024
 """The longest message (a Result with a large output, a tool's result): bigger ones are refused, not cut."""
@@ -84,6 +85,18 @@ async def read(stream: asyncio.StreamReader) -> Message | None:
     if not isinstance(found, dict):
         raise ValueError(f"not a message: {line[:200]!r}")
     return found
+
+
+def answered(waiting: Mapping[int, asyncio.Future[Any]], answer: Mapping[str, Any]) -> None:
+    """Settle the request of ``waiting`` that ``answer`` (``{"id", "value" | "error"}``) answers: with its value, or
+    with the error it stands for (`error_from`); one nobody waits for any more is dropped."""
+    found = waiting.get(int(answer.get("id", 0)))
+    if found is None or found.done():
+        return
+    if "error" in answer:
+        found.set_exception(error_from(answer["error"]))
+    else:
+        found.set_result(answer.get("value"))
 
 
 def error_of(exc: BaseException) -> Message:

@@ -281,10 +281,7 @@ class _Process:
         task.add_done_callback(self.serving.discard)
 
     async def _answer(self, request: int, serving: PortServer, method: str, args: Mapping[str, Any]) -> None:
-        try:
-            reply: dict[str, Any] = {"value": await serving.ask(method, args)}
-        except Exception as exc:  # the port refused: the worker raises it again
-            reply = {"error": _wire.error_of(exc)}
+        reply = await serving.reply(method, args)
         stdin = self.proc.stdin
         if self.lost is None and stdin is not None:
             with contextlib.suppress(ConnectionError):

@@ -1,7 +1,7 @@
 """The owner's side of the members of a conversation that workers in other processes serve.
 
 When a conversation starts on a bus that other processes share, each member with a worker on its roll
-(`_peer_wire.service_of`) is sent to one of them: the worker reads that member's inbox and, for each
+(`_peer_wire.rolls_of`) is sent to one of them: the worker reads that member's inbox and, for each
 message it is delivered, asks the conversation for the turn. The conversation opens the message, renders
 the turn's Task and answers with it, the member's StepContext and the member's own key (no other); it
 answers the worker's port requests as it would a worker process's (`PortServer`), and when the worker
@@ -104,7 +104,7 @@ class RemoteMembers:
     def __init__(self, rolls: Mapping[str, str], bus: Bus, run_id: str, scope: ScopePath, assigned: dict[str, str],
                  take: Callable[[str, Delivery, RemoteTurn], None], reclaim: Callable[[str], None]) -> None:
         self.rolls = rolls
-        """The roll of each member's workers (`_peer_wire.service_of`), agent -> roll."""
+        """The roll of each member's workers (`_peer_wire.rolls_of`), agent -> roll."""
         self.bus = bus
         self.run_id = run_id
         self.scope = scope
@@ -220,12 +220,10 @@ class RemoteMembers:
             self._serve(turn.server.tell(str(message["method"]), message.get("args", {})))
 
     async def _ask(self, worker: str, turn: RemoteTurn | None, message: dict[str, Any]) -> None:
-        try:
-            if turn is None or turn.server is None:
-                raise ConfigError("the turn has ended")
-            reply: dict[str, Any] = {"value": await turn.server.ask(str(message["method"]), message.get("args", {}))}
-        except Exception as exc:  # the port refused: the worker raises it again
-            reply = {"error": _wire.error_of(exc)}
+        if turn is None or turn.server is None:
+            reply = {"error": _wire.error_of(ConfigError("the turn has ended"))}
+        else:
+            reply = await turn.server.reply(str(message["method"]), message.get("args", {}))
         await self.answer(worker, int(message["id"]), reply)
 
     def _serve(self, work: Any) -> None:

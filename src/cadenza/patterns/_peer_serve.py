@@ -27,7 +27,7 @@ from ..backends import _wire
 from ..buses.base import Inbox
 from ..observability._tracing import attach_context
 from ..security._identity import WorkerKey
-from ._peer_wire import RENEW, TTL, new_worker_id, owner_inbox, owner_roll, parse, send, service_of, worker_inbox
+from ._peer_wire import RENEW, TTL, new_worker_id, owner_inbox, owner_roll, parse, rolls_of, send, worker_inbox
 from ._remote_port import RemotePort
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ class PeerServer:
                               f" to serve (members: {', '.join(group.members)})")
         self.group = group
         self.agents = tuple(dict.fromkeys(agents))
+        self._rolls = rolls_of(group, self.agents)
+        """Where this server enrols (and renews its entry every `RENEW` seconds) for each agent it serves."""
         self.bus = bus
         self.worker = worker or new_worker_id()
         self.turns_taken = 0
@@ -101,8 +103,8 @@ class PeerServer:
             self._outgoing.put_nowait(None)
             await asyncio.gather(*loops, *self._background, return_exceptions=True)
             with contextlib.suppress(BusError):  # the bus failed: the roll forgets this worker by itself
-                for agent in self.agents:
-                    await self.bus.unenrol(service_of(self.group, agent), self.worker)
+                for roll in self._rolls.values():
+                    await self.bus.unenrol(roll, self.worker)
                 inbox = worker_inbox(self.worker)
                 await self.bus.discard(inbox.run_id, inbox.group)
         for loop in loops:
@@ -112,8 +114,8 @@ class PeerServer:
             raise self._failed
 
     async def _enrol(self) -> None:
-        for agent in self.agents:
-            await self.bus.enrol(service_of(self.group, agent), self.worker, TTL)
+        for roll in self._rolls.values():
+            await self.bus.enrol(roll, self.worker, TTL)
 
     async def _renew(self) -> None:
         while not self._stopping.is_set():
@@ -138,12 +140,7 @@ class PeerServer:
             message = parse(delivery.body)
             op = message.get("op")
             if op == "answer":
-                asked = self._asked.pop(int(message.get("id", 0)), None)
-                if asked is not None and not asked.done():
-                    if "error" in message:
-                        asked.set_exception(_wire.error_from(message["error"]))
-                    else:
-                        asked.set_result(message.get("value"))
+                _wire.answered(self._asked, message)
             elif op == "join":
                 await self._join(str(message["run"]), ScopePath(str(message["scope"])), str(message["agent"]),
                                  str(message.get("owner", "")))

@@ -2,7 +2,7 @@
 
 A conversation runs in the process of its run (the *owner*: it records, counts, stops, and holds the
 run's keyring). A member may take its turns in another process, a worker started with ``cadenza peer
-serve``, which enrols on the bus's roll for that member (`service_of`) and renews its entry while it
+serve``, which enrols on the bus's roll for that member (`rolls_of`) and renews its entry while it
 lives. The owner sends each member with a worker on the roll to one of them, and the worker reads that
 member's inbox itself: a message it was delivered stays pending on the bus until its turn is recorded, so
 a worker that dies mid-turn has the message delivered again.
@@ -30,6 +30,7 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._ids import ScopePath
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from .._worker import Worker
     from ..buses.base import Bus
 
-__all__ = ("RENEW", "TTL", "new_worker_id", "owner_inbox", "owner_roll", "parse", "send", "service_of", "wire_group",
+__all__ = ("RENEW", "TTL", "new_worker_id", "owner_inbox", "owner_roll", "parse", "rolls_of", "send", "wire_group",
            "worker_inbox")
 
 TTL = 5.0
@@ -49,10 +50,12 @@ RENEW = 1.0
 """Seconds between a worker's renewals of its entry."""
 
 
-def service_of(group: Worker, agent: str) -> str:
-    """The roll of the workers serving ``agent`` of ``group``: named by the group, the agent and the group's
-    fingerprint, so a worker started from another version of the workflow is never sent a turn."""
-    return f"{group.name}.{agent}.{digest(describe(group))[:16]}"
+def rolls_of(group: Worker, agents: Iterable[str]) -> dict[str, str]:
+    """The roll of the workers serving each of ``agents`` of ``group``: named by the group, the agent and the group's
+    fingerprint (worked out once for them all), so a worker started from another version of the workflow is never
+    sent a turn."""
+    fingerprint = digest(describe(group))[:16]
+    return {agent: f"{group.name}.{agent}.{fingerprint}" for agent in agents}
 
 
 def owner_roll(run_id: str, scope: ScopePath) -> str:

@@ -57,7 +57,7 @@ from ..tools._tools import Tool, ToolContext
 from ._agent import render_task
 from ._peer_remote import RemoteMembers, RemoteTurn
 from ._peer_watch import LoopWatch, wait_for_graph
-from ._peer_wire import RENEW, service_of
+from ._peer_wire import RENEW, rolls_of
 
 log = logging.getLogger("cadenza.peers")
 
@@ -409,18 +409,20 @@ class _Conversation:
     async def hold(self) -> Result:
         journal = self.port.state.journal
         record = journal.prior.conversations.get(self.ctx.scope) if journal is not None else None
-        if record is not None and record.said:  # the store is the record: what an earlier process left on the bus
+        if record is not None and not record.said:
+            record = None
+        if record is not None:  # the store is the record: what an earlier process left on the bus
             await self.bus.discard(self.ctx.run_id, self.ctx.scope)  # goes (a Redis bus outlives it), or it would
             #                                                          arrive twice, as sealed then and as delivered now
         if self.group.bus is not None:  # a bus other processes may share: members with a worker on its roll go there
-            rolls = {name: service_of(self.group, name) for name in self.members}
+            rolls = rolls_of(self.group, self.members)
             assigned = await RemoteMembers.assign(rolls, self.bus, self.ctx.run_id)
             if assigned:
                 self.remote = RemoteMembers(rolls, self.bus, self.ctx.run_id, self.ctx.scope, assigned,
                                             self._take_remote, self._reclaim)
                 await self.remote.open()
         try:
-            if record is not None and record.said:
+            if record is not None:
                 await self._take_up(record)
             else:
                 opening = PeerMessage(message_id=new_message_id(), run_id=RunId(self.ctx.run_id),
@@ -447,7 +449,7 @@ class _Conversation:
         busy = self.busy
         while self.stopped is None:
             await self._start_turns()
-            if not busy and not await self._in_flight():
+            if not busy and not self._in_flight():
                 waits = wait_for_graph(list(self.members), self.transcript, self.answers)
                 self._stop(ErrorCode.PEER_DEADLOCK, "deadlock: every agent is idle and no message is in flight, "
                            f"with {len(self.answers)} of the {self.group.quorum} final answers needed: {waits}")
@@ -495,7 +497,7 @@ class _Conversation:
                 self._stop(ErrorCode.INTERNAL, f"failure: {member.agent.name}'s turn broke: "
                            f"{type(failed).__name__}: {failed}")
 
-    async def _in_flight(self) -> bool:
+    def _in_flight(self) -> bool:
         """Whether a message is on its way to or with a member served elsewhere: published and not acknowledged.
         This process publishes every message of its members' inboxes and acknowledges every one, so its own count
         is the bus's (`Bus.unacknowledged`), without asking the bus on every pause."""

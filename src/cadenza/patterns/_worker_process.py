@@ -57,15 +57,6 @@ class _Channel:
     def tell(self, step: int, method: str, args: Mapping[str, Any]) -> None:
         _wire.write(self.writer, {"op": "tell", "step": step, "method": method, "args": dict(args)})
 
-    def answered(self, message: Mapping[str, Any]) -> None:
-        found = self.pending.get(int(message["id"]))
-        if found is None or found.done():
-            return
-        if "error" in message:
-            found.set_exception(_wire.error_from(message["error"]))
-        else:
-            found.set_result(message.get("value"))
-
 
 class _Worker:
     """The steps this process runs, and the agents it rebuilt for them (by spec id)."""
@@ -79,7 +70,7 @@ class _Worker:
     def handle(self, message: Mapping[str, Any]) -> None:
         op = message.get("op")
         if op == "answer":
-            self.channel.answered(message)
+            _wire.answered(self.channel.pending, message)
         elif op == "spec":
             self.agents[str(message["sid"])] = _built(message["spec"])
         elif op == "step":
