@@ -5,8 +5,9 @@ Without a PostgreSQL server the PostgreSQL tests fail: they are never skipped.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -20,6 +21,18 @@ from stores.backends import PG_URL, Backend, PostgresBackend, SQLiteBackend
 # Property tests check behaviour, never speed: no per-example deadline, which a loaded CI machine would trip.
 settings.register_profile("cadenza", deadline=None)
 settings.load_profile("cadenza")
+
+
+@pytest.fixture(scope="session")
+def ray_instance() -> Iterator[str]:
+    """One local Ray instance for every Ray test of the session, started by the first: its address."""
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield str(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture

@@ -1,14 +1,16 @@
-"""One behaviour on every backend: the same runs on the local backend and on worker processes.
+"""One behaviour on every backend: the same runs on the local backend, on worker processes and on Ray actors.
 
-Each test runs on both. On the process backend every agent step runs in another OS process that
-rebuilt the agent from its spec and reaches its run only through the port: budgets, tool call
-records, approvals, the workspace and the audit log all cross the pipe, and every Result comes
-back sealed with the worker's own key. Same seed, same outputs, same stored rows.
+Each test runs on all three. On the process and Ray backends every agent step runs in another OS
+process that rebuilt the agent from its spec and reaches its run only through the port: budgets,
+tool call records, approvals, the workspace and the audit log all cross the pipe (or Ray's calls),
+and every Result comes back sealed with the worker's own key. Same seed, same outputs, same stored
+rows. The Ray backend runs on one local Ray instance shared by the session (`ray_instance`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from cadenza import (
 )
 from cadenza.backends.base import Backend
 from cadenza.backends.local import LocalBackend
+from cadenza.backends.ray import RayBackend
 from cadenza.patterns._workflow import load_workflow
 from cadenza.stores.sqlite import SQLiteStore
 from process.worker_tools import EFFECTS, deploy, effects, publish, remember, send_note
@@ -34,12 +37,17 @@ from process.worker_tools import EFFECTS, deploy, effects, publish, remember, se
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.fixture(params=["local", "process"])
+@pytest.fixture(params=["local", "process", "ray"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path,
                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
     monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))  # before any worker process starts
     if request.param == "local":
         yield LocalBackend()
+        return
+    if request.param == "ray":
+        request.getfixturevalue("ray_instance")
+        async with RayBackend(workers=2, runtime_env={"env_vars": {EFFECTS: os.environ[EFFECTS]}}) as actors:
+            yield actors
         return
     async with ProcessBackend(workers=2) as pool:
         yield pool

@@ -19,31 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import itertools
 import os
 import sys
-import weakref
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError, WorkerLost
-from .._messages import Result, Task
-from .._worker_spec import AgentSpec, PeersSpec, TeamSpec, rebuild_problems
-from ..security._identity import Envelope
 from . import _wire
-from ._port_server import PortServer
+from ._remote import RemoteBackend, Shipment
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from .._port import RunPort
-    from .._step_context import StepContext
-    from .._worker import Worker
-    from .._worker_spec import WorkerSpec
-    from ..security._identity import WorkerKey
-    from ..security._security import TaskOpener
+    from ._port_server import PortServer
 
 __all__ = ("START_TIMEOUT", "ProcessBackend")
 
@@ -51,46 +39,23 @@ START_TIMEOUT = 60.0
 """Seconds a new worker process may take to import cadenza and say it is ready."""
 
 
-class ProcessBackend:
+class ProcessBackend(RemoteBackend):
     """Runs agent steps in ``workers`` OS processes (the CPU count by default), started on first use.
 
     Close it (``async with`` or `aclose`) when done; worker processes also exit when this process does.
     """
 
     def __init__(self, workers: int | None = None) -> None:
+        super().__init__()
         count = workers if workers is not None else (os.cpu_count() or 1)
         if count < 1:
             raise ConfigError(f"a process backend needs at least one worker process, not {count}")
         self.size = count
         self._pool: list[_Process] = []
         self._starting: asyncio.Lock | None = None
-        self._shipped: weakref.WeakKeyDictionary[Any, _Shipment] = weakref.WeakKeyDictionary()
-        self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"ProcessBackend(workers={self.size}, running={len(self._pool)})"
-
-    def problems(self, worker: Worker) -> list[str]:
-        """What of ``worker`` this backend cannot run: a team or a peer group runs here (a team's own backend runs
-        its workers, a group's members take their turns here); any other worker must be an agent that a worker
-        process can rebuild from its spec."""
-        return list(self._shipment(worker).problems)
-
-    async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
-        """Run ``task`` on ``worker``: an agent in a worker process, a team or a peer group here."""
-        shipment = self._shipment(worker)
-        if shipment.stays:
-            return await worker.execute(task, ctx, port)
-        return Result.model_validate(await self._run(shipment, task, ctx, port, None, None))
-
-    async def deliver(self, worker: Worker, envelope: Envelope, opener: TaskOpener, key: WorkerKey,
-                      ctx: StepContext, port: RunPort) -> Envelope:
-        """Open the task here, run it in a worker process that holds only ``key``, return its sealed Result."""
-        task = opener.open(envelope)
-        shipment = self._shipment(worker)
-        if shipment.stays:
-            return key.seal(envelope.sender, await worker.execute(task, ctx, port))
-        return Envelope.model_validate(await self._run(shipment, task, ctx, port, key, envelope))
 
     async def aclose(self) -> None:
         """Stop every worker process (their running steps are lost); the next step starts the pool again, on the
@@ -106,26 +71,10 @@ class ProcessBackend:
                         tb: TracebackType | None) -> None:
         await self.aclose()
 
-    async def _run(self, shipment: _Shipment, task: Task, ctx: StepContext, port: RunPort, key: WorkerKey | None,
-                   envelope: Envelope | None) -> Any:
-        if shipment.problems:
-            raise ConfigError("; ".join(shipment.problems))
+    async def _carry(self, shipment: Shipment, step: int, message: dict[str, Any], serving: PortServer) -> Any:
         assert shipment.spec is not None
         process = await self._process()
-        step = next(self._ids)
-        message = {"op": "step", "id": step, "sid": shipment.sid, "task": task.model_dump(mode="json"),
-                   "ctx": ctx.to_json().decode(), "key": key.to_json() if key is not None else None,
-                   "recipient": envelope.sender if envelope is not None else None,
-                   "trace": envelope.trace if envelope is not None else dict(ctx.trace) or None,
-                   "workspace": port.workspace(ctx, ctx.agent) is not None, "observed": port.observed}
-        return await process.run(step, shipment.sid, shipment.spec, message, PortServer(port, ctx))
-
-    def _shipment(self, worker: Worker) -> _Shipment:
-        """What ``worker`` is, as this backend ships it: described once per worker, not once per step."""
-        found = self._shipped.get(worker)
-        if found is None:
-            found = self._shipped[worker] = _Shipment.of(worker.describe())
-        return found
+        return await process.run(step, shipment.sid, shipment.spec, message, serving)
 
     async def _process(self) -> _Process:
         """The least busy live worker process, starting one while the pool is not full."""
@@ -139,30 +88,6 @@ class ProcessBackend:
                     started = await _Process.start()
                     self._pool.append(started)
         return min(self._pool, key=lambda p: len(p.steps))
-
-
-@dataclass(frozen=True, slots=True)
-class _Shipment:
-    """A worker as a process backend sends it: its spec and the spec's id, or why it cannot go; a team or a peer
-    group stays."""
-
-    stays: bool
-    """It runs in this process: a team (its own backend runs its workers) or a peer group (its members' turns use
-    the run's keyring and bus)."""
-    sid: str
-    """Names the spec a worker process rebuilds the agent from."""
-    spec: dict[str, Any] | None
-    problems: tuple[str, ...]
-
-    @classmethod
-    def of(cls, spec: WorkerSpec) -> _Shipment:
-        if isinstance(spec, (TeamSpec, PeersSpec)):
-            return cls(True, "", None, ())
-        if not isinstance(spec, AgentSpec):
-            return cls(False, "", None, (f"worker {spec.name!r} (a {spec.type.rpartition(':')[2]}) cannot run in a "
-                                         "worker process: only agents, teams and peer groups can",))
-        sid = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
-        return cls(False, sid, spec.model_dump(mode="json"), tuple(rebuild_problems(spec)))
 
 
 class _Process:

@@ -1,0 +1,315 @@
+"""The Ray backend: each agent step runs on a Ray actor, in a local Ray instance or on a cluster; the run stays here.
+
+What runs where is as on the process backend (`RemoteBackend`): an agent is rebuilt on an actor from its spec, once
+per actor; a team plans and synthesises here and sends its agents' steps on; a peer group's members take their
+turns here. This process stays the single writer of the store; an actor receives the spec, the Task, the
+`StepContext` and, in a run that signs, the worker's own key (never another's), reaches the run only through its
+port, and returns the Result sealed with that key.
+
+Why actors rather than a task per step: an actor keeps the agents it rebuilt, their SDK clients and connection
+pools, warm between steps; and a step talks to its run while it runs, which a streaming actor call carries both
+ways (`patterns._ray_worker`). Actors reserve no CPU by default (an LLM step mostly waits for its model) and are
+spread over the cluster's nodes; ``actor_options`` changes both.
+
+Failures are cadenza's to retry: actors are never restarted and their calls never retried by Ray
+(``max_restarts=0``, ``max_task_retries=0``), so a step whose actor dies fails once with `WorkerLost`, which
+the run's retry policy retries on a new actor. Ray is an extra: ``pip install 'cadenza[ray]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Coroutine, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .._errors import ConfigError, WorkerLost
+from . import _wire
+from ._remote import RemoteBackend, Shipment
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._port_server import PortServer
+
+__all__ = ("CONNECT_TIMEOUT", "START_TIMEOUT", "RayBackend")
+
+START_TIMEOUT = 60.0
+"""Seconds a new actor may take to be placed, start its process and import cadenza."""
+CONNECT_TIMEOUT = 30.0
+"""Seconds a Ray cluster named by an address may take to answer."""
+PORT_CALLS = 1000
+"""Answers and cancellations an actor takes at once, beside its steps."""
+STEPS_PER_ACTOR = 10_000
+"""Steps an actor runs at once (they mostly wait for their models)."""
+_WORKER = "cadenza.patterns._ray_worker"
+"""The module of the actor class, loaded by name: it builds agents, and the backends stay below the patterns."""
+
+
+class RayBackend(RemoteBackend):
+    """Runs agent steps on ``workers`` Ray actors (by default one per CPU of the cluster), started on first use.
+
+    ``address`` (or ``RAY_ADDRESS``) names a running cluster (``host:port``, ``ray://host:port`` or ``auto``);
+    without one, a local Ray instance starts with the first step and stops with `aclose`. A Ray already started
+    in this process (``ray.init``) is used as it is, and left running. ``runtime_env`` is Ray's, for the actors
+    (this process's ``sys.path`` is their ``PYTHONPATH`` unless it says otherwise); ``actor_options`` are passed
+    to ``.options()`` of each actor (``num_cpus``, ``resources``, ``scheduling_strategy``...).
+    """
+
+    where = "a Ray actor"
+
+    def __init__(self, workers: int | None = None, *, address: str | None = None,
+                 runtime_env: Mapping[str, Any] | None = None, actor_options: Mapping[str, Any] | None = None,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        super().__init__()
+        if workers is not None and workers < 1:
+            raise ConfigError(f"a Ray backend needs at least one actor, not {workers}")
+        self.workers = workers
+        self.address = address if address is not None else (os.environ.get("RAY_ADDRESS") or None)
+        self.runtime_env = dict(runtime_env or {})
+        self.actor_options = dict(actor_options or {})
+        self.connect_timeout = connect_timeout
+        self._actors: list[_Actor] = []
+        self._starting: asyncio.Lock | None = None
+        self._size = 0
+        self._started_ray = False
+
+    def __repr__(self) -> str:
+        where = self.address or "a local Ray instance"
+        return f"RayBackend(workers={self.workers or 'one per CPU'}, on {where}, running={len(self._actors)})"
+
+    async def aclose(self) -> None:
+        """Stop every actor (their running steps are lost), and the local Ray instance if this backend started it."""
+        actors, self._actors, self._starting = self._actors, [], None
+        for actor in actors:
+            await actor.stop()
+        if self._started_ray:
+            self._started_ray = False
+            _ray().shutdown()
+
+    async def __aenter__(self) -> RayBackend:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def _carry(self, shipment: Shipment, step: int, message: dict[str, Any], serving: PortServer) -> Any:
+        actor = await self._actor()
+        return await actor.run(step, shipment, message, serving)
+
+    async def _actor(self) -> _Actor:
+        """The least busy live actor, starting one while the pool is not full."""
+        self._actors[:] = [a for a in self._actors if a.alive]
+        if len(self._actors) < max(self._size, 1):
+            if self._starting is None:
+                self._starting = asyncio.Lock()
+            async with self._starting:  # one start at a time: parallel steps do not each start an actor
+                if not self._size:
+                    await self._connect()
+                self._actors[:] = [a for a in self._actors if a.alive]
+                if len(self._actors) < self._size:
+                    self._actors.append(await _Actor.start(self._options()))
+        return min(self._actors, key=lambda a: a.running)
+
+    async def _connect(self) -> None:
+        """Join the cluster (or start a local instance) and size the pool.
+
+        Raises:
+            ConfigError: Ray is not installed, or the cluster did not answer within ``connect_timeout``.
+        """
+        ray = _ray()
+        if not ray.is_initialized():
+            if self.address is None:  # on this thread: Ray's processes die with the thread that started them
+                ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+                self._started_ray = True
+            else:
+                await _join(ray, self.address, self.connect_timeout)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self._size = self.workers or max(cpus, 1)
+
+    def _options(self) -> dict[str, Any]:
+        env = dict(self.runtime_env)
+        variables = dict(env.get("env_vars") or {})
+        variables.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))  # import what this process can
+        for name, value in os.environ.items():  # the actors export their spans where this process does
+            if name.startswith("OTEL_EXPORTER_OTLP_"):
+                variables.setdefault(name, value)
+        env["env_vars"] = variables
+        options: dict[str, Any] = {"num_cpus": 0, "scheduling_strategy": "SPREAD"}
+        options.update(self.actor_options)
+        options.update(max_restarts=0, max_task_retries=0, runtime_env=env)
+        return options
+
+
+class _Actor:
+    """One Ray actor: its handle, its running steps, and the specs it was sent."""
+
+    def __init__(self, handle: Any, pid: int) -> None:
+        self.handle = handle
+        self.pid = pid
+        self.running = 0
+        self.sent: set[str] = set()
+        self.serving: set[asyncio.Task[None]] = set()
+        """Port requests being answered (kept, so none is collected while it runs)."""
+        self.lost: str | None = None
+        """Why the actor is gone, once it is."""
+
+    @property
+    def alive(self) -> bool:
+        return self.lost is None
+
+    @classmethod
+    async def start(cls, options: dict[str, Any]) -> _Actor:
+        """A new actor, once it answers.
+
+        Raises:
+            WorkerLost: no node started it within `START_TIMEOUT` (none has the resources it asks for, or its
+                runtime environment failed).
+        """
+        ray = _ray()
+        actor_class = ray.remote(max_concurrency=STEPS_PER_ACTOR, concurrency_groups={"port": PORT_CALLS})(
+            importlib.import_module(_WORKER).RayWorker)
+        handle = actor_class.options(**options).remote()
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                pid = int(await handle.ready.remote())
+        except (TimeoutError, ray.exceptions.RayError) as exc:
+            ray.kill(handle)
+            why = "it was not placed in time" if isinstance(exc, TimeoutError) else _first_line(exc)
+            raise WorkerLost(f"a Ray actor did not start within {START_TIMEOUT:g}s: {why} (its options: "
+                             f"{ {k: v for k, v in options.items() if k != 'runtime_env'} })") from None
+        return cls(handle, pid)
+
+    async def run(self, step: int, shipment: Shipment, message: dict[str, Any], serving: PortServer) -> Any:
+        """Stream one step: answer its requests as they come, and return its reply.
+
+        Raises:
+            WorkerLost: the actor died before the step finished.
+            ConfigError: the actor could not rebuild the agent or run the step.
+        """
+        ray = _ray()
+        if self.lost is not None:
+            raise WorkerLost(self.lost)
+        spec = None
+        if shipment.sid not in self.sent:
+            self.sent.add(shipment.sid)
+            spec = {"op": "spec", "sid": shipment.sid, "spec": shipment.spec}
+        self.running += 1
+        try:
+            async for ref in self.handle.step.remote(spec, message):
+                out = await ref
+                if out["op"] == "done":
+                    if "error" in out:
+                        raise _wire.error_from(out["error"])
+                    return out.get("result", out.get("envelope"))
+                self._request(out, serving)
+            raise WorkerLost(f"Ray actor {self.pid} ended the step without a reply")
+        except asyncio.CancelledError:
+            if self.lost is None:
+                self.handle.cancel.options(concurrency_group="port").remote(step)
+            raise
+        except ray.exceptions.RayTaskError as exc:  # the actor's own code broke: not the step's fault to retry
+            raise ConfigError(f"Ray actor {self.pid} failed the step: {_first_line(exc)}") from None
+        except ray.exceptions.RayError as exc:  # the actor died, or its node did
+            self.lost = f"Ray actor {self.pid} was lost while running the step: {_first_line(exc)}"
+            raise WorkerLost(self.lost) from None
+        finally:
+            self.running -= 1
+            if serving.leases:
+                self._serve(serving.abandon())
+
+    def _request(self, out: Mapping[str, Any], serving: PortServer) -> None:
+        """Serve a request the step made (``ask``: answered; ``tell``: not), without holding up its stream."""
+        if out["op"] == "ask":
+            self._serve(self._answer(out, serving))
+        elif out["op"] == "tell":
+            self._serve(serving.tell(str(out["method"]), out["args"]))
+
+    async def _answer(self, request: Mapping[str, Any], serving: PortServer) -> None:
+        reply = await serving.reply(str(request["method"]), request["args"])
+        if self.lost is None:
+            self.handle.answer.options(concurrency_group="port").remote({"op": "answer", "id": request["id"], **reply})
+
+    def _serve(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.serving.add(task)
+        task.add_done_callback(self.serving.discard)
+
+    async def stop(self) -> None:
+        ray = _ray()
+        if self.lost is None:
+            self.lost = f"Ray actor {self.pid} was stopped"
+            with contextlib.suppress(TimeoutError, ray.exceptions.RayError):
+                async with asyncio.timeout(5):  # its steps stop and its spans are exported
+                    await self.handle.stop.options(concurrency_group="port").remote()
+        ray.kill(self.handle)
+
+
+async def _join(ray: ModuleType, address: str, deadline: float) -> None:
+    """Connect this process to the cluster at ``address``, or fail within ``deadline`` seconds (Ray itself would
+    retry for minutes).
+
+    Raises:
+        ConfigError: naming the address and what failed.
+    """
+    if address != "auto":
+        parts = urlsplit(address if "://" in address else f"ray://{address}")
+        try:
+            async with asyncio.timeout(deadline):
+                _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+            writer.close()
+        except (OSError, TimeoutError, ValueError) as exc:
+            why = "no answer" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            raise ConfigError(f"the Ray cluster at {address} cannot be reached within {deadline:g}s: {why}") from None
+    joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connect() -> None:  # its own thread, which may outlive a deadline: Ray's connection has no timeout of its own
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except Exception as exc:
+            joined.get_loop().call_soon_threadsafe(_settle, joined, exc)
+        else:
+            joined.get_loop().call_soon_threadsafe(_settle, joined, None)
+
+    threading.Thread(target=connect, name="cadenza-ray-connect", daemon=True).start()
+    try:
+        async with asyncio.timeout(deadline):
+            await joined
+    except TimeoutError:
+        raise ConfigError(f"the Ray cluster at {address} did not answer within {deadline:g}s") from None
+    except Exception as exc:
+        raise ConfigError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}") from None
+
+
+def _settle(future: asyncio.Future[None], exc: Exception | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
+def _ray() -> ModuleType:
+    """The ``ray`` module.
+
+    Raises:
+        ConfigError: Ray is not installed.
+    """
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise ConfigError("the Ray backend needs Ray: pip install 'cadenza[ray]'") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
