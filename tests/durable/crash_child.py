@@ -3,7 +3,8 @@
     python crash_child.py DB LOG run RUN_ID [--die SPEC]
     python crash_child.py DB LOG resume RUN_ID [--die SPEC]
 
-``--backend process`` runs the agent steps in two worker processes.
+``--backend process`` runs the agent steps in two worker processes; ``--backend ray`` on two actors of the Ray
+cluster at ``RAY_ADDRESS``.
 
 Stdout, one flushed line each: ``EVENT <n> <type> <team> <step>`` for every event of the run
 (``n`` counts from 0, ``step`` is ``-`` for team events), so the parent can kill the process right
@@ -46,9 +47,11 @@ from cadenza._messages import Result, Task
 from cadenza._port import RunPort
 from cadenza._step_context import StepContext
 from cadenza._worker import Worker
+from cadenza.backends._remote import RemoteBackend
 from cadenza.backends.base import Backend
 from cadenza.backends.local import LocalBackend
 from cadenza.backends.process import ProcessBackend
+from cadenza.backends.ray import RayBackend
 from cadenza.patterns._workflow import parse_workflow
 from cadenza.security._identity import Envelope, WorkerKey
 from cadenza.security._security import TaskOpener
@@ -135,12 +138,10 @@ class LoggingBackend(LocalBackend):
         os.write(self.log_fd, f"{line} {os.getpid()}\n".encode())
 
 
-class LoggingProcessBackend(ProcessBackend):
-    """The process backend (agent steps in worker processes), logging each step in this process as the local one."""
+class LoggingRemote(RemoteBackend):
+    """A backend whose agent steps run in other processes, logging each step in this process as the local one."""
 
-    def __init__(self, log_fd: int, workers: int) -> None:
-        super().__init__(workers)
-        self.log_fd = log_fd
+    log_fd: int
 
     async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
         os.write(self.log_fd, f"start {ctx.team} {ctx.step_id} {os.getpid()}\n".encode())
@@ -154,6 +155,22 @@ class LoggingProcessBackend(ProcessBackend):
         reply = await super().deliver(worker, envelope, opener, key, ctx, port)
         os.write(self.log_fd, f"end {ctx.team} {ctx.step_id} {os.getpid()}\n".encode())
         return reply
+
+
+class LoggingProcessBackend(LoggingRemote, ProcessBackend):
+    """The process backend (agent steps in two worker processes), logging each step."""
+
+    def __init__(self, log_fd: int) -> None:
+        super().__init__(2)
+        self.log_fd = log_fd
+
+
+class LoggingRayBackend(LoggingRemote, RayBackend):
+    """The Ray backend (agent steps on two actors of the cluster at ``RAY_ADDRESS``), logging each step."""
+
+    def __init__(self, log_fd: int) -> None:
+        super().__init__(2)
+        self.log_fd = log_fd
 
 
 def instrument(team: Supervisor[Any], backend: Backend) -> None:
@@ -237,7 +254,9 @@ async def main(args: argparse.Namespace) -> int:
     log_fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     backend: Backend = LoggingBackend(log_fd)
     if args.backend == "process":
-        backend = LoggingProcessBackend(log_fd, workers=2)
+        backend = LoggingProcessBackend(log_fd)
+    elif args.backend == "ray":
+        backend = LoggingRayBackend(log_fd)
     instrument(team, backend)
     async with SQLiteStore(args.db) as store:
         killer.tap(store)
@@ -250,7 +269,7 @@ async def main(args: argparse.Namespace) -> int:
             print(f"ERROR {type(exc).__name__} {exc}".replace("\n", " "), flush=True)
             return 3
         finally:
-            if isinstance(backend, ProcessBackend):
+            if isinstance(backend, (ProcessBackend, RayBackend)):
                 await backend.aclose()
     body = {"status": result.status, "output": result.output, "usage": result.usage.model_dump(mode="json"),
             "steps": outputs(result.steps)}
@@ -265,8 +284,8 @@ def cli(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("mode", choices=("run", "resume"))
     parser.add_argument("run_id")
     parser.add_argument("--die", default=None, help="where to SIGKILL this process (see the module docstring)")
-    parser.add_argument("--backend", choices=("local", "process"), default="local",
-                        help="process: agent steps in two worker processes")
+    parser.add_argument("--backend", choices=("local", "process", "ray"), default="local",
+                        help="process: agent steps in two worker processes; ray: on two actors (RAY_ADDRESS)")
     return parser.parse_args(argv)
 
 

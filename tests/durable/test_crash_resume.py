@@ -399,6 +399,18 @@ def test_a_run_on_worker_processes_resumes_to_what_the_local_run_gives(case: Cas
     check_final(processes[-1], played.reference, played.reference_result)
 
 
+@slow
+@pytest.mark.parametrize("case", PROCESS_CASES, ids=lambda case: str(case) or "uninterrupted")
+def test_a_run_on_ray_resumes_to_what_the_local_run_gives(case: Case, played: Played, tmp_path: Path,
+                                                         ray_instance: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed with steps in flight on Ray actors (which die with the run that owns them), resumed on new ones."""
+    monkeypatch.setenv("RAY_ADDRESS", ray_instance)  # each child joins the session's Ray instance
+    processes = play(case, tmp_path / "ray", backend="ray")
+    for p in processes:
+        check_process(p)
+    check_final(processes[-1], played.reference, played.reference_result)
+
+
 def resumes(played: Played) -> Iterator[Process]:
     return (p for ps in played.cases.values() for p in ps if p.mode == "resume")
 

@@ -180,34 +180,49 @@ async def test_the_shared_workspace_is_reached_through_the_run(backend: Backend,
     assert [(i.version, i.writer) for i in items] == [(1, "notes")]
 
 
-# The process backend's own promises ---------------------------------------------------------------------------------
+# The promises of a backend whose steps run in other processes ------------------------------------------------------
 
 
-async def test_a_worker_process_that_dies_mid_step_is_a_retried_failure(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["process", "ray"])
+async def remote(request: pytest.FixtureRequest, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessBackend | RayBackend]:
+    """A backend that runs agent steps in one other process: a worker process, or a Ray actor."""
+    monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))
+    if request.param == "ray":
+        request.getfixturevalue("ray_instance")
+        async with RayBackend(workers=1, runtime_env={"env_vars": {EFFECTS: os.environ[EFFECTS]}}) as actors:
+            yield actors
+        return
+    async with ProcessBackend(workers=1) as pool:
+        yield pool
+
+
+def started(backend: ProcessBackend | RayBackend) -> int:
+    """How many worker processes (or actors) the backend has started."""
+    return len(backend._pool if isinstance(backend, ProcessBackend) else backend._actors)
+
+
+async def test_a_worker_process_that_dies_mid_step_is_a_retried_failure(remote: Backend) -> None:
     from process.worker_tools import crash_once
 
-    monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))
     worker = Agent("fragile", "Work.", model="simulated:conf", tools=[crash_once])
-    async with ProcessBackend(workers=1) as pool:
-        team = Supervisor("lead", workers=[worker], model="simulated:conf", backend=pool,
-                          plan=Plan.of({"id": "s1", "agent": "fragile", "instruction": "Work"}))
-        result = await team.run("Go")
+    team = Supervisor("lead", workers=[worker], model="simulated:conf", backend=remote,
+                      plan=Plan.of({"id": "s1", "agent": "fragile", "instruction": "Work"}))
+    result = await team.run("Go")
 
     [step] = result.steps
     assert result.status == "success" and step.attempts == 2
     assert effects() == ["crashing", "survived"]
 
 
-async def test_an_approved_step_whose_worker_process_dies_is_retried_on_its_approval(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_approved_step_whose_worker_process_dies_is_retried_on_its_approval(remote: Backend,
+                                                                                      tmp_path: Path) -> None:
     from process.worker_tools import crash_once
 
-    monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))
     worker = Agent("fragile", "Work.", model="simulated:conf", tools=[crash_once], requires_approval=True)
-    async with ProcessBackend(workers=1) as pool, SQLiteStore(tmp_path / "runs.db") as store:
+    async with SQLiteStore(tmp_path / "runs.db") as store:
         def team() -> Supervisor[str]:
-            return Supervisor("lead", workers=[worker], model="simulated:conf", backend=pool,
+            return Supervisor("lead", workers=[worker], model="simulated:conf", backend=remote,
                               plan=Plan.of({"id": "s1", "agent": "fragile", "instruction": "Work"}))
 
         assert (await team().run("Go", store=store, run_id="run_crash")).status == "waiting"  # type: ignore[arg-type]
@@ -225,29 +240,45 @@ shout: Any = lambda text: text.upper()  # noqa: E731 - what is refused
 shout.__annotations__ = {"text": str, "return": str}
 
 
-async def test_what_a_worker_process_cannot_rebuild_is_refused_before_anything_runs() -> None:
+async def test_what_a_worker_process_cannot_rebuild_is_refused_before_anything_runs(
+        remote: ProcessBackend | RayBackend) -> None:
     shout_agent = Agent("loud", "Shout.", model="simulated:conf", tools=[tool(shout, name="shout")])
-    async with ProcessBackend(workers=1) as pool:
-        team = Supervisor("lead", workers=[shout_agent], model="simulated:conf", backend=pool,
-                          plan=Plan.of({"id": "s1", "agent": "loud", "instruction": "Shout"}))
-        with pytest.raises(ConfigError, match=r"team 'lead' cannot run on its backend: agent 'loud': tool 'shout' "
-                                              r"is a lambda"):
-            await team.run("Go")
-        assert pool._pool == []  # no process was even started
+    team = Supervisor("lead", workers=[shout_agent], model="simulated:conf", backend=remote,
+                      plan=Plan.of({"id": "s1", "agent": "loud", "instruction": "Shout"}))
+    with pytest.raises(ConfigError, match=r"team 'lead' cannot run on its backend: agent 'loud': tool 'shout' "
+                                          r"is a lambda"):
+        await team.run("Go")
+    assert started(remote) == 0  # no process was even started
 
 
-async def test_a_spawn_policy_a_worker_process_cannot_honour_is_refused_before_anything_runs() -> None:
+async def test_a_closure_is_refused_at_submission_naming_it(remote: ProcessBackend | RayBackend) -> None:
+    def make() -> Any:
+        def whisper(text: str) -> str:
+            """Say it quietly."""
+            return text.lower()
+        return whisper
+
+    quiet = Agent("quiet", "Whisper.", model="simulated:conf", tools=[tool(make())])
+    team = Supervisor("lead", workers=[quiet], model="simulated:conf", backend=remote,
+                      plan=Plan.of({"id": "s1", "agent": "quiet", "instruction": "Whisper"}))
+    with pytest.raises(ConfigError, match=r"agent 'quiet': tool 'whisper' is defined inside a function "
+                                          r"\(.*test_conformance:.*make.<locals>.whisper\), so it cannot be imported"):
+        await team.run("Go")
+    assert started(remote) == 0
+
+
+async def test_a_spawn_policy_a_worker_process_cannot_honour_is_refused_before_anything_runs(
+        remote: ProcessBackend | RayBackend) -> None:
     from cadenza import SpawnPolicy
     from cadenza.models.function import FunctionModel
 
     local = FunctionModel(lambda request: "done")
     policy = SpawnPolicy(tools=[tool(shout, name="shout")], tiers={"default": "simulated:conf", "local": local})
     worker = Agent("steady", "Work.", model="simulated:conf")
-    async with ProcessBackend(workers=1) as pool:
-        team = Supervisor("lead", workers=[worker], model="simulated:conf", backend=pool, spawn=policy)
-        with pytest.raises(ConfigError) as refused:
-            await team.run("Go")
-        assert pool._pool == []
+    team = Supervisor("lead", workers=[worker], model="simulated:conf", backend=remote, spawn=policy)
+    with pytest.raises(ConfigError) as refused:
+        await team.run("Go")
+    assert started(remote) == 0
 
     message = str(refused.value)
     assert "team 'lead' may spawn agents with the allowlisted tools, but agent 'spawned': tool 'shout' is a lambda" \
