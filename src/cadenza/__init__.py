@@ -56,6 +56,7 @@ __all__ = (
     "Price",
     "Prices",
     "ProcessBackend",
+    "RayBackend",
     "Result",
     "ResumeError",
     "RetryPolicy",
@@ -149,6 +150,7 @@ _WHERE: dict[str, str] = {
     "StopPolicy": ".patterns._peers",
     "WorkerLost": "._errors",
     "ProcessBackend": ".backends.process",
+    "RayBackend": ".backends.ray",
     "Store": ".stores.base",
     "StoreError": "._errors",
     "Supervisor": ".patterns._supervisor",
@@ -221,6 +223,7 @@ if TYPE_CHECKING:
     from ._usage import Usage
     from ._workspace import Workspace, WorkspaceValue
     from .backends.process import ProcessBackend
+    from .backends.ray import RayBackend
     from .engine._durable import approve
     from .engine._executor import ExecutionPolicy, Executor, RetryPolicy
     from .models.base import Model, ModelRequest, ModelResponse

@@ -47,5 +47,6 @@ def test_local_is_the_default_by_name_too(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_an_unknown_backend_name_is_refused_naming_the_team() -> None:
-    with pytest.raises(ConfigError, match="team 'lead': backend must be 'local', 'process' or a Backend, not 'ray'"):
-        publishing_team("ray")
+    with pytest.raises(ConfigError, match="team 'lead': backend must be 'local', 'process', 'ray' or a Backend, not "
+                                          "'dask'"):
+        publishing_team("dask")

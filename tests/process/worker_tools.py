@@ -67,3 +67,20 @@ async def remember(text: str, context: ToolContext) -> str:
         return "no workspace"
     written = await context.workspace.put("note", {"text": text}, expected_version=0)
     return f"written at version {written.version}"
+
+
+@tool
+async def linger() -> str:
+    """Start, wait two seconds, and finish (a step to cancel half way)."""
+    import asyncio
+
+    effect("started")
+    await asyncio.sleep(2)
+    effect("finished")
+    return "finished"
+
+
+@tool(side_effect="idempotent")
+def where() -> str:
+    """The process id this tool ran in (recorded by the run, as a call with a side effect is)."""
+    return str(os.getpid())

@@ -87,7 +87,7 @@ class RayBackend(RemoteBackend):
 
     async def aclose(self) -> None:
         """Stop every actor (their running steps are lost), and the local Ray instance if this backend started it."""
-        actors, self._actors, self._starting = self._actors, [], None
+        actors, self._actors, self._starting, self._size = self._actors, [], None, 0
         for actor in actors:
             await actor.stop()
         if self._started_ray:
@@ -95,6 +95,11 @@ class RayBackend(RemoteBackend):
             _ray().shutdown()
 
     async def __aenter__(self) -> RayBackend:
+        """Join the cluster (or start the local instance) now, so that one that cannot be reached is an error before
+        the run starts rather than at its first step."""
+        async with self._lock():
+            if not self._size:
+                await self._connect()
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -109,9 +114,7 @@ class RayBackend(RemoteBackend):
         """The least busy live actor, starting one while the pool is not full."""
         self._actors[:] = [a for a in self._actors if a.alive]
         if len(self._actors) < max(self._size, 1):
-            if self._starting is None:
-                self._starting = asyncio.Lock()
-            async with self._starting:  # one start at a time: parallel steps do not each start an actor
+            async with self._lock():  # one start at a time: parallel steps do not each start an actor
                 if not self._size:
                     await self._connect()
                 self._actors[:] = [a for a in self._actors if a.alive]
@@ -134,6 +137,11 @@ class RayBackend(RemoteBackend):
                 await _join(ray, self.address, self.connect_timeout)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self._size = self.workers or max(cpus, 1)
+
+    def _lock(self) -> asyncio.Lock:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        return self._starting
 
     def _options(self) -> dict[str, Any]:
         env = dict(self.runtime_env)

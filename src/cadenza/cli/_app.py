@@ -20,12 +20,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from .._errors import CadenzaError, ConfigError
 from .._version import __version__
 
 if TYPE_CHECKING:
     from ..patterns._workflow import Workflow
+    from ._placement import Placement
 
 __all__ = ("app", "main")
 
@@ -67,15 +69,22 @@ def model_option(func: F) -> F:
 
 
 def backend_options(func: F) -> F:
-    """``--backend`` and ``--workers``: where the run's agent steps execute; ``--bus``: where its peer groups talk."""
+    """``--backend``, ``--workers`` and ``--ray-address``: where the run's agent steps execute; ``--bus``: where its
+    peer groups talk."""
     func = click.option("--bus", default=None, metavar="URL", envvar="CADENZA_BUS",
                         help="Where peer groups' messages travel: memory:// or redis://host:port/db (overrides the "
                              "file's bus:; env CADENZA_BUS). Default: a new in-process bus for each run.")(func)
+    func = click.option("--ray-address", default=None, metavar="ADDRESS", envvar="RAY_ADDRESS",
+                        help="The Ray cluster of --backend ray: host:port, ray://host:port or auto (env RAY_ADDRESS). "
+                             "Default: a local Ray instance started for the run.")(func)
     func = click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
-                        help="Worker processes of the process backend (default: the number of CPUs).")(func)
-    return click.option("--backend", type=click.Choice(["local", "process"]), default="local", show_default=True,
+                        help="Worker processes of the process backend, or actors of the Ray backend (default: one "
+                             "per CPU, of this machine or of the Ray cluster).")(func)
+    return click.option("--backend", type=click.Choice(["local", "process", "ray"]), default="local",
+                        show_default=True,
                         help="local: every step in this process; process: each agent step in a pool of worker "
-                             "processes (a tool that crashes or holds the GIL cannot stop the run).")(func)
+                             "processes (a tool that crashes or holds the GIL cannot stop the run); ray: each agent "
+                             "step on a Ray actor (pip install 'cadenza[ray]').")(func)
 
 
 class _App(click.Group):
@@ -168,7 +177,8 @@ def _load(path: str, model: str | None) -> Workflow:
 @backend_options
 @debug_option
 def run(workflow: str, goal: str, as_json: bool, no_store: bool, budget_usd: float | None,
-        budget_tokens: int | None, model: str | None, backend: str, workers: int | None, bus: str | None) -> None:
+        budget_tokens: int | None, model: str | None, backend: str, workers: int | None, ray_address: str | None,
+        bus: str | None) -> None:
     """Run WORKFLOW (a YAML file) on GOAL and show its progress.
 
     The run is recorded in the store as it happens: cadenza show, export and resume
@@ -191,18 +201,27 @@ def run(workflow: str, goal: str, as_json: bool, no_store: bool, budget_usd: flo
                         usd=budget_usd if budget_usd is not None else base.usd)
     raise click.exceptions.Exit(run_workflow(loaded, path=workflow, goal=goal, as_json=as_json, model=model,
                                              store_url=None if no_store else _store_url(), budget=budget,
-                                             processes=_processes(backend, workers)))
+                                             placement=_placement(backend, workers, ray_address)))
 
 
-def _processes(backend: str, workers: int | None) -> int | None:
-    """How many worker processes to run agent steps in; None for the local backend."""
+def _placement(backend: str, workers: int | None, ray_address: str | None) -> Placement | None:
+    """Where agent steps run, as the options say; None for the local backend.
+
+    Raises:
+        click.UsageError: an option that the chosen backend does not take.
+    """
+    from ._placement import Placement
+
+    given = click.get_current_context().get_parameter_source("ray_address") == ParameterSource.COMMANDLINE
+    if given and backend != "ray":
+        raise click.UsageError("--ray-address applies to --backend ray")
     if backend == "local":
         if workers is not None:
-            raise click.UsageError("--workers applies to --backend process")
+            raise click.UsageError("--workers applies to --backend process or ray")
         return None
-    import os
-
-    return workers or os.cpu_count() or 1
+    if backend == "ray":
+        return Placement("ray", workers, ray_address)
+    return Placement("process", workers)
 
 
 @app.command()
@@ -292,7 +311,7 @@ def export(run_id: str, output: str | None) -> None:
 @backend_options
 @debug_option
 def resume(run_id: str, force: bool, as_json: bool, model: str | None, backend: str, workers: int | None,
-           bus: str | None) -> None:
+           ray_address: str | None, bus: str | None) -> None:
     """Continue RUN_ID where it stopped.
 
     Finished steps are read back from the store, the rest run. The team is rebuilt from
@@ -301,7 +320,7 @@ def resume(run_id: str, force: bool, as_json: bool, model: str | None, backend: 
     from ._resume import resume_run
 
     raise click.exceptions.Exit(resume_run(_store_url(), run_id, force=force, as_json=as_json, model=model,
-                                           processes=_processes(backend, workers), bus=bus))
+                                           placement=_placement(backend, workers, ray_address), bus=bus))
 
 
 @app.command()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..stores.base import ApprovalRow, RunRow, Store
     from ..tools._tool_sources import ToolSources
     from ._display import Display, PeersShown
+    from ._placement import Placement
 
 __all__ = ("OFFLINE_NOTICE", "decide", "exit_code", "resume_run", "run_workflow", "with_bus")
 
@@ -117,9 +118,9 @@ def _kind(as_json: bool) -> DisplayKind:
 
 
 def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, model: str | None,
-                 store_url: str | None, budget: Budget | None = None, processes: int | None = None) -> int:
+                 store_url: str | None, budget: Budget | None = None, placement: Placement | None = None) -> int:
     """Run ``workflow`` on ``goal`` under ``budget``, recorded in the store at ``store_url`` unless it is None; with
-    ``processes``, its agent steps run in that many worker processes."""
+    ``placement``, its agent steps run on that backend."""
     from .._ids import new_run_id
 
     run_id = new_run_id()
@@ -135,7 +136,7 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
 
     banner = f"run {run_id} (resume with: cadenza resume {run_id})" if store_url else f"run {run_id}"
     return _drive(run_id, workflow, goal, banner=banner, as_json=as_json, store_url=store_url, body=body,
-                  processes=processes)
+                  placement=placement)
 
 
 def with_bus(workflow: Workflow, bus: str | None) -> Workflow:
@@ -157,7 +158,7 @@ def with_bus(workflow: Workflow, bus: str | None) -> Workflow:
 
 
 def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model: str | None,
-               processes: int | None = None, bus: str | None = None) -> int:
+               placement: Placement | None = None, bus: str | None = None) -> int:
     """Continue a recorded run, rebuilding its team from the workflow file it was started from."""
     from .._status import FINISHED_RUN
     from ._records import read_run
@@ -176,7 +177,7 @@ def resume_run(store_url: str, run_id: str, *, force: bool, as_json: bool, model
 
     banner = f"resuming run {row.run_id} ({row.status}, started {row.started_at:%Y-%m-%d %H:%M:%S} UTC)"
     return _drive(RunId(row.run_id), workflow, row.goal, banner=banner, as_json=as_json, store_url=store_url,
-                  body=body, processes=processes)
+                  body=body, placement=placement)
 
 
 def _load_for_resume(row: RunRow, model: str | None) -> Workflow:
@@ -226,7 +227,7 @@ def _peers_shown(workflow: Workflow) -> PeersShown:
 
 
 def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json: bool, store_url: str | None,
-           body: Body, processes: int | None) -> int:
+           body: Body, placement: Placement | None) -> int:
     """Run ``body`` under a display, the store open; show the result and return the exit code."""
     from ._display import make_display
 
@@ -235,7 +236,7 @@ def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json
     again = f"; resume with: cadenza resume {run_id}" if store_url is not None else ""
     try:
         result, pending = asyncio.run(_session(run_id, workflow, store_url, display, stop, banner=banner,
-                                               as_json=as_json, body=body, processes=processes))
+                                               as_json=as_json, body=body, placement=placement))
     except KeyboardInterrupt:
         click.echo(f"cancelled: run {run_id} was stopped; running steps were cancelled{again}", err=True)
         return 130
@@ -285,22 +286,22 @@ def closed_stdout() -> int:
 
 async def _session(run_id: RunId, workflow: Workflow, store_url: str | None, display: Display, stop: _Stop, *,
                    banner: str, as_json: bool, body: Body,
-                   processes: int | None) -> tuple[RunResult[Any], list[ApprovalRow]]:
+                   placement: Placement | None) -> tuple[RunResult[Any], list[ApprovalRow]]:
     from ..tools._tool_sources import ToolSources, require_approved
 
     stop.arm()
     try:
         async with ToolSources() as sources, AsyncExitStack() as stack:  # servers checked here close with the run
             await require_approved(workflow.entry.mcp_servers, sources, workflow=workflow.source)  # before the run id
-            if processes is not None:
-                from ..backends.process import ProcessBackend
+            if placement is not None:
                 from ..patterns._peers import PeerGroup
 
                 if isinstance(workflow.entry, PeerGroup):
                     raise ConfigError(f"{workflow.source} runs the peer group {workflow.entry.name!r}, whose members "
-                                      "run in the process of the run; --backend process runs a team's steps")
+                                      f"run in the process of the run; --backend {placement.backend} runs a team's "
+                                      "steps")
 
-                pool = await stack.enter_async_context(ProcessBackend(processes))
+                pool = await stack.enter_async_context(placement.open())
                 workflow.entry.use_backend(pool)
             if workflow.bus is not None and workflow.peers:
                 from ..buses import open_bus

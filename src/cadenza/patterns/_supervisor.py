@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .._events import EventSink
     from .._port import RunPort
     from ..backends.process import ProcessBackend
+    from ..backends.ray import RayBackend
     from ..engine._stream import EventStream
     from ..models.pricing import Prices
     from ..stores.base import Store
@@ -52,8 +53,9 @@ if TYPE_CHECKING:
 
 __all__ = ("DEFAULT_MAX_DEPTH", "Supervisor", "team_depth")
 
-BackendName = Literal["local", "process"]
-"""A backend by name: ``"local"`` runs steps in this process, ``"process"`` in a pool of worker processes."""
+BackendName = Literal["local", "process", "ray"]
+"""A backend by name: ``"local"`` runs steps in this process, ``"process"`` in a pool of worker processes, ``"ray"`` on
+Ray actors (of the cluster at ``RAY_ADDRESS``, or of a local Ray instance)."""
 
 ModelSpec = str | Model | Sequence[str | Model]
 """A model string, a model, or a fallback chain of either."""
@@ -127,8 +129,10 @@ class Supervisor(Generic[OutputT]):
             plan: a fixed plan; when given, the planner is skipped.
             policy: concurrency limits, timeouts, retries and failure policy.
             backend: where steps run: in-process by default (``"local"``); ``"process"`` for a pool of worker
-                processes (one per CPU) that each run of this team starts and closes; or a `Backend` the caller
-                owns, such as ``ProcessBackend(workers=4)``.
+                processes (one per CPU) that each run of this team starts and closes; ``"ray"`` for Ray actors
+                that each run starts and closes (on the cluster at ``RAY_ADDRESS``, else on a local Ray instance
+                started for the run); or a `Backend` the caller owns, such as ``ProcessBackend(workers=4)`` or
+                ``RayBackend(address=...)``.
             spawn: what the planner may grant to new agents; None forbids spawning.
             max_depth: the deepest nesting of teams allowed under and including this one.
             max_plan_steps: the largest plan the planner may produce.
@@ -167,7 +171,7 @@ class Supervisor(Generic[OutputT]):
         self.spawn = spawn
         self.static_plan = self._check_static(plan, max_plan_steps) if plan is not None else None
         self._pool = _pool_for(name, backend)
-        """The worker processes this team started for ``backend="process"``: closed when each run ends."""
+        """The worker processes (or Ray actors) this team started for a backend by name: closed when each run ends."""
         self.executor = Executor(policy, backend=self._pool if isinstance(backend, str) else backend)
         self.budget = budget
         self.scopes: frozenset[str] | None = frozenset(scopes) if scopes is not None else None
@@ -512,18 +516,22 @@ def _check_backends(team: Supervisor[Any]) -> None:
         raise ConfigError(f"team {team.name!r} cannot run on its backend: " + "; ".join(problems))
 
 
-def _pool_for(team: str, backend: Backend | BackendName | None) -> ProcessBackend | None:
-    """The pool a team starts itself for ``backend="process"``; None for any other choice."""
+def _pool_for(team: str, backend: Backend | BackendName | None) -> ProcessBackend | RayBackend | None:
+    """The pool a team starts itself for ``backend="process"`` or ``"ray"``; None for any other choice."""
     if not isinstance(backend, str) or backend == "local":
         return None
-    if backend != "process":
-        raise ConfigError(f"team {team!r}: backend must be 'local', 'process' or a Backend, not {backend!r}")
-    from ..backends.process import ProcessBackend
+    if backend == "process":
+        from ..backends.process import ProcessBackend
 
-    return ProcessBackend()
+        return ProcessBackend()
+    if backend == "ray":
+        from ..backends.ray import RayBackend
+
+        return RayBackend()
+    raise ConfigError(f"team {team!r}: backend must be 'local', 'process', 'ray' or a Backend, not {backend!r}")
 
 
-def _closing(pool: ProcessBackend | None) -> AbstractAsyncContextManager[object]:
+def _closing(pool: ProcessBackend | RayBackend | None) -> AbstractAsyncContextManager[object]:
     """The team's own pool of worker processes, stopped when the run ends (no process outlives a run)."""
     return nullcontext() if pool is None else pool
 
