@@ -75,9 +75,11 @@ def test_a_cli_run_exports_its_spans(collector: Collector, tmp_path: Path) -> No
     assert sum(name.startswith("chat ") for name in names) == 7  # six workers and the synthesiser
 
 
-def test_agents_in_worker_processes_export_their_spans_into_the_runs_trace(collector: Collector,
-                                                                           tmp_path: Path) -> None:
-    spans = research(collector, tmp_path, "--backend", "process", "--workers", "2")
+@pytest.mark.parametrize("backend", ["process", "ray"])
+def test_agents_in_worker_processes_export_their_spans_into_the_runs_trace(collector: Collector, tmp_path: Path,
+                                                                           backend: str) -> None:
+    """On Ray, the CLI starts a local Ray instance of its own; its actors export where the run does."""
+    spans = research(collector, tmp_path, "--backend", backend, "--workers", "2")
 
     by_id = {span.span_id: span for span in spans}
     steps = [span for span in spans if span.name.startswith("cadenza.step ")]

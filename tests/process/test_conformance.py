@@ -32,7 +32,7 @@ from cadenza.backends.local import LocalBackend
 from cadenza.backends.ray import RayBackend
 from cadenza.patterns._workflow import load_workflow
 from cadenza.stores.sqlite import SQLiteStore
-from process.worker_tools import EFFECTS, deploy, effects, publish, remember, send_note
+from process.worker_tools import EFFECTS, deploy, effects, publish, remember, send_note, where
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -86,6 +86,28 @@ async def test_a_workflow_gives_the_same_output_usage_and_stored_steps(backend: 
     assert result.status == expected.status == "success"
     assert (result.output, result.usage) == (expected.output, expected.usage)
     assert stored[0] == stored[1] and len(stored[0]) > 3
+
+
+async def test_a_failing_step_fails_the_same_and_its_dependent_is_skipped(backend: Backend, tmp_path: Path) -> None:
+    def team(on_backend: Backend | None) -> Supervisor[str]:
+        short = Agent("short", "Look it up.", model="simulated:conf", tools=[where], max_turns=1)  # fails: a tool call
+        steady = Agent("steady", "Answer.", model="simulated:conf")                              # needs a 2nd turn
+        lead = Supervisor("lead", workers=[short, steady], model="simulated:conf",
+                          plan=Plan.of({"id": "s1", "agent": "short", "instruction": "Look it up"},
+                                       {"id": "s2", "agent": "steady", "instruction": "Use it", "depends_on": ["s1"]},
+                                       {"id": "s3", "agent": "steady", "instruction": "Answer anyway"}))
+        return lead if on_backend is None else on(lead, on_backend)
+
+    async with SQLiteStore(tmp_path / "a.db") as first, SQLiteStore(tmp_path / "b.db") as second:
+        expected = await team(None).run("Go", store=first, run_id="run_fail")  # type: ignore[arg-type]
+        result = await team(backend).run("Go", store=second, run_id="run_fail")  # type: ignore[arg-type]
+        stored = (rows(await first.snapshot("run_fail")), rows(await second.snapshot("run_fail")))
+
+    assert [(s.step.id, s.status) for s in result.steps] == [("s1", "failed"), ("s2", "skipped"), ("s3", "success")]
+    assert result.status == expected.status == "partial"
+    assert result.steps[0].error is not None and result.steps[0].error.type == "MaxTurnsExceeded"
+    assert (result.output, result.usage) == (expected.output, expected.usage)
+    assert stored[0] == stored[1]
 
 
 async def test_a_side_effect_is_recorded_through_the_run_and_audited(backend: Backend, tmp_path: Path) -> None:
