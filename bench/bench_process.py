@@ -60,10 +60,11 @@ async def _run(shape: str, n: int, latency: float, workers: int | None) -> tuple
         return await _timed(_team(shape, n, latency), pool)
 
 
-async def _start_up() -> float:
+async def _start_up(backend: Any = None) -> float:
+    """The first step on a new worker of ``backend`` (a backend class; the process backend by default)."""
     from cadenza import ProcessBackend
 
-    async with ProcessBackend(1) as pool:
+    async with (backend or ProcessBackend)(1) as pool:
         t0 = time.perf_counter()
         await _timed(_team("chain", 1, 0.0), pool)
         return time.perf_counter() - t0

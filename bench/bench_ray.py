@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any
 
-from bench_process import _agents
+from bench_process import _agents, _start_up
 
 LATENCY = 0.05
 WORKERS = 2
@@ -62,17 +62,6 @@ async def _wall(name: str, shape: str, n: int, latency: float) -> tuple[float, s
             await backend.aclose()
 
 
-async def _first_step() -> float:
-    from cadenza import RayBackend
-
-    async with RayBackend(1) as actors:
-        team = _team("chain", 1, 0.0)
-        team.use_backend(actors)
-        t0 = time.perf_counter()
-        await team.run("bench")
-        return time.perf_counter() - t0
-
-
 def main() -> None:
     import ray
 
@@ -102,8 +91,10 @@ def main() -> None:
         cells = "   ".join(f"{name} {wall * 1e3:7.0f} ms" for name, (wall, _) in figures.items())
         print(f"  {n:>5} steps: {cells}  [{figures['ray'][1]}]")
 
+    from cadenza import RayBackend
+
     print(f"\nfirst step on a new actor (placement, process start, imports, rebuild, run): "
-          f"{asyncio.run(_first_step()) * 1e3:.0f} ms")
+          f"{asyncio.run(_start_up(RayBackend)) * 1e3:.0f} ms")
     ray.shutdown()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +38,27 @@ from process.worker_tools import EFFECTS, deploy, effects, publish, remember, se
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+@asynccontextmanager
+async def opened(request: pytest.FixtureRequest, name: str, workers: int) -> AsyncIterator[Any]:
+    """The backend called ``name``, with ``workers`` worker processes or actors, whose tools write to this test's
+    effects file."""
+    if name == "local":
+        yield LocalBackend()
+    elif name == "ray":
+        request.getfixturevalue("ray_instance")
+        async with RayBackend(workers=workers, runtime_env={"env_vars": {EFFECTS: os.environ[EFFECTS]}}) as actors:
+            yield actors
+    else:
+        async with ProcessBackend(workers=workers) as pool:
+            yield pool
+
+
 @pytest.fixture(params=["local", "process", "ray"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path,
                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
     monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))  # before any worker process starts
-    if request.param == "local":
-        yield LocalBackend()
-        return
-    if request.param == "ray":
-        request.getfixturevalue("ray_instance")
-        async with RayBackend(workers=2, runtime_env={"env_vars": {EFFECTS: os.environ[EFFECTS]}}) as actors:
-            yield actors
-        return
-    async with ProcessBackend(workers=2) as pool:
-        yield pool
+    async with opened(request, request.param, 2) as found:
+        yield found
 
 
 def on(team: Supervisor[Any], backend: Backend) -> Supervisor[Any]:
@@ -210,13 +218,8 @@ async def remote(request: pytest.FixtureRequest, tmp_path: Path,
                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ProcessBackend | RayBackend]:
     """A backend that runs agent steps in one other process: a worker process, or a Ray actor."""
     monkeypatch.setenv(EFFECTS, str(tmp_path / "effects.txt"))
-    if request.param == "ray":
-        request.getfixturevalue("ray_instance")
-        async with RayBackend(workers=1, runtime_env={"env_vars": {EFFECTS: os.environ[EFFECTS]}}) as actors:
-            yield actors
-        return
-    async with ProcessBackend(workers=1) as pool:
-        yield pool
+    async with opened(request, request.param, 1) as found:
+        yield found
 
 
 def started(backend: ProcessBackend | RayBackend) -> int:

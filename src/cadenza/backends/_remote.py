@@ -8,9 +8,11 @@ trace context; what comes back is the Result (sealed with that key) and the port
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import weakref
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from ..security._identity import WorkerKey
     from ..security._security import TaskOpener
 
-__all__ = ("RemoteBackend", "Shipment")
+__all__ = ("RemoteBackend", "RemoteWorker", "Shipment")
 
 
 class RemoteBackend:
@@ -115,3 +117,33 @@ class Shipment:
                                          f"{where}: only agents, teams and peer groups can",))
         sid = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
         return cls(False, sid, spec.model_dump(mode="json"), tuple(rebuild_problems(spec)))
+
+
+class RemoteWorker:
+    """One worker a remote backend runs steps on (a worker process, a Ray actor): what each keeps of it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.sent: set[str] = set()
+        """The ids of the specs it was sent (it rebuilt their agents)."""
+        self.serving: set[asyncio.Task[None]] = set()
+        """Port requests being answered (kept, so none is collected while it runs)."""
+        self.lost: str | None = None
+        """Why the worker is gone, once it is."""
+
+    @property
+    def alive(self) -> bool:
+        return self.lost is None
+
+    def unsent(self, shipment: Shipment) -> dict[str, Any] | None:
+        """The message that gives this worker the spec of ``shipment``, the first time it is asked; None after."""
+        if shipment.sid in self.sent:
+            return None
+        self.sent.add(shipment.sid)
+        return {"op": "spec", "sid": shipment.sid, "spec": shipment.spec}
+
+    def serve(self, work: Coroutine[Any, Any, None]) -> None:
+        """Answer a request in the background, keeping the task until it ends."""
+        task = asyncio.create_task(work)
+        self.serving.add(task)
+        task.add_done_callback(self.serving.discard)

@@ -21,12 +21,12 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError, WorkerLost
 from . import _wire
-from ._remote import RemoteBackend, Shipment
+from ._remote import RemoteBackend, RemoteWorker, Shipment
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -72,9 +72,8 @@ class ProcessBackend(RemoteBackend):
         await self.aclose()
 
     async def _carry(self, shipment: Shipment, step: int, message: dict[str, Any], serving: PortServer) -> Any:
-        assert shipment.spec is not None
         process = await self._process()
-        return await process.run(step, shipment.sid, shipment.spec, message, serving)
+        return await process.run(step, shipment, message, serving)
 
     async def _process(self) -> _Process:
         """The least busy live worker process, starting one while the pool is not full."""
@@ -90,23 +89,14 @@ class ProcessBackend(RemoteBackend):
         return min(self._pool, key=lambda p: len(p.steps))
 
 
-class _Process:
-    """One worker process: its pipes, the steps it runs, and the specs it was sent."""
+class _Process(RemoteWorker):
+    """One worker process: its pipes and the steps it runs."""
 
     def __init__(self, proc: asyncio.subprocess.Process, pid: int) -> None:
+        super().__init__(pid)
         self.proc = proc
-        self.pid = pid
         self.steps: dict[int, tuple[asyncio.Future[Any], PortServer]] = {}
-        self.sent: set[str] = set()
         self.reader_task: asyncio.Task[None] | None = None
-        self.serving: set[asyncio.Task[None]] = set()
-        """Port requests being answered (kept, so none is collected while it runs)."""
-        self.lost: str | None = None
-        """Why the process is gone, once it is."""
-
-    @property
-    def alive(self) -> bool:
-        return self.lost is None
 
     @classmethod
     async def start(cls) -> _Process:
@@ -134,8 +124,7 @@ class _Process:
         process.reader_task = asyncio.create_task(process._read(), name=f"cadenza-worker-{process.pid}")
         return process
 
-    async def run(self, step: int, sid: str, spec: dict[str, Any], message: dict[str, Any],
-                  serving: PortServer) -> Any:
+    async def run(self, step: int, shipment: Shipment, message: dict[str, Any], serving: PortServer) -> Any:
         """Send one step and return its reply (a Result's or an Envelope's JSON).
 
         Raises:
@@ -149,9 +138,9 @@ class _Process:
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.steps[step] = (done, serving)
         try:
-            if sid not in self.sent:
-                self.sent.add(sid)
-                _wire.write(stdin, {"op": "spec", "sid": sid, "spec": spec})
+            spec = self.unsent(shipment)
+            if spec is not None:
+                _wire.write(stdin, spec)
             _wire.write(stdin, message)
             await stdin.drain()
             return await done
@@ -165,7 +154,7 @@ class _Process:
         finally:
             self.steps.pop(step, None)
             if serving.leases:
-                self._serve(serving.abandon())
+                self.serve(serving.abandon())
 
     async def _read(self) -> None:
         stdout = self.proc.stdout
@@ -185,7 +174,7 @@ class _Process:
         step = self.steps.get(int(message.get("id" if op == "done" else "step", 0)))
         if step is None:  # a step that ended meanwhile (cancelled): its worker is told, so nothing waits on it
             if op == "ask":
-                self._serve(self._refuse(int(message["id"])))
+                self.serve(self._refuse(int(message["id"])))
             return
         done, serving = step
         if op == "done":
@@ -196,14 +185,9 @@ class _Process:
             else:
                 done.set_result(message.get("result", message.get("envelope")))
         elif op == "ask":
-            self._serve(self._answer(int(message["id"]), serving, str(message["method"]), message["args"]))
+            self.serve(self._answer(int(message["id"]), serving, str(message["method"]), message["args"]))
         elif op == "tell":
-            self._serve(serving.tell(str(message["method"]), message["args"]))
-
-    def _serve(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self.serving.add(task)
-        task.add_done_callback(self.serving.discard)
+            self.serve(serving.tell(str(message["method"]), message["args"]))
 
     async def _answer(self, request: int, serving: PortServer, method: str, args: Mapping[str, Any]) -> None:
         reply = await serving.reply(method, args)

@@ -25,14 +25,14 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._errors import ConfigError, WorkerLost
 from . import _wire
-from ._remote import RemoteBackend, Shipment
+from ._remote import RemoteBackend, RemoteWorker, Shipment
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -131,7 +131,7 @@ class RayBackend(RemoteBackend):
         ray = _ray()
         if not ray.is_initialized():
             if self.address is None:  # on this thread: Ray's processes die with the thread that started them
-                ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+                ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
                 self._started_ray = True
             else:
                 await _join(ray, self.address, self.connect_timeout)
@@ -157,22 +157,13 @@ class RayBackend(RemoteBackend):
         return options
 
 
-class _Actor:
-    """One Ray actor: its handle, its running steps, and the specs it was sent."""
+class _Actor(RemoteWorker):
+    """One Ray actor: its handle and how many steps it runs."""
 
     def __init__(self, handle: Any, pid: int) -> None:
+        super().__init__(pid)
         self.handle = handle
-        self.pid = pid
         self.running = 0
-        self.sent: set[str] = set()
-        self.serving: set[asyncio.Task[None]] = set()
-        """Port requests being answered (kept, so none is collected while it runs)."""
-        self.lost: str | None = None
-        """Why the actor is gone, once it is."""
-
-    @property
-    def alive(self) -> bool:
-        return self.lost is None
 
     @classmethod
     async def start(cls, options: dict[str, Any]) -> _Actor:
@@ -206,13 +197,9 @@ class _Actor:
         ray = _ray()
         if self.lost is not None:
             raise WorkerLost(self.lost)
-        spec = None
-        if shipment.sid not in self.sent:
-            self.sent.add(shipment.sid)
-            spec = {"op": "spec", "sid": shipment.sid, "spec": shipment.spec}
         self.running += 1
         try:
-            async for ref in self.handle.step.remote(spec, message):
+            async for ref in self.handle.step.remote(self.unsent(shipment), message):
                 out = await ref
                 if out["op"] == "done":
                     if "error" in out:
@@ -232,24 +219,19 @@ class _Actor:
         finally:
             self.running -= 1
             if serving.leases:
-                self._serve(serving.abandon())
+                self.serve(serving.abandon())
 
     def _request(self, out: Mapping[str, Any], serving: PortServer) -> None:
         """Serve a request the step made (``ask``: answered; ``tell``: not), without holding up its stream."""
         if out["op"] == "ask":
-            self._serve(self._answer(out, serving))
+            self.serve(self._answer(out, serving))
         elif out["op"] == "tell":
-            self._serve(serving.tell(str(out["method"]), out["args"]))
+            self.serve(serving.tell(str(out["method"]), out["args"]))
 
     async def _answer(self, request: Mapping[str, Any], serving: PortServer) -> None:
         reply = await serving.reply(str(request["method"]), request["args"])
         if self.lost is None:
             self.handle.answer.options(concurrency_group="port").remote({"op": "answer", "id": request["id"], **reply})
-
-    def _serve(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self.serving.add(task)
-        task.add_done_callback(self.serving.discard)
 
     async def stop(self) -> None:
         ray = _ray()
@@ -281,7 +263,7 @@ async def _join(ray: ModuleType, address: str, deadline: float) -> None:
 
     def connect() -> None:  # its own thread, which may outlive a deadline: Ray's connection has no timeout of its own
         try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:
             joined.get_loop().call_soon_threadsafe(_settle, joined, exc)
         else:
