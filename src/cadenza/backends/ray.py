@@ -180,6 +180,9 @@ class _Actor(RemoteWorker):
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 pid = int(await handle.ready.remote())
+        except asyncio.CancelledError:  # the step that wanted it was cancelled: no actor is left behind
+            ray.kill(handle)
+            raise
         except (TimeoutError, ray.exceptions.RayError) as exc:
             ray.kill(handle)
             why = "it was not placed in time" if isinstance(exc, TimeoutError) else _first_line(exc)
