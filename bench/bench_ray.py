@@ -71,7 +71,7 @@ def main() -> None:
     steps = 40 if quick else 200
 
     t0 = time.perf_counter()
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     started = time.perf_counter() - t0
     print(f"cadenza Ray backend benchmarks (simulated model, signed messages, {WORKERS} warm workers each)\n")
     print(f"a local Ray instance starts in {started:.1f} s (ray.init, once per run of the CLI without --ray-address)\n")
