@@ -293,7 +293,8 @@ class StepTimeout(CadenzaError):
 
 
 class WorkerLost(CadenzaError):
-    """The worker process running a step died (a tool crashed it, it was killed); retryable, in a new process."""
+    """The worker process running a step died (a tool crashed it, it was killed, its node was lost); retryable, in a
+    new process."""
 
     code = ErrorCode.WORKER_LOST
 

@@ -28,6 +28,7 @@ from cadenza import (
     approve,
     tool,
 )
+from cadenza._events import StepRetrying
 from cadenza.backends.base import Backend
 from cadenza.backends.local import LocalBackend
 from cadenza.backends.ray import RayBackend
@@ -227,17 +228,25 @@ def started(backend: ProcessBackend | RayBackend) -> int:
     return len(backend._pool if isinstance(backend, ProcessBackend) else backend._actors)
 
 
-async def test_a_worker_process_that_dies_mid_step_is_a_retried_failure(remote: Backend) -> None:
+async def test_a_worker_process_that_dies_mid_step_is_a_retried_failure_whose_spending_counts(
+        remote: Backend) -> None:
+    """The lost attempt made one model call (which asked for the tool that killed its process): the run pays for it
+    and counts it, in the step's total and the run's."""
     from process.worker_tools import crash_once
 
     worker = Agent("fragile", "Work.", model="simulated:conf", tools=[crash_once])
     team = Supervisor("lead", workers=[worker], model="simulated:conf", backend=remote,
                       plan=Plan.of({"id": "s1", "agent": "fragile", "instruction": "Work"}))
-    result = await team.run("Go")
+    retried: list[StepRetrying] = []
+    result = await team.run("Go", events=lambda e: retried.append(e) if isinstance(e, StepRetrying) else None)
 
     [step] = result.steps
     assert result.status == "success" and step.attempts == 2
     assert effects() == ["crashing", "survived"]
+    [lost] = retried
+    assert lost.error.type == "WorkerLost" and lost.usage.model_calls == 1
+    assert step.result is not None and step.result.usage.model_calls == 2  # the attempt that finished
+    assert result.usage.model_calls == 1 + 2 + 1  # the lost call, the finished attempt, the synthesis
 
 
 async def test_an_approved_step_whose_worker_process_dies_is_retried_on_its_approval(remote: Backend,

@@ -9,11 +9,13 @@ mid-step has them released (`abandon`).
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._budget import Budget
-from .._errors import ConfigError
+from .._errors import ConfigError, WorkerLost
+from .._events import ModelCalled
 from .._port import ApprovalAsk, Claim, ToolCallRecord
 from .._usage import Usage
 from . import _wire
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from .._step_context import StepContext
 
 __all__ = ("PortServer",)
+
+_log = logging.getLogger("cadenza.backends")
 
 
 class PortServer:
@@ -34,6 +38,8 @@ class PortServer:
         self.ctx = ctx
         self.leases: dict[int, Lease] = {}
         self.lease_ids = itertools.count(1)
+        self.spent: list[Usage] = []
+        """The usage of each model call the worker reported (what it has spent so far)."""
 
     async def abandon(self) -> None:
         """The step ended (cancelled, or its process died) with calls in flight: release their reservations as a
@@ -89,6 +95,25 @@ class PortServer:
                                           expected_version=int(args["expected_version"]), writer=writer)
         return _wire.value_of(entry)
 
-    async def tell(self, method: str, args: Mapping[str, Any]) -> None:
-        if method == "report":
-            self.port.report(_wire.value_from(_wire.REPORTS[str(args["kind"])], args["event"]))
+    def tell(self, method: str, args: Mapping[str, Any]) -> None:
+        """A call without answer, taken in the order it came (a report of a model or tool call that ended).
+
+        Never raises: it is taken where the wire is read, which must go on. A report the run cannot read or take is
+        logged and dropped; the step goes on."""
+        if method != "report":
+            return
+        try:
+            event = _wire.value_from(_wire.REPORTS[str(args["kind"])], args["event"])
+            if isinstance(event, ModelCalled) and event.usage is not None:
+                self.spent.append(event.usage)
+            self.port.report(event)
+        except Exception as exc:
+            _log.warning("a report from step %s of run %s was dropped: %s: %s", self.ctx.step_id, self.ctx.run_id,
+                         type(exc).__name__, exc)
+
+    def lost(self, why: str) -> WorkerLost:
+        """The error of a step whose worker died: it carries what the worker's finished model calls used, as they
+        were reported, so that the run's totals count them (a call in flight at the death is not known)."""
+        lost = WorkerLost(why)
+        lost.spent = Usage.sum(self.spent) if self.spent else None
+        return lost

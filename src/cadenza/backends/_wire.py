@@ -6,7 +6,7 @@ stray ``print`` cannot corrupt the protocol.
 
     run's process -> worker      {"op": "spec", "sid", "spec"}         an agent to rebuild, once per process
                                  {"op": "step", "id", "sid", "task", "ctx", "key", "recipient", "trace",
-                                  "workspace", "observed"}             run one attempt of one step
+                                  "workspace"}                         run one attempt of one step
                                  {"op": "answer", "id", "value" | "error"}   the answer to a port request
                                  {"op": "cancel", "id"}                the step was cancelled
     worker -> run's process      {"op": "ask", "id", "step", "method", "args"}   a port request, answered

@@ -150,7 +150,7 @@ class _Process(RemoteWorker):
                     _wire.write(stdin, {"op": "cancel", "id": step})
             raise
         except ConnectionError:
-            raise WorkerLost(self.lost or f"worker process {self.pid} closed its pipe") from None
+            raise serving.lost(self.lost or f"worker process {self.pid} closed its pipe") from None
         finally:
             self.steps.pop(step, None)
             if serving.leases:
@@ -187,7 +187,7 @@ class _Process(RemoteWorker):
         elif op == "ask":
             self.serve(self._answer(int(message["id"]), serving, str(message["method"]), message["args"]))
         elif op == "tell":
-            self.serve(serving.tell(str(message["method"]), message["args"]))
+            serving.tell(str(message["method"]), message["args"])
 
     async def _answer(self, request: int, serving: PortServer, method: str, args: Mapping[str, Any]) -> None:
         reply = await serving.reply(method, args)
@@ -208,9 +208,9 @@ class _Process(RemoteWorker):
     def _lose(self, why: str) -> None:
         if self.lost is None:
             self.lost = why
-        for done, _ in self.steps.values():
+        for done, serving in self.steps.values():
             if not done.done():
-                done.set_exception(WorkerLost(self.lost))
+                done.set_exception(serving.lost(self.lost))
 
     async def stop(self) -> None:
         self._lose(f"worker process {self.pid} was stopped")

@@ -25,7 +25,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -60,13 +60,17 @@ class RayBackend(RemoteBackend):
     without one, a local Ray instance starts with the first step and stops with `aclose`. A Ray already started
     in this process (``ray.init``) is used as it is, and left running. ``runtime_env`` is Ray's, for the actors
     (this process's ``sys.path`` is their ``PYTHONPATH`` unless it says otherwise); ``actor_options`` are passed
-    to ``.options()`` of each actor (``num_cpus``, ``resources``, ``scheduling_strategy``...).
+    to ``.options()`` of each actor (``num_cpus``, ``resources``, ``scheduling_strategy``...). A sequence of them
+    gives the actors each in turn (``[{"resources": {"gpu_node": 1}}, {"resources": {"cpu_node": 1}}]``), skipping
+    those whose custom resources no live node has: when a node is lost, its actors are replaced on the others at
+    once, rather than waiting to be placed on a node that is gone.
     """
 
     where = "a Ray actor"
 
     def __init__(self, workers: int | None = None, *, address: str | None = None,
-                 runtime_env: Mapping[str, Any] | None = None, actor_options: Mapping[str, Any] | None = None,
+                 runtime_env: Mapping[str, Any] | None = None,
+                 actor_options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
                  connect_timeout: float = CONNECT_TIMEOUT) -> None:
         super().__init__()
         if workers is not None and workers < 1:
@@ -74,7 +78,12 @@ class RayBackend(RemoteBackend):
         self.workers = workers
         self.address = address if address is not None else (os.environ.get("RAY_ADDRESS") or None)
         self.runtime_env = dict(runtime_env or {})
-        self.actor_options = dict(actor_options or {})
+        given = actor_options if actor_options is not None else {}
+        self.actor_options = [dict(given)] if isinstance(given, Mapping) else [dict(o) for o in given]
+        if not self.actor_options:
+            raise ConfigError("a Ray backend's actor_options is an empty list: give at least one set of options")
+        self._turn = 0
+        """How many actors were started: the next takes the options of that turn."""
         self.connect_timeout = connect_timeout
         self._actors: list[_Actor] = []
         self._starting: asyncio.Lock | None = None
@@ -119,7 +128,7 @@ class RayBackend(RemoteBackend):
                     await self._connect()
                 self._actors[:] = [a for a in self._actors if a.alive]
                 if len(self._actors) < self._size:
-                    self._actors.append(await _Actor.start(self._options()))
+                    self._actors.append(await _Actor.start(self._next_options()))
         return min(self._actors, key=lambda a: a.running)
 
     async def _connect(self) -> None:
@@ -143,7 +152,22 @@ class RayBackend(RemoteBackend):
             self._starting = asyncio.Lock()
         return self._starting
 
-    def _options(self) -> dict[str, Any]:
+    def _next_options(self) -> dict[str, Any]:
+        """The options of the next actor: the next set in turn whose custom resources some live node has.
+
+        Raises:
+            WorkerLost: no live node has the resources of any set (they may come back: a retry tries again).
+        """
+        present = _ray().cluster_resources()
+        for _ in range(len(self.actor_options)):
+            chosen = self.actor_options[self._turn % len(self.actor_options)]
+            self._turn += 1
+            if all(name in present for name in chosen.get("resources") or {}):
+                return self._options(chosen)
+        wanted = "; ".join(str(o.get("resources")) for o in self.actor_options)
+        raise WorkerLost(f"no live node of the Ray cluster has the resources its actors ask for ({wanted})")
+
+    def _options(self, chosen: Mapping[str, Any]) -> dict[str, Any]:
         env = dict(self.runtime_env)
         variables = dict(env.get("env_vars") or {})
         variables.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))  # import what this process can
@@ -152,7 +176,7 @@ class RayBackend(RemoteBackend):
                 variables.setdefault(name, value)
         env["env_vars"] = variables
         options: dict[str, Any] = {"num_cpus": 0, "scheduling_strategy": "SPREAD"}
-        options.update(self.actor_options)
+        options.update(chosen)
         options.update(max_restarts=0, max_task_retries=0, runtime_env=env)
         return options
 
@@ -171,21 +195,31 @@ class _Actor(RemoteWorker):
 
         Raises:
             WorkerLost: no node started it within `START_TIMEOUT` (none has the resources it asks for, or its
-                runtime environment failed).
+                runtime environment failed), or the nodes with the custom resources it asks for were lost meanwhile.
         """
         ray = _ray()
         actor_class = ray.remote(max_concurrency=STEPS_PER_ACTOR, concurrency_groups={"port": PORT_CALLS})(
             importlib.import_module(_WORKER).RayWorker)
         handle = actor_class.options(**options).remote()
+        wanted = options.get("resources") or {}
+        ready: asyncio.Task[int] = asyncio.create_task(_pid_of(handle))
+        why = "it was not placed in time"
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                pid = int(await handle.ready.remote())
+                while not ready.done():
+                    await asyncio.wait({ready}, timeout=1.0)
+                    if not ready.done() and not all(name in ray.cluster_resources() for name in wanted):
+                        why = "no live node has the resources it asks for any more"
+                        raise TimeoutError
+                pid = ready.result()
         except asyncio.CancelledError:  # the step that wanted it was cancelled: no actor is left behind
+            ready.cancel()
             ray.kill(handle)
             raise
         except (TimeoutError, ray.exceptions.RayError) as exc:
+            ready.cancel()
             ray.kill(handle)
-            why = "it was not placed in time" if isinstance(exc, TimeoutError) else _first_line(exc)
+            why = why if isinstance(exc, TimeoutError) else _first_line(exc)
             raise WorkerLost(f"a Ray actor did not start within {START_TIMEOUT:g}s: {why} (its options: "
                              f"{ {k: v for k, v in options.items() if k != 'runtime_env'} })") from None
         return cls(handle, pid)
@@ -209,7 +243,7 @@ class _Actor(RemoteWorker):
                         raise _wire.error_from(out["error"])
                     return out.get("result", out.get("envelope"))
                 self._request(out, serving)
-            raise WorkerLost(f"Ray actor {self.pid} ended the step without a reply")
+            raise serving.lost(f"Ray actor {self.pid} ended the step without a reply")
         except asyncio.CancelledError:
             if self.lost is None:
                 self.handle.cancel.options(concurrency_group="port").remote(step)
@@ -218,7 +252,8 @@ class _Actor(RemoteWorker):
             raise ConfigError(f"Ray actor {self.pid} failed the step: {_first_line(exc)}") from None
         except ray.exceptions.RayError as exc:  # the actor died, or its node did
             self.lost = f"Ray actor {self.pid} was lost while running the step: {_first_line(exc)}"
-            raise WorkerLost(self.lost) from None
+            ray.kill(self.handle)  # an actor only unreachable for now must not go on with a step retried elsewhere
+            raise serving.lost(self.lost) from None
         finally:
             self.running -= 1
             if serving.leases:
@@ -229,7 +264,7 @@ class _Actor(RemoteWorker):
         if out["op"] == "ask":
             self.serve(self._answer(out, serving))
         elif out["op"] == "tell":
-            self.serve(serving.tell(str(out["method"]), out["args"]))
+            serving.tell(str(out["method"]), out["args"])
 
     async def _answer(self, request: Mapping[str, Any], serving: PortServer) -> None:
         reply = await serving.reply(str(request["method"]), request["args"])
@@ -244,6 +279,11 @@ class _Actor(RemoteWorker):
                 async with asyncio.timeout(5):  # its steps stop and its spans are exported
                     await self.handle.stop.options(concurrency_group="port").remote()
         ray.kill(self.handle)
+
+
+async def _pid_of(handle: Any) -> int:
+    """The process id of a new actor, once it has started."""
+    return int(await handle.ready.remote())
 
 
 async def _join(ray: ModuleType, address: str, deadline: float) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from .._errors import ConfigError, ErrorCode, StepTimeout, StoreError
+from .._errors import CadenzaError, ConfigError, ErrorCode, StepTimeout, StoreError
 from .._events import (
     Event,
     EventSink,
@@ -377,9 +377,10 @@ class _PlanRun:
                 agent_sem.release()
             if global_sem is not None:
                 global_sem.release()
+        spent = exc.spent if isinstance(exc, CadenzaError) else None  # a lost worker's calls were billed all the same
         return Result(
             task_id=task.task_id, run_id=self.run_id, agent=task.recipient, status="failure",
-            error=ErrorInfo.from_exception(exc), started_at=started, finished_at=utcnow(),
+            error=ErrorInfo.from_exception(exc), started_at=started, finished_at=utcnow(), usage=spent or Usage(),
         )
 
     async def _traced(self, record: StepRecord, worker: Worker, task: Task, ctx: StepContext) -> Result:

@@ -65,7 +65,7 @@ class RemoteTurn:
         self.members.turns[self.number] = self
         await self._answer({"turn": self.number, "task": task.model_dump(mode="json"), "ctx": ctx.to_json().decode(),
                             "key": dict(key) if key is not None else None,
-                            "workspace": port.workspace(ctx, ctx.agent) is not None, "observed": port.observed})
+                            "workspace": port.workspace(ctx, ctx.agent) is not None})
         try:
             return await self.reply
         finally:
@@ -81,8 +81,8 @@ class RemoteTurn:
     def lost(self) -> None:
         self.owed = None
         if not self.reply.done():
-            self.reply.set_exception(WorkerLost(f"worker {self.worker} stopped renewing its entry on the roll during "
-                                                f"turn {self.number}"))
+            why = f"worker {self.worker} stopped renewing its entry on the roll during turn {self.number}"
+            self.reply.set_exception(self.server.lost(why) if self.server is not None else WorkerLost(why))
 
     async def end(self) -> None:
         """Answer what the worker still waits for (the turn it asked for, or its ``done``): nothing more to do."""
@@ -217,7 +217,7 @@ class RemoteMembers:
         elif op == "ask":
             self._serve(self._ask(worker, turn, message))
         elif op == "tell" and turn is not None and turn.server is not None:
-            self._serve(turn.server.tell(str(message["method"]), message.get("args", {})))
+            turn.server.tell(str(message["method"]), message.get("args", {}))
 
     async def _ask(self, worker: str, turn: RemoteTurn | None, message: dict[str, Any]) -> None:
         if turn is None or turn.server is None:

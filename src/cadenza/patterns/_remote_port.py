@@ -37,15 +37,16 @@ class PortChannel(Protocol):
 class RemotePort:
     """The port of a step running in this process: every request goes to the run's process and waits for it."""
 
-    def __init__(self, channel: PortChannel, step: int, *, workspace: bool, observed: bool) -> None:
+    def __init__(self, channel: PortChannel, step: int, *, workspace: bool) -> None:
         self._channel = channel
         self._step = step
         self._workspace = workspace
-        self._observed = observed
 
     @property
     def observed(self) -> bool:
-        return self._observed
+        """Always: a worker in another process reports every call it makes as it ends, so that the run counts what
+        it spent even when the worker dies before replying (and the run's sinks see the calls when they listen)."""
+        return True
 
     def report(self, event: Report) -> None:
         """Send the run a worker's report (a model or tool call that ended), without waiting.

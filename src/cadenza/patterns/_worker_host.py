@@ -113,7 +113,7 @@ class WorkerHost:
             raise agent
         task = Task.model_validate(message["task"])
         ctx = StepContext.from_json(message["ctx"])
-        port = RemotePort(self.channel, step, workspace=bool(message["workspace"]), observed=bool(message["observed"]))
+        port = RemotePort(self.channel, step, workspace=bool(message["workspace"]))
         with attach_context(message.get("trace")):
             result = await agent.execute(task, ctx, port)
         key = message.get("key")
