@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from cadenza import ToolContext, tool
@@ -55,7 +56,8 @@ def crash_once() -> str:
     if not marker.exists():
         marker.write_text("x")
         effect("crashing")
-        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.5)  # half way: the model call before it was reported (a Ray actor streams reports, and a kill
+        os.kill(os.getpid(), signal.SIGKILL)  # within microseconds of one can lose it with the actor)
     effect("survived")
     return "survived"
 

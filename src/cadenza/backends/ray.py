@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ("CONNECT_TIMEOUT", "START_TIMEOUT", "RayBackend")
 
+_log = logging.getLogger("cadenza.backends")
+
 START_TIMEOUT = 60.0
 """Seconds a new actor may take to be placed, start its process and import cadenza."""
 CONNECT_TIMEOUT = 30.0
@@ -89,6 +91,9 @@ class RayBackend(RemoteBackend):
         self._starting: asyncio.Lock | None = None
         self._size = 0
         self._started_ray = False
+        self._filled = False
+        """The pool was full once: from then on, lost actors are replaced in the background."""
+        self._refilling: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         where = self.address or "a local Ray instance"
@@ -97,6 +102,11 @@ class RayBackend(RemoteBackend):
     async def aclose(self) -> None:
         """Stop every actor (their running steps are lost), and the local Ray instance if this backend started it."""
         actors, self._actors, self._starting, self._size = self._actors, [], None, 0
+        refilling, self._refilling, self._filled = self._refilling, None, False
+        if refilling is not None:
+            refilling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WorkerLost):
+                await refilling
         for actor in actors:
             await actor.stop()
         if self._started_ray:
@@ -120,16 +130,36 @@ class RayBackend(RemoteBackend):
         return await actor.run(step, shipment, message, serving)
 
     async def _actor(self) -> _Actor:
-        """The least busy live actor, starting one while the pool is not full."""
+        """The least busy live actor, starting one while the pool is not yet full.
+
+        Once the pool was full, an actor that was lost is replaced in the background while the live ones take the
+        steps (a retried step does not wait for a replacement that Ray may place only once it has declared the
+        lost node dead, 15 s later).
+        """
         self._actors[:] = [a for a in self._actors if a.alive]
-        if len(self._actors) < max(self._size, 1):
+        if self._filled and self._actors:
+            if len(self._actors) < self._size and (self._refilling is None or self._refilling.done()):
+                self._refilling = asyncio.create_task(self._refill(), name="cadenza-ray-refill")
+        elif len(self._actors) < max(self._size, 1):
             async with self._lock():  # one start at a time: parallel steps do not each start an actor
                 if not self._size:
                     await self._connect()
                 self._actors[:] = [a for a in self._actors if a.alive]
                 if len(self._actors) < self._size:
                     self._actors.append(await _Actor.start(self._next_options()))
+                self._filled = len(self._actors) >= self._size
         return min(self._actors, key=lambda a: a.running)
+
+    async def _refill(self) -> None:
+        """Start actors until the pool is full again; one that cannot start now is tried again with the next step
+        that finds the pool short."""
+        async with self._lock():
+            while len([a for a in self._actors if a.alive]) < self._size:
+                try:
+                    self._actors.append(await _Actor.start(self._next_options()))
+                except WorkerLost as exc:
+                    _log.warning("replacing a lost Ray actor failed (tried again later): %s", exc)
+                    return
 
     async def _connect(self) -> None:
         """Join the cluster (or start a local instance) and size the pool.
