@@ -28,7 +28,8 @@ def _agents(names: list[str], latency: float) -> list[Any]:
     return [Agent(n, "work", model=model, model_source=[source]) for n in names]
 
 
-def _team(shape: str, n: int, latency: float) -> Any:
+def _team(shape: str, n: int, latency: float, agents: int = 50) -> Any:
+    """A chain of ``n`` steps on one agent, or a fan-out of ``n`` steps over ``agents`` agents in turn."""
     from cadenza import Plan, Supervisor
 
     if shape == "chain":
@@ -36,8 +37,8 @@ def _team(shape: str, n: int, latency: float) -> Any:
                  for i in range(n)]
         workers = _agents(["w"], latency)
     else:
-        steps = [{"id": f"s{i}", "agent": f"w{i % 50}", "instruction": f"task {i}"} for i in range(n)]
-        workers = _agents([f"w{i}" for i in range(min(n, 50))], latency)
+        steps = [{"id": f"s{i}", "agent": f"w{i % agents}", "instruction": f"task {i}"} for i in range(n)]
+        workers = _agents([f"w{i}" for i in range(min(n, agents))], latency)
     return Supervisor("bench", workers=workers, model="simulated:lead", plan=Plan.of(*steps))
 
 

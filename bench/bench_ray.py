@@ -18,7 +18,8 @@ import logging
 import time
 from typing import Any
 
-from bench_process import _agents, _start_up
+import bench_process
+from bench_process import _start_up
 
 LATENCY = 0.05
 WORKERS = 2
@@ -26,15 +27,7 @@ WORKERS = 2
 
 def _team(shape: str, n: int, latency: float) -> Any:
     """A chain of ``n`` steps on one agent, or a fan-out of ``n`` steps on ``n`` agents."""
-    from cadenza import Plan, Supervisor
-
-    if shape == "chain":
-        steps = [{"id": f"s{i}", "agent": "w", "instruction": f"task {i}", "depends_on": [f"s{i - 1}"] if i else []}
-                 for i in range(n)]
-        return Supervisor("bench", workers=_agents(["w"], latency), model="simulated:lead", plan=Plan.of(*steps))
-    steps = [{"id": f"s{i}", "agent": f"w{i}", "instruction": f"task {i}"} for i in range(n)]
-    return Supervisor("bench", workers=_agents([f"w{i}" for i in range(n)], latency), model="simulated:lead",
-                      plan=Plan.of(*steps), max_plan_steps=max(n, 50))
+    return bench_process._team(shape, n, latency, agents=n)
 
 
 def _backend(name: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cadenza.cli import app
+from processes import alive_pid
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -64,9 +64,9 @@ def test_worker_processes_exit_when_the_run_is_killed(tmp_path: Path) -> None:
         run.wait(timeout=10)
 
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+    while time.monotonic() < deadline and any(alive_pid(pid) for pid in workers):
         time.sleep(0.1)
-    assert not [pid for pid in workers if _alive(pid)]
+    assert not [pid for pid in workers if alive_pid(pid)]
 
 
 def _wait_for_children(parent: int, count: int, *, deadline: float) -> list[int]:
@@ -91,15 +91,3 @@ def _children(parent: int) -> list[int]:
         if int(fields[1]) == parent and b"_worker_process" in (entry / "cmdline").read_bytes():
             found.append(int(entry.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited; it waits only for its (killed) parent to be reaped

@@ -23,6 +23,8 @@ from ..security._identity import Envelope
 from ._port_server import PortServer
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .._messages import Task
     from .._port import RunPort
     from .._step_context import StepContext
@@ -44,6 +46,16 @@ class RemoteBackend:
     def __init__(self) -> None:
         self._shipped: weakref.WeakKeyDictionary[Any, Shipment] = weakref.WeakKeyDictionary()
         self._ids = itertools.count(1)
+        self._starting: asyncio.Lock | None = None
+        """Held while a worker starts (made on first use, on the event loop of the steps; dropped by `aclose`)."""
+
+    async def aclose(self) -> None:
+        """Stop every worker (their running steps are lost)."""
+        raise NotImplementedError
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
 
     def problems(self, worker: Worker) -> list[str]:
         """What of ``worker`` this backend cannot run: a team or a peer group runs here; any other worker must be an
@@ -86,6 +98,12 @@ class RemoteBackend:
                    "trace": envelope.trace if envelope is not None else dict(ctx.trace) or None,
                    "workspace": port.workspace(ctx, ctx.agent) is not None}
         return await self._carry(shipment, step, message, PortServer(port, ctx))
+
+    def _lock(self) -> asyncio.Lock:
+        """The lock that starts one worker at a time: parallel steps do not each start one."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        return self._starting
 
     def _shipment(self, worker: Worker) -> Shipment:
         """What ``worker`` is, as this backend ships it: described once per worker, not once per step."""

@@ -29,7 +29,6 @@ from . import _wire
 from ._remote import RemoteBackend, RemoteWorker, Shipment
 
 if TYPE_CHECKING:
-    from types import TracebackType
 
     from ._port_server import PortServer
 
@@ -52,7 +51,6 @@ class ProcessBackend(RemoteBackend):
             raise ConfigError(f"a process backend needs at least one worker process, not {count}")
         self.size = count
         self._pool: list[_Process] = []
-        self._starting: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
         return f"ProcessBackend(workers={self.size}, running={len(self._pool)})"
@@ -67,10 +65,6 @@ class ProcessBackend(RemoteBackend):
     async def __aenter__(self) -> ProcessBackend:
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
-
     async def _carry(self, shipment: Shipment, step: int, message: dict[str, Any], serving: PortServer) -> Any:
         process = await self._process()
         return await process.run(step, shipment, message, serving)
@@ -79,9 +73,7 @@ class ProcessBackend(RemoteBackend):
         """The least busy live worker process, starting one while the pool is not full."""
         self._pool[:] = [p for p in self._pool if p.alive]
         if len(self._pool) < self.size:
-            if self._starting is None:
-                self._starting = asyncio.Lock()
-            async with self._starting:  # one start at a time: parallel steps do not each start a process
+            async with self._lock():
                 self._pool[:] = [p for p in self._pool if p.alive]
                 if len(self._pool) < self.size:
                     started = await _Process.start()

@@ -19,7 +19,9 @@ the run's retry policy retries on a new actor. Ray is an extra: ``pip install 'c
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -35,7 +37,6 @@ from . import _wire
 from ._remote import RemoteBackend, RemoteWorker, Shipment
 
 if TYPE_CHECKING:
-    from types import TracebackType
 
     from ._port_server import PortServer
 
@@ -85,10 +86,9 @@ class RayBackend(RemoteBackend):
         if not self.actor_options:
             raise ConfigError("a Ray backend's actor_options is an empty list: give at least one set of options")
         self._turn = 0
-        """How many actors were started: the next takes the options of that turn."""
+        """How many sets of options were taken: the next actor takes the set after."""
         self.connect_timeout = connect_timeout
         self._actors: list[_Actor] = []
-        self._starting: asyncio.Lock | None = None
         self._size = 0
         self._started_ray = False
         self._filled = False
@@ -121,10 +121,6 @@ class RayBackend(RemoteBackend):
                 await self._connect()
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
-
     async def _carry(self, shipment: Shipment, step: int, message: dict[str, Any], serving: PortServer) -> Any:
         actor = await self._actor()
         return await actor.run(step, shipment, message, serving)
@@ -141,7 +137,7 @@ class RayBackend(RemoteBackend):
             if len(self._actors) < self._size and (self._refilling is None or self._refilling.done()):
                 self._refilling = asyncio.create_task(self._refill(), name="cadenza-ray-refill")
         elif len(self._actors) < max(self._size, 1):
-            async with self._lock():  # one start at a time: parallel steps do not each start an actor
+            async with self._lock():
                 if not self._size:
                     await self._connect()
                 self._actors[:] = [a for a in self._actors if a.alive]
@@ -176,11 +172,6 @@ class RayBackend(RemoteBackend):
                 await _join(ray, self.address, self.connect_timeout)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self._size = self.workers or max(cpus, 1)
-
-    def _lock(self) -> asyncio.Lock:
-        if self._starting is None:
-            self._starting = asyncio.Lock()
-        return self._starting
 
     def _next_options(self) -> dict[str, Any]:
         """The options of the next actor: the next set in turn whose custom resources some live node has.
@@ -228,9 +219,7 @@ class _Actor(RemoteWorker):
                 runtime environment failed), or the nodes with the custom resources it asks for were lost meanwhile.
         """
         ray = _ray()
-        actor_class = ray.remote(max_concurrency=STEPS_PER_ACTOR, concurrency_groups={"port": PORT_CALLS})(
-            importlib.import_module(_WORKER).RayWorker)
-        handle = actor_class.options(**options).remote()
+        handle = _actor_class().options(**options).remote()
         wanted = options.get("resources") or {}
         ready: asyncio.Task[int] = asyncio.create_task(_pid_of(handle))
         why = "it was not placed in time"
@@ -267,12 +256,12 @@ class _Actor(RemoteWorker):
         self.running += 1
         try:
             async for ref in self.handle.step.remote(self.unsent(shipment), message):
-                out = await ref
-                if out["op"] == "done":
-                    if "error" in out:
-                        raise _wire.error_from(out["error"])
-                    return out.get("result", out.get("envelope"))
-                self._request(out, serving)
+                for out in await ref:  # what the step sent, in order; its reply last
+                    if out["op"] == "done":
+                        if "error" in out:
+                            raise _wire.error_from(out["error"])
+                        return out.get("result", out.get("envelope"))
+                    self._request(out, serving)
             raise serving.lost(f"Ray actor {self.pid} ended the step without a reply")
         except asyncio.CancelledError:
             if self.lost is None:
@@ -311,6 +300,13 @@ class _Actor(RemoteWorker):
         ray.kill(self.handle)
 
 
+@functools.cache
+def _actor_class() -> Any:
+    """The Ray actor class of the steps, made once: Ray exports it to the cluster with the first actor."""
+    return _ray().remote(max_concurrency=STEPS_PER_ACTOR, concurrency_groups={"port": PORT_CALLS})(
+        importlib.import_module(_WORKER).RayWorker)
+
+
 async def _pid_of(handle: Any) -> int:
     """The process id of a new actor, once it has started."""
     return int(await handle.ready.remote())
@@ -332,33 +328,25 @@ async def _join(ray: ModuleType, address: str, deadline: float) -> None:
         except (OSError, TimeoutError, ValueError) as exc:
             why = "no answer" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
             raise ConfigError(f"the Ray cluster at {address} cannot be reached within {deadline:g}s: {why}") from None
-    joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    joined: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def connect() -> None:  # its own thread, which may outlive a deadline: Ray's connection has no timeout of its own
+        joined.set_running_or_notify_cancel()  # running: giving up on it later leaves it to end on its own
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:
-            joined.get_loop().call_soon_threadsafe(_settle, joined, exc)
+            joined.set_exception(exc)
         else:
-            joined.get_loop().call_soon_threadsafe(_settle, joined, None)
+            joined.set_result(None)
 
     threading.Thread(target=connect, name="cadenza-ray-connect", daemon=True).start()
     try:
         async with asyncio.timeout(deadline):
-            await joined
+            await asyncio.wrap_future(joined)
     except TimeoutError:
         raise ConfigError(f"the Ray cluster at {address} did not answer within {deadline:g}s") from None
     except Exception as exc:
         raise ConfigError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}") from None
-
-
-def _settle(future: asyncio.Future[None], exc: Exception | None) -> None:
-    if future.done():
-        return
-    if exc is None:
-        future.set_result(None)
-    else:
-        future.set_exception(exc)
 
 
 def _ray() -> ModuleType:

@@ -45,8 +45,11 @@ class RayWorker:
         """Answers once the actor is up (its process started and imported cadenza): its process id."""
         return os.getpid()
 
-    async def step(self, spec: dict[str, Any] | None, message: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Run one step (rebuilding its agent from ``spec`` first, when given) and yield what it sends its run."""
+    async def step(self, spec: dict[str, Any] | None,
+                   message: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """Run one step (rebuilding its agent from ``spec`` first, when given) and yield what it sends its run: as
+        soon as there is something, everything there is by then, in order (each item streamed costs a Ray object,
+        and a step's last report and its reply mostly come together)."""
         self.loop = asyncio.get_running_loop()
         step = int(message["id"])
         queue = self.queues[step] = asyncio.Queue()
@@ -54,9 +57,14 @@ class RayWorker:
             if spec is not None:
                 self.host.handle(spec)
             self.host.handle(message)
-            while (out := await queue.get()) is not _ENDED:
-                yield out
-                if out["op"] == "done":
+            while True:
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                if any(out is _ENDED for out in batch):
+                    return
+                yield batch
+                if batch[-1]["op"] == "done":
                     return
         finally:
             self.queues.pop(step, None)
