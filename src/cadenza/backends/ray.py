@@ -59,14 +59,14 @@ _WORKER = "cadenza.patterns._ray_worker"
 class RayBackend(RemoteBackend):
     """Runs agent steps on ``workers`` Ray actors (by default one per CPU of the cluster), started on first use.
 
-    ``address`` (or ``RAY_ADDRESS``) names a running cluster (``host:port``, ``ray://host:port`` or ``auto``);
-    without one, a local Ray instance starts with the first step and stops with `aclose`. A Ray already started
-    in this process (``ray.init``) is used as it is, and left running. ``runtime_env`` is Ray's, for the actors
-    (this process's ``sys.path`` is their ``PYTHONPATH`` unless it says otherwise); ``actor_options`` are passed
-    to ``.options()`` of each actor (``num_cpus``, ``resources``, ``scheduling_strategy``...). A sequence of them
-    gives the actors each in turn (``[{"resources": {"gpu_node": 1}}, {"resources": {"cpu_node": 1}}]``), skipping
-    those whose custom resources no live node has: when a node is lost, its actors are replaced on the others at
-    once, rather than waiting to be placed on a node that is gone.
+    ``address`` (or ``RAY_ADDRESS``) names a running cluster (``host:port``, ``ray://host:port`` or ``auto``), which
+    this process joins until `aclose`; without one, a local Ray instance starts with the first step and stops with
+    `aclose`. A Ray already started in this process (``ray.init``) is used as it is, and left running.
+    ``runtime_env`` is Ray's, for the actors (this process's ``sys.path`` is their ``PYTHONPATH`` unless it says
+    otherwise); ``actor_options`` are passed to ``.options()`` of each actor (``num_cpus``, ``resources``,
+    ``scheduling_strategy``...). A sequence of them gives the actors each in turn (``[{"resources": {"gpu_node": 1}},
+    {"resources": {"cpu_node": 1}}]``), skipping those whose custom resources no live node has: when a node is
+    lost, its actors are replaced on the others at once, rather than waiting to be placed on a node that is gone.
     """
 
     where = "a Ray actor"
@@ -90,7 +90,9 @@ class RayBackend(RemoteBackend):
         self.connect_timeout = connect_timeout
         self._actors: list[_Actor] = []
         self._size = 0
-        self._started_ray = False
+        self._connected = False
+        """This backend connected this process to Ray (a local instance it started, or a cluster it joined): `aclose`
+        disconnects, so that nothing of Ray's (its actors, its messages on stdout) outlives the backend."""
         self._filled = False
         """The pool was full once: from then on, lost actors are replaced in the background."""
         self._refilling: asyncio.Task[None] | None = None
@@ -100,7 +102,8 @@ class RayBackend(RemoteBackend):
         return f"RayBackend(workers={self.workers or 'one per CPU'}, on {where}, running={len(self._actors)})"
 
     async def aclose(self) -> None:
-        """Stop every actor (their running steps are lost), and the local Ray instance if this backend started it."""
+        """Stop every actor (their running steps are lost); leave the cluster this backend joined, or stop the local
+        Ray instance it started."""
         actors, self._actors, self._starting, self._size = self._actors, [], None, 0
         refilling, self._refilling, self._filled = self._refilling, None, False
         if refilling is not None:
@@ -109,8 +112,8 @@ class RayBackend(RemoteBackend):
                 await refilling
         for actor in actors:
             await actor.stop()
-        if self._started_ray:
-            self._started_ray = False
+        if self._connected:
+            self._connected = False
             _ray().shutdown()
 
     async def __aenter__(self) -> RayBackend:
@@ -167,9 +170,9 @@ class RayBackend(RemoteBackend):
         if not ray.is_initialized():
             if self.address is None:  # on this thread: Ray's processes die with the thread that started them
                 ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-                self._started_ray = True
             else:
                 await _join(ray, self.address, self.connect_timeout)
+            self._connected = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self._size = self.workers or max(cpus, 1)
 

@@ -235,8 +235,11 @@ def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json
     stop = _Stop()
     again = f"; resume with: cadenza resume {run_id}" if store_url is not None else ""
     try:
-        result, pending = asyncio.run(_session(run_id, workflow, store_url, display, stop, banner=banner,
-                                               as_json=as_json, body=body, placement=placement))
+        # With --json, stdout carries the document alone: what libraries print during the run (Ray prints its
+        # cluster's warnings to stdout, from a thread) goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result, pending = asyncio.run(_session(run_id, workflow, store_url, display, stop, banner=banner,
+                                                   as_json=as_json, body=body, placement=placement))
     except KeyboardInterrupt:
         click.echo(f"cancelled: run {run_id} was stopped; running steps were cancelled{again}", err=True)
         return 130
