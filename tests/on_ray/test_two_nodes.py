@@ -9,10 +9,12 @@ own custom resource and temporary directory) and stopped by killing their proces
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +44,8 @@ class Watched:
 
 
 def run_and_kill_node2(cluster: Cluster, db: Path, steps: int, after_finished: int) -> Watched:
-    """Run the child; once ``after_finished`` steps finished, kill every process of the second node."""
+    """Run the child; once ``after_finished`` steps finished and a step is in flight on the second node (its tool
+    ran there, its answer is yet to come), kill every process of that node."""
     lines: list[str] = []
     killed: set[int] = set()
     with (db.parent / "child.err").open("w") as errors, \
@@ -54,14 +57,25 @@ def run_and_kill_node2(cluster: Cluster, db: Path, steps: int, after_finished: i
             assert child.stdout is not None
             for line in child.stdout:
                 lines.append(line.rstrip("\n"))
-                finished = sum(x.startswith("FINISHED ") for x in lines)
-                if not killed and finished >= after_finished:
+                finished = {x.split()[1] for x in lines if x.startswith("FINISHED ")}
+                if not killed and len(finished) >= after_finished and in_flight_on(cluster.processes("node2"), db,
+                                                                                   finished):
                     killed = cluster.processes("node2")
                     assert not kill(killed), "the second node's processes did not die"
             returncode = child.wait()
         finally:
             watchdog.cancel()
     return Watched(lines, killed, returncode)
+
+
+def in_flight_on(node: set[int], db: Path, finished: set[str]) -> bool:
+    """Whether a step that has not finished ran its tool (recorded in the store as it ran) in a process of
+    ``node``."""
+    if not db.exists():
+        return False
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+        ran = conn.execute("SELECT step_id, result_json FROM tool_calls WHERE status = 'finished'").fetchall()
+    return any(int(json.loads(pid)) in node and step not in finished for step, pid in ran)
 
 
 @pytest.mark.timeout(DEADLINE + 60)  # the run's deadline, and the cluster's start
@@ -72,6 +86,7 @@ async def test_a_run_survives_the_loss_of_a_node_and_counts_what_it_spent(cluste
     print("\n".join(watched.lines))  # shown when the test fails
 
     assert watched.returncode == 0, "\n".join(watched.lines[-20:]) + errors
+    assert watched.killed, "no step was in flight on the second node once four had finished"
     result = json.loads(next(x for x in watched.lines if x.startswith("RESULT ")).removeprefix("RESULT "))
     assert result["status"] == "success"
     assert all(status == "success" for status, _ in result["steps"].values())

@@ -21,7 +21,9 @@ from cadenza.models import resolve_model
 from cadenza.stores.sqlite import SQLiteStore
 from process.worker_tools import where
 
-NODES = [{"resources": {"head": 1}}, {"resources": {"node2": 1}}]
+NODES = [{"resources": {"node2": 1}}, {"resources": {"head": 1}}]
+"""The second node first: the first actor, on which the first steps run while the others start, is on the node
+that will be lost."""
 
 
 def team(steps: int) -> Supervisor[str]:

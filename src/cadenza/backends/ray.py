@@ -93,9 +93,8 @@ class RayBackend(RemoteBackend):
         self._connected = False
         """This backend connected this process to Ray (a local instance it started, or a cluster it joined): `aclose`
         disconnects, so that nothing of Ray's (its actors, its messages on stdout) outlives the backend."""
-        self._filled = False
-        """The pool was full once: from then on, lost actors are replaced in the background."""
-        self._refilling: asyncio.Task[None] | None = None
+        self._filling: asyncio.Task[None] | None = None
+        """Starts the actors after the first, and replaces lost ones, while the live ones take the steps."""
 
     def __repr__(self) -> str:
         where = self.address or "a local Ray instance"
@@ -105,11 +104,11 @@ class RayBackend(RemoteBackend):
         """Stop every actor (their running steps are lost); leave the cluster this backend joined, or stop the local
         Ray instance it started."""
         actors, self._actors, self._starting, self._size = self._actors, [], None, 0
-        refilling, self._refilling, self._filled = self._refilling, None, False
-        if refilling is not None:
-            refilling.cancel()
+        filling, self._filling = self._filling, None
+        if filling is not None:
+            filling.cancel()
             with contextlib.suppress(asyncio.CancelledError, WorkerLost):
-                await refilling
+                await filling
         for actor in actors:
             await actor.stop()
         if self._connected:
@@ -129,35 +128,38 @@ class RayBackend(RemoteBackend):
         return await actor.run(step, shipment, message, serving)
 
     async def _actor(self) -> _Actor:
-        """The least busy live actor, starting one while the pool is not yet full.
+        """The least busy live actor.
 
-        Once the pool was full, an actor that was lost is replaced in the background while the live ones take the
-        steps (a retried step does not wait for a replacement that Ray may place only once it has declared the
-        lost node dead, 15 s later).
+        A step waits for an actor to start only when none is live. The rest of the pool starts in the background
+        while the live actors take the steps: a run's steps (and many runs' steps) make progress one actor start
+        after the first step, not one per actor of the pool; and an actor that was lost is replaced without a
+        retried step waiting for a replacement that Ray may place only once it has declared the lost node dead,
+        15 s later.
         """
         self._actors[:] = [a for a in self._actors if a.alive]
-        if self._filled and self._actors:
-            if len(self._actors) < self._size and (self._refilling is None or self._refilling.done()):
-                self._refilling = asyncio.create_task(self._refill(), name="cadenza-ray-refill")
-        elif len(self._actors) < max(self._size, 1):
+        if not self._actors:
             async with self._lock():
                 if not self._size:
                     await self._connect()
                 self._actors[:] = [a for a in self._actors if a.alive]
-                if len(self._actors) < self._size:
+                if not self._actors:
                     self._actors.append(await _Actor.start(self._next_options()))
-                self._filled = len(self._actors) >= self._size
+        if len(self._actors) < self._size and (self._filling is None or self._filling.done()):
+            self._filling = asyncio.create_task(self._fill(), name="cadenza-ray-fill")
         return min(self._actors, key=lambda a: a.running)
 
-    async def _refill(self) -> None:
-        """Start actors until the pool is full again; one that cannot start now is tried again with the next step
-        that finds the pool short."""
-        async with self._lock():
-            while len([a for a in self._actors if a.alive]) < self._size:
+    async def _fill(self) -> None:
+        """Start actors one at a time until the pool is full, letting a step that finds none live go first; one that
+        cannot start now is tried again with the next step that finds the pool short."""
+        while True:
+            async with self._lock():
+                self._actors[:] = [a for a in self._actors if a.alive]
+                if len(self._actors) >= self._size:
+                    return
                 try:
                     self._actors.append(await _Actor.start(self._next_options()))
                 except WorkerLost as exc:
-                    _log.warning("replacing a lost Ray actor failed (tried again later): %s", exc)
+                    _log.warning("starting a Ray actor failed (tried again later): %s", exc)
                     return
 
     async def _connect(self) -> None:
