@@ -42,6 +42,8 @@ async def _wall(name: str, shape: str, n: int, latency: float) -> tuple[float, s
     """Wall time of one run on backend ``name``, its processes or actors started beforehand."""
     backend = _backend(name)
     try:
+        if name == "ray":
+            await backend.start()
         warm = _team("fanout", 2 * WORKERS, 0.0)
         warm.use_backend(backend)
         await warm.run("warm up")  # every worker started

@@ -16,15 +16,21 @@ import argparse
 import asyncio
 import logging
 import os
+import statistics
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench_ray import _team
 
+from on_ray.many_runs import drop_schema, orchestrate, served, submit_together, write_workflow
 from on_ray.nodes import Cluster, kill, two_nodes
+from stores.backends import PG_URL
 
 NODES = [{"resources": {"head": 1}}, {"resources": {"node2": 1}}]
 ACTORS = 4
@@ -37,6 +43,7 @@ async def _wall(n: int, latency: float, *, lose: Cluster | None = None, after: f
 
     retried: list[float] = []
     async with RayBackend(ACTORS, actor_options=NODES) as actors:
+        await actors.start()
         warm = _team("fanout", ACTORS * 2, 0.0)
         warm.use_backend(actors)
         await warm.run("warm up")
@@ -61,6 +68,38 @@ async def _wall(n: int, latency: float, *, lose: Cluster | None = None, after: f
         return wall, result.status, detail
 
 
+def _many_runs(cluster: Cluster, runs: int, steps: int, latency: float, *, one_process: bool) -> str:
+    """``runs`` runs of ``steps`` steps submitted together, into one PostgreSQL store: in one orchestrator process
+    (four actors shared), or as as many ``cadenza run`` processes (one actor each). How long they took, from the
+    store."""
+    from cadenza.stores import PostgresStore
+
+    schema = f"bench_many_{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        workflow = write_workflow(Path(tmp) / "many.yaml", steps, latency)
+        t0 = time.perf_counter()
+        if one_process:
+            exits = [orchestrate(cluster, f"{PG_URL}?schema={schema}", workflow, runs, 600)]
+        else:
+            exits = submit_together(cluster, f"{PG_URL}?schema={schema}", workflow, runs, 600)
+        wall = time.perf_counter() - t0
+
+    async def timelines() -> list[Any]:
+        async with PostgresStore(PG_URL, schema=schema) as store:
+            found = {r.run_id: await store.snapshot(r.run_id) for r in await store.list_runs(limit=runs * 2)}
+        await drop_schema(PG_URL, schema)
+        return served(found)
+
+    runs_served = asyncio.run(timelines())
+    took = [s.finished - s.started for s in runs_served]
+    first = [s.first_step_done - s.started for s in runs_served]
+    failed = sum(e.code != 0 for e in exits)
+    return (f"{wall:5.1f} s from submission to the last exit ({runs * steps / wall:,.0f} steps/s); a run took "
+            f"{min(took):.1f}-{max(took):.1f} s (median {statistics.median(took):.1f}); its first step was done "
+            f"{min(first):.1f}-{max(first):.1f} s after it started  [{len(runs_served)} runs recorded, "
+            f"{failed} processes failed]")
+
+
 def main() -> None:
     import ray
 
@@ -82,6 +121,12 @@ def main() -> None:
         wall, status, _ = asyncio.run(_wall(n, 0.0))
         print(f"\nsustained by one orchestrator, zero latency: {n / wall:,.0f} steps/s ({n} steps in {wall:.2f} s) "
               f"[{status}]")
+
+        runs, steps = (5, 20) if quick else (20, 100)
+        print(f"\n{runs} runs of {steps} steps (10 chains, 50 ms per model call) submitted together, into one "
+              "PostgreSQL store:")
+        print(f"  one orchestrator, 4 actors shared:  {_many_runs(cluster, runs, steps, 0.05, one_process=True)}")
+        print(f"  a cadenza run each, 1 actor each:   {_many_runs(cluster, runs, steps, 0.05, one_process=False)}")
 
         n, latency = (40, 1.0) if quick else (200, 1.0)
         base, status, _ = asyncio.run(_wall(n, latency))

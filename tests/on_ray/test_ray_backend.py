@@ -50,6 +50,28 @@ async def test_cancelling_a_run_stops_its_step_on_the_actor(ray_instance: str, t
     assert effects() == ["started"]
 
 
+@pytest.mark.parametrize("warmed", [True, False])
+async def test_a_warmed_pool_spreads_the_first_steps_and_a_cold_one_starts_them_on_its_first_actor(
+        ray_instance: str, tmp_path: Path, warmed: bool) -> None:
+    """`RayBackend.start` starts every actor before any step. Without it, a step waits for an actor only when none
+    is live: the steps that come while the first actor starts run on it, and the rest of the pool starts behind."""
+    agents = [Agent(f"w{i}", "Say where.", model="simulated:conf", tools=[where]) for i in range(2)]
+    plan = Plan.of(*({"id": f"s{i}", "agent": f"w{i}", "instruction": "Where?"} for i in range(2)))
+    async with RayBackend(workers=2) as actors, SQLiteStore(tmp_path / "runs.db") as store:
+        if warmed:
+            await actors.start()
+            assert len(actors._actors) == 2
+        team = Supervisor("lead", workers=agents, model="simulated:conf", backend=actors, plan=plan)
+        await team.run("Go", store=store, run_id="run_spread")  # type: ignore[arg-type]
+        calls = (await store.snapshot("run_spread")).tool_calls
+        if actors._filling is not None:  # the pool fills behind a cold start
+            await asyncio.wait_for(actors._filling, 60)
+        assert [a.alive for a in actors._actors] == [True, True]
+
+    ran_in = {json.loads(c.result_json or "0") for c in calls}
+    assert len(ran_in) == (2 if warmed else 1)
+
+
 async def test_a_team_on_ray_by_name_runs_its_steps_on_actors_and_leaves_the_sessions_ray_up(
         ray_instance: str, tmp_path: Path) -> None:
     import ray

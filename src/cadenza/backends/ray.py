@@ -148,19 +148,35 @@ class RayBackend(RemoteBackend):
             self._filling = asyncio.create_task(self._fill(), name="cadenza-ray-fill")
         return min(self._actors, key=lambda a: a.running)
 
+    async def start(self) -> None:
+        """Start every actor of the pool now, rather than as steps come: a service warms its pool before it takes
+        runs (and a benchmark measures steps, not actor starts).
+
+        Raises:
+            ConfigError: the cluster cannot be reached.
+            WorkerLost: an actor did not start.
+        """
+        async with self._lock():
+            if not self._size:
+                await self._connect()
+        await self._start_missing()
+
     async def _fill(self) -> None:
-        """Start actors one at a time until the pool is full, letting a step that finds none live go first; one that
-        cannot start now is tried again with the next step that finds the pool short."""
+        """`_start_missing` in the background; an actor that cannot start now is tried again with the next step
+        that finds the pool short."""
+        try:
+            await self._start_missing()
+        except WorkerLost as exc:
+            _log.warning("starting a Ray actor failed (tried again later): %s", exc)
+
+    async def _start_missing(self) -> None:
+        """Start actors one at a time until the pool is full, letting a step that finds none live go first."""
         while True:
             async with self._lock():
                 self._actors[:] = [a for a in self._actors if a.alive]
                 if len(self._actors) >= self._size:
                     return
-                try:
-                    self._actors.append(await _Actor.start(self._next_options()))
-                except WorkerLost as exc:
-                    _log.warning("starting a Ray actor failed (tried again later): %s", exc)
-                    return
+                self._actors.append(await _Actor.start(self._next_options()))
 
     async def _connect(self) -> None:
         """Join the cluster (or start a local instance) and size the pool.
