@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 LATENCY = 0.05
@@ -180,7 +181,21 @@ def import_time() -> dict[str, Any]:
             "cli_import_ms": best("import cadenza.cli")}
 
 
-WORKLOADS = {"floor": asyncio_floor, "overhead": overhead, "fanout": fanout, "diamond": diamond, "uneven": uneven, "import": import_time}
+def research_tokens(synthesize: str) -> dict[str, Any]:
+    """The research example (a plan, five researchers, a writer) on the simulated model: the calls and tokens it
+    sends with ``synthesize`` set to ``auto`` (the writer's report is the answer) or ``always``."""
+    from cadenza import load_workflow
+
+    workflow = load_workflow(Path(__file__).resolve().parents[1] / "examples" / "research.yaml", model="simulated:fast")
+    team = workflow.entry
+    team.synthesize = synthesize  # type: ignore[union-attr]
+    result = team.run_sync("Compare the last three papers on X")
+    return {"workload": "tokens", "status": result.status, "model_calls": result.usage.model_calls,
+            "input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens}
+
+
+WORKLOADS = {"floor": asyncio_floor, "overhead": overhead, "fanout": fanout, "diamond": diamond, "uneven": uneven, "import": import_time,
+             "tokens": research_tokens}
 
 
 def _child(name: str, args: list[str]) -> None:
@@ -227,6 +242,11 @@ def main() -> None:
     print(f"  uneven DAG: {r['wall_ms']:.1f} ms, critical path 110 ms ({r['ratio']:.3f}x); "
           f"scheduler {r['wall_ms'] - r['measured_cp_ms']:.2f} ms; "
           f"layer-barrier baseline {r['barrier_ms']:.1f} ms ({r['barrier_ratio']:.2f}x)  [{r['status']}]")
+    print("\ntokens of the research example (plan, five researchers, writer; simulated model):")
+    for mode in ("auto", "always"):
+        r = _run("tokens", mode)
+        print(f"  synthesize={mode:<6} {r['model_calls']} model calls, {r['input_tokens']:,} input tokens, "
+              f"{r['output_tokens']:,} output tokens  [{r['status']}]")
     r = _run("import")
     print(f"\nimport cadenza: {r['import_cadenza_ms']:.0f} ms;  from cadenza import Agent, Supervisor: "
           f"{r['from_cadenza_import_agent_supervisor_ms']:.0f} ms;  import cadenza.cli: {r['cli_import_ms']:.0f} ms (median of 7)")

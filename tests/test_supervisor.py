@@ -50,7 +50,7 @@ def echo(name: str) -> Agent[str]:
 
 async def test_planner_plan_is_executed_and_synthesised(events: list[Event]) -> None:
     lead_model = scripted_planner(plan_json(("s1", "a", []), ("s2", "b", []), ("s3", "a", ["s1", "s2"])))
-    lead = Supervisor("lead", workers=[echo("a"), echo("b")], model=lead_model)
+    lead = Supervisor("lead", workers=[echo("a"), echo("b")], model=lead_model, synthesize="always")
     result = await lead.run("goal", events=events.append)
     assert result.status == "success"
     assert result.output == "final: synthesised"
@@ -92,7 +92,7 @@ async def test_a_static_plan_skips_the_planner() -> None:
     lead_model = FunctionModel(lambda r: "synthesised")
     plan = Plan.of({"id": "x", "agent": "a", "instruction": "go"})
     result = await Supervisor("lead", workers=[echo("a")], model=lead_model, plan=plan).run("goal")
-    assert result.output == "synthesised" and len(lead_model.calls) == 1
+    assert result.output == "a done" and lead_model.calls == []  # no plan to make; its one step gave the answer
     with pytest.raises(PlanError, match="unknown agent 'b'"):
         Supervisor("lead", workers=[echo("a")], plan=Plan.of({"id": "x", "agent": "b", "instruction": "go"}))
 
@@ -129,13 +129,13 @@ async def test_teams_nest_and_usage_rolls_up(events: list[Event]) -> None:
     outer = Supervisor("outer", workers=[inner, echo("z")], model=scripted_planner(plan_json(("o1", "inner", []), ("o2", "z", ["o1"]))))
     result = await outer.run("goal", events=events.append)
     assert result.status == "success"
-    # outer: plan + o2 + synthesis = 3; inner: plan + i1 + i2 + synthesis = 4
-    assert result.usage.model_calls == 7
+    # outer: plan + o2 = 2; inner: plan + i1 + i2 = 3 (each plan ends in one step, whose output is the answer)
+    assert result.usage.model_calls == 5
     teams = {e.team for e in events if isinstance(e, StepStarted)}
     assert teams == {"outer", "outer/o1"}  # a nested team is named by the path of the step it runs
     assert [e.team for e in events if isinstance(e, RunFinished)] == ["outer/o1", "outer"]
     inner_record = next(r for r in result.steps if r.step.id == "o1")
-    assert inner_record.output == "final: synthesised"
+    assert inner_record.output == "y done"
 
 
 def test_nesting_deeper_than_the_limit_is_refused() -> None:

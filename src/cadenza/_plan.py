@@ -178,6 +178,11 @@ class Plan(BaseModel):
                     iters.append(iter(deps[nxt]))
         return []
 
+    def sinks(self) -> list[str]:
+        """Ids of the steps no other step depends on, in plan order: the plan's last steps."""
+        needed = {d for s in self.steps for d in s.depends_on}
+        return [s.id for s in self.steps if s.id not in needed]
+
     def layers(self) -> list[list[str]]:
         """Step ids grouped by depth (for display only: the executor never waits for a layer)."""
         depth: dict[str, int] = {}

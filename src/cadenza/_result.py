@@ -59,7 +59,8 @@ class RunResult(Generic[OutputT]):
         return (self.finished_at - self.started_at).total_seconds()
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready summary: run id, status, output, usage and every step (the CLI's ``--json``)."""
+        """A JSON-ready summary: run id, status, output, usage and every step with its output (the CLI's
+        ``--json``)."""
         from pydantic_core import to_jsonable_python
 
         return {
@@ -81,6 +82,7 @@ class RunResult(Generic[OutputT]):
                     "depends_on": list(r.step.depends_on),
                     "started_at": r.started_at.isoformat() if r.started_at else None,
                     "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                    "output": to_jsonable_python(r.output, fallback=str),
                     "error": r.error.model_dump() if r.error else None,
                     "skip_reason": r.skip_reason,
                     "stop_reason": r.result.stop_reason if r.result is not None else None,

@@ -101,6 +101,11 @@ class SpawnSpec(_Spec):
     tools: tuple[str, ...]
 
 
+Synthesize = Literal["auto", "always", "never"]
+"""When a team calls its synthesiser: ``auto`` unless its plan's one last step already produced an answer of the
+team's output type, ``always``, or ``never`` (the last step's output is the answer)."""
+
+
 class TeamSpec(_Spec):
     """A `Supervisor`: its planner and synthesiser, its written plan if any, and its workers' specs."""
 
@@ -109,6 +114,7 @@ class TeamSpec(_Spec):
     description: str
     planner_model: ModelRef
     synthesizer: AgentSpec
+    synthesize: Synthesize = "auto"
     plan: Plan | None
     spawn: SpawnSpec | None
     workers: tuple[WorkerSpec, ...]

@@ -72,7 +72,7 @@ def test_a_cli_run_exports_its_spans(collector: Collector, tmp_path: Path) -> No
     names = [span.name for span in research(collector, tmp_path)]
     assert "invoke_agent lead" in names and "cadenza.plan" in names
     assert sum(name.startswith("cadenza.step ") for name in names) == 6  # the research plan's six steps
-    assert sum(name.startswith("chat ") for name in names) == 7  # six workers and the synthesiser
+    assert sum(name.startswith("chat ") for name in names) == 6  # six workers (the writer's report is the answer)
 
 
 @pytest.mark.parametrize("backend", ["process", "ray"])
@@ -85,6 +85,6 @@ def test_agents_in_worker_processes_export_their_spans_into_the_runs_trace(colle
     steps = [span for span in spans if span.name.startswith("cadenza.step ")]
     workers = [span for span in spans if span.name.startswith("invoke_agent ") and span.name != "invoke_agent lead"]
     assert len(steps) == 6 and len(workers) == 6
-    assert sum(span.name.startswith("chat ") for span in spans) == 7
+    assert sum(span.name.startswith("chat ") for span in spans) == 6
     assert len({span.trace_id for span in spans}) == 1  # one trace across the processes
     assert all(by_id[span.parent_span_id].name.startswith("cadenza.step ") for span in workers)

@@ -96,7 +96,10 @@ def test_the_top_teams_planning_and_synthesis_calls_are_shown_so_the_lines_add_u
     db = str(tmp_path / "runs.db")
     examples = Path(__file__).resolve().parents[2] / "examples"
     runner = CliRunner()
-    done = runner.invoke(app, ["--store", db, "run", str(examples / "research.yaml"), "X", "--json"])
+    always = tmp_path / "research.yaml"  # by default the writer's report is the answer, with no synthesis
+    always.write_text((examples / "research.yaml").read_text().replace(
+        "  workers: [researcher_1", "  synthesize: always\n  workers: [researcher_1"))
+    done = runner.invoke(app, ["--store", db, "run", str(always), "X", "--json"])
     result = json.loads(done.stdout)
 
     lines = trace_lines(*asyncio.run(_stored(db, result["run_id"])))

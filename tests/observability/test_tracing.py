@@ -71,9 +71,9 @@ def researcher_model() -> FunctionModel:
 
 def team() -> Supervisor[str]:
     researcher = Agent("researcher", "Research.", model=researcher_model(), tools=[lookup, publish], scopes={"read"})
-    inner = Supervisor("inner", workers=[researcher], model=SimulatedModel("inner"),
+    inner = Supervisor("inner", workers=[researcher], model=SimulatedModel("inner"), synthesize="always",
                        plan=Plan.of({"id": "find", "agent": "researcher", "instruction": "Find it"}))
-    return Supervisor("lead", workers=[inner], model=SimulatedModel("lead"),
+    return Supervisor("lead", workers=[inner], model=SimulatedModel("lead"), synthesize="always",
                       plan=Plan.of({"id": "delegate", "agent": "inner", "instruction": "Delegate"}))
 
 

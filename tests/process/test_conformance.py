@@ -131,7 +131,7 @@ async def test_a_side_effect_is_recorded_through_the_run_and_audited(backend: Ba
     [call] = snapshot.tool_calls
     assert (call.scope, call.tool, call.status, call.result_json) == ("lead/s1", "send_note", "finished", '"sent"')
     kinds = [r.kind for r in audit]
-    assert kinds.count("tool.called") == 1 and kinds.count("model.called") >= 3
+    assert kinds.count("tool.called") == 1 and kinds.count("model.called") >= 2
     sent = [json.loads(r.detail_json) for r in audit if r.kind == "message.sent"]
     assert sent and all(d["signed"] for d in sent)
 
@@ -246,7 +246,7 @@ async def test_a_worker_process_that_dies_mid_step_is_a_retried_failure_whose_sp
     [lost] = retried
     assert lost.error.type == "WorkerLost" and lost.usage.model_calls == 1
     assert step.result is not None and step.result.usage.model_calls == 2  # the attempt that finished
-    assert result.usage.model_calls == 1 + 2 + 1  # the lost call, the finished attempt, the synthesis
+    assert result.usage.model_calls == 1 + 2  # the lost call and the finished attempt (whose output is the answer)
 
 
 async def test_an_approved_step_whose_worker_process_dies_is_retried_on_its_approval(remote: Backend,

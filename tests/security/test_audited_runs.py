@@ -65,7 +65,7 @@ async def test_a_recorded_run_audits_messages_tool_calls_denials_and_spawns(tmp_
     assert kinds["message.sent"] == 4  # a Task and a Result for each of two steps
     assert kinds["agent.spawned"] == 1
     models = [r for r in log if r.kind == "model.called"]
-    assert sorted(r.actor for r in models) == ["lead", "reader", "reader", "scout", "scout"]  # synthesis by lead
+    assert sorted(r.actor for r in models) == ["reader", "reader", "scout", "scout"]  # s2's output is the answer
     assert all('"seconds"' in r.detail_json and '"tokens"' in r.detail_json for r in models)
     denied = [r for r in log if r.kind == "tool.denied"]
     assert [(r.actor, r.subject) for r in denied] == [("reader", "publish")]

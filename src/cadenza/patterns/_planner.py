@@ -115,11 +115,14 @@ class PlannedOutcome:
 class Planner:
     """Asks a model for a plan and repairs it until it is valid, or gives up clearly."""
 
-    def __init__(self, model: Model, *, max_repairs: int = 2, max_steps: int = 50, instructions: str = PLANNER_INSTRUCTIONS) -> None:
+    def __init__(self, model: Model, *, max_repairs: int = 2, max_steps: int = 50,
+                 instructions: str = PLANNER_INSTRUCTIONS, one_last_step: bool = False) -> None:
         self.model = model
         self.max_repairs = max_repairs
         self.max_steps = max_steps
         self.instructions = instructions
+        self.one_last_step = one_last_step
+        """The plan must end in one step, every other leading to it: its output is the team's answer."""
 
     async def plan(self, goal: str, workers: Sequence[Worker], *, spawn: SpawnPolicy | None = None, team: str = "planner",
                    within: tuple[StepContext, RunPort] | None = None) -> PlannedOutcome:
@@ -176,6 +179,9 @@ class Planner:
             new_agents=tuple(draft.new_agents),
         )
         plan_problems = plan.problems([*names, *(p.name for p in draft.new_agents)], max_steps=self.max_steps)
+        if self.one_last_step and not plan_problems and len(last := plan.sinks()) > 1:
+            plan_problems.append(f"the plan ends in {len(last)} steps ({', '.join(last)}); it must end in one step "
+                                 "that depends, directly or not, on every other, and whose result is the answer")
         problems = spawn_problems + plan_problems
         if problems:
             return None, problems, bool(spawn_problems) and not plan_problems
@@ -184,6 +190,8 @@ class Planner:
     def _brief(self, goal: str, workers: Sequence[Worker], spawn: SpawnPolicy | None) -> str:
         team = "\n".join(f"- {w.name}: {w.description or '(no description)'}" for w in workers)
         text = f"Goal:\n{goal}\n\nTeam members:\n{team}\n\nUse at most {self.max_steps} steps."
+        if self.one_last_step:
+            text += " End with one step that depends on every other step: its result is the final answer."
         if spawn is not None and spawn.max_agents > 0:
             tools = json.dumps(spawn.tool_names)
             text += (f"\n\nIf no team member fits a step, you may propose up to {spawn.max_agents} new agents "

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from .._budget import Budget
 from .._errors import CadenzaError, ConfigError, ErrorCode, HierarchyError, SpawnError
@@ -27,7 +27,7 @@ from .._step_context import StepContext
 from .._sync import run_sync
 from .._usage import Usage
 from .._worker import Worker
-from .._worker_spec import TeamSpec, model_sources
+from .._worker_spec import Synthesize, TeamSpec, model_sources
 from ..backends.base import Backend, Composite, ServerUser
 from ..engine._accounts import BudgetAccount
 from ..engine._executor import ExecutionPolicy, Executor
@@ -85,7 +85,7 @@ class Supervisor(Generic[OutputT]):
                  plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | BackendName | None = None,
                  spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
                  planner_repairs: int = 2, budget: Budget | None = None,
-                 scopes: Iterable[str] | None = None) -> None: ...
+                 scopes: Iterable[str] | None = None, synthesize: Synthesize = "auto") -> None: ...
     @overload
     def __init__(self: Supervisor[OutputT], name: str, *, workers: Sequence[Worker], output_type: type[OutputT],
                  model: ModelSpec | None = None, planner_model: ModelSpec | None = None,
@@ -93,7 +93,7 @@ class Supervisor(Generic[OutputT]):
                  plan: Plan | None = None, policy: ExecutionPolicy | None = None, backend: Backend | BackendName | None = None,
                  spawn: SpawnPolicy | None = None, max_depth: int = DEFAULT_MAX_DEPTH, max_plan_steps: int = 50,
                  planner_repairs: int = 2, budget: Budget | None = None,
-                 scopes: Iterable[str] | None = None) -> None: ...
+                 scopes: Iterable[str] | None = None, synthesize: Synthesize = "auto") -> None: ...
     def __init__(
         self,
         name: str,
@@ -114,6 +114,7 @@ class Supervisor(Generic[OutputT]):
         planner_repairs: int = 2,
         budget: Budget | None = None,
         scopes: Iterable[str] | None = None,
+        synthesize: Synthesize = "auto",
     ) -> None:
         """Create a team.
 
@@ -142,13 +143,20 @@ class Supervisor(Generic[OutputT]):
             scopes: the ceiling on what any agent under this team may do (its workers, nested teams and spawned
                 agents): each holds at most its own grant intersected with this and every ceiling above. None
                 sets no ceiling of its own.
+            synthesize: when the synthesiser is called once the steps are done. ``auto``: unless the plan ends in
+                one step that succeeded with an output of the team's output type, which is then the team's output
+                (no call re-reads what that step already wrote). ``always``: every run. ``never``: the plan's
+                last step's output is the team's output; the plan must end in one step (the planner is told so).
         """
         problem = name_problem(name)
         if problem:
             raise ConfigError(f"team name {problem}")
         if not workers:
             raise ConfigError(f"team {name!r} has no workers")
+        if synthesize not in ("auto", "always", "never"):
+            raise ConfigError(f"team {name!r}: synthesize must be 'auto', 'always' or 'never', not {synthesize!r}")
         self._name = name
+        self.synthesize: Synthesize = synthesize
         self.workers: dict[str, Worker] = {}
         for worker in workers:
             if worker.name in self.workers:
@@ -162,7 +170,8 @@ class Supervisor(Generic[OutputT]):
             raise HierarchyError(f"team {name!r} nests {depth} levels of teams, deeper than the limit of {max_depth}")
         self._description = description or f"A team ({', '.join(self.workers)}) led by {name}."
         base_model = model if model is not None else DEFAULT_MODEL
-        self.planner = Planner(resolve_model(planner_model or base_model), max_repairs=planner_repairs, max_steps=max_plan_steps)
+        self.planner = Planner(resolve_model(planner_model or base_model), max_repairs=planner_repairs,
+                               max_steps=max_plan_steps, one_last_step=synthesize == "never")
         self._planner_sources = model_sources(planner_model or base_model)
         self.synthesizer = Agent(name, "\n\n".join(filter(None, [SYNTHESIZER_INSTRUCTIONS, instructions])),
                                  model=synthesizer_model or base_model, output_type=output_type)
@@ -185,7 +194,12 @@ class Supervisor(Generic[OutputT]):
             if problems:
                 raise SpawnError(f"team {self._name!r}: " + "; ".join(problems), problems=problems)
         agents = [*self.workers, *(p.name for p in plan.new_agents)]
-        return plan.check(agents, max_steps=max(max_plan_steps, len(plan.steps)))
+        checked = plan.check(agents, max_steps=max(max_plan_steps, len(plan.steps)))
+        if self.synthesize == "never" and len(last := plan.sinks()) > 1:
+            raise ConfigError(f"team {self._name!r}: synthesize='never' makes the plan's last step's output the team's "
+                              f"output, but its plan ends in {len(last)} steps ({', '.join(last)}): end it in one "
+                              "step, or synthesize")
+        return checked
 
     @property
     def name(self) -> str:
@@ -232,7 +246,7 @@ class Supervisor(Generic[OutputT]):
         return TeamSpec(
             name=self._name, description=self._description,
             planner_model=ModelRef(name=self.planner.model.name, sources=self._planner_sources),
-            synthesizer=self.synthesizer.describe(), plan=self.static_plan,
+            synthesizer=self.synthesizer.describe(), synthesize=self.synthesize, plan=self.static_plan,
             spawn=None if spawn is None else SpawnSpec(
                 max_agents=spawn.max_agents, tools=tuple(spawn.tool_names),
                 tiers={tier: m if isinstance(m, str) else m.name for tier, m in sorted(spawn.tiers.items())}),
@@ -474,6 +488,10 @@ class Supervisor(Generic[OutputT]):
             reason = "; ".join(f"step {r.step.id!r} failed: {r.error.message if r.error else 'unknown error'}" for r in failed[:3])
             return None, "failure", ErrorInfo(type="RunFailed", code=ErrorCode.RUN_FAILED,
                                                         message=reason or "no step succeeded"), Usage()
+        if self.synthesize != "always" and (answer := self._last_step_answer(plan, outcome)) is not None:
+            return answer[0], outcome.status, None, Usage()
+        if self.synthesize == "never":
+            return self._unsynthesised(plan, outcome)
         context: dict[str, Any] = {}
         for record in outcome.records.values():
             if record.status in ("success", "partial"):
@@ -496,6 +514,34 @@ class Supervisor(Generic[OutputT]):
             not_ok = [r.step.id for r in outcome.records.values() if r.status not in ("success",)]
             error = ErrorInfo(type="PartialRun", code=ErrorCode.PARTIAL_RUN, message=f"steps not completed: {', '.join(not_ok)}")
         return output, outcome.status, error, result.usage
+
+    def _last_step_answer(self, plan: Plan, outcome: PlanOutcome) -> tuple[Any] | None:
+        """The output of the plan's one last step, as the team's output (a JSON value), when that step succeeded
+        with an output of the team's output type; None otherwise. Every other step led to it, so all succeeded."""
+        last = plan.sinks()
+        record = outcome.records.get(last[0]) if len(last) == 1 else None
+        if record is None or record.status != "success" or record.result is None:
+            return None
+        output = record.result.output
+        if self._adapter is None:
+            return (output,) if isinstance(output, str) else None
+        try:
+            return (self._adapter.dump_python(self._adapter.validate_python(output), mode="json"),)
+        except ValidationError:
+            return None
+
+    def _unsynthesised(self, plan: Plan, outcome: PlanOutcome) -> tuple[Any, Any, ErrorInfo | None, Usage]:
+        """The end of a ``synthesize='never'`` run whose last step gave no answer: why, with the outputs the steps
+        made when some did not finish."""
+        if outcome.status == "partial":
+            not_ok = [r.step.id for r in outcome.records.values() if r.status != "success"]
+            return outcome.outputs(), "partial", ErrorInfo(
+                type="PartialRun", code=ErrorCode.PARTIAL_RUN, message=f"steps not completed: {', '.join(not_ok)}"), Usage()
+        last = plan.sinks()
+        why = (f"its plan ends in {len(last)} steps ({', '.join(last)})" if len(last) != 1 else
+               f"the output of its last step {last[0]!r} is not a {getattr(self.output_type, '__name__', self.output_type)}")
+        return None, "failure", ErrorInfo(type="RunFailed", code=ErrorCode.RUN_FAILED, message=(
+            f"team {self._name!r} does not synthesise (synthesize='never'), and {why}")), Usage()
 
 
 def _count_team_usage(source: Literal["planner", "synthesizer"], usage: Usage, run_id: RunId, team: ScopePath,

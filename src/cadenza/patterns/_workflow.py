@@ -531,7 +531,7 @@ class _Builder:
                               description=spec.description, plan=parts.plan, policy=parts.policy, spawn=parts.spawn,
                               max_depth=spec.max_depth, max_plan_steps=spec.max_plan_steps,
                               planner_repairs=spec.planner_repairs, budget=_budget(spec.budget),
-                              scopes=spec.scopes)
+                              scopes=spec.scopes, synthesize=spec.synthesize)
         except CadenzaError as exc:
             self._problem(path, str(exc))
             return None

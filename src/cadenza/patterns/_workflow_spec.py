@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .._names import name_problem
 from .._plan import Step
+from .._worker_spec import Synthesize
 from ._agent import DEFAULT_MODEL
 from ._supervisor import DEFAULT_MAX_DEPTH
 
@@ -215,6 +216,8 @@ class TeamSpec(_Spec):
     description: str = ""
     plan: list[Step] | None = None
     """A static plan: when given, the planner is skipped."""
+    synthesize: Synthesize = "auto"
+    """When the synthesiser is called (`Supervisor`'s ``synthesize``)."""
     policy: PolicySpec | None = None
     spawn: SpawnSpec | None = None
     max_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=1)
