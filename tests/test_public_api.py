@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
@@ -78,3 +81,21 @@ def test_the_version_is_the_projects() -> None:
 
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
     assert cadenza.__version__ == __version__ == project["project"]["version"]
+
+
+def test_an_agent_and_a_team_load_no_store_until_a_run_records() -> None:
+    """What a run needs is imported when it needs it: a team that runs without a store never loads the stores."""
+    code = ("import sys\n"
+            "from cadenza import Agent, Supervisor, Plan\n"
+            "loaded = lambda: sorted(m for m in ('cadenza.stores', 'cadenza.engine._journal', 'sqlite3') if m in sys.modules)\n"
+            "print(loaded())\n"
+            "team = Supervisor('lead', workers=[Agent('a')], plan=Plan.of({'id': 's', 'agent': 'a', 'instruction': 'go'}))\n"
+            "assert team.run_sync('goal').status == 'success'\n"
+            "print(loaded())\n"
+            "assert team.run_sync('goal', store=sys.argv[1]).status == 'success'\n"
+            "print(loaded())\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([sys.executable, "-c", code, f"{tmp}/runs.db"], capture_output=True, text=True,
+                             timeout=60).stdout.splitlines()
+
+    assert out == ["[]", "[]", "['cadenza.engine._journal', 'cadenza.stores', 'sqlite3']"]

@@ -3,7 +3,7 @@
 
 The runs share one `RayBackend` (four actors, two on each node, by the custom resource each node was started
 with) and one store, as a service that takes runs would. Stdout: one JSON line per run once all ended
-(``run_id``, ``status``, ``output``).
+(``run_id``, ``status``, ``output``, ``error``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ async def main(address: str, store_url: str, workflow_path: str, runs: int) -> N
         team.use_backend(actors)
         results = await asyncio.gather(*(team.run(f"goal {i}", store=store) for i in range(runs)))
     for result in results:
-        print(json.dumps({"run_id": result.run_id, "status": result.status, "output": result.output}), flush=True)
+        print(json.dumps({"run_id": result.run_id, "status": result.status, "output": result.output,
+                          "error": result.error.message if result.error else None}), flush=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from ..observability._metrics import enabled as metrics_enabled
 from ..tools._tool_sources import ToolSources
 from ._accounts import BudgetAccount, release, reserve_on, run_account, worst_usd
 from ._approvals import decide
-from ._journal import JournalSink
 from ._stream import EventStream
 
 if TYPE_CHECKING:
@@ -106,7 +105,12 @@ class RunState:
 
     def stream(self, events: EventSink | None = None) -> EventStream:
         """The run's event stream with its sinks, ``events`` among them."""
-        return EventStream(journal=JournalSink(self.journal) if self.journal is not None else None,
+        journal = None
+        if self.journal is not None:  # a run without a store never loads the store's rows
+            from ._journal import JournalSink
+
+            journal = JournalSink(self.journal)
+        return EventStream(journal=journal,
                            audit=AuditSink(self.audit_log) if self.audit_log is not None else None,
                            observers=(MetricsSink() if metrics_enabled() else None, events))
 
