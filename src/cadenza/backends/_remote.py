@@ -143,7 +143,7 @@ class RemoteWorker:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.sent: set[str] = set()
-        """The ids of the specs it was sent (it rebuilt their agents)."""
+        """The ids of the specs it holds (it rebuilt their agents): a step message no longer needs to carry them."""
         self.serving: set[asyncio.Task[None]] = set()
         """Port requests being answered (kept, so none is collected while it runs)."""
         self.lost: str | None = None
@@ -154,11 +154,18 @@ class RemoteWorker:
         return self.lost is None
 
     def unsent(self, shipment: Shipment) -> dict[str, Any] | None:
-        """The message that gives this worker the spec of ``shipment``, the first time it is asked; None after."""
+        """The message that gives this worker the spec of ``shipment``, until it `holds` it; None after.
+
+        Steps sent before the worker is known to hold it all carry it (the worker rebuilds the agent once): a
+        worker may start steps in another order than they were sent (a Ray actor running many at once does), and
+        a step must never start before its agent's spec."""
         if shipment.sid in self.sent:
             return None
-        self.sent.add(shipment.sid)
         return {"op": "spec", "sid": shipment.sid, "spec": shipment.spec}
+
+    def holds(self, shipment: Shipment) -> None:
+        """The worker has the spec of ``shipment``: it started a step that carried it, or reads in order."""
+        self.sent.add(shipment.sid)
 
     def serve(self, work: Coroutine[Any, Any, None]) -> None:
         """Answer a request in the background, keeping the task until it ends."""

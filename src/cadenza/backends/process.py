@@ -133,6 +133,7 @@ class _Process(RemoteWorker):
             spec = self.unsent(shipment)
             if spec is not None:
                 _wire.write(stdin, spec)
+                self.holds(shipment)  # a worker process reads its pipe in order: the spec comes before any step
             _wire.write(stdin, message)
             await stdin.drain()
             return await done

@@ -277,6 +277,7 @@ class _Actor(RemoteWorker):
         self.running += 1
         try:
             async for ref in self.handle.step.remote(self.unsent(shipment), message):
+                self.holds(shipment)  # the step started there, its spec (if it carried it) taken first
                 for out in await ref:  # what the step sent, in order; its reply last
                     if out["op"] == "done":
                         if "error" in out:

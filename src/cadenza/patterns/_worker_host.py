@@ -80,8 +80,9 @@ class WorkerHost:
         op = message.get("op")
         if op == "answer":
             _wire.answered(self.channel.pending, message)
-        elif op == "spec":
-            self.agents[str(message["sid"])] = _built(message["spec"])
+        elif op == "spec":  # sent again with steps started before the run knew this worker had it: built once
+            if str(message["sid"]) not in self.agents:
+                self.agents[str(message["sid"])] = _built(message["spec"])
         elif op == "step":
             step = int(message["id"])
             self.steps[step] = asyncio.create_task(self.run(step, message))
