@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench_ray import _team
 
-from on_ray.many_runs import drop_schema, orchestrate, served, submit_together, write_workflow
+from on_ray.many_runs import orchestrate, served, submit_together, write_workflow
 from on_ray.nodes import Cluster, kill, two_nodes
-from stores.backends import PG_URL
+from stores.backends import PG_URL, drop_schema
 
 NODES = [{"resources": {"head": 1}}, {"resources": {"node2": 1}}]
 ACTORS = 4
@@ -87,7 +87,7 @@ def _many_runs(cluster: Cluster, runs: int, steps: int, latency: float, *, one_p
     async def timelines() -> list[Any]:
         async with PostgresStore(PG_URL, schema=schema) as store:
             found = {r.run_id: await store.snapshot(r.run_id) for r in await store.list_runs(limit=runs * 2)}
-        await drop_schema(PG_URL, schema)
+        await drop_schema(schema)
         return served(found)
 
     runs_served = asyncio.run(timelines())

@@ -10,13 +10,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 from hypothesis import settings
 
 from cadenza._events import Event
 from cadenza.stores import Store
-from stores.backends import PG_URL, Backend, PostgresBackend, SQLiteBackend
+from stores.backends import Backend, PostgresBackend, SQLiteBackend, drop_schema
 
 # Property tests check behaviour, never speed: no per-example deadline, which a loaded CI machine would trip.
 settings.register_profile("cadenza", deadline=None)
@@ -49,11 +48,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         return
     schema = f"cadenza_test_{uuid.uuid4().hex[:12]}"
     yield PostgresBackend(schema)
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_schema(schema)
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from cadenza.stores import PostgresStore, SQLiteStore, Store
-from stores.backends import PG_URL
+from stores.backends import PG_URL, drop_schema
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -25,8 +24,4 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         async with PostgresStore(PG_URL, schema=schema) as opened:
             yield opened
     finally:
-        conn = await asyncpg.connect(PG_URL)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(schema)

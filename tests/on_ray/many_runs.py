@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
-
 from cadenza.stores import RunSnapshot
 from on_ray.nodes import Cluster
 
@@ -71,14 +69,6 @@ def submit_together(cluster: Cluster, store_url: str, workflow: str, runs: int, 
             child.kill()
             child.communicate()
     return [Exit(child.returncode, out, err[-2000:]) for child, (out, err) in zip(children, outs, strict=True)]
-
-
-async def drop_schema(url: str, schema: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import pytest
 
 from cadenza.security._audit import verify_run
 from cadenza.stores import PostgresStore, RunSnapshot
-from on_ray.many_runs import CHAINS, drop_schema, orchestrate, submit_together, timeline, write_workflow
+from on_ray.many_runs import CHAINS, orchestrate, served, submit_together, timeline, write_workflow
 from on_ray.nodes import Cluster, two_nodes
-from stores.backends import PG_URL
+from stores.backends import PG_URL, drop_schema
 
 RUNS = 20
 STEPS = 100
@@ -41,7 +41,7 @@ async def schema() -> AsyncIterator[str]:
     """A PostgreSQL schema of its own, dropped afterwards."""
     name = f"cadenza_many_{uuid.uuid4().hex[:12]}"
     yield name
-    await drop_schema(PG_URL, name)
+    await drop_schema(name)
 
 
 @pytest.mark.timeout(DEADLINE + 90)  # the runs' deadline, and the cluster's start
@@ -73,10 +73,10 @@ async def test_twenty_cli_runs_submitted_together_all_finish_into_one_store(clus
     snapshots = await recorded(schema, [json.loads(done.out) for done in finished])  # stdout: one JSON document
 
     print(timeline(snapshots))  # shown when the test fails
-    first_done = min(s.run.finished_at for s in snapshots.values() if s.run.finished_at is not None)
-    for run_id, snapshot in snapshots.items():
-        first_started = min(s.started_at for s in snapshot.steps if s.started_at is not None)
-        assert first_started < first_done, f"{run_id} started its first step after the first run ended"
+    runs = served(snapshots)
+    first_done = min(run.finished for run in runs)
+    for run in runs:  # every run had been admitted, its first step waiting for its actor
+        assert run.first_step_started < first_done, f"{run.run_id} started its first step after the first run ended"
 
 
 async def recorded(schema: str, documents: list[dict[str, Any]]) -> dict[str, RunSnapshot]:

@@ -20,6 +20,15 @@ from cadenza.stores._tables import Dialect
 PG_URL = os.environ.get("CADENZA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+async def drop_schema(schema: str) -> None:
+    """Drop a test's PostgreSQL schema and everything in it, if it exists."""
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 class Backend(ABC):
     """One place a store lives: new store objects on it, and raw SQL that bypasses the store."""
 

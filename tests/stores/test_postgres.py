@@ -10,7 +10,7 @@ import pytest
 
 from cadenza._errors import StoreError
 from cadenza.stores import PostgresStore, PutRun
-from stores.backends import PG_URL
+from stores.backends import PG_URL, drop_schema
 from stores.rows import run_row
 
 SECRET = "s3cr3t-Pa55"
@@ -82,11 +82,7 @@ async def schema() -> AsyncIterator[str]:
     """A schema name nothing uses; dropped afterwards."""
     name = f"cadenza_test_{uuid.uuid4().hex[:12]}"
     yield name
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_schema(name)
 
 
 async def test_the_tables_go_into_the_schema_named_in_the_url(schema: str) -> None:
