@@ -509,10 +509,7 @@ class Supervisor(Generic[OutputT]):
         if not result.ok:
             return None, "failure", result.error, result.usage
         output = result.output  # a JSON value; `run` turns it into the declared type, `execute` passes it on
-        error = None
-        if outcome.status == "partial":
-            not_ok = [r.step.id for r in outcome.records.values() if r.status not in ("success",)]
-            error = ErrorInfo(type="PartialRun", code=ErrorCode.PARTIAL_RUN, message=f"steps not completed: {', '.join(not_ok)}")
+        error = _not_completed(outcome) if outcome.status == "partial" else None
         return output, outcome.status, error, result.usage
 
     def _last_step_answer(self, plan: Plan, outcome: PlanOutcome) -> tuple[Any] | None:
@@ -534,14 +531,18 @@ class Supervisor(Generic[OutputT]):
         """The end of a ``synthesize='never'`` run whose last step gave no answer: why, with the outputs the steps
         made when some did not finish."""
         if outcome.status == "partial":
-            not_ok = [r.step.id for r in outcome.records.values() if r.status != "success"]
-            return outcome.outputs(), "partial", ErrorInfo(
-                type="PartialRun", code=ErrorCode.PARTIAL_RUN, message=f"steps not completed: {', '.join(not_ok)}"), Usage()
+            return outcome.outputs(), "partial", _not_completed(outcome), Usage()
         last = plan.sinks()
         why = (f"its plan ends in {len(last)} steps ({', '.join(last)})" if len(last) != 1 else
                f"the output of its last step {last[0]!r} is not a {getattr(self.output_type, '__name__', self.output_type)}")
         return None, "failure", ErrorInfo(type="RunFailed", code=ErrorCode.RUN_FAILED, message=(
             f"team {self._name!r} does not synthesise (synthesize='never'), and {why}")), Usage()
+
+
+def _not_completed(outcome: PlanOutcome) -> ErrorInfo:
+    """The error of a partial run: which steps did not succeed."""
+    not_ok = [r.step.id for r in outcome.records.values() if r.status != "success"]
+    return ErrorInfo(type="PartialRun", code=ErrorCode.PARTIAL_RUN, message=f"steps not completed: {', '.join(not_ok)}")
 
 
 def _count_team_usage(source: Literal["planner", "synthesizer"], usage: Usage, run_id: RunId, team: ScopePath,
