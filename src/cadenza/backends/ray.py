@@ -118,9 +118,7 @@ class RayBackend(RemoteBackend):
     async def __aenter__(self) -> RayBackend:
         """Join the cluster (or start the local instance) now, so that one that cannot be reached is an error before
         the run starts rather than at its first step."""
-        async with self._lock():
-            if not self._size:
-                await self._connect()
+        await self._connect_once()
         return self
 
     async def _carry(self, shipment: Shipment, step: int, message: dict[str, Any], serving: PortServer) -> Any:
@@ -136,13 +134,11 @@ class RayBackend(RemoteBackend):
         retried step waiting for a replacement that Ray may place only once it has declared the lost node dead,
         15 s later.
         """
-        self._actors[:] = [a for a in self._actors if a.alive]
-        if not self._actors:
+        if not self._live():
             async with self._lock():
                 if not self._size:
                     await self._connect()
-                self._actors[:] = [a for a in self._actors if a.alive]
-                if not self._actors:
+                if not self._live():
                     self._actors.append(await _Actor.start(self._next_options()))
         if len(self._actors) < self._size and (self._filling is None or self._filling.done()):
             self._filling = asyncio.create_task(self._fill(), name="cadenza-ray-fill")
@@ -156,9 +152,7 @@ class RayBackend(RemoteBackend):
             ConfigError: the cluster cannot be reached.
             WorkerLost: an actor did not start.
         """
-        async with self._lock():
-            if not self._size:
-                await self._connect()
+        await self._connect_once()
         await self._start_missing()
 
     async def _fill(self) -> None:
@@ -173,10 +167,19 @@ class RayBackend(RemoteBackend):
         """Start actors one at a time until the pool is full, letting a step that finds none live go first."""
         while True:
             async with self._lock():
-                self._actors[:] = [a for a in self._actors if a.alive]
-                if len(self._actors) >= self._size:
+                if len(self._live()) >= self._size:
                     return
                 self._actors.append(await _Actor.start(self._next_options()))
+
+    async def _connect_once(self) -> None:
+        async with self._lock():
+            if not self._size:
+                await self._connect()
+
+    def _live(self) -> list[_Actor]:
+        """The pool, without the actors that were lost."""
+        self._actors[:] = [a for a in self._actors if a.alive]
+        return self._actors
 
     async def _connect(self) -> None:
         """Join the cluster (or start a local instance) and size the pool.
