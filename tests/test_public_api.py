@@ -83,11 +83,12 @@ def test_the_version_is_the_projects() -> None:
     assert cadenza.__version__ == __version__ == project["project"]["version"]
 
 
-def test_an_agent_and_a_team_load_no_store_until_a_run_records() -> None:
-    """What a run needs is imported when it needs it: a team that runs without a store never loads the stores."""
+def test_an_agent_and_a_team_load_no_store_until_a_run_records_and_no_tracing_api_until_tracing_is_on() -> None:
+    """What a run needs is imported when it needs it: a team that runs without a store never loads the stores, and
+    a run without a tracer provider never loads the OpenTelemetry API."""
     code = ("import sys\n"
             "from cadenza import Agent, Supervisor, Plan\n"
-            "loaded = lambda: sorted(m for m in ('cadenza.stores', 'cadenza.engine._journal', 'sqlite3') if m in sys.modules)\n"
+            "loaded = lambda: sorted(m for m in ('cadenza.stores', 'cadenza.engine._journal', 'sqlite3', 'opentelemetry.trace', 'opentelemetry.metrics') if m in sys.modules)\n"
             "print(loaded())\n"
             "team = Supervisor('lead', workers=[Agent('a')], plan=Plan.of({'id': 's', 'agent': 'a', 'instruction': 'go'}))\n"
             "assert team.run_sync('goal').status == 'success'\n"

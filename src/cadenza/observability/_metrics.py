@@ -2,15 +2,16 @@
 
 Through the OpenTelemetry metrics API; an application that sets a meter provider (the SDK with
 a reader or an exporter) gets them. Until one is set nothing is recorded and nothing is built:
-the instruments are made on first use once a provider exists.
+the instruments are made on first use once a provider exists. The API itself is imported only then
+(an application that set a provider has imported it already).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from functools import cache
 from typing import TYPE_CHECKING, Any
-
-from opentelemetry import metrics
 
 from .._events import ModelCalled, StepRetrying, ToolCalled
 from .._names import provider_of
@@ -26,20 +27,24 @@ __all__ = ("MetricsSink", "breaker_opened", "enabled", "model_call", "step_retri
 def enabled() -> bool:
     """Whether an application set a meter provider (until then the API only hands out a proxy).
 
-    Asked on every model call: reads the API's global first (set at most once per process).
+    Asked on every model call: reads the API's global first (set at most once per process); a process that never
+    imported the API cannot have set a provider.
     """
-    from opentelemetry.metrics import _internal
-
-    if getattr(_internal, "_METER_PROVIDER", None) is None and not _PROVIDER_FROM_ENV:
+    api = sys.modules.get("opentelemetry.metrics._internal")
+    if getattr(api, "_METER_PROVIDER", None) is None and not _PROVIDER_FROM_ENV:
         return False
+    from opentelemetry import metrics
+
     return type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
 
 
-_PROVIDER_FROM_ENV = "OTEL_PYTHON_METER_PROVIDER" in __import__("os").environ
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_METER_PROVIDER" in os.environ
 
 
 @cache
 def _instruments(provider_id: int) -> dict[str, Any]:
+    from opentelemetry import metrics
+
     meter = metrics.get_meter("cadenza", __version__)
     return {
         "calls": meter.create_counter("cadenza.model.calls", unit="{call}", description="Model calls made"),
@@ -57,7 +62,11 @@ def _instruments(provider_id: int) -> dict[str, Any]:
 
 
 def _get() -> dict[str, Any] | None:
-    return _instruments(id(metrics.get_meter_provider())) if enabled() else None
+    if not enabled():
+        return None
+    from opentelemetry import metrics
+
+    return _instruments(id(metrics.get_meter_provider()))
 
 
 def model_call(model: str, usage: Usage | None, seconds: float, error: str | None) -> None:

@@ -9,19 +9,19 @@ Prompt and completion text are recorded only when the user opts in (``CADENZA_TR
 or the GenAI conventions' ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``); otherwise
 attributes carry names, ids, models, tokens and cost, never what was said. Trace context travels inside the signed message envelope (W3C ``traceparent``), so work
 done in another process joins its run's trace.
+
+The OpenTelemetry API itself is imported only once tracing is on: an application that sets a tracer
+provider has imported it already, so until then `enabled` answers from ``sys.modules`` and
+``from cadenza import Agent`` does not pay for loading it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
-
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.propagate import extract, inject
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from typing import Any, Literal, Protocol
 
 from .._errors import ConfigError
 from .._version import __version__
@@ -30,7 +30,33 @@ __all__ = ("attach_context", "capture_content", "carrier", "enabled", "export_co
            "span")
 
 _PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
-_OFF: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
+_TRACE_API = "opentelemetry.trace"
+
+
+class Span(Protocol):
+    """What cadenza does with a span: an OpenTelemetry span, or the stand-in used while tracing is off."""
+
+    def is_recording(self) -> bool: ...
+
+    def set_attribute(self, key: str, value: Any) -> None: ...
+
+    def set_status(self, status: Any, description: str | None = None) -> None: ...
+
+
+class _NotRecording:
+    """The span of a run without tracing: records nothing (so the `record_*` functions return at once)."""
+
+    def is_recording(self) -> bool:
+        return False
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        pass
+
+
+_OFF: AbstractContextManager[Span] = nullcontext(_NotRecording())
 
 
 def enabled() -> bool:
@@ -38,15 +64,18 @@ def enabled() -> bool:
 
     Asked several times a step, so it reads the API's global first (a provider is set at most
     once per process) rather than going through `trace.get_tracer_provider`, which looks up the
-    environment on every call.
+    environment on every call. A process that never imported the API cannot have set a provider.
     """
-    if getattr(trace, "_TRACER_PROVIDER", None) is None and not _PROVIDER_FROM_ENV:
+    api = sys.modules.get(_TRACE_API)
+    if not _PROVIDER_FROM_ENV and getattr(api, "_TRACER_PROVIDER", None) is None:
         return False
+    from opentelemetry import trace
+
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def span(name: str, attributes: Mapping[str, Any] | None = None, *,
-         kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManager[Span]:
+         kind: Literal["internal", "client"] = "internal") -> AbstractContextManager[Span]:
     """A span around the body, current inside it; a failure in the body marks it as an error.
 
     When tracing is off this is a shared no-op context, without touching the API (call sites on the
@@ -54,8 +83,11 @@ def span(name: str, attributes: Mapping[str, Any] | None = None, *,
     """
     if not enabled():
         return _OFF
+    from opentelemetry import trace
+
     tracer = trace.get_tracer("cadenza", __version__)
-    return tracer.start_as_current_span(name, kind=kind, attributes=_clean(attributes), record_exception=True,
+    return tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT if kind == "client" else trace.SpanKind.INTERNAL,
+                                        attributes=_clean(attributes), record_exception=True,
                                         set_status_on_exception=True)
 
 
@@ -68,6 +100,8 @@ def record_outcome(current: Span, result: Any) -> None:
 def fail(current: Span, error_type: str, message: str) -> None:
     """Mark ``current`` as failed with ``error.type`` (for failures that come back as data, not exceptions)."""
     if current.is_recording():
+        from opentelemetry.trace import Status, StatusCode
+
         current.set_attribute("error.type", error_type)
         current.set_status(Status(StatusCode.ERROR, message))
 
@@ -110,6 +144,8 @@ def carrier() -> dict[str, str] | None:
     """The current trace context as W3C headers (``traceparent``), for an envelope; None when tracing is off."""
     if not enabled():
         return None
+    from opentelemetry.propagate import inject
+
     headers: dict[str, str] = {}
     inject(headers)
     return headers or None
@@ -124,6 +160,9 @@ def attach_context(headers: Mapping[str, str] | None) -> AbstractContextManager[
 
 @contextmanager
 def _attached(headers: Mapping[str, str]) -> Iterator[None]:
+    from opentelemetry import context as otel_context
+    from opentelemetry.propagate import extract
+
     token = otel_context.attach(extract(dict(headers)))
     try:
         yield
@@ -149,6 +188,8 @@ def export_to(endpoint: str | None) -> Callable[[], None]:
     Raises:
         ConfigError: the SDK or the OTLP exporter is not installed (``pip install 'cadenza[otel]'``).
     """
+    from opentelemetry import trace
+
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource

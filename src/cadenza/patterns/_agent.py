@@ -9,7 +9,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from opentelemetry.trace import SpanKind
 from pydantic import TypeAdapter, ValidationError
 
 from .._budget import Budget
@@ -373,7 +372,7 @@ class _Conversation:
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_of(model.name),
             "gen_ai.request.model": model.name, "gen_ai.request.max_tokens": self.agent.max_tokens,
             "gen_ai.agent.name": self.agent.name,
-        }, kind=SpanKind.CLIENT) as chat:
+        }, kind="client") as chat:
             response = await call_model(model, request, self.ctx, self.port, self.agent.budget)
             record_usage(chat, response.usage, response_model=response.model)
             record_content(chat, request, response)
