@@ -65,16 +65,80 @@ def _plan(steps: list[tuple[str, str, list[str]]]) -> Any:
     return Plan(steps=tuple(Step(id=i, agent=a, instruction=f"task {i}", depends_on=tuple(d)) for i, a, d in steps))
 
 
-def overhead(shape: str, n: int) -> dict[str, Any]:
-    """Zero latency: everything measured is cadenza's own work (Task, agent loop, simulated model, Result, events)."""
-    workers = _agents(["w"], 0.0)
+CONFIGS = {
+    "runtime": "runtime alone",
+    "python": "Python default (signed)",
+    "cli": "CLI default (signed, SQLite, audit)",
+}
+
+
+# 1 -> 14 -> 14 -> 1 (30 steps) with cross-layer edges, 50 ms each: critical path 200 ms.
+DIAMOND: list[tuple[str, str, list[str]]] = [
+    ("root", "w", []),
+    *((f"a{i}", "w", ["root"]) for i in range(14)),
+    *((f"b{i}", "w", [f"a{i}", f"a{(i + 1) % 14}"] + (["root"] if i % 3 == 0 else [])) for i in range(14)),
+    ("sink", "w", [*(f"b{i}" for i in range(14)), "a0", "a7"]),
+]
+# A chain of five 10 ms steps beside one 100 ms step, joined by a 10 ms step: critical path 110 ms.
+UNEVEN: list[tuple[str, str, list[str]]] = [
+    *((f"c{i}", "fast", [f"c{i - 1}"] if i else []) for i in range(5)), ("slow", "slow", []), ("join", "fast", ["c4", "slow"]),
+]
+UNEVEN_LATENCY = {"fast": 0.01, "slow": 0.1}
+
+
+def _shape(shape: str, n: int, latency: float) -> tuple[list[tuple[str, str, list[str]]], dict[str, float]]:
+    """The steps and each agent's latency of a workload: ``fanout`` is n parallel steps on n agents joined by one
+    step (a team's answer), ``chain`` n steps one after another on one agent, ``diamond`` and ``uneven`` the DAGs."""
     if shape == "fanout":
-        steps = [(f"s{i}", "w", []) for i in range(n)]
-    else:
-        steps = [(f"s{i}", "w", [f"s{i - 1}"] if i else []) for i in range(n)]
+        names = [f"w{i}" for i in range(n)]
+        return ([*((f"s{i}", names[i], []) for i in range(n)), ("join", "join", [f"s{i}" for i in range(n)])],
+                {**dict.fromkeys(names, latency), "join": 0.0})
+    if shape == "chain":
+        return [(f"s{i}", "w", [f"s{i - 1}"] if i else []) for i in range(n)], {"w": latency}
+    if shape == "diamond":
+        return DIAMOND, {"w": LATENCY}
+    return UNEVEN, UNEVEN_LATENCY
+
+
+async def _configured(config: str, plan: Any, workers: dict[str, Any]) -> tuple[float, float, float, str]:
+    """Runs ``plan`` as ``config`` does; (wall, CPU, first step start to last step end, status).
+
+    ``runtime`` is the executor alone; ``python`` is ``team.run(goal)`` with nothing set (messages signed);
+    ``cli`` is what ``cadenza run`` does: signed, with a SQLite store recording the journal and the audit log.
+    """
+    import tempfile
+
+    from cadenza import Executor, Supervisor
+    from cadenza._events import StepFinished, StepStarted
+    from cadenza._ids import RunId
+
+    steps: list[float] = []
+
+    def sink(event: object) -> None:  # the CLI's display is a sink like this one
+        if (type(event) is StepStarted and not steps) or type(event) is StepFinished:
+            steps.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if config == "runtime":
+            status = (await Executor().run(plan, workers, run_id=RunId("run_bench"), team="bench", events=sink)).status
+        else:
+            team = Supervisor("bench", workers=list(workers.values()), plan=plan)
+            store = f"{tmp}/runs.db" if config == "cli" else None
+            status = (await team.run("bench", events=sink, store=store)).status
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return wall, cpu, steps[-1] - steps[0], status
+
+
+def configured(config: str, shape: str, n: int = 0, latency_ms: int = 0) -> dict[str, Any]:
+    """One workload in one configuration: CPU per step at zero latency, or wall time against the critical path."""
+    steps, latencies = _shape(shape, n, latency_ms / 1e3)
     plan = _plan(steps)
-    wall, cpu, outcome = asyncio.run(_execute(plan, workers))
-    return {"workload": f"overhead-{shape}", "n": n, "us_per_step": wall / n * 1e6, "cpu_us_per_step": cpu / n * 1e6, "status": outcome.status}
+    wall, cpu, span, status = asyncio.run(_configured(config, plan, _agents(list(latencies), latencies)))
+    counted = len(steps) - (shape == "fanout")  # the join is the fan-out's answer, not one of its n
+    ideal = plan.critical_path({sid: latencies[agent] for sid, agent, _ in steps})[1]
+    return {"workload": f"{config}-{shape}", "n": counted, "wall_ms": wall * 1e3, "steps_ms": span * 1e3,
+            "ideal_ms": ideal * 1e3, "cpu_us_per_step": cpu / counted * 1e6, "status": status}
 
 
 def asyncio_floor(n: int) -> dict[str, Any]:
@@ -107,11 +171,8 @@ def fanout(n: int, gc_threshold: int = 0) -> dict[str, Any]:
 
 
 def diamond() -> dict[str, Any]:
-    """1 -> 14 -> 14 -> 1 (30 steps) with cross-layer edges, 50 ms each: critical path 200 ms."""
-    steps: list[tuple[str, str, list[str]]] = [("root", "w", [])]
-    steps += [(f"a{i}", "w", ["root"]) for i in range(14)]
-    steps += [(f"b{i}", "w", [f"a{i}", f"a{(i + 1) % 14}"] + (["root"] if i % 3 == 0 else [])) for i in range(14)]
-    steps += [("sink", "w", [f"b{i}" for i in range(14)] + ["a0", "a7"])]
+    """The diamond DAG on the executor alone, and the gaps its scheduler adds on the critical path."""
+    steps = DIAMOND
     plan = _plan(steps)
     workers = _agents(["w"], LATENCY)
     wall, _cpu, outcome = asyncio.run(_execute(plan, workers))
@@ -122,15 +183,14 @@ def diamond() -> dict[str, Any]:
 
 
 def uneven() -> dict[str, Any]:
-    """A chain of five 10 ms steps beside one 100 ms step, joined by a 10 ms step: critical path 110 ms.
+    """The uneven DAG on the executor alone, against a layer-barrier scheduler.
 
     A layer-barrier scheduler (LangGraph's superstep) waits for the 100 ms step in layer 1
     before chain step 2, so it takes 100 + 4 x 10 + 10 = 150 ms.
     """
-    steps = [(f"c{i}", "fast", [f"c{i - 1}"] if i else []) for i in range(5)]
-    steps += [("slow", "slow", []), ("join", "fast", ["c4", "slow"])]
+    steps = UNEVEN
     plan = _plan(steps)
-    workers = _agents(["fast", "slow"], {"fast": 0.01, "slow": 0.1})
+    workers = _agents(["fast", "slow"], UNEVEN_LATENCY)
     wall, _cpu, outcome = asyncio.run(_execute(plan, workers))
     barrier = asyncio.run(_barrier_baseline(plan, workers))
     return {"workload": "uneven", "wall_ms": wall * 1e3, "ideal_ms": 110.0, "ratio": wall / 0.11,
@@ -194,7 +254,7 @@ def research_tokens(synthesize: str) -> dict[str, Any]:
             "input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens}
 
 
-WORKLOADS = {"floor": asyncio_floor, "overhead": overhead, "fanout": fanout, "diamond": diamond, "uneven": uneven, "import": import_time,
+WORKLOADS = {"floor": asyncio_floor, "configured": configured, "fanout": fanout, "diamond": diamond, "uneven": uneven, "import": import_time,
              "tokens": research_tokens}
 
 
@@ -219,21 +279,37 @@ def main() -> None:
         return
     sizes = [1_000] if args.quick else [1_000, 10_000]
     print(f"cadenza core benchmarks (python {sys.version.split()[0]}, simulated model)\n")
-    print("per-step overhead at zero latency (wall us/step, CPU us/step, peak RSS):")
-    for shape in ("fanout", "chain"):
-        for n in sizes:
-            r = _run("overhead", shape, n)
-            print(f"  {shape:<7} {n:>6} steps: {r['us_per_step']:7.1f} us/step  cpu {r['cpu_us_per_step']:7.1f} us/step  rss {r['peak_rss_mib']:6.1f} MiB  [{r['status']}]")
+    columns = [(shape, n) for shape in ("fanout", "chain") for n in sizes]
+    print("CPU per step at zero latency, by configuration (us; peak RSS in MiB):")
+    print(f"  {'':<36}" + "".join(f"{f'{shape} {n:,}':>22}" for shape, n in columns))
+    for config, label in CONFIGS.items():
+        cells = []
+        for shape, n in columns:
+            r = _run("configured", config, shape, n)
+            cells.append(f"{r['cpu_us_per_step']:7.1f} us {r['peak_rss_mib']:5.0f} MiB" + ("" if r["status"] == "success" else "!"))
+        print(f"  {label:<36}" + "".join(f"{c:>22}" for c in cells))
     floor = _run("floor", 10_000)
     print(f"  (floor: one bare asyncio task, created and awaited, costs {floor['us_per_task']:.1f} us here)")
-    print(f"\nfan-out/fan-in at {LATENCY * 1e3:.0f} ms per worker (ideal {LATENCY * 1e3:.0f} ms):")
+    n = sizes[-1]
+    print(f"\n{n:,}-way fan-out at {LATENCY * 1e3:.0f} ms per worker (ideal {LATENCY * 1e3:.0f} ms), by configuration:")
+    for config, label in CONFIGS.items():
+        r = _run("configured", config, "fanout", n, int(LATENCY * 1e3))
+        print(f"  {label:<36} {r['wall_ms']:7.1f} ms  rss {r['peak_rss_mib']:6.1f} MiB  [{r['status']}]")
+    print("\nDAGs by configuration (run: the whole run's wall time; steps: from the first step's start to the last"
+          "\nstep's end; each against the critical path of nominal latencies):")
+    for shape in ("diamond", "uneven"):
+        for config, label in CONFIGS.items():
+            r = _run("configured", config, shape)
+            print(f"  {shape:<8} {label:<36} run {r['wall_ms'] / r['ideal_ms']:.3f}x  steps {r['steps_ms'] / r['ideal_ms']:.3f}x"
+                  f"  (critical path {r['ideal_ms']:.0f} ms)  [{r['status']}]")
+    print(f"\nfan-out/fan-in at {LATENCY * 1e3:.0f} ms per worker on the executor alone (ideal {LATENCY * 1e3:.0f} ms):")
     for n in ([10, 100, 1_000] if args.quick else [10, 100, 1_000, 10_000]):
         r = _run("fanout", n)
         print(f"  {n:>6} workers: {r['wall_ms']:7.1f} ms  ({r['ratio']:.3f}x ideal)  cpu {r['cpu_ms']:7.1f} ms  rss {r['peak_rss_mib']:6.1f} MiB  [{r['status']}]")
     if not args.quick:
         r = _run("fanout", 10_000, 10_000)
         print(f"   10000 workers with gc.set_threshold(10000, 50, 100): {r['wall_ms']:7.1f} ms  ({r['ratio']:.3f}x ideal)  rss {r['peak_rss_mib']:6.1f} MiB")
-    print("\nDAGs (wall time against the critical path of nominal latencies; 'scheduler' is wall time minus the"
+    print("\nDAGs on the executor alone (wall time against the critical path of nominal latencies; 'scheduler' is wall time minus the"
           "\ncritical path of the step durations actually measured, i.e. the gaps the scheduler added on that path):")
     r = _run("diamond")
     print(f"  diamond, 30 steps at 50 ms: {r['wall_ms']:.1f} ms, critical path {r['ideal_ms']:.0f} ms ({r['ratio']:.3f}x); "
