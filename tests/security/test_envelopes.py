@@ -7,6 +7,7 @@ import dataclasses
 import os
 import pickle
 import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -514,3 +515,69 @@ def test_a_worker_key_cannot_pass_off_a_peer_message_as_another_agents() -> None
     forged = keyring.worker_key(researcher).seal("lead/writer", peer_message(sender="writer"))
     with pytest.raises(ForgedSender, match="the message's sender is 'writer'"):
         keyring.open(forged, recipient="lead/writer", expected_kind="message", model=PeerMessage)
+
+
+# -- opened in the process that sealed them
+
+
+def test_the_envelope_sealed_here_hands_over_its_message_and_a_copy_is_checked_in_full(run: Run) -> None:
+    task = run.task()
+    envelope = run.keyring.seal(run.lead, "lead/researcher", task)
+    assert run.keyring.unopened == 1
+    assert run.keyring.open(envelope, recipient="lead/researcher", expected_kind="task", model=Task) is task
+    assert run.keyring.unopened == 0
+
+    wire = run.keyring.seal(run.lead, "lead/researcher", task).model_dump_json()  # the same message off the wire
+    opened = run.keyring.open(wire, recipient="lead/researcher", expected_kind="task", model=Task)
+    assert opened == task and opened is not task
+    assert run.keyring.unopened == 0 and run.rejections == []
+
+
+def test_a_tampered_copy_of_an_envelope_sealed_here_is_refused_and_the_original_still_opens(run: Run) -> None:
+    task = run.task()
+    envelope = run.keyring.seal(run.lead, "lead/researcher", task)
+    copy = envelope.model_copy(update={"payload": envelope.payload.replace("Find", "Drop")})
+    refused(run, TamperedMessage, "tampered", copy, model=Task)
+    opened = run.keyring.open(envelope, recipient="lead/researcher", model=Task)
+    assert opened == task  # checked in full now, as the copy took its place in the record of what was sealed here
+
+
+@pytest.mark.parametrize("check", ["replayed", "wrong_recipient", "wrong_kind", "forged", "stale"])
+def test_every_check_but_the_signature_still_runs_on_an_envelope_sealed_here(run: Run, check: str) -> None:
+    envelope = run.keyring.seal(run.lead, "lead/researcher", run.task())
+    if check == "replayed":
+        run.keyring.open(envelope, recipient="lead/researcher", model=Task)
+        refused(run, ReplayedMessage, "replayed", envelope, model=Task)
+    elif check == "wrong_recipient":
+        refused(run, WrongRecipient, "wrong_recipient", envelope, recipient="lead/writer", model=Task)
+    elif check == "wrong_kind":
+        refused(run, WrongKind, "wrong_kind", envelope, expected_kind="result", model=Task)
+    elif check == "forged":
+        run.keyring.revoke(run.lead)
+        refused(run, UnknownAgent, "forged", envelope, model=Task)
+    else:
+        run.clock.now += 61
+        refused(run, StaleMessage, "stale", envelope, model=Task)
+
+
+def test_a_worker_key_lent_here_hands_over_its_result_and_one_from_another_process_is_checked() -> None:
+    from cadenza.security._identity import WorkerKey
+
+    run = make_run(clock=Clock(time.time()))  # a worker key seals on the wall clock
+    result = run.result()
+    here = run.keyring.worker_key(run.researcher)
+    assert run.keyring.open(here.seal("lead", result), recipient="lead", expected_kind="result", model=Result) is result
+
+    elsewhere = WorkerKey.from_json(here.to_json())  # what a worker process holds
+    opened = run.keyring.open(elsewhere.seal("lead", result), recipient="lead", expected_kind="result", model=Result)
+    assert opened == result and opened is not result
+    assert run.keyring.unopened == 0 and run.rejections == []
+
+
+def test_envelopes_sealed_here_but_sent_away_are_forgotten_once_stale(run: Run) -> None:
+    for _ in range(3):
+        run.keyring.seal(run.lead, "lead/researcher", run.task())  # opened in another process, never here
+    assert run.keyring.unopened == 3
+    run.clock.now += 3 * run.keyring.window
+    run.keyring.open(run.sealed_task(), recipient="lead/researcher", model=Task)
+    assert run.keyring.unopened == 0

@@ -294,11 +294,13 @@ class WorkerKey:
     (`to_json`); the keyring it came from never leaves the run's process.
     """
 
-    __slots__ = ("_key", "identity")
+    __slots__ = ("_here", "_key", "identity")
 
-    def __init__(self, identity: AgentIdentity, key: SigningKey) -> None:
+    def __init__(self, identity: AgentIdentity, key: SigningKey, here: _SealedHere | None = None) -> None:
+        """``here`` is the keyring's record of what was sealed in its process, when this key stays in that process."""
         self.identity = identity
         self._key = key
+        self._here = here
 
     def __repr__(self) -> str:
         return f"WorkerKey({self.identity.agent!r}, {self.identity.key_id})"
@@ -308,8 +310,11 @@ class WorkerKey:
         kind = getattr(message, "kind", None)
         if kind not in ("task", "result", "message"):
             raise ConfigError(f"a worker seals tasks, results and peer messages, not a {type(message).__name__}")
-        return _sealed(self.identity, self._key, recipient, kind, message, datetime.fromtimestamp(time.time(), UTC),
-                       trace)
+        envelope = _sealed(self.identity, self._key, recipient, kind, message, datetime.fromtimestamp(time.time(), UTC),
+                           trace)
+        if self._here is not None:
+            self._here[envelope.nonce] = (envelope, message, False)
+        return envelope
 
     def to_json(self) -> dict[str, str]:
         """The key as JSON, for the worker process that runs its agent (and only that one).
@@ -328,6 +333,11 @@ class WorkerKey:
         """A key read back from `to_json`."""
         identity = AgentIdentity(ScopePath(data["agent"]), data["key_id"], RunId(data["run_id"]))
         return cls(identity, HmacKey(bytes.fromhex(data["secret"])))
+
+
+_SealedHere = dict[str, tuple["Envelope", BaseModel, bool]]
+"""Envelopes sealed in the keyring's own process and not yet opened, by nonce, each with the message it carries and
+whether the message's fields were checked against the envelope's when it was sealed."""
 
 
 @dataclass(slots=True)
@@ -377,6 +387,7 @@ class Keyring:
         self._high = float("-inf")  # the latest time: the stale bound never moves back
         self._behind = 0.0  # how far the clock has stepped back below ``_high``: added to each reading
         self._floor = -(2**62)  # buckets below this were dropped
+        self._here: _SealedHere = {}
 
     def __repr__(self) -> str:
         return f"Keyring(run_id={self.run_id!r}, identities={len(self._keys)})"
@@ -403,6 +414,11 @@ class Keyring:
         """How many nonces the replay cache holds: at most those issued within about two windows."""
         return sum(map(len, self._seen.values()))
 
+    @property
+    def unopened(self) -> int:
+        """How many envelopes sealed in this process wait to be opened here: at most those of about two windows."""
+        return len(self._here)
+
     def seal(
         self,
         identity: AgentIdentity,
@@ -418,9 +434,13 @@ class Keyring:
             kind = getattr(message, "kind", None)
             if kind not in ("task", "result", "message"):
                 raise ConfigError(f"say which kind of envelope a {type(message).__name__} travels in (kind='message'?)")
-        key = self._key_of(identity, recipient=recipient, kind=kind)
+        entry = self._keys.get(identity.key_id)
+        key = entry.key if entry is not None and entry.identity is identity else self._key_of(
+            identity, recipient=recipient, kind=kind)
         self._check_bindings(message, kind, (kind, self.run_id, identity.agent, recipient))
-        return _sealed(identity, key, recipient, kind, message, datetime.fromtimestamp(self._now(), UTC), trace)
+        envelope = _sealed(identity, key, recipient, kind, message, datetime.fromtimestamp(self._now(), UTC), trace)
+        self._here[envelope.nonce] = (envelope, message, True)
+        return envelope
 
     def worker_key(self, identity: AgentIdentity) -> WorkerKey:
         """``identity``'s own key, for the worker that acts as it (in this process or another).
@@ -428,7 +448,7 @@ class Keyring:
         Raises:
             UnknownAgent: ``identity`` was not issued by this keyring, or was revoked.
         """
-        return WorkerKey(identity, self._key_of(identity))
+        return WorkerKey(identity, self._key_of(identity), self._here)
 
     def _key_of(self, identity: AgentIdentity, **claims: str) -> SigningKey:
         """The key of ``identity``, if this keyring issued that very handle and has not revoked it.
@@ -465,6 +485,12 @@ class Keyring:
         ``recipient=None`` skips only the recipient check (the runtime reading for itself).
         Each failed check raises its `SecurityError` after ``on_reject`` has seen the `Rejection`;
         a nonce is used up once the signature, the addressing and the time have been checked.
+
+        The very envelope object this keyring (or a `WorkerKey` it lent in this process) sealed is opened without
+        checking its signature again or parsing its payload: nothing outside the process has touched it, so its
+        signature is the one just made over the message it carries, and that message is returned (as a run without
+        signing hands it over). Every other check still runs. Any other object, a copy or the same JSON included,
+        is checked in full.
         """
         if isinstance(envelope, Envelope):
             env = envelope
@@ -474,6 +500,9 @@ class Keyring:
             except ValidationError as exc:
                 self._reject("malformed", f"not an envelope: {_first_error(exc)}", claims=_claims_in(envelope))
         nonce = env.nonce
+        here = self._here.pop(nonce, None)
+        if here is not None and (here[0] is not envelope or type(here[1]) is not model):
+            here = None  # another object under a nonce sealed here (a copy, perhaps altered): checked in full
         if env.run_id != self.run_id:
             self._reject("wrong_run", f"envelope of run {env.run_id!r}, not {self.run_id!r}", env)
         entry = self._keys.get(env.key_id)
@@ -482,19 +511,25 @@ class Keyring:
                          env, error=UnknownAgent)
         if entry.identity.agent != env.sender:
             self._reject("forged", f"key {env.key_id!r} belongs to {entry.identity.agent!r}, not {env.sender!r}", env)
-        try:
-            data = _signing_input(env.kind, env.run_id, env.sender, env.recipient, env.key_id, nonce,
-                                  env.issued_at, env.trace, env.payload)
-            good = entry.key.verify(data, bytes.fromhex(env.signature))
-        except (TypeError, ValueError, AttributeError):  # fields of the wrong type, in an unvalidated Envelope
-            good = False
-        if not good:
-            self._reject("tampered", "the signature does not match the envelope's fields", env)
+        if here is None:
+            try:
+                data = _signing_input(env.kind, env.run_id, env.sender, env.recipient, env.key_id, nonce,
+                                      env.issued_at, env.trace, env.payload)
+                good = entry.key.verify(data, bytes.fromhex(env.signature))
+            except (TypeError, ValueError, AttributeError):  # fields of the wrong type, in an unvalidated Envelope
+                good = False
+            if not good:
+                self._reject("tampered", "the signature does not match the envelope's fields", env)
         if recipient is not None and env.recipient != recipient:
             self._reject("wrong_recipient", f"addressed to {env.recipient!r}, opened by {recipient!r}", env)
         if expected_kind is not None and env.kind != expected_kind:
             self._reject("wrong_kind", f"a {env.kind} where a {expected_kind} was expected", env)
         self._check_time_and_nonce(env)
+        if here is not None:
+            _, message, checked = here
+            if not checked:
+                self._check_bindings(message, env.kind, (env.kind, env.run_id, env.sender, env.recipient), env)
+            return message
         return self._parse(env, model)
 
     def _now(self) -> float:
@@ -513,6 +548,9 @@ class Keyring:
             for bucket in [b for b in self._seen if b < floor]:
                 del self._seen[bucket]
             self._floor = floor
+            oldest = floor * self.window  # what was sealed here but never opened here (sent away) is stale by now
+            for gone in [n for n, (env, _, _) in self._here.items() if env.issued_at.timestamp() < oldest]:
+                del self._here[gone]
         issued = env.issued_at.timestamp()
         if self._high - issued > self.window:
             self._reject("stale", f"issued {self._high - issued:.1f} s ago, outside the {self.window:g} s window", env)
@@ -543,7 +581,7 @@ class Keyring:
         values = payload if isinstance(payload, dict) else getattr(payload, "__dict__", {})
         for index, field in pairs:
             value = values.get(field)
-            if not _names(value, claims[index]):
+            if value != claims[index] and not _names(value, claims[index]):
                 detail = f"the {kind}'s {field} is {value!r} but the envelope's {_CLAIMS[index]} is {claims[index]!r}"
                 if env is not None:
                     self._reject("forged", detail, env)
