@@ -27,6 +27,11 @@ async def run(p: Plan, workers: list[ScriptedWorker], events: list[Event], **pol
     return await executor.run(p, {w.name: w for w in workers}, run_id=RUN, team="lead", events=events.append)
 
 
+def outcome_of(events: list[Event], step_id: str) -> str:
+    """The kind of the last event about ``step_id``."""
+    return [type(e).__name__ for e in events if getattr(e, "step_id", None) == step_id][-1]
+
+
 def index(events: list[Event], cls: type, step_id: str) -> int:
     return next(i for i, e in enumerate(events) if isinstance(e, cls) and e.step_id == step_id)  # type: ignore[attr-defined]
 
@@ -212,6 +217,73 @@ async def test_cancelling_a_run_cancels_every_step_and_leaves_no_orphans(events:
     assert w.cancelled == 2 and w.running == 0
     assert other_tasks() == []
     assert sorted(kinds(events)) == ["StepCancelled", "StepCancelled", "StepSkipped", "StepStarted", "StepStarted"]
+
+
+async def test_a_chain_runs_in_a_few_tasks_and_still_lets_the_loop_run(events: list[Event]) -> None:
+    """A step goes on in its predecessor's task (no task and no loop turn a step), but every 32 steps the chain
+    takes a new task, so other work on the loop runs even while steps that never wait follow one another."""
+    from cadenza.engine._executor import _INLINE
+
+    tasks: list[asyncio.Task[object] | None] = []
+    ticks: list[int] = []
+
+    async def behaviour(task):  # type: ignore[no-untyped-def]
+        tasks.append(asyncio.current_task())
+        return len(ticks)  # never waits
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(1)
+            await asyncio.sleep(0)
+
+    w = ScriptedWorker("w", behaviour)
+    n = 100
+    ticking = asyncio.create_task(ticker())
+    outcome = await run(plan(*[(f"s{i}", "w", [f"s{i - 1}"] if i else []) for i in range(n)]), [w], events)
+    ticking.cancel()
+    assert outcome.status == "success"
+    assert len({id(t) for t in tasks}) == -(-n // (_INLINE + 1))  # 4 tasks for 100 steps
+    outputs = [outcome.records[f"s{i}"].output for i in range(n)]
+    assert outputs[0] < outputs[_INLINE + 1] < outputs[2 * (_INLINE + 1)]  # the ticker ran between the tasks
+    assert [e.step_id for e in events if isinstance(e, StepStarted)] == [f"s{i}" for i in range(n)]
+
+
+async def test_a_chain_step_run_in_its_predecessors_task_is_cancelled_with_the_run(events: list[Event]) -> None:
+    started = asyncio.Event()
+
+    async def behaviour(task):  # type: ignore[no-untyped-def]
+        if task.step_id == "b":
+            started.set()
+            await asyncio.Event().wait()
+        return 1
+
+    w = ScriptedWorker("w", behaviour)
+    run_task = asyncio.create_task(run(plan(("a", "w", []), ("b", "w", ["a"]), ("c", "w", ["b"])), [w], events))
+    await started.wait()
+    run_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run_task
+    assert w.cancelled == 1 and other_tasks() == []
+    assert sorted(kinds(events)) == ["StepCancelled", "StepFinished", "StepSkipped", "StepStarted", "StepStarted"]
+    assert outcome_of(events, "b") == "StepCancelled" and outcome_of(events, "c") == "StepSkipped"
+
+
+async def test_steps_made_ready_together_each_run_in_parallel(events: list[Event]) -> None:
+    """One of them goes on in the finished step's task, the others get their own: all run at once."""
+    all_running = asyncio.Event()
+    w = ScriptedWorker("w")
+
+    async def behaviour(task):  # type: ignore[no-untyped-def]
+        if task.step_id != "root":
+            if w.running == 3:
+                all_running.set()
+            await all_running.wait()
+        return 1
+
+    w.behaviour = behaviour
+    p = plan(("root", "w", []), ("x", "w", ["root"]), ("y", "w", ["root"]), ("z", "w", ["root"]))
+    outcome = await asyncio.wait_for(run(p, [w], events), 5)
+    assert outcome.status == "success" and w.max_running == 3
 
 
 async def test_invalid_plan_is_rejected_before_anything_runs(events: list[Event]) -> None:

@@ -48,6 +48,8 @@ from ._run_state import LocalPort, RunState
 __all__ = ("ExecutionPolicy", "Executor", "RetryPolicy")
 
 _build_task = TrustedBuilder(Task)
+_INLINE = 32
+"""How many steps of a chain one task runs before the chain goes on in a new one (`_PlanRun._run_steps`)."""
 
 FailurePolicy = Literal["continue", "fail_fast"]
 
@@ -251,15 +253,25 @@ class _PlanRun:
         return "partial"
 
     def _launch(self, record: StepRecord) -> None:
-        self.running[record.step.id] = asyncio.create_task(self._run_step(record))
+        self.running[record.step.id] = asyncio.create_task(self._run_steps(record))
 
-    async def _run_step(self, record: StepRecord) -> None:
+    async def _run_steps(self, record: StepRecord) -> None:
+        """Run ``record``'s step, then in the same task a dependent it made ready (the others get tasks of their own),
+        so a chain costs one task, not one a step; every `_INLINE` steps the chain goes on in a new task, which lets
+        the rest of the loop run even when the steps never wait."""
+        following: StepRecord | None = record
+        for inline in range(_INLINE, -1, -1):
+            if following is None:
+                return
+            following = await self._run_step(following, inline=inline > 0)
+
+    async def _run_step(self, record: StepRecord, *, inline: bool) -> StepRecord | None:
+        """One step, all its attempts; the dependent to run next in this task, when ``inline`` allows one."""
         step = record.step
         restored = self.prior.result_of(self._path(step)) if self.prior is not None else None
         if restored is not None:
             self.running.pop(step.id, None)
-            self._restore(record, *restored)
-            return
+            return self._restore(record, *restored, inline=inline)
         worker = self.workers[step.agent]
         retry = self.policy.retry
         try:
@@ -292,10 +304,10 @@ class _PlanRun:
         except Exception as exc:  # the store failed, or a bug: stop the run rather than wait on a dead task
             self.running.pop(step.id, None)
             self._fatal(record, exc)
-            return
+            return None
         finally:
             self.running.pop(step.id, None)
-        self._settle(record, result)
+        return self._settle(record, result, inline=inline)
 
     def _ended(self, record: StepRecord, result: Result) -> Event:
         """How the step ended, with what its attempts spent together: what the journal keeps of it."""
@@ -317,7 +329,8 @@ class _PlanRun:
         """The step's path in the run: its team's, then its id."""
         return child_path(self.team, step.id)
 
-    def _restore(self, record: StepRecord, result: Result, attempts: int, retried: Usage) -> None:
+    def _restore(self, record: StepRecord, result: Result, attempts: int, retried: Usage, *,
+                 inline: bool) -> StepRecord | None:
         """Settle a step an earlier process of this run finished, from its stored result: no work, no new cost."""
         record.attempts = attempts
         if retried.model_calls or retried.cost_usd:
@@ -326,7 +339,7 @@ class _PlanRun:
         if self.events.active and result.status != "waiting":
             self.events.emit(StepRestored(self.run_id, self.team, record.step.id, record.step.agent, attempts,
                                           result.status, result.usage))
-        self._settle(record, result)
+        return self._settle(record, result, inline=inline)
 
     def _fatal(self, record: StepRecord, exc: Exception) -> None:
         """The step's task broke (its result could not be made durable, or the runtime has a bug): stop the
@@ -434,8 +447,11 @@ class _PlanRun:
             deadline=None if timeout is None else now + timedelta(seconds=timeout),
         )
 
-    def _settle(self, record: StepRecord, result: Result) -> None:
-        """Keep a step's final result (the run was told already) and release, hold or skip its dependents."""
+    def _settle(self, record: StepRecord, result: Result, *, inline: bool) -> StepRecord | None:
+        """Keep a step's final result (the run was told already) and release, hold or skip its dependents.
+
+        With ``inline``, the first dependent made ready is returned, to run in the current task, instead of launched.
+        """
         step = record.step
         record.result = result
         record.error = result.error
@@ -450,18 +466,24 @@ class _PlanRun:
                 self._stop(f"the run stopped: step {step.id!r} failed (fail_fast)")
             else:
                 self._skip_dependents(step.id)
-            return
+            return None
         if result.status == "waiting":
             record.status = "waiting"
             self._finish_one()
             self._hold_dependents(step.id)
-            return
+            return None
         record.status = result.status
+        following: StepRecord | None = None
         for child in self.dependents[step.id]:
             self.waiting_on[child] -= 1
             if self.waiting_on[child] == 0 and not self.stopping:
-                self._launch(self.records[child])
+                if inline and following is None:
+                    following = self.records[child]
+                    self.running[child] = asyncio.current_task()  # type: ignore[assignment]  # a step task's
+                else:
+                    self._launch(self.records[child])
         self._finish_one()
+        return following
 
     def _hold_dependents(self, waiting: str) -> None:
         """Dependents of a waiting step stay pending (they run on resume) but no longer count as unfinished."""

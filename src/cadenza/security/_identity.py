@@ -512,14 +512,7 @@ class Keyring:
         if entry.identity.agent != env.sender:
             self._reject("forged", f"key {env.key_id!r} belongs to {entry.identity.agent!r}, not {env.sender!r}", env)
         if here is None:
-            try:
-                data = _signing_input(env.kind, env.run_id, env.sender, env.recipient, env.key_id, nonce,
-                                      env.issued_at, env.trace, env.payload)
-                good = entry.key.verify(data, bytes.fromhex(env.signature))
-            except (TypeError, ValueError, AttributeError):  # fields of the wrong type, in an unvalidated Envelope
-                good = False
-            if not good:
-                self._reject("tampered", "the signature does not match the envelope's fields", env)
+            self._check_signature(env, entry.key)
         if recipient is not None and env.recipient != recipient:
             self._reject("wrong_recipient", f"addressed to {env.recipient!r}, opened by {recipient!r}", env)
         if expected_kind is not None and env.kind != expected_kind:
@@ -531,6 +524,16 @@ class Keyring:
                 self._check_bindings(message, env.kind, (env.kind, env.run_id, env.sender, env.recipient), env)
             return message
         return self._parse(env, model)
+
+    def _check_signature(self, env: Envelope, key: SigningKey) -> None:
+        try:
+            data = _signing_input(env.kind, env.run_id, env.sender, env.recipient, env.key_id, env.nonce,
+                                  env.issued_at, env.trace, env.payload)
+            good = key.verify(data, bytes.fromhex(env.signature))
+        except (TypeError, ValueError, AttributeError):  # fields of the wrong type, in an unvalidated Envelope
+            good = False
+        if not good:
+            self._reject("tampered", "the signature does not match the envelope's fields", env)
 
     def _now(self) -> float:
         """The clock plus every step back it has taken so far: never less than a time already used."""
