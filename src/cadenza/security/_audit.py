@@ -89,9 +89,13 @@ class Recorder(Protocol):
 # --------------------------------------------------------------------------- hashing
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ENCODE_SORTED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True).encode
+"""The canonical encodings, made once: `json.dumps` with options builds a new encoder on every call."""
+
+
 def _digest(values: list[object]) -> str:
-    text = json.dumps(values, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_ENCODE(values).encode("utf-8")).hexdigest()
 
 
 def _instant(at: datetime) -> str:
@@ -106,15 +110,18 @@ def genesis_hash(run_id: str) -> str:
 
 def record_hash(record: AuditRecord) -> str:
     """The hash ``record`` should carry: sha256 over a JSON array of every other field, ``prev_hash`` included."""
-    return _digest([
-        _FORMAT, record.run_id, record.seq, _instant(record.at), record.kind, record.actor, record.subject,
-        record.detail_json, record.prev_hash,
-    ])
+    return _hash_of(record.run_id, record.seq, _instant(record.at), record.kind, record.actor, record.subject,
+                    record.detail_json, record.prev_hash)
+
+
+def _hash_of(run_id: str, seq: int, instant: str, kind: str, actor: str, subject: str, detail_json: str,
+             prev_hash: str) -> str:
+    return _digest([_FORMAT, run_id, seq, instant, kind, actor, subject, detail_json, prev_hash])
 
 
 def _canonical(detail: Mapping[str, object]) -> str:
     try:
-        return json.dumps(dict(detail), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _ENCODE_SORTED(detail if type(detail) is dict else dict(detail))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"an audit record's detail must be a JSON object: {exc}") from None
 
@@ -167,11 +174,12 @@ class AuditLog:
         """
         detail_json = _canonical(detail or {})
         when = datetime.now(UTC) if at is None else at.astimezone(UTC)
-        unhashed = AuditRecord(self.run_id, self._next, when, kind, actor, subject, detail_json, self._prev, "")
-        digest = record_hash(unhashed)
-        record = AuditRecord(self.run_id, self._next, when, kind, actor, subject, detail_json, self._prev, digest)
-        self._write(AddAudit(record), PutAuditHead(AuditHead(self.run_id, record.seq, digest)))
-        self._next, self._prev = record.seq + 1, digest
+        seq = self._next
+        digest = _hash_of(self.run_id, seq, when.isoformat(timespec="microseconds"), kind, actor, subject,
+                          detail_json, self._prev)
+        record = AuditRecord(self.run_id, seq, when, kind, actor, subject, detail_json, self._prev, digest)
+        self._write(AddAudit(record), PutAuditHead(AuditHead(self.run_id, seq, digest)))
+        self._next, self._prev = seq + 1, digest
         return record
 
 
