@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_serializer
 
 from cadenza import PeerMessage, Result, Task
 from cadenza._errors import CadenzaError, ConfigError
@@ -581,3 +581,72 @@ def test_envelopes_sealed_here_but_sent_away_are_forgotten_once_stale(run: Run) 
     run.clock.now += 3 * run.keyring.window
     run.keyring.open(run.sealed_task(), recipient="lead/researcher", model=Task)
     assert run.keyring.unopened == 0
+
+
+# -- local envelopes: sealed for the keyring's own process
+
+
+class Unshippable(BaseModel):
+    """A task-shaped message that cannot be serialised: sealing it for this process must not try."""
+
+    kind: str = "task"
+    run_id: str
+    sender: str
+    recipient: str
+    note: str = "x"
+
+    @field_serializer("note")
+    def _refuse(self, value: str) -> str:
+        raise RuntimeError("serialised")
+
+
+def test_a_local_envelope_is_opened_here_without_being_serialised_or_signed(run: Run) -> None:
+    message = Unshippable(run_id=run.keyring.run_id, sender="lead", recipient="lead/researcher")
+    local = run.keyring.seal_local(run.lead, "lead/researcher", message)
+    assert (local.kind, local.sender, local.recipient, local.run_id) == ("task", "lead", "lead/researcher", RUN)
+    assert run.keyring.open(local, recipient="lead/researcher", expected_kind="task", model=Unshippable) is message
+    with pytest.raises(Exception, match="serialised"):  # as data it must be serialised, and this one cannot be
+        local.model_dump_json()
+
+
+def test_a_local_envelope_as_data_is_a_signed_envelope_checked_in_full(run: Run) -> None:
+    task = run.task()
+    local = run.keyring.seal_local(run.lead, "lead/researcher", task, trace=TRACE)
+    wire = local.model_dump_json()
+    assert Envelope.model_validate_json(wire) == local.envelope() and local.payload == task.model_dump_json()
+    opened = run.keyring.open(wire, recipient="lead/researcher", expected_kind="task", model=Task)
+    assert opened == task and opened is not task
+    refused(run, ReplayedMessage, "replayed", local, model=Task)  # the local object after its JSON: the same nonce
+
+    tampered = run.keyring.seal_local(run.lead, "lead/researcher", task).model_copy(
+        update={"payload": task.model_dump_json().replace("Find", "Drop")})
+    refused(run, TamperedMessage, "tampered", tampered, model=Task)
+
+
+def test_a_local_envelope_pickles_as_an_envelope_without_its_key(run: Run) -> None:
+    local = run.keyring.seal_local(run.lead, "lead/researcher", run.task())
+    data = pickle.dumps(local)
+    back = pickle.loads(data)
+    assert type(back) is Envelope and back == local.envelope()
+    secret = run.keyring._keys[run.lead.key_id].key.export()  # type: ignore[attr-defined]
+    assert secret not in data and secret.hex().encode() not in data
+
+
+def test_a_local_envelope_of_another_keyring_or_opened_twice_is_refused(run: Run) -> None:
+    local = run.keyring.seal_local(run.lead, "lead/researcher", run.task())
+    run.keyring.open(local, recipient="lead/researcher", model=Task)
+    refused(run, ReplayedMessage, "replayed", local, model=Task)
+
+    twin = make_run()  # the same run id, its own keys
+    foreign = twin.keyring.seal_local(twin.lead, "lead/researcher", twin.task())
+    refused(run, UnknownAgent, "forged", foreign, model=Task)
+
+
+def test_a_worker_key_from_another_process_seals_for_the_wire() -> None:
+    from cadenza.security._identity import LocalEnvelope, WorkerKey
+
+    run = make_run(clock=Clock(time.time()))
+    here = run.keyring.worker_key(run.researcher)
+    elsewhere = WorkerKey.from_json(here.to_json())
+    assert type(here.seal_local("lead", run.result())) is LocalEnvelope
+    assert type(elsewhere.seal_local("lead", run.result())) is Envelope

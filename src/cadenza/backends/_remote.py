@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ConfigError
 from .._messages import Result
 from .._worker_spec import AgentSpec, PeersSpec, TeamSpec, rebuild_problems
-from ..security._identity import Envelope
+from ..security._identity import Envelope, Sealed
 from ._port_server import PortServer
 
 if TYPE_CHECKING:
@@ -69,13 +69,13 @@ class RemoteBackend:
             return await worker.execute(task, ctx, port)
         return Result.model_validate(await self._run(shipment, task, ctx, port, None, None))
 
-    async def deliver(self, worker: Worker, envelope: Envelope, opener: TaskOpener, key: WorkerKey,
-                      ctx: StepContext, port: RunPort) -> Envelope:
+    async def deliver(self, worker: Worker, envelope: Sealed, opener: TaskOpener, key: WorkerKey,
+                      ctx: StepContext, port: RunPort) -> Sealed:
         """Open the task here, run it elsewhere with only ``key``, return its sealed Result."""
         task = opener.open(envelope)
         shipment = self._shipment(worker)
         if shipment.stays:
-            return key.seal(envelope.sender, await worker.execute(task, ctx, port))
+            return key.seal_local(envelope.sender, await worker.execute(task, ctx, port))
         return Envelope.model_validate(await self._run(shipment, task, ctx, port, key, envelope))
 
     async def _carry(self, shipment: Shipment, step: int, message: dict[str, Any], serving: PortServer) -> Any:
@@ -88,7 +88,7 @@ class RemoteBackend:
         raise NotImplementedError
 
     async def _run(self, shipment: Shipment, task: Task, ctx: StepContext, port: RunPort, key: WorkerKey | None,
-                   envelope: Envelope | None) -> Any:
+                   envelope: Sealed | None) -> Any:
         if shipment.problems:
             raise ConfigError("; ".join(shipment.problems))
         step = next(self._ids)

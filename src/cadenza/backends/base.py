@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .._port import RunPort
     from .._step_context import StepContext
     from .._worker import Worker
-    from ..security._identity import Envelope, WorkerKey
+    from ..security._identity import Sealed, WorkerKey
     from ..security._security import TaskOpener
     from ..tools._mcp import MCPServer
 
@@ -33,10 +33,14 @@ class Backend(Protocol):
         """Run ``task`` on ``worker`` and return its Result; cancellation must stop the work."""
         ...
 
-    async def deliver(self, worker: Worker, envelope: Envelope, opener: TaskOpener, key: WorkerKey,
-                      ctx: StepContext, port: RunPort) -> Envelope:
+    async def deliver(self, worker: Worker, envelope: Sealed, opener: TaskOpener, key: WorkerKey,
+                      ctx: StepContext, port: RunPort) -> Sealed:
         """Carry a sealed Task to ``worker``, open it with ``opener``, run it, and return its Result sealed with
-        ``key`` (the worker's own key, and the only one the backend gets); cancellation must stop the work."""
+        ``key`` (the worker's own key, and the only one the backend gets); cancellation must stop the work.
+
+        The Task comes as a `LocalEnvelope`: ``envelope.model_dump_json()`` (or ``envelope.envelope()``) makes the
+        signed `Envelope` a backend that ships it elsewhere as it is sends. A Result sealed in the run's process is
+        returned with ``key.seal_local``, one sealed elsewhere as the `Envelope` that came back."""
         ...
 
 

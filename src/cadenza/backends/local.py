@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from .._port import RunPort
     from .._step_context import StepContext
     from .._worker import Worker
-    from ..security._identity import Envelope, WorkerKey
+    from ..security._identity import Sealed, WorkerKey
     from ..security._security import TaskOpener
 
 __all__ = ("LocalBackend",)
@@ -28,10 +28,11 @@ class LocalBackend:
         """Await the worker directly; cancelling the caller cancels the work."""
         return await worker.execute(task, ctx, port)
 
-    async def deliver(self, worker: Worker, envelope: Envelope, opener: TaskOpener, key: WorkerKey,
-                      ctx: StepContext, port: RunPort) -> Envelope:
-        """Open the task, run it here (its spans joining the sender's trace), seal the Result as the worker."""
+    async def deliver(self, worker: Worker, envelope: Sealed, opener: TaskOpener, key: WorkerKey,
+                      ctx: StepContext, port: RunPort) -> Sealed:
+        """Open the task, run it here (its spans joining the sender's trace), seal the Result as the worker: neither
+        leaves the process, so neither is serialised (`LocalEnvelope`)."""
         task = opener.open(envelope)
         with attach_context(envelope.trace):
             result = await self.execute(worker, task, ctx, port)
-        return key.seal(envelope.sender, result)
+        return key.seal_local(envelope.sender, result)

@@ -287,7 +287,8 @@ class Supervisor(Generic[OutputT]):
                 ``budget`` applies as well).
             prices: the price table for budgets in USD (the shipped `PRICES` by default).
             sign_messages: send every Task and Result between agents in a signed envelope, verified on receipt
-                (``_security``); False saves its cost (about 40 us a step) where every agent runs in this process.
+                (``_security``); a Task and Result that stay in this process are sealed as a `LocalEnvelope`, checked but
+                never serialised. False saves the rest of the cost (about 20 us a step) where every agent runs here.
             audit: with a ``store``, keep the run's hash-chained audit log (``cadenza audit``); False saves its
                 writes (two records a step).
             tool_sources: MCP servers the caller opened and reviewed already (the CLI does, before it shows the

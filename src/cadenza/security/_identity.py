@@ -57,7 +57,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NoReturn, Protocol, TypeVar, overload
+from typing import Any, Literal, NoReturn, Protocol, TypeVar, overload
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
@@ -88,11 +88,13 @@ __all__ = (
     "ForgedSender",
     "HmacKey",
     "Keyring",
+    "LocalEnvelope",
     "MalformedMessage",
     "RejectReason",
     "Rejection",
     "ReplayedMessage",
     "SecurityError",
+    "Sealed",
     "SigningKey",
     "StaleMessage",
     "TamperedMessage",
@@ -269,22 +271,97 @@ def _claims_in(raw: str | bytes) -> dict[str, str | None]:
     return {f: data[f] for f in fields if isinstance(data.get(f), str)}
 
 
+def _trace_of(trace: Mapping[str, str] | None) -> dict[str, str] | None:
+    if trace is None:
+        return None
+    tr = dict(trace)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tr.items()):
+        raise ConfigError(f"trace context maps strings to strings (W3C traceparent, tracestate), not {tr!r}")
+    return tr
+
+
+def _signed(kind: EnvelopeKind, run_id: RunId, sender: ScopePath, recipient: ScopePath, key_id: str, nonce: str,
+            issued_at: datetime, trace: dict[str, str] | None, message: BaseModel, key: SigningKey) -> Envelope:
+    """The envelope of these claims and ``message``, serialised and signed by ``key``."""
+    payload = message.model_dump_json()
+    data = _signing_input(kind, run_id, sender, recipient, key_id, nonce, issued_at, trace, payload)
+    return _build_envelope(kind=kind, run_id=run_id, sender=sender, recipient=recipient, key_id=key_id, nonce=nonce,
+                           issued_at=issued_at, payload=payload, trace=trace, signature=key.sign(data).hex())
+
+
 def _sealed(identity: AgentIdentity, key: SigningKey, recipient: str, kind: EnvelopeKind, message: BaseModel,
             issued_at: datetime, trace: Mapping[str, str] | None) -> Envelope:
     """``message`` signed by ``key`` as ``identity``, with a fresh nonce."""
-    tr = None
-    if trace is not None:
-        tr = dict(trace)
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tr.items()):
-            raise ConfigError(f"trace context maps strings to strings (W3C traceparent, tracestate), not {tr!r}")
-    nonce = os.urandom(16).hex()
-    payload = message.model_dump_json()
-    data = _signing_input(kind, identity.run_id, identity.agent, recipient, identity.key_id, nonce, issued_at, tr,
-                          payload)
-    return _build_envelope(
-        kind=kind, run_id=identity.run_id, sender=identity.agent, recipient=ScopePath(recipient),
-        key_id=identity.key_id, nonce=nonce, issued_at=issued_at, payload=payload, trace=tr, signature=key.sign(data).hex(),
-    )
+    return _signed(kind, identity.run_id, identity.agent, ScopePath(recipient), identity.key_id, os.urandom(16).hex(),
+                   issued_at, _trace_of(trace), message, key)
+
+
+class LocalEnvelope:
+    """An envelope that has not left the process that sealed it: every claim of one, and the message itself.
+
+    Its JSON payload and signature are made, once, when it is needed as data: by `envelope`, by reading ``payload``
+    or ``signature``, by dumping it or by pickling it (which gives an `Envelope`). The keyring that sealed it opens
+    it without them (`Keyring.open`), so a Task and a Result that never leave the run's process are neither
+    serialised nor signed, while every check but the signature's still runs on their claims (run, key, sender,
+    recipient, kind, time, nonce, the payload's fields). One that was not sealed by the keyring opening it, or was
+    opened already, is made into an `Envelope` and checked in full. The signature covers the message as it is when
+    the envelope is made: in one process, code that changes a message after sealing it is the interpreter's own
+    code, which signing does not defend against (see the module's note).
+    """
+
+    __slots__ = ("_envelope", "_key", "issued_at", "key_id", "kind", "message", "nonce", "recipient", "run_id",
+                 "sender", "trace")
+
+    def __init__(self, identity: AgentIdentity, key: SigningKey, recipient: str, kind: EnvelopeKind,
+                 message: BaseModel, issued_at: datetime, trace: Mapping[str, str] | None) -> None:
+        self.kind = kind
+        self.run_id = identity.run_id
+        self.sender = identity.agent
+        self.recipient = ScopePath(recipient)
+        self.key_id = identity.key_id
+        self.nonce = os.urandom(16).hex()
+        self.issued_at = issued_at
+        self.trace = _trace_of(trace)
+        self.message = message
+        self._key = key
+        self._envelope: Envelope | None = None
+
+    def envelope(self) -> Envelope:
+        """This envelope as data: serialised and signed (the first time it is asked for)."""
+        if self._envelope is None:
+            self._envelope = _signed(self.kind, self.run_id, self.sender, self.recipient, self.key_id, self.nonce,
+                                     self.issued_at, self.trace, self.message, self._key)
+        return self._envelope
+
+    @property
+    def payload(self) -> str:
+        return self.envelope().payload
+
+    @property
+    def signature(self) -> str:
+        return self.envelope().signature
+
+    def model_dump_json(self, **options: Any) -> str:
+        """`Envelope.model_dump_json` of `envelope`: what a backend sends elsewhere."""
+        return self.envelope().model_dump_json(**options)
+
+    def model_dump(self, **options: Any) -> dict[str, Any]:
+        """`Envelope.model_dump` of `envelope`."""
+        return self.envelope().model_dump(**options)
+
+    def model_copy(self, **options: Any) -> Envelope:
+        """`Envelope.model_copy` of `envelope` (an altered copy is a new object: checked in full when opened)."""
+        return self.envelope().model_copy(**options)
+
+    def __reduce__(self) -> tuple[Callable[[str], Envelope], tuple[str]]:
+        return Envelope.model_validate_json, (self.model_dump_json(),)
+
+    def __repr__(self) -> str:
+        return f"LocalEnvelope({self.kind} {self.sender!r} -> {self.recipient!r}, nonce {self.nonce})"
+
+
+Sealed = Envelope | LocalEnvelope
+"""What sealing hands over: an `Envelope`, or a `LocalEnvelope` that has not left its process."""
 
 
 class WorkerKey:
@@ -316,6 +393,19 @@ class WorkerKey:
             self._here[envelope.nonce] = (envelope, message, False)
         return envelope
 
+    def seal_local(self, recipient: str, message: BaseModel) -> Sealed:
+        """`seal`, for a message the keyring that lent this key opens in this process: a `LocalEnvelope` (an
+        `Envelope` from a key that came from another process, which no keyring here can open as its own)."""
+        if self._here is None:
+            return self.seal(recipient, message)
+        kind = getattr(message, "kind", None)
+        if kind not in ("task", "result", "message"):
+            raise ConfigError(f"a worker seals tasks, results and peer messages, not a {type(message).__name__}")
+        envelope = LocalEnvelope(self.identity, self._key, recipient, kind, message,
+                                 datetime.fromtimestamp(time.time(), UTC), None)
+        self._here[envelope.nonce] = (envelope, message, False)
+        return envelope
+
     def to_json(self) -> dict[str, str]:
         """The key as JSON, for the worker process that runs its agent (and only that one).
 
@@ -335,7 +425,7 @@ class WorkerKey:
         return cls(identity, HmacKey(bytes.fromhex(data["secret"])))
 
 
-_SealedHere = dict[str, tuple["Envelope", BaseModel, bool]]
+_SealedHere = dict[str, tuple["Envelope | LocalEnvelope", BaseModel, bool]]
 """Envelopes sealed in the keyring's own process and not yet opened, by nonce, each with the message it carries and
 whether the message's fields were checked against the envelope's when it was sealed."""
 
@@ -430,6 +520,24 @@ class Keyring:
     ) -> Envelope:
         """``message`` from ``identity`` to ``recipient``, signed; ``kind`` defaults to a Task's, Result's or
         PeerMessage's own."""
+        kind, key = self._sealing(identity, recipient, message, kind)
+        envelope = _sealed(identity, key, recipient, kind, message, datetime.fromtimestamp(self._now(), UTC), trace)
+        self._here[envelope.nonce] = (envelope, message, True)
+        return envelope
+
+    def seal_local(self, identity: AgentIdentity, recipient: str, message: BaseModel, *,
+                   trace: Mapping[str, str] | None = None) -> LocalEnvelope:
+        """`seal`, for a message this keyring opens in this process (a step's Task): a `LocalEnvelope`, serialised
+        and signed only if it is ever needed as data."""
+        kind, key = self._sealing(identity, recipient, message, None)
+        envelope = LocalEnvelope(identity, key, recipient, kind, message, datetime.fromtimestamp(self._now(), UTC),
+                                 trace)
+        self._here[envelope.nonce] = (envelope, message, True)
+        return envelope
+
+    def _sealing(self, identity: AgentIdentity, recipient: str, message: BaseModel,
+                 kind: EnvelopeKind | None) -> tuple[EnvelopeKind, SigningKey]:
+        """The kind of envelope ``message`` travels in and ``identity``'s key, once its fields are checked."""
         if kind is None:
             kind = getattr(message, "kind", None)
             if kind not in ("task", "result", "message"):
@@ -438,9 +546,7 @@ class Keyring:
         key = entry.key if entry is not None and entry.identity is identity else self._key_of(
             identity, recipient=recipient, kind=kind)
         self._check_bindings(message, kind, (kind, self.run_id, identity.agent, recipient))
-        envelope = _sealed(identity, key, recipient, kind, message, datetime.fromtimestamp(self._now(), UTC), trace)
-        self._here[envelope.nonce] = (envelope, message, True)
-        return envelope
+        return kind, key
 
     def worker_key(self, identity: AgentIdentity) -> WorkerKey:
         """``identity``'s own key, for the worker that acts as it (in this process or another).
@@ -465,15 +571,15 @@ class Keyring:
         return entry.key
 
     @overload
-    def open(self, envelope: Envelope | str | bytes, *, recipient: str | None,
+    def open(self, envelope: Sealed | str | bytes, *, recipient: str | None,
              expected_kind: EnvelopeKind | None = None) -> JsonValue: ...
     @overload
-    def open(self, envelope: Envelope | str | bytes, *, recipient: str | None,
+    def open(self, envelope: Sealed | str | bytes, *, recipient: str | None,
              expected_kind: EnvelopeKind | None = None, model: type[M]) -> M: ...
 
     def open(
         self,
-        envelope: Envelope | str | bytes,
+        envelope: Sealed | str | bytes,
         *,
         recipient: str | None,
         expected_kind: EnvelopeKind | None = None,
@@ -486,23 +592,19 @@ class Keyring:
         Each failed check raises its `SecurityError` after ``on_reject`` has seen the `Rejection`;
         a nonce is used up once the signature, the addressing and the time have been checked.
 
-        The very envelope object this keyring (or a `WorkerKey` it lent in this process) sealed is opened without
-        checking its signature again or parsing its payload: nothing outside the process has touched it, so its
-        signature is the one just made over the message it carries, and that message is returned (as a run without
+        The very envelope object this keyring (or a `WorkerKey` it lent in this process) sealed, an `Envelope` or a
+        `LocalEnvelope`, is opened without checking a signature or parsing a payload: nothing outside the process has
+        touched it, so the message it carries is the one sealed, and that message is returned (as a run without
         signing hands it over). Every other check still runs. Any other object, a copy or the same JSON included,
         is checked in full.
         """
-        if isinstance(envelope, Envelope):
-            env = envelope
-        else:
-            try:
-                env = Envelope.model_validate_json(envelope)
-            except ValidationError as exc:
-                self._reject("malformed", f"not an envelope: {_first_error(exc)}", claims=_claims_in(envelope))
+        env = envelope if isinstance(envelope, (Envelope, LocalEnvelope)) else self._parsed(envelope)
         nonce = env.nonce
         here = self._here.pop(nonce, None)
         if here is not None and (here[0] is not envelope or type(here[1]) is not model):
             here = None  # another object under a nonce sealed here (a copy, perhaps altered): checked in full
+        if here is None and isinstance(env, LocalEnvelope):
+            env = env.envelope()  # sealed by another keyring, or opened already: checked in full, as data
         if env.run_id != self.run_id:
             self._reject("wrong_run", f"envelope of run {env.run_id!r}, not {self.run_id!r}", env)
         entry = self._keys.get(env.key_id)
@@ -525,7 +627,13 @@ class Keyring:
             return message
         return self._parse(env, model)
 
-    def _check_signature(self, env: Envelope, key: SigningKey) -> None:
+    def _parsed(self, raw: str | bytes) -> Envelope:
+        try:
+            return Envelope.model_validate_json(raw)
+        except ValidationError as exc:
+            self._reject("malformed", f"not an envelope: {_first_error(exc)}", claims=_claims_in(raw))
+
+    def _check_signature(self, env: Sealed, key: SigningKey) -> None:
         try:
             data = _signing_input(env.kind, env.run_id, env.sender, env.recipient, env.key_id, env.nonce,
                                   env.issued_at, env.trace, env.payload)
@@ -544,7 +652,7 @@ class Keyring:
         self._high = reading
         return reading
 
-    def _check_time_and_nonce(self, env: Envelope) -> None:
+    def _check_time_and_nonce(self, env: Sealed) -> None:
         now = self._now()
         floor = int((now - self.window) // self.window)  # every bucket below holds only stale nonces
         if floor > self._floor:
@@ -565,7 +673,7 @@ class Keyring:
             self._reject("replayed", "this nonce was already opened", env)
         seen.add(env.nonce)
 
-    def _parse(self, env: Envelope, model: type[BaseModel] | None) -> JsonValue | BaseModel:
+    def _parse(self, env: Sealed, model: type[BaseModel] | None) -> JsonValue | BaseModel:
         payload: JsonValue | BaseModel
         try:
             payload = json.loads(env.payload) if model is None else model.model_validate_json(env.payload)
@@ -576,7 +684,7 @@ class Keyring:
         return payload
 
     def _check_bindings(self, payload: object, kind: str, claims: tuple[str, str, str, str],
-                        env: Envelope | None = None) -> None:
+                        env: Sealed | None = None) -> None:
         """The payload's own kind, run, sender and recipient fields must say what the envelope says."""
         pairs = self._bindings.get(kind)
         if not pairs:
@@ -590,7 +698,7 @@ class Keyring:
                     self._reject("forged", detail, env)
                 self._reject("forged", detail, claims=dict(zip(_CLAIMS, claims, strict=True)))
 
-    def _reject(self, reason: RejectReason, detail: str, env: Envelope | None = None, *,
+    def _reject(self, reason: RejectReason, detail: str, env: Sealed | None = None, *,
                 error: type[SecurityError] | None = None, claims: Mapping[str, str | None] | None = None) -> NoReturn:
         if env is not None:
             claims = {"sender": env.sender, "nonce": env.nonce, "key_id": env.key_id, "run_id": env.run_id,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._messages import Task
-from ._identity import AgentIdentity, Envelope, Keyring, Rejection
+from ._identity import AgentIdentity, Keyring, Rejection, Sealed
 
 __all__ = ("DEFAULT_WINDOW", "RunSecurity", "TaskOpener")
 
@@ -44,7 +44,7 @@ class RunSecurity:
             found = self._identities[path] = self.keyring.issue(path)
         return found
 
-    def receive(self, envelope: Envelope) -> Task:
+    def receive(self, envelope: Sealed) -> Task:
         """The worker's side: the Task inside ``envelope``, verified as sent to its recipient."""
         return self.keyring.open(envelope, recipient=envelope.recipient, expected_kind="task", model=Task)
 
@@ -62,7 +62,7 @@ class TaskOpener:
     def __init__(self, security: RunSecurity) -> None:
         self._security = security
 
-    def open(self, envelope: Envelope) -> Task:
+    def open(self, envelope: Sealed) -> Task:
         """The Task inside ``envelope``, verified as sent to its recipient.
 
         Raises:
