@@ -7,7 +7,7 @@ process or machine.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeGuard, runtime_checkable
 
 if TYPE_CHECKING:
     from .._messages import Result, Task
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..security._security import TaskOpener
     from ..tools._mcp import MCPServer
 
-__all__ = ("Backend", "Composite", "ServerUser")
+__all__ = ("Backend", "Composite", "ServerUser", "is_composite", "servers_of")
 
 
 class Backend(Protocol):
@@ -65,3 +65,22 @@ class ServerUser(Protocol):
     def mcp_servers(self) -> tuple[MCPServer, ...]:
         """Each server it (and any member) draws tools from, once."""
         ...
+
+
+def is_composite(worker: object) -> TypeGuard[Composite]:
+    """Whether ``worker`` is a `Composite`, answered once per class: a protocol's isinstance check looks up its
+    members every time, which on a team of a thousand agents is a noticeable part of starting a run."""
+    cls = type(worker)
+    found = _COMPOSITE_CLASSES.get(cls)
+    if found is None:
+        found = _COMPOSITE_CLASSES[cls] = issubclass(cls, Composite)
+    return found
+
+
+_COMPOSITE_CLASSES: dict[type, bool] = {}
+
+
+def servers_of(worker: object) -> tuple[MCPServer, ...]:
+    """The MCP servers ``worker`` draws tools from (a `ServerUser`); none for any other worker."""
+    servers: tuple[MCPServer, ...] | None = getattr(worker, "mcp_servers", None)
+    return servers or ()

@@ -28,7 +28,7 @@ from .._sync import run_sync
 from .._usage import Usage
 from .._worker import Worker
 from .._worker_spec import Synthesize, TeamSpec, model_sources
-from ..backends.base import Backend, Composite, ServerUser
+from ..backends.base import Backend, is_composite, servers_of
 from ..engine._accounts import BudgetAccount
 from ..engine._executor import ExecutionPolicy, Executor
 from ..engine._run_state import LocalPort, RunState
@@ -223,7 +223,7 @@ class Supervisor(Generic[OutputT]):
         """Run this team's steps, and those of every team under it, on ``backend``."""
         self.executor.backend = backend
         for worker in self.workers.values():
-            if isinstance(worker, Composite):
+            if is_composite(worker):
                 worker.use_backend(backend)
 
     def backend_problems(self) -> list[str]:
@@ -234,7 +234,7 @@ class Supervisor(Generic[OutputT]):
             found += [f"team {self._name!r} may spawn agents {which}, but {problem}"
                       for which, agent in self.spawn.stand_ins().items() for problem in backend.problems(agent)]
         for worker in self.workers.values():
-            if isinstance(worker, Composite):
+            if is_composite(worker):
                 found += worker.backend_problems()
         return found
 
@@ -259,8 +259,7 @@ class Supervisor(Generic[OutputT]):
         """Every MCP server an agent of this team (nested teams too) draws tools from, each once."""
         found: dict[int, MCPServer] = {}
         for worker in self.workers.values():
-            if isinstance(worker, ServerUser):
-                found.update((id(server), server) for server in worker.mcp_servers)
+            found.update((id(server), server) for server in servers_of(worker))
         return tuple(found.values())
 
     async def run(self, goal: str, *, input: Any = None, run_id: RunId | None = None,
