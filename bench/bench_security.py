@@ -6,8 +6,11 @@ Run:  python bench/bench_security.py            (20,000 typical and 2,000 large 
 A typical Task carries about 1 KB of JSON (an instruction and a dependency's output), a large
 one about 50 KB (many dependency outputs in its context). ``seal`` is `Keyring.seal`: the
 payload serialised, a nonce, the signing input, the signature and the Envelope; ``open`` is
-`Keyring.open(..., model=Task)`: the checks, the signature, the replay cache and the payload
-parsed back into a Task. Both go through the same Keyring, only its ``key_factory`` differs;
+`Keyring.open(..., model=Task)` of a copy, as an envelope that came back from another process
+arrives: the checks, the signature, the replay cache and the payload parsed back into a Task.
+``in process`` is what a step whose Task and Result stay in the run's process pays:
+`Keyring.seal_local` (a `LocalEnvelope`, neither serialised nor signed) and its open (the
+checks and the replay cache). Both go through the same Keyring, only its ``key_factory`` differs;
 Ed25519 uses the ``cryptography`` package when it can be imported (it is not a cadenza
 dependency: ``pip install cryptography`` to measure it). ``serialise only`` is what any
 message crossing a process costs unsigned (model_dump_json plus model_validate_json), the floor
@@ -81,26 +84,30 @@ def _median_us(rounds: list[float], n: int) -> float:
     return statistics.median(rounds) / n * 1e6
 
 
-def _measure(key_factory: Callable[[], Any], task: Any, n: int) -> dict[str, float]:
+def _measure(key_factory: Callable[[], Any], task: Any, n: int, *, local: bool = False) -> dict[str, float]:
+    """Seal and open ``n`` envelopes: as data (each opened as a copy, as one that came back from another process is:
+    the signature checked and the payload parsed), or, with ``local``, as `LocalEnvelope` opened where sealed."""
     from cadenza import Task
     from cadenza.security._identity import Keyring
 
     keyring = Keyring("run_bench", key_factory=key_factory)
     lead = keyring.issue("lead")
     keyring.issue("lead/researcher")
-    for envelope in [keyring.seal(lead, "lead/researcher", task) for _ in range(min(n, 200))]:  # warm up
+    seal_one = keyring.seal_local if local else keyring.seal
+    for envelope in [seal_one(lead, "lead/researcher", task) for _ in range(min(n, 200))]:  # warm up
         keyring.open(envelope, recipient="lead/researcher", model=Task)
     seal: list[float] = []
     open_: list[float] = []
     for _ in range(ROUNDS):
         t0 = time.perf_counter()
-        envelopes = [keyring.seal(lead, "lead/researcher", task) for _ in range(n)]
+        envelopes = [seal_one(lead, "lead/researcher", task) for _ in range(n)]
         seal.append(time.perf_counter() - t0)
+        arrived = envelopes if local else [envelope.model_copy() for envelope in envelopes]
         t0 = time.perf_counter()
-        for envelope in envelopes:
+        for envelope in arrived:
             keyring.open(envelope, recipient="lead/researcher", model=Task)
         open_.append(time.perf_counter() - t0)
-    return {"seal": _median_us(seal, n), "open": _median_us(open_, n), "bytes": len(envelopes[0].payload)}
+    return {"seal": _median_us(seal, n), "open": _median_us(open_, n)}
 
 
 def _serialise_only(task: Any, n: int) -> float:
@@ -141,19 +148,21 @@ def main() -> None:
     busy = "  (busy: figures will be high and noisy)" if load > 0.5 * (os.cpu_count() or 1) else ""
     print(f"load average {load:.2f} on {os.cpu_count()} CPUs{busy}")
     steps = 500 if args.quick else 2_000
-    core = _run("overhead", "chain", steps)["us_per_step"]
-    print(f"core per-step overhead (bench_core, zero-latency chain of {steps} steps): {core:.1f} us/step\n")
-    print(f"  {'scheme':<32} {'message':<16} {'seal us':>8} {'open us':>8} {'both us':>8} {'per step':>9} {'of core':>8}")
+    core = _run("configured", "runtime", "chain", steps)["cpu_us_per_step"]
+    print(f"core per-step cost (bench_core, the runtime alone, zero-latency chain of {steps} steps): {core:.1f} us CPU/step\n")
+    print(f"  {'scheme':<42} {'message':<16} {'seal us':>8} {'open us':>8} {'both us':>8} {'per step':>9} {'of core':>8}")
     for size_name, (size, n) in sizes.items():
         task = _task(size)
         base = _serialise_only(task, n)
         label = f"{size_name} ({len(task.model_dump_json()) / 1000:.0f} KB)"
-        print(f"  {'serialise only (no signature)':<32} {label:<16} {'':>8} {'':>8} {base:8.1f} {2 * base:9.1f} "
+        print(f"  {'serialise only (no signature)':<42} {label:<16} {'':>8} {'':>8} {base:8.1f} {2 * base:9.1f} "
               f"{2 * base / core:8.0%}")
-        for scheme, (factory, slower) in schemes.items():
-            r = _measure(factory, task, max(n // slower, 100))
+        variants = [(f"{scheme}, as data", factory, slower, False) for scheme, (factory, slower) in schemes.items()]
+        variants.append(("HMAC-SHA256, in process (local)", HmacKey.generate, 1, True))
+        for scheme, factory, slower, local in variants:
+            r = _measure(factory, task, max(n // slower, 100), local=local)
             both = r["seal"] + r["open"]
-            print(f"  {scheme:<32} {label:<16} {r['seal']:8.1f} {r['open']:8.1f} {both:8.1f} {2 * both:9.1f} "
+            print(f"  {scheme:<42} {label:<16} {r['seal']:8.1f} {r['open']:8.1f} {both:8.1f} {2 * both:9.1f} "
                   f"{2 * both / core:8.0%}")
     if missing:
         print(f"\n{missing}")
