@@ -2,8 +2,10 @@
 
 The runtime makes one `Keyring` per run and issues every agent instance an `AgentIdentity`
 for it. Each `Task`, `Result` (and later peer message) that crosses between agents travels in
-an `Envelope` sealed with its sender's key; the receiving side of the runtime opens it, and
-each check that fails raises its own `SecurityError` naming the claimed sender and nonce:
+an `Envelope` sealed with its sender's key (a `LocalEnvelope` while it stays in the process that
+sealed it: serialised and signed only when needed as data); the receiving side of the runtime
+opens it, and each check that fails raises its own `SecurityError` naming the claimed sender
+and nonce:
 
     SecurityError            an envelope was refused (``reason`` says which kind, for the audit log)
     ├── ForgedSender         forged: the key is another agent's, or the payload claims another sender

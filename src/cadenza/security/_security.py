@@ -6,7 +6,10 @@ agent instance as it first speaks: a team by its path in the run (`ScopePath`: `
 (``lead/s2/architect``). The executor seals each Task as its team and hands the envelope to the
 backend; the worker's side opens it (checking sender, signature, run, recipient, freshness and
 nonce), runs the worker and seals the Result as the worker; the team opens that. A refused
-envelope fails the step with the reason (never retried) and is audited.
+envelope fails the step with the reason (never retried) and is audited. A Task is opened in the
+run's process whatever the backend, and so is a Result of a worker that runs there: those travel
+as `LocalEnvelope`, checked on every claim but made into signed JSON only if they are ever
+needed as data; a Result from a worker process or a Ray actor is a signed `Envelope`.
 
 Which boundary this defends: a backend that moves work to another process or machine carries
 envelopes, and a worker there could sign only as itself. In one process the keys sit in memory
