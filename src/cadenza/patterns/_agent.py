@@ -69,6 +69,7 @@ OutputT = TypeVar("OutputT")
 # a one-field UserMessage is as cheap to validate as to build this way, so it is validated.
 _build_result = TrustedBuilder(Result)
 _build_request = TrustedBuilder(ModelRequest)
+_build_user_message = TrustedBuilder(UserMessage)
 _NO_USAGE = Usage()
 
 DEFAULT_MODEL = "simulated"
@@ -103,7 +104,8 @@ _CLOSING = re.compile(r"<(\s*/\s*(?:result|input)\b)", re.IGNORECASE)
 
 def _as_data(value: object) -> str:
     """``value`` as text that cannot close the block it is placed in."""
-    return _CLOSING.sub(r"&lt;\1", _as_text(value))
+    text = _as_text(value)
+    return _CLOSING.sub(r"&lt;\1", text) if "<" in text else text
 
 
 class Agent(Generic[OutputT]):
@@ -361,7 +363,7 @@ class _Conversation:
         """A call that waits for a human: the task pauses once the calls made with it have ended."""
         self.ended = False
         """A call of a tool that ends the turn succeeded: the task ends once the calls made with it have ended."""
-        self.messages: list[ModelMessage] = [UserMessage(content=render_task(task))]
+        self.messages: list[ModelMessage] = [_build_user_message(content=render_task(task))]
         """Never mutated once sent in a request (requests keep it); each turn that adds to it makes a new list."""
         self.usage = _NO_USAGE
 
