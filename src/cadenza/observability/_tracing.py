@@ -57,6 +57,7 @@ class _NotRecording:
 
 
 _OFF: AbstractContextManager[Span] = nullcontext(_NotRecording())
+_UNTRACED: AbstractContextManager[None] = nullcontext()
 
 
 def enabled() -> bool:
@@ -154,7 +155,7 @@ def carrier() -> dict[str, str] | None:
 def attach_context(headers: Mapping[str, str] | None) -> AbstractContextManager[None]:
     """Run the body in the trace context ``headers`` carry (from an envelope), so its spans join that trace."""
     if not headers or not enabled():
-        return nullcontext()
+        return _UNTRACED
     return _attached(headers)
 
 

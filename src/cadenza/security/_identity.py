@@ -224,6 +224,32 @@ class HmacKey:
         return "HmacKey(<secret>)"
 
 
+class _LazyKey:
+    """A key made when it first signs or verifies: in a run that stays in one process, most keys never do
+    (`LocalEnvelope`), and a 1,000-agent team would otherwise draw 1,000 random secrets to start."""
+
+    __slots__ = ("_factory", "_key")
+
+    def __init__(self, factory: Callable[[], SigningKey]) -> None:
+        self._factory = factory
+        self._key: SigningKey | None = None
+
+    def made(self) -> SigningKey:
+        """The key itself, made now if it was not yet."""
+        if self._key is None:
+            self._key = self._factory()
+        return self._key
+
+    def sign(self, data: bytes) -> bytes:
+        return self.made().sign(data)
+
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        return self.made().verify(data, signature)
+
+    def __repr__(self) -> str:
+        return f"_LazyKey({'made' if self._key is not None else 'not made yet'})"
+
+
 @dataclass(frozen=True, slots=True)
 class AgentIdentity:
     """An opaque handle on one agent instance's key in one run; the key itself stays in the keyring.
@@ -414,11 +440,12 @@ class WorkerKey:
         Raises:
             ConfigError: the key cannot be exported (only HMAC keys are).
         """
-        if not isinstance(self._key, HmacKey):
-            raise ConfigError(f"the key of {self.identity.agent!r} is a {type(self._key).__name__}, which does not "
+        key = self._key.made() if isinstance(self._key, _LazyKey) else self._key
+        if not isinstance(key, HmacKey):
+            raise ConfigError(f"the key of {self.identity.agent!r} is a {type(key).__name__}, which does not "
                               "travel to another process")
         return {"agent": self.identity.agent, "key_id": self.identity.key_id, "run_id": self.identity.run_id,
-                "secret": self._key.export().hex()}
+                "secret": key.export().hex()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, str]) -> WorkerKey:
@@ -435,7 +462,12 @@ whether the message's fields were checked against the envelope's when it was sea
 @dataclass(slots=True)
 class _Entry:
     identity: AgentIdentity
-    key: SigningKey
+    lazy: _LazyKey
+    """The key, made when it first signs or verifies."""
+
+    @property
+    def key(self) -> SigningKey:
+        return self.lazy.made()
 
 
 class Keyring:
@@ -492,7 +524,7 @@ class Keyring:
         if not agent_path or not isinstance(agent_path, str):
             raise ConfigError(f"an identity needs an agent path such as 'lead/researcher', not {agent_path!r}")
         identity = AgentIdentity(ScopePath(agent_path), "key_" + secrets.token_hex(8), self.run_id)
-        self._keys[identity.key_id] = _Entry(identity, self._key_factory())
+        self._keys[identity.key_id] = _Entry(identity, _LazyKey(self._key_factory))
         return identity
 
     def revoke(self, identity: AgentIdentity) -> None:
@@ -545,7 +577,7 @@ class Keyring:
             if kind not in ("task", "result", "message"):
                 raise ConfigError(f"say which kind of envelope a {type(message).__name__} travels in (kind='message'?)")
         entry = self._keys.get(identity.key_id)
-        key = entry.key if entry is not None and entry.identity is identity else self._key_of(
+        key = entry.lazy if entry is not None and entry.identity is identity else self._key_of(
             identity, recipient=recipient, kind=kind)
         self._check_bindings(message, kind, (kind, self.run_id, identity.agent, recipient))
         return kind, key
@@ -558,7 +590,7 @@ class Keyring:
         """
         return WorkerKey(identity, self._key_of(identity), self._here)
 
-    def _key_of(self, identity: AgentIdentity, **claims: str) -> SigningKey:
+    def _key_of(self, identity: AgentIdentity, **claims: str) -> SigningKey:  # made when it first signs
         """The key of ``identity``, if this keyring issued that very handle and has not revoked it.
 
         Raises:
@@ -570,7 +602,7 @@ class Keyring:
                          f"keyring of run {self.run_id!r}, or was revoked", error=UnknownAgent,
                          claims={"sender": identity.agent, "key_id": identity.key_id, "run_id": identity.run_id,
                                  **claims})
-        return entry.key
+        return entry.lazy
 
     @overload
     def open(self, envelope: Sealed | str | bytes, *, recipient: str | None,
@@ -670,8 +702,11 @@ class Keyring:
         if issued - now > self.window:
             self._reject("stale", f"issued {issued - now:.1f} s in the future, outside the {self.window:g} s window", env)
         # A replay carries the same signed issued_at, so it always lands in the bucket its original did.
-        seen = self._seen.setdefault(int(issued // self.window), set())
-        if env.nonce in seen:
+        bucket = int(issued // self.window)
+        seen = self._seen.get(bucket)
+        if seen is None:
+            seen = self._seen[bucket] = set()
+        elif env.nonce in seen:
             self._reject("replayed", "this nonce was already opened", env)
         seen.add(env.nonce)
 
