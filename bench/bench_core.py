@@ -168,10 +168,8 @@ def fanout(n: int, gc_threshold: int = 0) -> dict[str, Any]:
     """
     if gc_threshold:
         gc.set_threshold(gc_threshold, 50, 100)
-    names = [f"w{i}" for i in range(n)]
-    workers = _agents([*names, "join"], {**dict.fromkeys(names, LATENCY), "join": 0.0})
-    plan = _plan([*((f"s{i}", names[i], []) for i in range(n)), ("join", "join", [f"s{i}" for i in range(n)])])
-    wall, cpu, outcome = asyncio.run(_execute(plan, workers))
+    steps, latencies = _shape("fanout", n, LATENCY)
+    wall, cpu, outcome = asyncio.run(_execute(_plan(steps), _agents(list(latencies), latencies)))
     return {"workload": "fanout", "n": n, "wall_ms": wall * 1e3, "ideal_ms": LATENCY * 1e3, "ratio": wall / LATENCY, "cpu_ms": cpu * 1e3, "status": outcome.status}
 
 

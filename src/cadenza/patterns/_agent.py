@@ -69,7 +69,6 @@ OutputT = TypeVar("OutputT")
 # a one-field UserMessage is as cheap to validate as to build this way, so it is validated.
 _build_result = TrustedBuilder(Result)
 _build_request = TrustedBuilder(ModelRequest)
-_build_user_message = TrustedBuilder(UserMessage)
 _NO_USAGE = Usage()
 
 DEFAULT_MODEL = "simulated"
@@ -363,7 +362,7 @@ class _Conversation:
         """A call that waits for a human: the task pauses once the calls made with it have ended."""
         self.ended = False
         """A call of a tool that ends the turn succeeded: the task ends once the calls made with it have ended."""
-        self.messages: list[ModelMessage] = [_build_user_message(content=render_task(task))]
+        self.messages: list[ModelMessage] = [UserMessage(content=render_task(task))]
         """Never mutated once sent in a request (requests keep it); each turn that adds to it makes a new list."""
         self.usage = _NO_USAGE
 

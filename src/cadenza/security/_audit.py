@@ -175,8 +175,7 @@ class AuditLog:
         detail_json = _canonical(detail or {})
         when = datetime.now(UTC) if at is None else at.astimezone(UTC)
         seq = self._next
-        digest = _hash_of(self.run_id, seq, when.isoformat(timespec="microseconds"), kind, actor, subject,
-                          detail_json, self._prev)
+        digest = _hash_of(self.run_id, seq, _instant(when), kind, actor, subject, detail_json, self._prev)
         record = AuditRecord(self.run_id, seq, when, kind, actor, subject, detail_json, self._prev, digest)
         self._write(AddAudit(record), PutAuditHead(AuditHead(self.run_id, seq, digest)))
         self._next, self._prev = seq + 1, digest

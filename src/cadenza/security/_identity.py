@@ -412,9 +412,7 @@ class WorkerKey:
 
     def seal(self, recipient: str, message: BaseModel, *, trace: Mapping[str, str] | None = None) -> Envelope:
         """``message`` (a Result, say) from this key's agent to ``recipient``, signed now."""
-        kind = getattr(message, "kind", None)
-        if kind not in ("task", "result", "message"):
-            raise ConfigError(f"a worker seals tasks, results and peer messages, not a {type(message).__name__}")
+        kind = _worker_kind(message)
         envelope = _sealed(self.identity, self._key, recipient, kind, message, datetime.fromtimestamp(time.time(), UTC),
                            trace)
         if self._here is not None:
@@ -426,10 +424,7 @@ class WorkerKey:
         `Envelope` from a key that came from another process, which no keyring here can open as its own)."""
         if self._here is None:
             return self.seal(recipient, message)
-        kind = getattr(message, "kind", None)
-        if kind not in ("task", "result", "message"):
-            raise ConfigError(f"a worker seals tasks, results and peer messages, not a {type(message).__name__}")
-        envelope = LocalEnvelope(self.identity, self._key, recipient, kind, message,
+        envelope = LocalEnvelope(self.identity, self._key, recipient, _worker_kind(message), message,
                                  datetime.fromtimestamp(time.time(), UTC), None)
         self._here[envelope.nonce] = (envelope, message, False)
         return envelope
@@ -452,6 +447,13 @@ class WorkerKey:
         """A key read back from `to_json`."""
         identity = AgentIdentity(ScopePath(data["agent"]), data["key_id"], RunId(data["run_id"]))
         return cls(identity, HmacKey(bytes.fromhex(data["secret"])))
+
+
+def _worker_kind(message: BaseModel) -> EnvelopeKind:
+    kind = getattr(message, "kind", None)
+    if kind not in ("task", "result", "message"):
+        raise ConfigError(f"a worker seals tasks, results and peer messages, not a {type(message).__name__}")
+    return kind  # type: ignore[no-any-return]
 
 
 _SealedHere = dict[str, tuple["Envelope | LocalEnvelope", BaseModel, bool]]
@@ -576,9 +578,7 @@ class Keyring:
             kind = getattr(message, "kind", None)
             if kind not in ("task", "result", "message"):
                 raise ConfigError(f"say which kind of envelope a {type(message).__name__} travels in (kind='message'?)")
-        entry = self._keys.get(identity.key_id)
-        key = entry.lazy if entry is not None and entry.identity is identity else self._key_of(
-            identity, recipient=recipient, kind=kind)
+        key = self._key_of(identity, recipient=recipient, kind=kind)
         self._check_bindings(message, kind, (kind, self.run_id, identity.agent, recipient))
         return kind, key
 
@@ -590,8 +590,9 @@ class Keyring:
         """
         return WorkerKey(identity, self._key_of(identity), self._here)
 
-    def _key_of(self, identity: AgentIdentity, **claims: str) -> SigningKey:  # made when it first signs
-        """The key of ``identity``, if this keyring issued that very handle and has not revoked it.
+    def _key_of(self, identity: AgentIdentity, **claims: str) -> SigningKey:
+        """The key of ``identity`` (made when it first signs), if this keyring issued that very handle and has not
+        revoked it.
 
         Raises:
             UnknownAgent: it did not (``claims`` are what the refused use said, for the audit log).
@@ -694,7 +695,7 @@ class Keyring:
                 del self._seen[bucket]
             self._floor = floor
             oldest = floor * self.window  # what was sealed here but never opened here (sent away) is stale by now
-            for gone in [n for n, (env, _, _) in self._here.items() if env.issued_at.timestamp() < oldest]:
+            for gone in [n for n, (sealed, _, _) in self._here.items() if sealed.issued_at.timestamp() < oldest]:
                 del self._here[gone]
         issued = env.issued_at.timestamp()
         if self._high - issued > self.window:
