@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..observability._tracing import attach_context
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from .._messages import Result, Task
     from .._port import RunPort
     from .._step_context import StepContext
@@ -24,9 +26,10 @@ class LocalBackend:
         """None: any worker runs in the process that holds it."""
         return []
 
-    async def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Result:
-        """Await the worker directly; cancelling the caller cancels the work."""
-        return await worker.execute(task, ctx, port)
+    def execute(self, worker: Worker, task: Task, ctx: StepContext, port: RunPort) -> Coroutine[Any, Any, Result]:
+        """The worker's own coroutine, awaited by the caller: cancelling the caller cancels the work, and no frame
+        of ours waits in between while it runs."""
+        return worker.execute(task, ctx, port)
 
     async def deliver(self, worker: Worker, envelope: Sealed, opener: TaskOpener, key: WorkerKey,
                       ctx: StepContext, port: RunPort) -> Sealed:

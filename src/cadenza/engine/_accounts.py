@@ -27,9 +27,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._budget import Budget
 from .._errors import BudgetExceeded
@@ -123,19 +123,26 @@ def run_account(budget: Budget | None) -> BudgetAccount | None:
     return None if budget is None else BudgetAccount("run", budget)
 
 
-async def call_model(model: Model, request: ModelRequest, ctx: StepContext, port: RunPort,
-                     budget: Budget | None = None) -> ModelResponse:
+def call_model(model: Model, request: ModelRequest, ctx: StepContext, port: RunPort,
+               budget: Budget | None = None) -> Coroutine[Any, Any, ModelResponse]:
     """``model.request(request)`` under the budgets covering the step (``ctx.budgets``) and the agent's own
     ``budget``: its worst case is reserved through ``port`` first and settled with what it cost after.
+
+    A call that nothing budgets or observes is the model's own coroutine, with no frame of ours waiting on it.
 
     Raises:
         BudgetExceeded: a covering budget has no room for this call's worst case; the call was not made.
         ConfigError: a USD budget covers a model that has no price.
     """
     budgeted = bool(ctx.budgets) or budget is not None
-    metered = port.observed
-    if not budgeted and not metered:
-        return await model.request(request)
+    if not budgeted and not port.observed:
+        return model.request(request)
+    return _accounted(model, request, ctx, port, budget, budgeted)
+
+
+async def _accounted(model: Model, request: ModelRequest, ctx: StepContext, port: RunPort, budget: Budget | None,
+                     budgeted: bool) -> ModelResponse:
+    """`call_model` for a call that is budgeted (reserved, then settled) or observed (told to the run)."""
     lease: Lease | None = None
     if budgeted:
         request, claim = claim_for(model, request)

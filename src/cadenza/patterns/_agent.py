@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -287,16 +287,23 @@ class Agent(Generic[OutputT]):
         """`run` for code that is not async."""
         return run_sync(self.run(prompt, input=input, budget=budget))
 
-    async def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Result:
+    def execute(self, task: Task, ctx: StepContext, port: RunPort) -> Coroutine[Any, Any, Result]:
         """Run the model/tool loop for ``task`` as ``ctx`` places it, through ``port``; every failure becomes a
-        failure Result."""
-        return await self.converse(task, ctx, port, ())
+        failure Result.
 
-    async def converse(self, task: Task, ctx: StepContext, port: RunPort, tools: Sequence[Tool]) -> Result:
+        This and `converse` hand back the coroutine that does the work rather than awaiting it in frames of their
+        own: each step in flight holds one frame fewer (memory, and what the garbage collector walks)."""
+        return self.converse(task, ctx, port, ())
+
+    def converse(self, task: Task, ctx: StepContext, port: RunPort, tools: Sequence[Tool]) -> Coroutine[Any, Any, Result]:
         """`execute` with ``tools`` added for this task only: those a pattern gives its members for the occasion (a
         peer group's ``send_message``), which are not the agent's own."""
         if not tracing():
-            return await self._execute(task, ctx, port, tools)
+            return self._execute(task, ctx, port, tools)
+        return self._traced(task, ctx, port, tools)
+
+    async def _traced(self, task: Task, ctx: StepContext, port: RunPort, tools: Sequence[Tool]) -> Result:
+        """`_execute` inside the agent's ``invoke_agent`` span."""
         with span(f"invoke_agent {self._name}", {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self._name, "cadenza.kind": "agent",
             "gen_ai.agent.id": f"{task.sender}/{self._name}", "cadenza.run_id": task.run_id,
