@@ -8,7 +8,7 @@ from .._ids import ScopePath, child_path
 from .._messages import Result
 from ..observability._tracing import carrier
 from ..security._identity import ForgedSender, Rejection
-from ..security._security import RunSecurity, TaskOpener
+from ..security._security import RunSecurity
 
 if TYPE_CHECKING:
     from .._messages import Task
@@ -34,7 +34,7 @@ async def exchange(security: RunSecurity, backend: Backend, worker: Worker, task
     recipient = child_path(team, worker.name)
     envelope = security.keyring.seal_local(security.identity(team), recipient, task, trace=carrier())
     key = security.keyring.worker_key(security.identity(recipient))
-    reply = await backend.deliver(worker, envelope, TaskOpener(security), key, ctx, port)
+    reply = await backend.deliver(worker, envelope, security.opener, key, ctx, port)
     if reply.sender != recipient:  # signed, but by someone it was not sent to
         rejection = Rejection("forged", f"the reply to a task sent to {recipient!r} is signed by {reply.sender!r}",
                               reply.sender, reply.nonce, reply.key_id, reply.run_id, reply.recipient, reply.kind)

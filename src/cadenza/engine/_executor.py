@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from .._errors import CadenzaError, ConfigError, ErrorCode, StepTimeout, StoreError
 from .._events import (
@@ -408,20 +408,27 @@ class _PlanRun:
             record_outcome(current, result)
             return result
 
-    async def _send(self, worker: Worker, task: Task, ctx: StepContext) -> Result:
-        """Through the backend; as signed envelopes when the run signs its messages; both ways told to the run."""
+    def _send(self, worker: Worker, task: Task, ctx: StepContext) -> Coroutine[Any, Any, Result]:
+        """Through the backend; as signed envelopes when the run signs its messages. Unless a sink wants both ways
+        told (`_reported`), this is the backend's or the exchange's own coroutine: no frame of ours waits on it."""
+        if self.events.observed:
+            return self._reported(worker, task, ctx)
         security = self.state.security
-        events = self.events if self.events.observed else None
-        if events is not None:
-            events.report(MessageSent(self.run_id, self.team, self.team, worker.name, "task", task.task_id, task.step_id,
-                                    None, security is not None))
+        if security is None:
+            return self.backend.execute(worker, task, ctx, self.port)
+        return exchange(security, self.backend, worker, task, ctx, self.port, team=self.team)
+
+    async def _reported(self, worker: Worker, task: Task, ctx: StepContext) -> Result:
+        """`_send`, with the Task and its Result told to the sinks that want reports (the audit log, metrics)."""
+        events, security = self.events, self.state.security
+        events.report(MessageSent(self.run_id, self.team, self.team, worker.name, "task", task.task_id, task.step_id,
+                                  None, security is not None))
         if security is None:
             result = await self.backend.execute(worker, task, ctx, self.port)
         else:
             result = await exchange(security, self.backend, worker, task, ctx, self.port, team=self.team)
-        if events is not None:
-            events.report(MessageSent(self.run_id, self.team, worker.name, self.team, "result", result.task_id, task.step_id,
-                                    result.status, security is not None))
+        events.report(MessageSent(self.run_id, self.team, worker.name, self.team, "result", result.task_id, task.step_id,
+                                  result.status, security is not None))
         return result
 
     def _enter(self, record: StepRecord, task: Task, started: datetime) -> StepContext:

@@ -39,6 +39,8 @@ class RunSecurity:
         self.keyring = Keyring(run_id, window=DEFAULT_WINDOW if window is None else window, on_reject=on_reject)
         self.on_reject = on_reject
         self._identities: dict[str, AgentIdentity] = {}
+        self.opener = TaskOpener(self)
+        """What a backend is handed to open the Tasks sent to its workers: one for the run, not one a step."""
 
     def identity(self, path: str) -> AgentIdentity:
         """The identity of ``path`` in this run, issued on first use."""
