@@ -7,6 +7,8 @@ Each test runs on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import fields, replace
@@ -415,6 +417,19 @@ def test_the_hash_covers_every_field() -> None:
             if isinstance(value, datetime) else f"{value}x"
         assert record_hash(replace(record, **{f.name: other})) != record.hash, f.name  # type: ignore[arg-type]
 
+
+
+@pytest.mark.parametrize("text", ["plain", 'quote " and \\ backslash', "line\nbreak\ttab\x00\x1f\x7f", "é ü ß 中文 😀",
+                                  "\u2028\u2029", ""])
+def test_the_hash_is_sha256_over_the_json_array_of_the_fields(text: str) -> None:
+    """The format `cadenza-audit/1` is the JSON array of the fields (no spaces, non-ASCII kept); records written
+    before the hash was assembled by hand must keep verifying."""
+    at = datetime(2026, 12, 7, 21, 0, 0, tzinfo=UTC)  # a whole second: its text still carries the microseconds
+    record = AuditRecord(f"run-{text}", 7, at, "tool.called", f"actor {text}", text, f'{{"k":"{text}"}}', "0" * 64, "")
+    array = ["cadenza-audit/1", record.run_id, 7, "2026-12-07T21:00:00.000000+00:00", "tool.called", record.actor,
+             text, record.detail_json, "0" * 64]
+    encoded = json.dumps(array, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert record_hash(record) == hashlib.sha256(encoded).hexdigest()
 
 def test_the_genesis_depends_on_the_run_and_a_log_cannot_pass_for_another_runs() -> None:
     records, head = written(5, "run-a")

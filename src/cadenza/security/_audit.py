@@ -25,8 +25,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from ..stores._batch import timestamp_text
 from ..stores.base import AddAudit, AuditHead, AuditRecord, PutAuditHead, Write
 
 if TYPE_CHECKING:
@@ -89,6 +91,7 @@ class Recorder(Protocol):
 # --------------------------------------------------------------------------- hashing
 
 
+_FORMAT_QUOTED = encode_basestring(_FORMAT)
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _ENCODE_SORTED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True).encode
 """The canonical encodings, made once: `json.dumps` with options builds a new encoder on every call."""
@@ -100,7 +103,7 @@ def _digest(values: list[object]) -> str:
 
 def _instant(at: datetime) -> str:
     """UTC with microseconds, as both stores keep it: the same instant hashes the same after a round trip."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
+    return timestamp_text(at)
 
 
 def genesis_hash(run_id: str) -> str:
@@ -116,7 +119,12 @@ def record_hash(record: AuditRecord) -> str:
 
 def _hash_of(run_id: str, seq: int, instant: str, kind: str, actor: str, subject: str, detail_json: str,
              prev_hash: str) -> str:
-    return _digest([_FORMAT, run_id, seq, instant, kind, actor, subject, detail_json, prev_hash])
+    """`_digest` of the record's fields, written out as the JSON encoder writes that array (a test holds the two
+    equal): each string as `encode_basestring` quotes it, the int as `int.__repr__`, a comma between, no spaces."""
+    q = encode_basestring
+    encoded = (f"[{_FORMAT_QUOTED},{q(run_id)},{int.__repr__(seq)},{q(instant)},{q(kind)},{q(actor)},{q(subject)},"
+               f"{q(detail_json)},{q(prev_hash)}]")
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
 
 def _canonical(detail: Mapping[str, object]) -> str:
