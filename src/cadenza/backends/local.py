@@ -36,6 +36,9 @@ class LocalBackend:
         """Open the task, run it here (its spans joining the sender's trace), seal the Result as the worker: neither
         leaves the process, so neither is serialised (`LocalEnvelope`)."""
         task = opener.open(envelope)
-        with attach_context(envelope.trace):
+        if envelope.trace is None:  # untraced: no context manager held by this frame while the worker runs
             result = await self.execute(worker, task, ctx, port)
+        else:
+            with attach_context(envelope.trace):
+                result = await self.execute(worker, task, ctx, port)
         return key.seal_local(envelope.sender, result)

@@ -416,7 +416,7 @@ class _Conversation:
             self.usage = response.usage if self.usage is _NO_USAGE else self.usage + response.usage
             if response.tool_calls:
                 self.malformed = None
-                results = await asyncio.gather(*(self._call_tool(c) for c in response.tool_calls))
+                results = await asyncio.gather(*map(self._call_tool, response.tool_calls))  # no closure cell
                 if self.paused is not None:
                     raise self.paused
                 if self.ended:
