@@ -6,7 +6,7 @@ from typing import assert_type
 
 from pydantic import BaseModel
 
-from cadenza import Agent, RunResult, Supervisor, Tool, tool
+from cadenza import Agent, FunctionModel, RunResult, Supervisor, Tool, tool
 
 
 class Report(BaseModel):
@@ -25,6 +25,8 @@ async def typed_usage() -> None:
     assert_type(team, Supervisor[Report])
     assert_type((await team.run("go")).output, Report | None)
     assert_type(Supervisor("lead", workers=[team]).run_sync("go").output, str | None)
+    with team.override(model=FunctionModel(lambda request: '{"title": "t"}')), typed.override(model="simulated"):
+        assert_type((await team.run("go")).output, Report | None)
 
 
 def send(to: str) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import itertools
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import Coroutine, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from .._port import RunPort
     from .._worker_spec import AgentSpec, ModelSource
     from ..tools._mcp import MCPServer
+    from ._override import Swaps
 
 __all__ = ("DEFAULT_MODEL", "Agent", "render_task")
 
@@ -245,6 +247,17 @@ class Agent(Generic[OutputT]):
 
     def __repr__(self) -> str:
         return f"Agent({self._name!r}, model={self.model.name!r}, tools={list(self.tools)})"
+
+    def override(self, *, model: str | Model | Sequence[str | Model]) -> AbstractContextManager[None]:
+        """Inside ``with agent.override(model=FunctionModel(reply)):``, the agent's model is ``model``; after the block,
+        what it was. An application's own tests run offline this way."""
+        from ._override import override_models
+
+        return override_models(self, model)
+
+    def _override_into(self, swaps: Swaps) -> None:
+        swaps.set(self, "model", swaps.model)
+        swaps.set(self, "_model_sources", swaps.sources)
 
     def describe(self) -> AgentSpec:
         """What the agent is, as data: its instructions, model, tools, output type and limits."""

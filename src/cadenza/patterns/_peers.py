@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -64,10 +64,12 @@ log = logging.getLogger("cadenza.peers")
 if TYPE_CHECKING:
     from .._events import EventSink
     from .._port import RunPort
+    from ..models.base import Model
     from ..models.pricing import Prices
     from ..stores.base import Store
     from ..tools._mcp import MCPServer
     from ._agent import Agent
+    from ._override import Swaps
 
 __all__ = ("PeerGroup", "StopPolicy", "Member")
 
@@ -188,6 +190,17 @@ class PeerGroup:
 
     def __repr__(self) -> str:
         return f"PeerGroup({self._name!r}, agents={list(self.members)}, entry={self.entry!r})"
+
+    def override(self, *, model: str | Model | Sequence[str | Model]) -> AbstractContextManager[None]:
+        """Inside ``with group.override(model=FunctionModel(reply)):``, every member's model is ``model``; after the block,
+        what it was. An application's own tests run offline this way."""
+        from ._override import override_models
+
+        return override_models(self, model)
+
+    def _override_into(self, swaps: Swaps) -> None:
+        for member in self.members.values():
+            swaps.worker(member)
 
     def describe(self) -> PeersSpec:
         """What the group is, as data: its members' specs, its talk graph, who answers and its limits."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from ..models.pricing import Prices
     from ..stores.base import Store
     from ..tools._mcp import MCPServer
+    from ._override import Swaps
 
 __all__ = ("DEFAULT_MAX_DEPTH", "Supervisor", "team_depth")
 
@@ -237,6 +239,23 @@ class Supervisor(Generic[OutputT]):
             if is_composite(worker):
                 found += worker.backend_problems()
         return found
+
+    def override(self, *, model: ModelSpec) -> AbstractContextManager[None]:
+        """Inside ``with team.override(model=FunctionModel(reply)):``, every model of the team (its planner,
+        synthesiser, workers, nested teams, peer groups and spawned agents) is ``model``; after the block, what it
+        was. An application's own tests run offline this way."""
+        from ._override import override_models
+
+        return override_models(self, model)
+
+    def _override_into(self, swaps: Swaps) -> None:
+        swaps.set(self.planner, "model", swaps.model)
+        swaps.set(self, "_planner_sources", swaps.sources)
+        swaps.worker(self.synthesizer)
+        if self.spawn is not None:  # the agents a run spawns take their model from the policy's tiers
+            swaps.set(self, "spawn", replace(self.spawn, tiers=dict.fromkeys(self.spawn.tiers, swaps.model)))
+        for worker in self.workers.values():
+            swaps.worker(worker)
 
     def describe(self) -> TeamSpec:
         """What the team is, as data: its planner, synthesiser, written plan, spawn policy and workers."""
