@@ -100,3 +100,29 @@ def test_an_agent_and_a_team_load_no_store_until_a_run_records_and_no_tracing_ap
                              timeout=60).stdout.splitlines()
 
     assert out == ["[]", "[]", "['cadenza.engine._journal', 'cadenza.stores', 'sqlite3']"]
+
+
+def test_every_event_type_is_public_in_cadenza_events() -> None:
+    """A sink's author imports what it receives from ``cadenza.events``, never from a private module."""
+    import dataclasses
+
+    from cadenza import _events, events
+
+    defined = {name for name, value in vars(_events).items()
+               if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == _events.__name__}
+    assert defined <= set(events.__all__)
+    assert {"Event", "EventSink", "Report", "EventLog", "configure_logging"} <= set(events.__all__)
+
+
+def test_the_types_a_result_hands_out_are_public() -> None:
+    result_types = {"RunResult", "StepRecord", "PlanOutcome", "Result", "Usage", "ErrorInfo", "ToolCall", "Plan", "Step"}
+    assert result_types <= set(cadenza.__all__)
+
+
+def test_the_readme_points_to_no_private_module() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    private = sorted(set(re.findall(r"cadenza(?:\.[a-z_]+)*\._[a-z_]+", readme)))
+    assert private == []

@@ -51,6 +51,7 @@ __all__ = (
     "PeerMessage",
     "Plan",
     "PlanError",
+    "PlanOutcome",
     "PlanProblem",
     "Planner",
     "Price",
@@ -68,6 +69,7 @@ __all__ = (
     "SpawnError",
     "SpawnPolicy",
     "Step",
+    "StepRecord",
     "StepTimeout",
     "StopPolicy",
     "Store",
@@ -76,6 +78,7 @@ __all__ = (
     "Task",
     "Tool",
     "ToolArgumentsError",
+    "ToolCall",
     "ToolContext",
     "ToolError",
     "UnknownModelError",
@@ -128,6 +131,7 @@ _WHERE: dict[str, str] = {
     "ModelRetry": ".models.resilience",
     "OutputValidationError": "._errors",
     "PeerGroup": ".patterns._peers",
+    "PlanOutcome": "._outcomes",
     "PeerMessage": "._messages",
     "Plan": "._plan",
     "PlanError": "._errors",
@@ -147,6 +151,7 @@ _WHERE: dict[str, str] = {
     "SpawnPolicy": ".patterns._spawn",
     "Step": "._plan",
     "StepTimeout": "._errors",
+    "StepRecord": "._outcomes",
     "StopPolicy": ".patterns._peers",
     "WorkerLost": "._errors",
     "ProcessBackend": ".backends.process",
@@ -157,6 +162,7 @@ _WHERE: dict[str, str] = {
     "Task": "._messages",
     "Tool": ".tools._tools",
     "ToolArgumentsError": "._errors",
+    "ToolCall": ".models.base",
     "ToolContext": ".tools._tools",
     "ToolError": "._errors",
     "UnknownModelError": "._errors",
@@ -218,6 +224,7 @@ if TYPE_CHECKING:
         WorkspaceConflict,
     )
     from ._messages import ErrorInfo, PeerMessage, Result, Task
+    from ._outcomes import PlanOutcome, StepRecord
     from ._plan import AgentProposal, Plan, PlanProblem, Step
     from ._result import RunResult
     from ._usage import Usage
@@ -226,7 +233,7 @@ if TYPE_CHECKING:
     from .backends.ray import RayBackend
     from .engine._durable import approve
     from .engine._executor import ExecutionPolicy, Executor, RetryPolicy
-    from .models.base import Model, ModelRequest, ModelResponse
+    from .models.base import Model, ModelRequest, ModelResponse, ToolCall
     from .models.function import FunctionModel
     from .models.pricing import Price, Prices
     from .models.registry import resolve_model
