@@ -28,10 +28,14 @@ class StepRecord:
     skip_reason: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    steps: tuple[StepRecord, ...] = ()
+    """The records of the steps a nested team ran for this step in this process, in its plan's order (each with its
+    own ``steps``); empty for any other worker, and for a step read back from the store by a resumed run."""
 
     @property
     def output(self) -> object:
-        """The step's output, or None if it produced none."""
+        """The step's output, or None if it produced none: of the worker's output type when it declares one (a typed
+        agent or team), as the team's own output is."""
         return self.result.output if self.result is not None else None
 
 

@@ -33,6 +33,7 @@ from ._stream import EventStream
 if TYPE_CHECKING:
     from .._budget import Budget
     from .._events import EventSink, Report
+    from .._outcomes import StepRecord
     from .._port import ApprovalAsk, Claim, ToolCallRecord, ToolServer
     from .._step_context import StepContext
     from ..security._audit import AuditLog
@@ -66,6 +67,8 @@ class RunState:
     steps in the run."""
     events: EventStream | None = None
     """The run's one event stream, once its top team's port is made."""
+    team_steps: dict[ScopePath, list[StepRecord]] = field(default_factory=dict)
+    """What each nested team ran, by its path, until the team above it takes it into its step's record."""
 
     @classmethod
     def begin(cls, run_id: str, *, budget: Budget | None = None, prices: Prices | None = None,

@@ -18,10 +18,10 @@ from pydantic import TypeAdapter, ValidationError
 from .._budget import Budget
 from .._errors import CadenzaError, ConfigError, ErrorCode, HierarchyError, SpawnError
 from .._events import AgentSpawned, PlanReady, RunFinished, RunStarted, UsageRecorded
-from .._ids import AgentId, RunId, ScopePath, new_run_id, new_task_id, split_path
+from .._ids import AgentId, RunId, ScopePath, child_path, new_run_id, new_task_id, split_path
 from .._messages import ErrorInfo, Result, Task, utcnow
 from .._names import name_problem
-from .._outcomes import PlanOutcome
+from .._outcomes import PlanOutcome, StepRecord
 from .._plan import Plan
 from .._result import RunResult
 from .._step_context import StepContext
@@ -394,6 +394,7 @@ class Supervisor(Generic[OutputT]):
             return _failure(task, self._name, ConfigError(
                 f"team {team!r} can run only in the process of its run; its port is a {type(port).__name__}"))
         outcome = await self._run(task, team=team, port=port, ceiling=ctx.ceiling, raise_plan_errors=False)
+        port.state.team_steps[team] = outcome.steps  # for the record of the step above (a Result carries no records)
         return Result(task_id=task.task_id, run_id=task.run_id, agent=AgentId(self._name), status=outcome.status,
                       output=outcome.output, error=outcome.error, usage=outcome.usage,
                       started_at=outcome.started_at, finished_at=outcome.finished_at)
@@ -465,9 +466,10 @@ class Supervisor(Generic[OutputT]):
         finished = utcnow()
         if events.active:
             events.emit(RunFinished(run_id, team, status, usage, finished))
+        records = list(outcome.records.values())
+        _complete(records, workers, team, port.state.team_steps)
         return RunResult(run_id=run_id, status=status, output=output, usage=usage, started_at=started,
-                         finished_at=finished, error=error, plan=plan, steps=list(outcome.records.values()),
-                         spawned=spawned)
+                         finished_at=finished, error=error, plan=plan, steps=records, spawned=spawned)
 
     async def _make_plan(self, goal: str, team: ScopePath, own: StepContext, port: LocalPort) -> tuple[Plan, Usage]:
         run_id = RunId(own.run_id)
@@ -613,3 +615,20 @@ def _failure(task: Task, agent: str, exc: CadenzaError) -> Result:
                   error=ErrorInfo.from_exception(exc), started_at=now, finished_at=now)
 
 
+def _complete(records: list[StepRecord], workers: dict[str, Worker], team: ScopePath,
+              team_steps: dict[ScopePath, list[StepRecord]]) -> None:
+    """What the records hand a user beyond the messages: a typed worker's output as its type (it travels and is
+    stored as a JSON value, as the team's own output does), and a nested team's own records."""
+    for record in records:
+        nested = team_steps.pop(child_path(team, record.step.id), None)
+        if nested:
+            record.steps = tuple(nested)
+        result = record.result
+        adapter = getattr(workers.get(record.step.agent), "_adapter", None)  # a typed agent's or team's
+        if adapter is None or result is None or result.output is None:
+            continue
+        try:
+            typed = adapter.validate_python(result.output)
+        except ValidationError:
+            continue  # kept as it came (a failed step's partial output, or a result stored by another version)
+        record.result = result.model_copy(update={"output": typed})
