@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -48,6 +49,21 @@ def run_id_of(result: Result) -> str:
     run_id = banner.split()[1]
     assert banner == f"run {run_id} (resume with: cadenza resume {run_id})"
     return run_id
+
+
+def test_the_resume_hint_repeats_the_store_given_on_the_command_line(tmp_path: Path) -> None:
+    store = tmp_path / "my runs.db"
+    ran = invoke("run", TEAMS, "Add offline mode", *FAST, "--store", str(store))
+    assert ran.exit_code == 0, ran.output
+    banner = next(line for line in ran.stderr.splitlines() if line.startswith("run run_"))
+    run_id = banner.split()[1]
+    assert banner == f"run {run_id} (resume with: cadenza resume {run_id} --store '{store}')"
+    url = "postgresql://cadenza:s3cret@db.example:5432/runs"
+    from cadenza.cli._resume import resume_hint
+
+    with click.Context(app) as ctx:  # how the CLI's root context holds a --store given on the command line
+        ctx.set_parameter_source("store", click.core.ParameterSource.COMMANDLINE)
+        assert resume_hint("run_x", url) == "cadenza resume run_x --store postgresql://cadenza@db.example:5432/runs"
 
 
 def test_run_is_recorded_then_shown_and_exported(store_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -236,6 +237,35 @@ def test_show_draws_each_team_plan_with_outcomes(store: Path) -> None:
     assert "ModelError: provider overloaded" in out
     assert "↷ report writer skipped" in out and "skipped: dependency 'build' did not succeed" in out
     assert "pending approval" not in out
+    assert out.rstrip().endswith("step outputs are cut to one line of 100 characters; whole in: cadenza show "
+                                 "run_partial --json")
+
+
+def test_show_prints_the_runs_whole_output_and_says_nothing_is_cut_when_nothing_is(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    report = "# Report\n\n" + "A finding that matters. " * 30 + "\n\nThe end."
+    row = run_row("run_long")
+    seed(store, PutRun(replace(row, output_json=json.dumps(report))),
+         PutPlan(plan_row("run_long", "lead", {"id": "s1", "agent": "writer", "instruction": "Write"})),
+         PutStep(step_row("run_long", "lead", "s1", "writer", "success", output="short")))
+    out = invoke(store, "show", "run_long").stdout
+    words = " ".join(out.split())  # the terminal wraps the header's column
+    assert "A finding that matters. " * 30 in words + " " and "The end." in words
+    assert "cut to one line" not in out
+
+
+def test_global_options_are_read_after_the_subcommand_too(store: Path, tmp_path: Path) -> None:
+    after = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["runs", "--json", "--store", str(store)])
+    assert after.exit_code == 0, after.output
+    assert len(json.loads(after.stdout)) == 3
+    nested = CliRunner().invoke(app, ["audit", "verify", "run_partial", f"--store={store}", "--log-level", "error"])
+    assert "run_partial" in nested.output
+    twice = CliRunner().invoke(app, ["--store", str(tmp_path / "other.db"), "runs", "--store", str(store), "--json"])
+    assert len(json.loads(twice.stdout)) == 3  # the later one wins
+    missing = CliRunner().invoke(app, ["runs", "--store"])
+    assert missing.exit_code == 2 and "Option '--store' requires an argument" in missing.output
+    goal = CliRunner().invoke(app, ["show", "--", "--store"])  # after --, nothing is an option
+    assert goal.exit_code == 2 and "'--store'" in goal.output
 
 
 def test_show_pending_approvals(store: Path) -> None:

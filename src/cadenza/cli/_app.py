@@ -87,8 +87,41 @@ def backend_options(func: F) -> F:
                              "step on a Ray actor (pip install 'cadenza[ray]').")(func)
 
 
+_GLOBAL_OPTIONS = frozenset({"--store", "--log-format", "--log-level", "--otlp"})
+"""The group's options that take a value and may also be written after the subcommand (``--debug`` is on each)."""
+
+
+def hoisted(args: list[str]) -> list[str]:
+    """``args`` with every global option (and its value) moved before the subcommand, where the group reads it:
+    ``cadenza runs --store x.db`` is ``cadenza --store x.db runs``. Nothing after ``--`` moves; given twice, the
+    later one wins, as click takes the last."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name, equals, _ = arg.partition("=")
+        if name in _GLOBAL_OPTIONS:
+            if not equals and i + 1 == len(args):
+                raise click.BadOptionUsage(name, f"Option '{name}' requires an argument.")
+            taken = 1 if equals else 2
+            front.extend(args[i:i + taken])
+            i += taken
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
 class _App(click.Group):
-    """A group that turns exceptions into the documented messages and exit codes."""
+    """A group that turns exceptions into the documented messages and exit codes, and reads its options after the
+    subcommand too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoisted(args))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

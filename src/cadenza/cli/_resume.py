@@ -117,6 +117,22 @@ def _kind(as_json: bool) -> DisplayKind:
         return "plain"
 
 
+def resume_hint(run_id: str, store_url: str | None) -> str:
+    """``cadenza resume RUN``, with the ``--store`` this command was given, so that the hint works as it is printed
+    (a store from CADENZA_STORE is found again the same way); a password in the URL is left out."""
+    from click.core import ParameterSource
+
+    command = f"cadenza resume {run_id}"
+    ctx = click.get_current_context(silent=True)
+    if store_url is None or ctx is None or ctx.find_root().get_parameter_source("store") != ParameterSource.COMMANDLINE:
+        return command
+    import shlex
+
+    from ..stores._url import redact
+
+    return f"{command} --store {shlex.quote(redact(store_url))}"
+
+
 def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, model: str | None,
                  store_url: str | None, budget: Budget | None = None, placement: Placement | None = None) -> int:
     """Run ``workflow`` on ``goal`` under ``budget``, recorded in the store at ``store_url`` unless it is None; with
@@ -134,7 +150,7 @@ def run_workflow(workflow: Workflow, *, path: str, goal: str, as_json: bool, mod
                                         workflow=workflow.name, options={"model": model}, budget=budget,
                                         prices=workflow.prices, tool_sources=sources)
 
-    banner = f"run {run_id} (resume with: cadenza resume {run_id})" if store_url else f"run {run_id}"
+    banner = f"run {run_id} (resume with: {resume_hint(run_id, store_url)})" if store_url else f"run {run_id}"
     return _drive(run_id, workflow, goal, banner=banner, as_json=as_json, store_url=store_url, body=body,
                   placement=placement)
 
@@ -206,7 +222,7 @@ def decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str 
     click.echo(f"{verb} step {row.step_id} ({row.scope}) of run {run_id}: {approval_subject(row)}"
                + (f" · note: {note}" if note else ""))
     if not resume:
-        click.echo(f"resume with: cadenza resume {run_id}", err=True)
+        click.echo(f"resume with: {resume_hint(run_id, store_url)}", err=True)
         return 0
     return resume_run(store_url, run_id, force=False, as_json=False, model=None)
 
@@ -233,7 +249,7 @@ def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json
 
     display = make_display(_kind(as_json), run_id, workflow.name, goal, peers=_peers_shown(workflow))
     stop = _Stop()
-    again = f"; resume with: cadenza resume {run_id}" if store_url is not None else ""
+    again = f"; resume with: {resume_hint(run_id, store_url)}" if store_url is not None else ""
     try:
         # With --json, stdout carries the document alone: what libraries print during the run (Ray prints its
         # cluster's warnings to stdout, from a thread) goes to stderr.

@@ -323,6 +323,9 @@ def show_view(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = (),
     pending = [a for a in snapshot.approvals if a.status == "pending"]
     if pending:
         parts.append(_approvals(snapshot.run.run_id, pending))
+    if within.cut:
+        parts.append(f"[dim]step outputs are cut to one line of {_OUTPUT_CHARS} characters; whole in: "
+                     f"cadenza show {snapshot.run.run_id} --json[/]")
     spaced: list[RenderableType] = []
     for part in parts:  # a blank line between the header, each tree and the approvals
         spaced += [part, ""]
@@ -346,8 +349,8 @@ def _header(run: RunRow, usage: Usage) -> RenderableType:
     grid.add_row("usage", f"{usage.total_tokens} tokens ({usage.input_tokens} in, {usage.output_tokens} out) · "
                           f"${usage.cost_usd:.4f} · {_plural(usage.model_calls, 'model call')}")
     output = _loads(run.output_json, f"the output of run {run.run_id}")
-    if output is not None:
-        grid.add_row("output", escape(shorten(_output_text(output), 200)))
+    if output is not None:  # whole: it is what the run was for
+        grid.add_row("output", escape(_output_text(output).strip()))
     error = _error(run.error_json, f"run {run.run_id}")
     if error is not None and run.status == "waiting":
         grid.add_row("waiting", f"[{style}]{escape(error.message)}[/]")
@@ -368,6 +371,8 @@ class _Within:
 
     calls: dict[str, list[dict[str, Any]]]
     conversations: dict[ScopePath, PeerRecord]
+    cut: bool = False
+    """Whether a step's output was drawn cut to one line: the view then says where to read it whole."""
 
 
 def _team_tree(team: _TeamState, teams: dict[ScopePath, _TeamState], shown: set[ScopePath], within: _Within) -> Tree:
@@ -380,7 +385,7 @@ def _team_tree(team: _TeamState, teams: dict[ScopePath, _TeamState], shown: set[
     tree = Tree(f"[bold]{escape(team.scope)}[/] [dim]· {plan}{_plural(len(team.steps), 'step')}, {done} done[/]")
     for step in team.steps:
         node = tree.add(_step_label(step))
-        _add_step_detail(node, step)
+        within.cut |= _add_step_detail(node, step)
         path = child_path(team.scope, step.id)
         for call in within.calls.get(path, []):
             node.add(tool_call_line(call))
@@ -413,12 +418,13 @@ def _step_label(step: _StepState) -> str:
     return label
 
 
-def _add_step_detail(node: Tree, step: _StepState) -> None:
+def _add_step_detail(node: Tree, step: _StepState) -> bool:
+    """Adds the step's error or skip reason, its output and why a conversation stopped; True if the output was cut."""
     from rich.markup import escape
 
     row = step.row
     if row is None:
-        return
+        return False
     error = _error(row.error_json, f"step {step.id!r}")
     result = _result(row)
     if error is not None and step.status != "waiting":  # what a waiting step waits for is listed at the end
@@ -426,10 +432,15 @@ def _add_step_detail(node: Tree, step: _StepState) -> None:
         node.add(f"[{style}]{escape(error.type)}: {escape(shorten(error.message, _OUTPUT_CHARS))}[/]")
     elif row.skip_reason:
         node.add(f"[dim]skipped: {escape(shorten(row.skip_reason, _OUTPUT_CHARS))}[/]")
+    cut = False
     if result is not None and result.output is not None:
-        node.add(f"[dim]→[/] {escape(shorten(_output_text(result.output), _OUTPUT_CHARS))}")
+        text = _output_text(result.output)
+        line = shorten(text, _OUTPUT_CHARS)
+        cut = line != text.strip()
+        node.add(f"[dim]→[/] {escape(line)}")
     if result is not None and result.stop_reason is not None and error is None:
         node.add(f"[dim]stopped on {escape(result.stop_reason)}[/]")
+    return cut
 
 
 def tool_call_line(call: dict[str, Any]) -> str:
