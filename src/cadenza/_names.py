@@ -1,13 +1,15 @@
-"""The one rule for agent and team names, how a model string names its provider, and the one way validation errors
-are put into words."""
+"""The one rule for agent and team names, how a model string names its provider, the one way a near miss is
+suggested, and the one way validation errors are put into words."""
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-__all__ = ("NAME_PATTERN", "name_problem", "provider_of", "summarise_validation")
+__all__ = ("NAME_PATTERN", "name_problem", "provider_of", "suggest", "summarise_validation")
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$"
 """Agent and team names: a letter, then letters, digits, '_' or '-', at most 64 in all.
@@ -27,6 +29,12 @@ def name_problem(name: str) -> str | None:
 def provider_of(model: str) -> str:
     """``anthropic`` of ``anthropic:claude-haiku-4-5``."""
     return model.partition(":")[0]
+
+
+def suggest(word: str, known: Sequence[str]) -> str:
+    """``" (did you mean 'x'?)"`` when a known word is close, else ``""``."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def summarise_validation(exc: ValidationError, *, root: str = "(root)", limit: int = 5) -> str:

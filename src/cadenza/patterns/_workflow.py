@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from .._budget import Budget
 from .._errors import CadenzaError, ConfigError, UnknownModelError, WorkflowError
+from .._names import suggest
 from .._plan import Plan
 from .._worker import Worker
 from .._worker_spec import ModelSource
@@ -27,7 +28,7 @@ from ..buses import bus_problem
 from ..engine._executor import ExecutionPolicy, RetryPolicy
 from ..models.base import Model
 from ..models.pricing import PRICES, Price, Prices
-from ..models.registry import available_providers, is_vendor, resolve_model
+from ..models.registry import available_providers, did_you_mean, is_vendor, resolve_model
 from ..models.simulated import SimulatedModel
 from ._agent import DEFAULT_MODEL, Agent
 from ._peers import PeerGroup, StopPolicy
@@ -42,7 +43,6 @@ from ._workflow_spec import (
     describe,
     load_yaml,
     schema_problems,
-    suggest,
     yaml_problem,
 )
 
@@ -425,7 +425,8 @@ class _Builder:
             provider = ref.partition(":")[0]
             if ":" not in ref and provider not in available_providers():
                 known = list(self.spec.models)
-                self._problem(path, f"unknown model {ref!r}{suggest(ref, known)}: not an entry of models "
+                hint = suggest(ref, known) or did_you_mean(ref)
+                self._problem(path, f"unknown model {ref!r}{hint}: not an entry of models "
                                     f"(known: {', '.join(known) or 'none'}) nor a model string 'provider:name'")
                 return None
             try:

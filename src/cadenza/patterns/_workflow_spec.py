@@ -8,7 +8,6 @@ keys. Checks that need the whole file (names, workers, models, plans) live in
 
 from __future__ import annotations
 
-import difflib
 import types
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -16,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .._names import name_problem
+from .._names import name_problem, suggest
 from .._plan import Step
 from .._worker_spec import Synthesize
 from ._agent import DEFAULT_MODEL
@@ -35,7 +34,6 @@ __all__ = (
     "key_path",
     "load_yaml",
     "schema_problems",
-    "suggest",
     "yaml_problem",
 )
 
@@ -279,12 +277,6 @@ class WorkflowSpec(_Spec):
     """Peer groups, used as workers of the supervisor or of teams."""
     supervisor: TeamSpec | None = None
     """The top team, which runs the goal; a file without one runs its one peer group instead."""
-
-
-def suggest(word: str, known: Sequence[str]) -> str:
-    """``" (did you mean 'x'?)"`` when a known word is close, else ``""``."""
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # --------------------------------------------------------------------------- YAML
