@@ -137,7 +137,15 @@ def test_a_real_provider_is_not_offline(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    pytest.param("name: t\nagents:\n  - name: a\n   instructions: b\n", "invalid YAML at line 4, column 4", id="yaml-syntax"),
+    pytest.param("name: t\nagents:\n  - name: a\n   instructions: b\n",
+                 "invalid YAML at line 3, column 3: while parsing a block collection, expected <block end>, but found "
+                 "'<block mapping start>' (noticed at line 4, column 4)", id="yaml-syntax"),
+    pytest.param("name: t\nagents:\n  - name: a\n    instructions: \"never closed\n  - name: b\n",
+                 "invalid YAML at line 4, column 19: while scanning a quoted scalar, found unexpected end of stream "
+                 "(noticed at line 6, column 1)", id="yaml-unclosed-quote"),
+    pytest.param("name: t\nagents:\n  - {name: a, tools: [x, y\n  - name: b\n",
+                 "invalid YAML at line 3, column 22: while parsing a flow sequence, expected ',' or ']', but got ':' "
+                 "(noticed at line 4, column 9)", id="yaml-unclosed-bracket"),
     pytest.param("name: t\nname: u\n", "line 2, column 1: duplicate key 'name' (first given on line 1)", id="duplicate-key"),
     pytest.param("- a\n- b\n", "expected a mapping with name, agents and supervisor at the top level, got a list", id="not-a-mapping"),
     pytest.param("", "the file is empty", id="empty"),

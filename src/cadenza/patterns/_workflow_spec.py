@@ -316,12 +316,18 @@ def load_yaml(text: str) -> Any:
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where the broken construct starts (an unclosed quote or bracket is usually noticed lines later, where the
+    parser gave up, which is said too) and what is wrong with it."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     what = f"{context}, {problem}" if context and "duplicate key" not in problem else problem
     if mark is None:
         return f"invalid YAML: {what}"
+    start = getattr(exc, "context_mark", None)
+    if start is not None and start.line != mark.line and "duplicate key" not in problem:
+        return (f"invalid YAML at line {start.line + 1}, column {start.column + 1}: {what} "
+                f"(noticed at line {mark.line + 1}, column {mark.column + 1})")
     return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
 
 
