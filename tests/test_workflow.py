@@ -295,3 +295,36 @@ def test_schema_errors_and_unknown_workers_are_reported_together(tmp_path: Path)
         "agents[1].max_turns: expected an integer (got 'ten')",
         "supervisor.workers[1]: unknown worker 'writter' (did you mean 'writer'?) (known: researcher, writer)",
     ]
+
+
+def test_a_file_with_five_mistakes_reports_five(tmp_path: Path) -> None:
+    """The schema's mistakes and those only the whole file shows (names, models, workers), in one report."""
+    text = textwrap.dedent("""\
+        name: five
+        agents:
+          - {name: a, instruction: a typo}
+          - {name: b, max_turns: ten}
+          - {name: c, model: "simulatd:fast"}
+          - {name: a}
+        supervisor:
+          name: lead
+          workers: [a, b, c, ghost]
+        """)
+    error = error_of(tmp_path, text)
+    assert error.problems == [
+        "agents[0].instruction: unknown key (did you mean 'instructions'?)",
+        "agents[1].max_turns: expected an integer (got 'ten')",
+        "agents[2].model: unknown model provider 'simulatd' in model 'simulatd:fast' (did you mean 'simulated:fast'?); "
+        "known providers: anthropic, openai, openai-compatible, simulated (a model string is provider:model)",
+        "agents[3].name: duplicate name 'a' (also agents[0].name); agents, teams and peer groups share one namespace",
+        "supervisor.workers[3]: unknown worker 'ghost' (known: a, b, c)",
+    ]
+    assert str(error).startswith(f"{tmp_path / 'wf.yaml'}: 5 problems:")
+
+
+def test_a_missing_required_key_still_reports_what_the_schema_found(tmp_path: Path) -> None:
+    error = error_of(tmp_path, "name: t\nagents: [{instructions: no name}, {name: b, max_turns: ten}]\n"
+                               "supervisor: {name: lead, workers: [b, ghost]}\n")
+    assert error.problems == ["agents[0].name: required key is missing",
+                              "agents[1].max_turns: expected an integer (got 'ten')",
+                              "supervisor.workers[1]: unknown worker 'ghost' (known: b)"]

@@ -9,6 +9,7 @@ models, plans, nesting) is checked after it, by `_Builder`.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,14 +126,63 @@ def parse_workflow(data: Mapping[str, Any], *, source: str = "<workflow>", model
         spec = WorkflowSpec.model_validate(data)
         return _Builder(spec, source, model).build()
     except ValidationError as exc:
-        problems = schema_problems(exc) + _unknown_workers_in_raw(data)
-        raise _fail(source, sorted(problems, key=_file_order)) from None
+        try:
+            beyond = _beyond_the_schema(data, exc, source, model)
+        except RecursionError:  # nested thousands of levels deep: the schema's report is all there is
+            beyond = []
+        problems = schema_problems(exc) + (beyond or _unknown_workers_in_raw(data))
+        raise _fail(source, sorted(dict.fromkeys(problems), key=_file_order)) from None
     except RecursionError:  # validating (or describing) a value nested thousands of levels deep
         raise _fail(source, [_TOO_DEEP]) from None
 
 
 _TOO_DEEP = ("nested too deeply: lists or mappings inside each other thousands of levels down "
              "(a workflow file needs only a few levels)")
+
+
+def _beyond_the_schema(data: Mapping[str, Any], exc: ValidationError, source: str, model: str | None) -> list[str]:
+    """The problems the whole-file checks find once the keys the schema refused are left out (so that a file with
+    five mistakes reports five, not only the schema's); empty when the file cannot be checked that way (a required
+    key or a list item is what is wrong)."""
+    pruned: Any = copy.deepcopy(dict(data))
+    found: list[str] = []
+    for _ in range(3):  # leaving keys out may show the schema what it could not see before
+        for error in exc.errors():
+            place = _key_at(pruned, error["loc"])
+            if error["type"] == "missing" or place is None:
+                return []
+            place[0].pop(place[1], None)
+        try:
+            spec = WorkflowSpec.model_validate(pruned)
+        except ValidationError as again:
+            found += schema_problems(again)
+            exc = again
+            continue
+        try:
+            _Builder(spec, source, model).build()
+        except WorkflowError as failed:
+            found += failed.problems
+        return found
+    return []
+
+
+def _key_at(data: Any, loc: Sequence[str | int]) -> tuple[dict[str, Any], str] | None:
+    """The mapping and key that hold the value at ``loc`` (a schema error's path, which may end in the names of
+    union members the data does not have); None when the value is a list item (leaving it out would renumber the
+    items after it, and with them the key paths of their problems)."""
+    parent: Any = None
+    key: str | int | None = None
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            parent, key, node = node, part, node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            parent, key, node = node, part, node[part]
+        else:
+            break
+    if not isinstance(parent, dict) or not isinstance(key, str):
+        return None
+    return parent, key
 
 
 def _unknown_workers_in_raw(data: Mapping[str, Any]) -> list[str]:
