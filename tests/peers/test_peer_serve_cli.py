@@ -269,16 +269,21 @@ def test_a_run_killed_mid_conversation_resumes_with_its_workers(tmp_path: Path, 
     process is gone, and takes pro's turns again for ``cadenza resume``, which ends the debate as it would have."""
     slow = tmp_path / "debate.yaml"
     slow.write_text(Path(DEBATE).read_text().replace("  seed: 11\n", "  seed: 11\n  latency: 0.3\n"))
-    pro = Worker(tmp_path, "pro", str(slow))
+    bus = f"{BUS}?claim_after=5"  # a delivery the killed run left unacknowledged is claimed again within 5 s, not 30
+    pro = Worker(tmp_path, "pro", str(slow), bus=bus)
     workers.append(pro)
     pro.wait_for("serving")
-    run = started_run(tmp_path, slow, BUS)
+    run = started_run(tmp_path, slow, bus)
     pro.wait_for("takes a turn")
     run.kill()
     out, _ = run.communicate(timeout=DEADLINE)
     run_id = out.split()[1]
 
-    resumed = cadenza(tmp_path, "resume", run_id, "--bus", BUS, "--json")
+    try:  # within the test's own deadline, so that a resume that hangs shows what it and the worker said
+        resumed = subprocess.run([sys.executable, "-m", "cadenza.cli", "--store", str(tmp_path / "runs.db"), "resume",
+                                  run_id, "--bus", bus, "--json"], capture_output=True, text=True, timeout=45, env=ENV)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"resume did not end within 45 s\nits stderr: {exc.stderr!r}\npro's worker said:\n{pro.said}")
 
     assert resumed.returncode == 0, resumed.stderr
     doc = json.loads(resumed.stdout)
