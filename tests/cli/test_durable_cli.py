@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import signal
 import subprocess
@@ -150,7 +151,7 @@ def test_waiting_run_exits_4_then_approve_resumes_it(tmp_path: Path) -> None:
     after = json.loads(invoke("show", run_id, "--json").stdout)
     assert after["status"] == "success" and after["pending_approvals"] == []
     approvals = json.loads(invoke("export", run_id).stdout)["approvals"]
-    assert [(a["status"], a["decided_by"], a["note"]) for a in approvals] == [("used", "cli", "looks good")]
+    assert [(a["status"], a["decided_by"], a["note"]) for a in approvals] == [("used", getpass.getuser(), "looks good")]
 
 
 def test_reject_without_resuming_then_resume(tmp_path: Path) -> None:
@@ -170,7 +171,7 @@ def test_reject_without_resuming_then_resume(tmp_path: Path) -> None:
     doc = json.loads(resumed.stdout)
     assert doc["status"] == "partial"
     publish = next(s for s in doc["steps"] if s["id"] == "publish")
-    assert publish["status"] == "failed" and "was rejected by cli" in publish["error"]["message"]
+    assert publish["status"] == "failed" and f"was rejected by {getpass.getuser()}" in publish["error"]["message"]
 
 
 def test_resume_rebuilds_the_team_with_the_runs_own_model_override(tmp_path: Path) -> None:
@@ -232,3 +233,21 @@ def test_ctrl_c_then_resume_runs_only_what_did_not_finish(tmp_path: Path) -> Non
     assert "s1 (a) done (restored from the store)" in resumed.stdout
     assert "s2 (b) running" in resumed.stdout and "s1 (a) running" not in resumed.stdout
     assert json.loads(invoke("show", run_id, "--json").stdout)["status"] == "success"
+
+
+def test_with_json_logs_every_line_on_stderr_is_json_and_the_waiting_notice_comes_once(tmp_path: Path) -> None:
+    ran = invoke("--log-format", "json", "run", write(tmp_path, GATED), "Ship 1.3")
+    assert ran.exit_code == 4, ran.output
+    lines = [json.loads(line) for line in ran.stderr.splitlines()]
+    run_id = lines[1]["run_id"]
+    assert [(line["level"], line["message"].split(":")[0]) for line in lines] == [
+        ("info", "no model provider configured"), ("info", f"run {run_id} (resume with"),
+        ("warning", "waiting for a decision on step publish (lead/publish)"), ("info", "decide with")]
+    assert (lines[2]["step"], lines[2]["team"]) == ("publish", "lead")
+    text = invoke("run", write(tmp_path, GATED), "Ship 1.3")
+    assert text.stderr.count("cadenza approve") == 1  # the log's warning no longer repeats it
+
+    unknown = invoke("show", "run_nope", "--log-format", "json")
+    assert unknown.exit_code == 2
+    (error,) = [json.loads(line) for line in unknown.stderr.splitlines()]
+    assert error["level"] == "error" and error["message"].startswith("error: ")

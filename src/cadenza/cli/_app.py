@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from click.core import ParameterSource
 
 from .._errors import CadenzaError, ConfigError
 from .._version import __version__
+from ._notices import LOGGING, json_logs, notice
 
 if TYPE_CHECKING:
     from ..patterns._workflow import Workflow
@@ -36,11 +38,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STORE = ".cadenza/runs.db"
 _DEBUG = "cadenza.debug"
 _STORE = "cadenza.store"
-_LOGGING = "cadenza.logging"
 
 
 def _set_logging(ctx: click.Context, key: str, value: str) -> None:
-    ctx.find_root().meta.setdefault(_LOGGING, {})[key] = value
+    ctx.find_root().meta.setdefault(LOGGING, {})[key] = value
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -131,7 +132,7 @@ class _App(click.Group):
         except CadenzaError as exc:
             _fail(ctx, f"error: {exc}", 2)
         except KeyboardInterrupt:
-            click.echo("cancelled", err=True)
+            notice("cancelled", level=logging.WARNING)
             raise click.exceptions.Exit(130) from None
         except BrokenPipeError:  # stdout was closed by its reader (| head): stop quietly
             from ._resume import closed_stdout
@@ -144,10 +145,13 @@ class _App(click.Group):
 
 def _fail(ctx: click.Context, message: str, code: int, *, hint: str | None = None) -> None:
     if ctx.meta.get(_DEBUG):
+        if json_logs():
+            notice(message, level=logging.ERROR, exception=traceback.format_exc())
+            raise click.exceptions.Exit(code)
         traceback.print_exc(file=sys.stderr)
-    click.echo(message, err=True)
+    notice(message, level=logging.ERROR)
     if hint:
-        click.echo(hint, err=True)
+        notice(hint)
     raise click.exceptions.Exit(code)
 
 
@@ -175,7 +179,7 @@ def app() -> None:
     from ..observability._logging import configure
 
     ctx = click.get_current_context()
-    settings = ctx.meta.get(_LOGGING, {})
+    settings = ctx.meta.get(LOGGING, {})
     configure(settings.get("format", "text"), level=settings.get("level", "warning").upper())
     endpoint = settings.get("otlp")
     if endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
@@ -193,7 +197,7 @@ def _load(path: str, model: str | None) -> Workflow:
 
     workflow = load_workflow(path, model=model)
     if workflow.offline:
-        click.echo(OFFLINE_NOTICE, err=True)
+        notice(OFFLINE_NOTICE)
     return workflow
 
 

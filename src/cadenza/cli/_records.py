@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._errors import RunNotFound
+from ._notices import notice
 
 if TYPE_CHECKING:
     from ..security._audit import AuditTrail
@@ -125,7 +127,7 @@ def export_command(url: str, run_id: str, *, output: str | None) -> None:
     try:
         Path(output).write_text(text, encoding="utf-8")
     except OSError as exc:
-        click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+        notice(f"error: cannot write {output}: {exc.strerror or exc}", level=logging.ERROR)
         raise click.exceptions.Exit(2) from None
     steps, count = len(snapshot.steps), len(messages)
     click.echo(f"exported run {run_id} to {output}: {steps} step{'s' * (steps != 1)}, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from .._errors import ConfigError, ResumeError
-from .._ids import RunId
+from .._ids import RunId, split_path
+from ._notices import notice
 
 if TYPE_CHECKING:
     from .._budget import Budget
@@ -94,7 +96,8 @@ class _Watch:
         """Asked for only when the display shows peer messages, which are events from inside steps."""
 
     def __call__(self, event: Any) -> None:
-        self.log(event)
+        if type(event).__name__ != "StepWaiting":  # said once, with the commands that decide it, when the run ends
+            self.log(event)
         if self.stop.reason is not None:
             return
         try:
@@ -209,7 +212,7 @@ def _load_for_resume(row: RunRow, model: str | None) -> Workflow:
         stored = None
     workflow = load_workflow(row.source, model=model or (stored if isinstance(stored, str) else None))
     if workflow.offline:
-        click.echo(OFFLINE_NOTICE, err=True)
+        notice(OFFLINE_NOTICE)
     return workflow
 
 
@@ -222,7 +225,7 @@ def decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str 
     click.echo(f"{verb} step {row.step_id} ({row.scope}) of run {run_id}: {approval_subject(row)}"
                + (f" · note: {note}" if note else ""))
     if not resume:
-        click.echo(f"resume with: {resume_hint(run_id, store_url)}", err=True)
+        notice(f"resume with: {resume_hint(run_id, store_url)}", run_id=run_id)
         return 0
     return resume_run(store_url, run_id, force=False, as_json=False, model=None)
 
@@ -232,7 +235,17 @@ async def _decide(store_url: str, run_id: str, step: str, *, approved: bool, not
     from ._records import open_existing
 
     async with open_existing(store_url, run_id) as store:
-        return await approve(store, run_id, step, approved=approved, by="cli", note=note)
+        return await approve(store, run_id, step, approved=approved, by=_who(), note=note)
+
+
+def _who() -> str:
+    """Who decides: the user running the command, as the system knows them (``cli`` when it cannot tell)."""
+    import getpass
+
+    try:
+        return getpass.getuser() or "cli"
+    except (OSError, KeyError, ImportError):  # no login name and no passwd entry (a container's bare uid)
+        return "cli"
 
 
 def _peers_shown(workflow: Workflow) -> PeersShown:
@@ -257,13 +270,15 @@ def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json
             result, pending = asyncio.run(_session(run_id, workflow, store_url, display, stop, banner=banner,
                                                    as_json=as_json, body=body, placement=placement))
     except KeyboardInterrupt:
-        click.echo(f"cancelled: run {run_id} was stopped; running steps were cancelled{again}", err=True)
+        notice(f"cancelled: run {run_id} was stopped; running steps were cancelled{again}", level=logging.WARNING,
+               run_id=run_id)
         return 130
     except BrokenPipeError:  # the header could not be written: nothing ran
         return closed_stdout()
     except asyncio.CancelledError:
         if stop.reason == "terminated":
-            click.echo(f"terminated: run {run_id} was stopped; running steps were cancelled{again}", err=True)
+            notice(f"terminated: run {run_id} was stopped; running steps were cancelled{again}",
+                   level=logging.WARNING, run_id=run_id)
             return TERMINATED
         if stop.reason == "stdout closed":
             return closed_stdout()
@@ -284,12 +299,13 @@ def _hint(run_id: str, pending: list[ApprovalRow]) -> None:
     from ._runs import approval_subject
 
     for approval in pending:
-        click.echo(f"waiting for a decision on step {approval.step_id} ({approval.scope}): "
-                   f"{approval_subject(approval)} ({approval.reason})", err=True)
+        notice(f"waiting for a decision on step {approval.step_id} ({approval.scope}): "
+               f"{approval_subject(approval)} ({approval.reason})", level=logging.WARNING, run_id=run_id,
+               step=approval.step_id, team=split_path(approval.scope)[0])
     for approval in pending:
         twice = sum(a.scope == approval.scope for a in pending) > 1
         key = approval.approval_id if twice else approval.step_id
-        click.echo(f"decide with: cadenza approve {run_id} {key}  or  cadenza reject {run_id} {key}", err=True)
+        notice(f"decide with: cadenza approve {run_id} {key}  or  cadenza reject {run_id} {key}", run_id=run_id)
 
 
 def closed_stdout() -> int:
@@ -343,7 +359,7 @@ async def _recorded(run_id: RunId, store_url: str | None, display: Display, stop
 
             store = await stack.enter_async_context(open_store(store_url))
         if store is not None or as_json:  # the id first, on stderr, so the run can be found whatever happens next
-            click.echo(banner, err=True)
+            notice(banner, run_id=run_id)
         with display:
             result = await body(store, stop.sink(display), sources)
         pending: list[ApprovalRow] = []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .._errors import ConfigError
+from ._notices import notice
 
 if TYPE_CHECKING:
     from ..patterns._peers import PeerGroup
@@ -90,7 +91,7 @@ async def _serve(url: str, group: PeerGroup, agents: Sequence[str]) -> None:
                            "(Ctrl-C to stop)", err=True)
             ready.cancel()
             await serving
-            click.echo(f"stopped after {server.turns_taken} turns", err=True)
+            notice(f"stopped after {server.turns_taken} turns")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
