@@ -94,6 +94,16 @@ class TeamView:
     source: str = ""
     steps: dict[str, StepView] = field(default_factory=dict)
 
+    def shown_status(self) -> str:
+        """``synthesising`` once every step has ended and the team has not (its lead writes the answer), else its
+        status."""
+        if self.status == "running" and self.steps and all(s.status in _ENDED for s in self.steps.values()):
+            return "synthesising"
+        return self.status
+
+
+_ENDED = frozenset({"success", "partial", "failed", "skipped", "cancelled"})
+
 
 @dataclass
 class ConversationView:
@@ -353,6 +363,7 @@ _STYLES: dict[str, tuple[str, str]] = {
     "planning": ("…", "yellow"),
     "waiting": ("⏸", "magenta"),
     "talking": ("⇄", "yellow"),
+    "synthesising": ("✎", "yellow"),
 }
 
 
@@ -387,7 +398,7 @@ class LiveDisplay(Display):
             view = self.view
             header = Text.assemble(
                 (f"{view.elapsed():.1f}s", "bold"), "  ", (f"{view.tokens} tokens", "cyan"), "  ",
-                (f"${view.cost:.4f}", "green"), "  ", (f"{view.calls} model calls", "dim"))
+                (f"${view.cost:.4f}", "green"), "  ", (f"{view.calls} model call{'s' * (view.calls != 1)}", "dim"))
             if view.top is None:
                 return Group(header, Text("starting…", style="yellow"))
             return Group(header, self._team_tree(view.teams[view.top], view.top, time.monotonic()))
@@ -397,8 +408,9 @@ class LiveDisplay(Display):
         from rich.markup import escape
         from rich.tree import Tree
 
-        glyph, style = _STYLES.get(team.status, ("•", ""))
-        label = f"[{style}]{glyph}[/] [bold]{escape(name)}[/] [dim]{team.status}[/]"
+        status = team.shown_status()
+        glyph, style = _STYLES.get(status, ("•", ""))
+        label = f"[{style}]{glyph}[/] [bold]{escape(name)}[/] [dim]{status}[/]"
         if team.plan is not None:
             label += f" [dim]· {team.source} plan, {len(team.plan.steps)} steps[/]"
         tree = Tree(label)

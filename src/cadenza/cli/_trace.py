@@ -188,7 +188,7 @@ def render_trace(snapshot: RunSnapshot, audit: list[AuditRecord], messages: Sequ
     lines = trace_lines(snapshot, audit, messages)
     label_width = max((2 * ln.depth + len(ln.label) for ln in lines), default=10) + 2
     out = [f"run {run.run_id}  {run.workflow}  {_GLYPHS.get(run.status, '•')} {run.status}  {total:.2f}s · "
-           f"{usage.total_tokens} tokens · ${usage.cost_usd:.4f} · {usage.model_calls} model calls",
+           f"{usage.total_tokens} tokens · ${usage.cost_usd:.4f} · {usage.model_calls} model call{'s' * (usage.model_calls != 1)}",
            f"{'':<{label_width + 2}}{'start':>7} {'took':>7} {'tokens':>7} {'cost':>8}  "
            f"0s{'':{width - 2 - len(f'{total:.2f}s')}}{total:.2f}s"]
     for ln in lines:
