@@ -1,4 +1,5 @@
-"""The processes a test started, found by what their command line names, and killed with a deadline.
+"""The processes a test started, found by what their command line names, and killed with a deadline; and how a child
+that a test sends Ctrl-C is started.
 
 A process a test starts may start others that outlive it (a Ray node's workers, a run a test gave up on): finding
 them by a path only the test uses (its temporary directory) and by descent catches them all.
@@ -59,3 +60,10 @@ def alive_pid(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child a test sends Ctrl-C: SIGINT as a terminal's foreground process has it. A shell starts
+    a background job (the suite, say) ignoring SIGINT, its children inherit that, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

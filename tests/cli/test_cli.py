@@ -18,6 +18,7 @@ import cadenza.patterns._workflow
 from cadenza import __version__
 from cadenza.cli import app
 from cadenza.cli._resume import OFFLINE_NOTICE
+from processes import default_sigint
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RESEARCH = str(EXAMPLES / "research.yaml")
@@ -233,7 +234,7 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
         agents: [{name: a}, {name: b}]
         supervisor: {name: lead, workers: [a, b], plan: [{id: s1, agent: a, instruction: go}, {id: s2, agent: b, instruction: go, depends_on: [s1]}]}
         """)
-    process = cli("run", path, "go")
+    process = cli("run", path, "go", preexec_fn=default_sigint)
     assert process.stdout is not None
     seen = []
     for line in process.stdout:  # wait for the step to be running, not for a fixed time

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cadenza.cli import app
+from processes import default_sigint
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TEAMS = str(EXAMPLES / "teams.yaml")
@@ -215,7 +216,7 @@ def test_ctrl_c_then_resume_runs_only_what_did_not_finish(tmp_path: Path) -> Non
         supervisor: {name: lead, workers: [a, b], plan: [{id: s1, agent: a, instruction: go}, {id: s2, agent: b, instruction: go, depends_on: [s1]}]}
         """)
     process = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "run", path, "go"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     assert process.stdout is not None
     for line in process.stdout:  # wait for the second step to be running, not for a fixed time
         if "s2 (b) running" in line:
