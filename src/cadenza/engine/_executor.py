@@ -413,6 +413,10 @@ class _PlanRun:
         told (`_reported`), this is the backend's or the exchange's own coroutine: no frame of ours waits on it."""
         if self.events.observed:
             return self._reported(worker, task, ctx)
+        return self._carried(worker, task, ctx)
+
+    def _carried(self, worker: Worker, task: Task, ctx: StepContext) -> Coroutine[Any, Any, Result]:
+        """The backend's coroutine that runs ``task`` on ``worker``, through `exchange` when the run signs."""
         security = self.state.security
         if security is None:
             return self.backend.execute(worker, task, ctx, self.port)
@@ -420,15 +424,12 @@ class _PlanRun:
 
     async def _reported(self, worker: Worker, task: Task, ctx: StepContext) -> Result:
         """`_send`, with the Task and its Result told to the sinks that want reports (the audit log, metrics)."""
-        events, security = self.events, self.state.security
+        events, signed = self.events, self.state.security is not None
         events.report(MessageSent(self.run_id, self.team, self.team, worker.name, "task", task.task_id, task.step_id,
-                                  None, security is not None))
-        if security is None:
-            result = await self.backend.execute(worker, task, ctx, self.port)
-        else:
-            result = await exchange(security, self.backend, worker, task, ctx, self.port, team=self.team)
+                                  None, signed))
+        result = await self._carried(worker, task, ctx)
         events.report(MessageSent(self.run_id, self.team, worker.name, self.team, "result", result.task_id, task.step_id,
-                                  result.status, security is not None))
+                                  result.status, signed))
         return result
 
     def _enter(self, record: StepRecord, task: Task, started: datetime) -> StepContext:
