@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-__all__ = ("NAME_PATTERN", "name_problem", "provider_of", "suggest", "summarise_validation")
+__all__ = ("NAME_PATTERN", "closest", "did_you_mean", "name_problem", "provider_of", "suggest", "summarise_validation")
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$"
 """Agent and team names: a letter, then letters, digits, '_' or '-', at most 64 in all.
@@ -33,8 +33,18 @@ def provider_of(model: str) -> str:
 
 def suggest(word: str, known: Sequence[str]) -> str:
     """``" (did you mean 'x'?)"`` when a known word is close, else ``""``."""
+    return did_you_mean(closest(word, known))
+
+
+def closest(word: str, known: Sequence[str]) -> str | None:
+    """The known word nearest ``word``, if one is near enough to be what was meant."""
     close = difflib.get_close_matches(word, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(guess: str | None) -> str:
+    """``" (did you mean 'x'?)"`` for a ``guess``, ``""`` for none: the one way a near miss is put into words."""
+    return f" (did you mean {guess!r}?)" if guess else ""
 
 
 def summarise_validation(exc: ValidationError, *, root: str = "(root)", limit: int = 5) -> str:

@@ -8,16 +8,15 @@ saying which extra to install.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import ConfigError, UnknownModelError
-from .._names import provider_of
+from .._names import closest, did_you_mean, provider_of
 from .base import Model, facts_of
 
-__all__ = ("ModelFactory", "available_providers", "did_you_mean", "is_vendor", "register_provider", "resolve_model")
+__all__ = ("ModelFactory", "available_providers", "is_vendor", "meant_model", "register_provider", "resolve_model")
 
 ModelFactory = Callable[[str, dict[str, Any]], Model]
 """Builds a model from the part after ``provider:`` and provider options."""
@@ -73,7 +72,7 @@ def resolve_model(spec: str | Model | Sequence[str | Model], options: dict[str, 
     factory = _factories.get(provider) or _load_extra(provider, spec)
     if factory is None:
         known = ", ".join(available_providers())
-        raise UnknownModelError(f"unknown model provider {provider!r} in model {spec!r}{did_you_mean(spec)}; "
+        raise UnknownModelError(f"unknown model provider {provider!r} in model {spec!r}{did_you_mean(meant_model(spec))}; "
                                 f"known providers: {known} (a model string is provider:model)")
     adapter_options = dict(options or {})
     resilience = {key: adapter_options.pop(key) for key in _RESILIENCE if key in adapter_options}
@@ -136,24 +135,19 @@ _VENDOR_PREFIXES = (("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai")
 """How a bare model name shows its vendor, for a string written without its provider."""
 
 
-def did_you_mean(spec: str) -> str:
-    """`` (did you mean 'openai:gpt-4o'?)`` for a model string that names no registered provider but is near one:
-    a misspelt provider (``simulatd:fast``), another framework's ``provider/model`` (``openai/gpt-4o``), or a bare
-    model name (``gpt-4o``, ``claude-sonnet-4-5``); empty when no guess is good enough."""
+def meant_model(spec: str) -> str | None:
+    """The model string meant by ``spec``, which names no registered provider, when it is near one: a misspelt
+    provider (``simulatd:fast``), another framework's ``provider/model`` (``openai/gpt-4o``), or a bare model name
+    (``gpt-4o``, ``claude-sonnet-4-5``); None when no guess is good enough."""
     providers = available_providers()
     provider, colon, name = spec.partition(":")
     if colon:
-        close = difflib.get_close_matches(provider, providers, n=1)
-        return _as_guess(f"{close[0]}:{name}") if close else ""
+        near = closest(provider, providers)
+        return None if near is None else f"{near}:{name}"
     vendor, slash, rest = spec.partition("/")
     if slash and vendor in providers:
-        return _as_guess(f"{vendor}:{rest}")
+        return f"{vendor}:{rest}"
     for prefix, owner in _VENDOR_PREFIXES:
         if spec.lower().startswith(prefix):
-            return _as_guess(f"{owner}:{spec}")
-    close = difflib.get_close_matches(spec, providers, n=1)  # a provider alone, misspelt: "simulatd"
-    return _as_guess(close[0]) if close else ""
-
-
-def _as_guess(spec: str) -> str:
-    return f" (did you mean {spec!r}?)"
+            return f"{owner}:{spec}"
+    return closest(spec, providers)  # a provider alone, misspelt: "simulatd"

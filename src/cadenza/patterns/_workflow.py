@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from .._budget import Budget
 from .._errors import CadenzaError, ConfigError, UnknownModelError, WorkflowError
-from .._names import suggest
+from .._names import did_you_mean, suggest
 from .._plan import Plan
 from .._worker import Worker
 from .._worker_spec import ModelSource
@@ -29,7 +29,7 @@ from ..buses import bus_problem
 from ..engine._executor import ExecutionPolicy, RetryPolicy
 from ..models.base import Model
 from ..models.pricing import PRICES, Price, Prices
-from ..models.registry import available_providers, did_you_mean, is_vendor, resolve_model
+from ..models.registry import available_providers, is_vendor, meant_model, resolve_model
 from ..models.simulated import SimulatedModel
 from ._agent import DEFAULT_MODEL, Agent
 from ._peers import PeerGroup, StopPolicy
@@ -475,7 +475,7 @@ class _Builder:
             provider = ref.partition(":")[0]
             if ":" not in ref and provider not in available_providers():
                 known = list(self.spec.models)
-                hint = suggest(ref, known) or did_you_mean(ref)
+                hint = suggest(ref, known) or did_you_mean(meant_model(ref))
                 self._problem(path, f"unknown model {ref!r}{hint}: not an entry of models "
                                     f"(known: {', '.join(known) or 'none'}) nor a model string 'provider:name'")
                 return None
