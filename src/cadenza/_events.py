@@ -41,6 +41,8 @@ __all__ = (
     "MessageRejected",
     "MessageSent",
     "ModelCalled",
+    "PeerMessageHandled",
+    "PeerMessageSent",
     "Report",
     "PlanReady",
     "RunFinished",

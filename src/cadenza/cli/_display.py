@@ -41,6 +41,7 @@ from .._events import (
 )
 from .._ids import ScopePath, child_path
 from .._plan import Plan
+from .._status import FINISHED_STEP
 from ._plan_view import shorten
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ class TeamView:
         return self.status
 
 
-_ENDED = frozenset({"success", "partial", "failed", "skipped", "cancelled"})
+_ENDED = FINISHED_STEP | {"skipped", "cancelled"}
+"""A step that will not run again in this run's process: finished, or never to start (or stopped) in it."""
 
 
 @dataclass

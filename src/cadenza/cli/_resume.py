@@ -84,19 +84,23 @@ class _Stop:
 class _Watch:
     """The CLI's event sink: each event to the log, then to the display unless the run is being stopped."""
 
-    __slots__ = ("display", "log", "stop", "wants_reports")
+    __slots__ = ("display", "log", "said_at_the_end", "stop", "wants_reports")
 
     def __init__(self, display: Display, stop: _Stop) -> None:
+        from .._events import StepWaiting
         from ..observability._logging import EventLog
 
         self.display = display
         self.stop = stop
         self.log = EventLog()
+        self.said_at_the_end = StepWaiting
+        """Not logged: what a waiting step waits for is said once, with the commands that decide it, when the run
+        ends."""
         self.wants_reports = display.wants_reports
         """Asked for only when the display shows peer messages, which are events from inside steps."""
 
     def __call__(self, event: Any) -> None:
-        if type(event).__name__ != "StepWaiting":  # said once, with the commands that decide it, when the run ends
+        if type(event) is not self.said_at_the_end:
             self.log(event)
         if self.stop.reason is not None:
             return

@@ -35,21 +35,15 @@ class Swaps:
         self._saved: list[tuple[object, str, Any]] = []
         self._done: set[int] = set()
 
-    def first_visit(self, holder: object) -> bool:
-        """True once per object: the same agent in two teams is changed (and put back) once."""
-        if id(holder) in self._done:
-            return False
-        self._done.add(id(holder))
-        return True
-
     def set(self, target: object, name: str, value: object) -> None:
         self._saved.append((target, name, getattr(target, name)))
         setattr(target, name, value)
 
     def worker(self, worker: object) -> None:
-        """The models of ``worker``, if it is a pattern that holds any."""
+        """The models of ``worker``, if it is a pattern that holds any; once, however many teams it is in."""
         into = getattr(worker, "_override_into", None)
-        if into is not None and self.first_visit(worker):
+        if into is not None and id(worker) not in self._done:
+            self._done.add(id(worker))
             into(self)
 
     def restore(self) -> None:
