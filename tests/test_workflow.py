@@ -328,3 +328,12 @@ def test_a_missing_required_key_still_reports_what_the_schema_found(tmp_path: Pa
     assert error.problems == ["agents[0].name: required key is missing",
                               "agents[1].max_turns: expected an integer (got 'ten')",
                               "supervisor.workers[1]: unknown worker 'ghost' (known: b)"]
+
+
+def test_a_key_the_schema_refused_is_not_reported_again_as_missing(tmp_path: Path) -> None:
+    error = error_of(tmp_path, "name: t\nagents: [{name: a, model: 'simulatd:x'}]\nsupervisor: 5\n")
+    assert error.problems == [
+        "agents[0].model: unknown model provider 'simulatd' in model 'simulatd:x' (did you mean 'simulated:x'?); "
+        "known providers: anthropic, openai, openai-compatible, simulated (a model string is provider:model)",
+        "supervisor: expected a mapping (got 5)",
+    ]

@@ -42,6 +42,7 @@ from ._workflow_spec import (
     TeamSpec,
     WorkflowSpec,
     describe,
+    key_path,
     load_yaml,
     schema_problems,
     yaml_problem,
@@ -145,13 +146,16 @@ def _beyond_the_schema(data: Mapping[str, Any], exc: ValidationError, source: st
     five mistakes reports five, not only the schema's); empty when the file cannot be checked that way (a required
     key or a list item is what is wrong)."""
     pruned: Any = copy.deepcopy(dict(data))
+    left_out: list[str] = []
     found: list[str] = []
     for _ in range(3):  # leaving keys out may show the schema what it could not see before
         for error in exc.errors():
             place = _key_at(pruned, error["loc"])
             if error["type"] == "missing" or place is None:
                 return []
-            place[0].pop(place[1], None)
+            mapping, key, path = place
+            mapping.pop(key, None)
+            left_out.append(path)
         try:
             spec = WorkflowSpec.model_validate(pruned)
         except ValidationError as again:
@@ -160,19 +164,20 @@ def _beyond_the_schema(data: Mapping[str, Any], exc: ValidationError, source: st
             continue
         try:
             _Builder(spec, source, model).build()
-        except WorkflowError as failed:
-            found += failed.problems
+        except WorkflowError as failed:  # not what leaving a key out made (it is missing now): the schema said why
+            found += [p for p in failed.problems if not any(_under(p, path) for path in left_out)]
         return found
     return []
 
 
-def _key_at(data: Any, loc: Sequence[str | int]) -> tuple[dict[str, Any], str] | None:
+def _key_at(data: Any, loc: Sequence[str | int]) -> tuple[dict[str, Any], str, str] | None:
     """The mapping and key that hold the value at ``loc`` (a schema error's path, which may end in the names of
-    union members the data does not have); None when the value is a list item (leaving it out would renumber the
-    items after it, and with them the key paths of their problems)."""
+    union members the data does not have), and that key's path; None when the value is a list item (leaving it out
+    would renumber the items after it, and with them the key paths of their problems)."""
     parent: Any = None
     key: str | int | None = None
     node = data
+    depth = 0
     for part in loc:
         if isinstance(node, dict) and isinstance(part, str) and part in node:
             parent, key, node = node, part, node[part]
@@ -180,9 +185,15 @@ def _key_at(data: Any, loc: Sequence[str | int]) -> tuple[dict[str, Any], str] |
             parent, key, node = node, part, node[part]
         else:
             break
+        depth += 1
     if not isinstance(parent, dict) or not isinstance(key, str):
         return None
-    return parent, key
+    return parent, key, key_path(loc[:depth])
+
+
+def _under(problem: str, path: str) -> bool:
+    """Whether ``problem`` is about the key at ``path`` or something inside it."""
+    return problem.startswith(path) and problem[len(path):len(path) + 1] in (":", ".", "[")
 
 
 def _unknown_workers_in_raw(data: Mapping[str, Any]) -> list[str]:
