@@ -50,8 +50,15 @@ class RefusingPort:
     def observed(self) -> bool:
         return self._observed
 
+    @property
+    def streaming(self) -> bool:
+        return False
+
     def report(self, event: object) -> None:
         raise self._refuse("report")
+
+    def progress(self, event: object) -> None:
+        raise self._refuse("tell progress")
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Any) -> Lease:
         raise self._refuse("reserve")

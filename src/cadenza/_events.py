@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from ._ids import RunId, ScopePath
 from ._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
@@ -27,7 +27,9 @@ from ._status import RunStatus
 from ._usage import Usage
 
 if TYPE_CHECKING:
+    from ._deltas import OutputDelta
     from ._plan import AgentProposal, Plan
+    from ._result import RunResult
 
 __all__ = (
     "AgentSpawned",
@@ -37,12 +39,15 @@ __all__ = (
     "Detail",
     "Event",
     "EventSink",
+    "FinalResult",
     "Kept",
     "MessageRejected",
     "MessageSent",
     "ModelCalled",
+    "ModelDelta",
     "PeerMessageHandled",
     "PeerMessageSent",
+    "Progress",
     "Report",
     "PlanReady",
     "RunFinished",
@@ -55,12 +60,16 @@ __all__ = (
     "StepSkipped",
     "StepStarted",
     "StepWaiting",
+    "StreamEvent",
     "ToolCallRecorded",
     "ToolCalled",
     "ToolOutcome",
+    "ToolStarted",
     "UsageRecorded",
 )
 
+
+OutputT = TypeVar("OutputT")
 
 
 @dataclass(slots=True)
@@ -300,6 +309,42 @@ class ToolCalled:
     """The start of what the model was given, with its size and digest (never the whole of it)."""
     result_chars: int | None = None
     result_digest: str | None = None
+    call_id: str | None = None
+    """The model's id of the call (what `ToolStarted` carries too)."""
+
+
+@dataclass(slots=True)
+class ModelDelta:
+    """A piece of a worker's model answer as it is generated: text, a tool call's name or arguments, or a reset
+    (what the call streamed so far is void: the attempt failed and another starts over)."""
+
+    run_id: str
+    scope: ScopePath
+    """The path of the step whose model answers."""
+    agent: str
+    model: str
+    delta: OutputDelta
+
+
+@dataclass(slots=True)
+class ToolStarted:
+    """A worker is about to make a tool call the model asked for (`ToolCalled` tells how it ended)."""
+
+    run_id: str
+    scope: ScopePath
+    agent: str
+    tool: str
+    call_id: str
+    arguments: dict[str, Any]
+    """As the model gave them (not yet checked against the tool's schema)."""
+
+
+@dataclass(slots=True)
+class FinalResult(Generic[OutputT]):
+    """The last event of a streamed run (``team.stream``, ``agent.stream``): its result, as ``run`` returns it."""
+
+    run_id: str
+    result: RunResult[OutputT]
 
 
 @dataclass(slots=True)
@@ -423,6 +468,8 @@ Event = (
     | MessageRejected
     | PeerMessageSent
     | PeerMessageHandled
+    | ModelDelta
+    | ToolStarted
 )
 Report = MessageSent | ModelCalled | ToolCalled
 """The events of each message and call inside a step. Only sinks that say they want them (``wants_reports``) get
@@ -432,9 +479,16 @@ Kept = (ToolCallRecorded | ApprovalRequested | BudgetReserved | BudgetSettled | 
         | PeerMessageHandled)
 """What the run keeps of the inside of its steps, whoever watches: the records (journal, audit log) always get
 them; the observers only when they want reports, as with `Report`."""
-Detail = Report | Kept
+Progress = ModelDelta | ToolStarted
+"""What a worker is doing as it does it: its model's answer piece by piece, a tool call as it starts. Only sinks
+that say they want it (``wants_progress``: a stream's reader) get it, and workers make it only when one does."""
+Detail = Report | Kept | Progress
 """Every event from inside a step: what a sink that follows runs, plans and steps skips."""
+
+StreamEvent = Event | FinalResult[Any]
+"""What a streamed run yields: every event of the run, as a sink that wants them all gets them, then its result."""
 
 EventSink = Callable[[Event], None]
 """Receives every event synchronously, in order; must be quick and must not raise. It gets the reports too
-(`Report`) when it has a true ``wants_reports`` attribute."""
+(`Report`) when it has a true ``wants_reports`` attribute, and the progress of each step (`Progress`) when it has
+a true ``wants_progress``."""

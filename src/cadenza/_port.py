@@ -20,7 +20,7 @@ from .models.pricing import Price
 
 if TYPE_CHECKING:
     from ._budget import Budget
-    from ._events import Report
+    from ._events import Progress, Report
     from ._step_context import StepContext
     from ._usage import Usage
     from ._workspace import Workspace
@@ -118,8 +118,18 @@ class RunPort(Protocol):
         """Whether any of the run's sinks wants what a worker does (model and tool calls): it reports them only then."""
         ...
 
+    @property
+    def streaming(self) -> bool:
+        """Whether any of the run's sinks wants each step's progress as it happens (a stream's reader): a worker
+        streams its model's answers and tells its tool calls as they start only then."""
+        ...
+
     def report(self, event: Report) -> None:
         """Tell the run how a model or tool call ended; its sinks (the audit log, metrics) record it."""
+        ...
+
+    def progress(self, event: Progress) -> None:
+        """Tell the run's readers what a worker is doing as it does it; nothing records it."""
         ...
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._budget import Budget
 from .._errors import BudgetExceeded
-from .._events import ModelCalled
+from .._events import ModelCalled, ModelDelta
 from .._messages import utcnow
 from .._port import Claim, Lease, ModelPrice
 from .._usage import Usage
-from ..models.base import Model, ModelFacts, ModelRequest, ModelResponse, facts_of
+from ..models.base import Model, ModelFacts, ModelRequest, ModelResponse, OutputDelta, facts_of, request_streamed
 from ..models.pricing import Prices
 
 if TYPE_CHECKING:
@@ -128,28 +128,33 @@ def call_model(model: Model, request: ModelRequest, ctx: StepContext, port: RunP
     """``model.request(request)`` under the budgets covering the step (``ctx.budgets``) and the agent's own
     ``budget``: its worst case is reserved through ``port`` first and settled with what it cost after.
 
-    A call that nothing budgets or observes is the model's own coroutine, with no frame of ours waiting on it.
+    A call that nothing budgets or observes is the model's own coroutine, with no frame of ours waiting on it. When
+    a sink wants each step's progress (``port.streaming``), the answer is streamed (if the model streams) and each
+    piece told through ``port`` as a `ModelDelta`.
 
     Raises:
         BudgetExceeded: a covering budget has no room for this call's worst case; the call was not made.
         ConfigError: a USD budget covers a model that has no price.
     """
     budgeted = bool(ctx.budgets) or budget is not None
-    if not budgeted and not port.observed:
+    if not budgeted and not port.observed and not port.streaming:
         return model.request(request)
     return _accounted(model, request, ctx, port, budget, budgeted)
 
 
 async def _accounted(model: Model, request: ModelRequest, ctx: StepContext, port: RunPort, budget: Budget | None,
                      budgeted: bool) -> ModelResponse:
-    """`call_model` for a call that is budgeted (reserved, then settled) or observed (told to the run)."""
+    """`call_model` for a call that is budgeted (reserved, then settled), observed (told to the run) or streamed."""
     lease: Lease | None = None
     if budgeted:
         request, claim = claim_for(model, request)
         lease = await port.reserve(ctx, claim, budget)
     at, started = utcnow(), time.perf_counter()
     try:
-        response = await model.request(request)
+        if port.streaming:
+            response = await request_streamed(model, request, _Deltas(ctx, port, request.agent or "?", model.name))
+        else:
+            response = await model.request(request)
     except asyncio.CancelledError:
         if lease is not None:
             await port.settle(lease, None)
@@ -169,6 +174,18 @@ def _measured(model: Model, request: ModelRequest, ctx: StepContext, port: RunPo
               usage: Usage | None, error: str | None) -> None:
     """One model call that ended (answered, or failed with ``error``), told to the run (its metrics, its audit log)."""
     port.report(ModelCalled(ctx.run_id, ctx.scope, request.agent or "?", model.name, at, seconds, usage, error))
+
+
+class _Deltas:
+    """Tells the run each piece of one model call's answer, as the `ModelDelta` of the step that made the call."""
+
+    __slots__ = ("agent", "ctx", "model", "port")
+
+    def __init__(self, ctx: StepContext, port: RunPort, agent: str, model: str) -> None:
+        self.ctx, self.port, self.agent, self.model = ctx, port, agent, model
+
+    def __call__(self, delta: OutputDelta) -> None:
+        self.port.progress(ModelDelta(self.ctx.run_id, self.ctx.scope, self.agent, self.model, delta))
 
 
 def claim_for(model: Model, request: ModelRequest) -> tuple[ModelRequest, Claim]:

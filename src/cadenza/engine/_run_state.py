@@ -32,7 +32,7 @@ from ._stream import EventStream
 
 if TYPE_CHECKING:
     from .._budget import Budget
-    from .._events import EventSink, Report
+    from .._events import EventSink, Progress, Report
     from .._outcomes import StepRecord
     from .._port import ApprovalAsk, Claim, ToolCallRecord, ToolServer
     from .._step_context import StepContext
@@ -148,8 +148,15 @@ class LocalPort:
     def observed(self) -> bool:
         return self.events.observed
 
+    @property
+    def streaming(self) -> bool:
+        return self.events.streaming
+
     def report(self, event: Report) -> None:
         self.events.report(event)
+
+    def progress(self, event: Progress) -> None:
+        self.events.progress(event)
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
         accounts = self.accounts

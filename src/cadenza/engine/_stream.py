@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .._events import Event, EventSink, Kept, Report
+    from .._events import Event, EventSink, Kept, Progress, Report
     from ._journal import JournalSink
 
 __all__ = ("EventStream", "isolated")
@@ -23,12 +23,13 @@ _log = logging.getLogger("cadenza.events")
 class _Isolated:
     """A sink whose first exception is logged and detaches it: the run it watches goes on unharmed."""
 
-    __slots__ = ("broken", "sink", "wants_reports")
+    __slots__ = ("broken", "sink", "wants_progress", "wants_reports")
 
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self.broken = False
         self.wants_reports: bool = getattr(sink, "wants_reports", False)
+        self.wants_progress: bool = getattr(sink, "wants_progress", False)
 
     def __call__(self, event: Event) -> None:
         if self.broken:
@@ -63,7 +64,8 @@ class EventStream:
     that raises is detached and the run goes on.
     """
 
-    __slots__ = ("active", "journal", "observed", "observers", "records", "reporters", "watchers")
+    __slots__ = ("active", "journal", "observed", "observers", "readers", "records", "reporters", "streaming",
+                 "watchers")
 
     def __init__(self, *, journal: JournalSink | None = None, audit: EventSink | None = None,
                  observers: Iterable[EventSink | None] = ()) -> None:
@@ -73,6 +75,10 @@ class EventStream:
         self.watchers = tuple(s for s in self.observers if getattr(s, "wants_reports", False))
         """The observers that want what happens inside steps (metrics, a caller's sink that asks)."""
         self.reporters = (*(s for s in self.records if getattr(s, "wants_reports", False)), *self.watchers)
+        self.readers = tuple(s for s in self.observers if getattr(s, "wants_progress", False))
+        """The observers that want each step's progress as it happens (a stream's reader)."""
+        self.streaming = bool(self.readers)
+        """Whether any sink wants each step's progress: workers stream their models' answers only then."""
         self.observed = bool(self.reporters)
         """Whether any sink wants the reports of each message and call: the engine and workers build them only then."""
         self.active = bool(self.records or self.observers)
@@ -81,6 +87,11 @@ class EventStream:
     def report(self, event: Report) -> None:
         """Tell the sinks that want reports of each message and call (the audit log, metrics)."""
         for sink in self.reporters:
+            sink(event)
+
+    def progress(self, event: Progress) -> None:
+        """Tell the sinks that want each step's progress (a stream's reader); the records keep none of it."""
+        for sink in self.readers:
             sink(event)
 
     def keep(self, event: Kept) -> None:

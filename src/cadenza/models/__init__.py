@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from .base import (
     AssistantMessage,
+    DeltaSink,
     Model,
     ModelRequest,
     ModelResponse,
     OutputSchema,
+    Streaming,
     ToolCall,
     ToolResultMessage,
     ToolSpec,
@@ -22,12 +24,14 @@ from .simulated import SimulatedModel
 
 __all__ = (
     "AssistantMessage",
+    "DeltaSink",
     "FunctionModel",
     "Model",
     "ModelRequest",
     "ModelResponse",
     "OutputSchema",
     "SimulatedModel",
+    "Streaming",
     "ToolCall",
     "ToolResultMessage",
     "ToolSpec",

@@ -6,11 +6,13 @@ them to and from its vendor's wire format at its edge.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field
 
+from .._deltas import DeltaSink, OutputDelta, OutputReset, TextDelta, ToolCallDelta
 from .._usage import Usage
 
 if TYPE_CHECKING:
@@ -20,18 +22,25 @@ __all__ = (
     "AssistantMessage",
     "Closeable",
     "Declared",
+    "DeltaSink",
     "Model",
     "ModelFacts",
     "ModelMessage",
     "ModelRequest",
     "ModelResponse",
+    "OutputDelta",
+    "OutputReset",
     "OutputSchema",
+    "Streaming",
+    "TextDelta",
     "ToolCall",
+    "ToolCallDelta",
     "ToolResultMessage",
     "ToolSpec",
     "UserMessage",
     "close_model",
     "facts_of",
+    "request_streamed",
 )
 
 
@@ -140,6 +149,22 @@ class Model(Protocol):
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Answer one request."""
         ...
+
+
+@runtime_checkable
+class Streaming(Protocol):
+    """A model that can tell its answer as it generates it. A `Model` need not: its answer then comes whole."""
+
+    async def stream(self, request: ModelRequest, deltas: DeltaSink) -> ModelResponse:
+        """Answer ``request`` as `Model.request` does, telling ``deltas`` each piece of the answer on the way."""
+        ...
+
+
+def request_streamed(model: Model, request: ModelRequest, deltas: DeltaSink) -> Coroutine[Any, Any, ModelResponse]:
+    """``model``'s answer to ``request``, streamed to ``deltas`` if the model streams (whole otherwise)."""
+    if isinstance(model, Streaming):
+        return model.stream(request, deltas)
+    return model.request(request)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,9 @@ the caller's mistake, not the endpoint's health.
 
 `FallbackModel` tries the next model of a chain when one fails for good (retries spent, a
 non-retryable error, or its breaker open).
+
+Both stream when asked to (``stream``) and their models can: an attempt that fails after streaming part of an
+answer is voided with an `OutputReset` before the next one starts, so a reader of the stream knows to drop it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,18 @@ from typing import Literal
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from .._errors import CircuitOpen, ConfigError, ModelError
-from .base import Model, ModelFacts, ModelRequest, ModelResponse, close_model, facts_of
+from .base import (
+    DeltaSink,
+    Model,
+    ModelFacts,
+    ModelRequest,
+    ModelResponse,
+    OutputDelta,
+    OutputReset,
+    close_model,
+    facts_of,
+    request_streamed,
+)
 
 __all__ = (
     "CircuitBreaker",
@@ -189,6 +203,13 @@ class ResilientModel:
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Answer ``request``, retrying transient failures; raises the last `ModelError` when retries run out."""
+        return await self._retried(request, None)
+
+    async def stream(self, request: ModelRequest, deltas: DeltaSink) -> ModelResponse:
+        """`request`, streamed to ``deltas`` if the wrapped model streams."""
+        return await self._retried(request, deltas)
+
+    async def _retried(self, request: ModelRequest, deltas: DeltaSink | None) -> ModelResponse:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.max_attempts),
             wait=self.retry.wait,
@@ -197,7 +218,7 @@ class ResilientModel:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._once(request)
+                return await self._once(request, deltas)
         raise AssertionError("unreachable: tenacity reraises the last failure")  # pragma: no cover
 
     def facts(self) -> tuple[ModelFacts, ...]:
@@ -208,22 +229,22 @@ class ResilientModel:
         """Close the wrapped model's connections on the running event loop, if it holds any."""
         await close_model(self.inner)
 
-    async def _call(self, request: ModelRequest) -> ModelResponse:
+    async def _call(self, request: ModelRequest, deltas: DeltaSink | None) -> ModelResponse:
         if self.timeout is None:
-            return await self.inner.request(request)
+            return await attempt(self.inner, request, deltas)
         try:
             async with asyncio.timeout(self.timeout):
-                return await self.inner.request(request)
+                return await attempt(self.inner, request, deltas)
         except TimeoutError:
             raise ModelError(f"{self.name}: no answer within {self.timeout:g}s", retryable=True) from None
 
-    async def _once(self, request: ModelRequest) -> ModelResponse:
+    async def _once(self, request: ModelRequest, deltas: DeltaSink | None) -> ModelResponse:
         breaker = self.breaker
         if breaker is None:
-            return await self._call(request)
+            return await self._call(request, deltas)
         breaker.before_call()
         try:
-            response = await self._call(request)
+            response = await self._call(request, deltas)
         except asyncio.CancelledError:
             breaker.release_probe()
             raise
@@ -260,10 +281,45 @@ class FallbackModel:
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """The first model's answer that succeeds; a `ModelError` naming every failure if none does."""
+        return await self._first(request, None)
+
+    async def stream(self, request: ModelRequest, deltas: DeltaSink) -> ModelResponse:
+        """`request`, streamed to ``deltas`` by each model of the chain that streams."""
+        return await self._first(request, deltas)
+
+    async def _first(self, request: ModelRequest, deltas: DeltaSink | None) -> ModelResponse:
         failures: list[str] = []
         for model in self.models:
             try:
-                return await model.request(request)
+                return await attempt(model, request, deltas)
             except ModelError as exc:
                 failures.append(f"{model.name}: {exc}")
         raise ModelError("every model of the fallback chain failed: " + "; ".join(failures), retryable=False)
+
+
+async def attempt(model: Model, request: ModelRequest, deltas: DeltaSink | None) -> ModelResponse:
+    """One try of ``model`` (streamed to ``deltas`` when given); if it fails after streaming part of its answer,
+    ``deltas`` is told that part is void (`OutputReset`) before the failure is raised."""
+    if deltas is None:
+        return await model.request(request)
+    told = _Told(deltas)
+    try:
+        return await request_streamed(model, request, told)
+    except Exception as exc:
+        if told.pending:
+            deltas(OutputReset(f"{model.name} failed after streaming part of its answer: {exc}"))
+        raise
+
+
+class _Told:
+    """A delta sink that knows whether it passed on pieces that no reset has voided yet."""
+
+    __slots__ = ("deltas", "pending")
+
+    def __init__(self, deltas: DeltaSink) -> None:
+        self.deltas = deltas
+        self.pending = False
+
+    def __call__(self, delta: OutputDelta) -> None:
+        self.pending = not isinstance(delta, OutputReset)
+        self.deltas(delta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -24,6 +24,7 @@ from .._errors import (
     ToolArgumentsError,
     ToolError,
 )
+from .._events import ToolStarted
 from .._ids import AgentId, RunId, TaskId, new_run_id, new_task_id
 from .._messages import ErrorInfo, Result, ResultStatus, Task, utcnow
 from .._names import name_problem, provider_of, summarise_validation
@@ -55,9 +56,10 @@ from ..tools._permissions import denial
 from ..tools._reports import tool_called
 from ..tools._tool_sources import source_tools
 from ..tools._tools import Tool, ToolContext
+from ._streamed import streamed
 
 if TYPE_CHECKING:
-    from .._events import ToolOutcome
+    from .._events import Event, EventSink, FinalResult, ToolOutcome
     from .._port import RunPort
     from .._worker_spec import AgentSpec, ModelSource
     from ..tools._mcp import MCPServer
@@ -277,14 +279,20 @@ class Agent(Generic[OutputT]):
         )
 
     async def run(self, prompt: str, *, input: Any = None, run_id: RunId | None = None,
-                  budget: Budget | None = None) -> RunResult[OutputT]:
-        """Do one piece of work alone and return the typed output; ``budget`` caps what this run may spend."""
+                  budget: Budget | None = None, events: EventSink | None = None) -> RunResult[OutputT]:
+        """Do one piece of work alone and return the typed output.
+
+        Args:
+            budget: caps what this run may spend.
+            events: receives the events of the run (its model and tool calls when it ``wants_reports``), as a
+                team's run tells its sink.
+        """
         task = Task(
             task_id=new_task_id(), run_id=run_id or new_run_id(), sender=AgentId("user"),
             recipient=AgentId(self._name), instruction=prompt, input=input,
         )
         state = RunState(task.run_id, budget=run_account(budget))
-        port = state.port()
+        port = state.port(events=events)
         ctx = StepContext.alone(task.run_id, self._name, task.task_id, port.budgets)
         async with state.sources:
             result = await self.execute(task, ctx, port)
@@ -295,6 +303,13 @@ class Agent(Generic[OutputT]):
             run_id=task.run_id, status=result.status, output=output, usage=result.usage,
             started_at=result.started_at, finished_at=result.finished_at, error=result.error,
         )
+
+    def stream(self, prompt: str, *, input: Any = None, run_id: RunId | None = None,
+               budget: Budget | None = None) -> AsyncIterator[Event | FinalResult[OutputT]]:
+        """`run`, read as it happens: its model's answer piece by piece (`ModelDelta`), each tool call as it starts
+        and ends, then the result as a `FinalResult`. Leaving the loop early cancels the run (see
+        `Supervisor.stream`)."""
+        return streamed(lambda sink: self.run(prompt, input=input, run_id=run_id, budget=budget, events=sink))
 
     def run_sync(self, prompt: str, *, input: Any = None, budget: Budget | None = None) -> RunResult[OutputT]:
         """`run` for code that is not async."""
@@ -477,6 +492,9 @@ class _Conversation:
             return result
 
     async def _tool_result(self, call: ToolCall) -> ToolResultMessage:
+        if self.port.streaming:
+            self.port.progress(ToolStarted(self.run_id, self.ctx.scope, self.agent.name, call.name, call.id,
+                                           call.arguments))
         if call.malformed is not None:
             self.malformed = f"tool {call.name!r}: {call.malformed}"
             self._report(call.name, call, "invalid", call.malformed)
@@ -518,7 +536,8 @@ class _Conversation:
         if outcome == "denied":
             log_denial(self.ctx, self.agent.name, tool, detail)
         if self.port.observed:
-            self.port.report(tool_called(self.ctx, self.agent.name, tool, call.arguments, outcome, detail, result=result))
+            self.port.report(tool_called(self.ctx, self.agent.name, tool, call.arguments, outcome, detail, result=result,
+                                         call_id=call.id))
 
     async def _run_tool(self, found: Tool, call: ToolCall) -> Any:
         plain = found.side_effect == "pure" and not found.requires_approval

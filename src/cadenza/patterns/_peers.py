@@ -21,10 +21,10 @@ import html
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,11 +58,12 @@ from ._agent import render_task
 from ._peer_remote import RemoteMembers, RemoteTurn
 from ._peer_watch import LoopWatch, wait_for_graph
 from ._peer_wire import RENEW, rolls_of
+from ._streamed import RunOptions, streamed
 
 log = logging.getLogger("cadenza.peers")
 
 if TYPE_CHECKING:
-    from .._events import EventSink
+    from .._events import Event, EventSink, FinalResult
     from .._port import RunPort
     from ..models.base import Model
     from ..models.pricing import Prices
@@ -246,6 +247,10 @@ class PeerGroup:
             async with open_for(store) as opened:
                 return await record_run(self, self._top, task, opened, state=state, events=events, source=source,
                                         options=options, workflow=workflow, audit=audit)
+
+    def stream(self, goal: str, **options: Unpack[RunOptions]) -> AsyncIterator[Event | FinalResult[str]]:
+        """`run`, read as it happens, as `Supervisor.stream` reads a team's run: every event, then the result."""
+        return streamed(lambda sink: self.run(goal, events=sink, **options))
 
     async def resume(self, run_id: RunId | str, *, store: Store | str | os.PathLike[str],
                      events: EventSink | None = None, force: bool = False, budget: Budget | None = None,

@@ -19,7 +19,7 @@ from ..backends import _wire
 
 if TYPE_CHECKING:
     from .._budget import Budget
-    from .._events import Report
+    from .._events import Progress, Report
     from .._step_context import StepContext
 
 __all__ = ("PortChannel", "RemotePort")
@@ -47,6 +47,15 @@ class RemotePort:
         """Always: a worker in another process reports every call it makes as it ends, so that the run counts what
         it spent even when the worker dies before replying (and the run's sinks see the calls when they listen)."""
         return True
+
+    @property
+    def streaming(self) -> bool:
+        """Never, yet: a worker in another process does not send its run the progress of its steps (its model's
+        answer piece by piece), only how each call ended."""
+        return False
+
+    def progress(self, event: Progress) -> None:
+        """Nothing crosses (`streaming` is False, so a worker makes no progress events)."""
 
     def report(self, event: Report) -> None:
         """Send the run a worker's report (a model or tool call that ended), without waiting.

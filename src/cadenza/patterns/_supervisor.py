@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Unpack, overload
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -41,9 +41,10 @@ from ..tools._tool_sources import ToolSources, require_approved
 from ._agent import DEFAULT_MODEL, Agent, render_task
 from ._planner import Planner
 from ._spawn import SpawnPolicy
+from ._streamed import RunOptions, streamed
 
 if TYPE_CHECKING:
-    from .._events import EventSink
+    from .._events import Event, EventSink, FinalResult
     from .._port import RunPort
     from ..backends.process import ProcessBackend
     from ..backends.ray import RayBackend
@@ -370,6 +371,17 @@ class Supervisor(Generic[OutputT]):
         if result.output is not None and self._adapter is not None:
             result.output = self._adapter.validate_python(result.output)  # JSON value -> the declared type
         return result
+
+    def stream(self, goal: str, **options: Unpack[RunOptions]) -> AsyncIterator[Event | FinalResult[OutputT]]:
+        """`run`, read as it happens: ``async for event in team.stream(goal):`` yields every event of the run in
+        order (the reports of each message and call, and each model's answer piece by piece as `ModelDelta`), then
+        the result as a `FinalResult`. The keyword arguments are `run`'s, but ``events``.
+
+        Leaving the loop early cancels the run, as Ctrl-C does: at once when the stream is closed
+        (``async with contextlib.aclosing(team.stream(goal)) as events:``), else on the event loop's next turn.
+        The run's exceptions (`run`'s) are raised from the loop, after the events that came before them.
+        """
+        return streamed(lambda sink: self.run(goal, events=sink, **options))
 
     def run_sync(self, goal: str, *, input: Any = None, events: EventSink | None = None,
                  store: str | os.PathLike[str] | None = None, budget: Budget | None = None,

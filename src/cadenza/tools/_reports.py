@@ -23,7 +23,7 @@ DETAIL_LIMIT = 1000
 
 
 def tool_called(ctx: StepContext, agent: str, tool: str, arguments: dict[str, Any], outcome: ToolOutcome,
-                detail: str = "", *, result: str | None = None) -> ToolCalled:
+                detail: str = "", *, result: str | None = None, call_id: str | None = None) -> ToolCalled:
     """One tool call (denied ones too) as the run's sinks see it: who, which tool, a digest of its arguments, what
     came of it.
 
@@ -31,7 +31,7 @@ def tool_called(ctx: StepContext, agent: str, tool: str, arguments: dict[str, An
     text (``detail``, bounded), or a bounded preview and a sha256 digest of the ``result`` the model was given.
     """
     called = ToolCalled(ctx.run_id, ctx.scope, agent, tool, arguments_digest(arguments), outcome,
-                        detail if len(detail) <= DETAIL_LIMIT else detail[:DETAIL_LIMIT] + "…")
+                        detail if len(detail) <= DETAIL_LIMIT else detail[:DETAIL_LIMIT] + "…", call_id=call_id)
     if result is not None:
         called.result_preview = result[:RESULT_PREVIEW]
         called.result_chars = len(result)

@@ -17,7 +17,17 @@ from typing import Any
 from ..._errors import ConfigError, ModelError
 from ..._trusted import TrustedBuilder
 from ..._usage import Usage
-from ..base import AssistantMessage, ModelMessage, ModelRequest, ModelResponse, ToolCall, ToolResultMessage, UserMessage
+from .._pieces import tell_in_pieces
+from ..base import (
+    AssistantMessage,
+    DeltaSink,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolResultMessage,
+    UserMessage,
+)
 from ._schema_instance import generate_instance
 
 __all__ = ("ScriptedReply", "SimulatedModel", "create", "estimate_input_tokens", "estimate_output_tokens")
@@ -116,6 +126,12 @@ class SimulatedModel:
         if calls:
             return _build_response(tool_calls=list(calls), usage=usage, model=self._name)
         return _build_response(text=text, usage=usage, model=self._name)
+
+    async def stream(self, request: ModelRequest, deltas: DeltaSink) -> ModelResponse:
+        """`request`, its answer told to ``deltas`` a word (or a few characters of a call's arguments) at a time."""
+        response = await self.request(request)
+        tell_in_pieces(response, deltas)
+        return response
 
     def _mix(self, request: ModelRequest) -> int:
         """Per-request seed: the model seed mixed with who asks, at which turn, about what."""
