@@ -20,11 +20,12 @@ Replies are built with `message_reply` and `error_reply`; `Garbled` sends a body
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from providers.wire import Raw, Reply, WireServer
+from providers.wire import Raw, Reply, WireServer, words
 
 __all__ = (
     "DEFAULT_TEXT",
@@ -99,6 +100,10 @@ def error_reply(status: int, error_type: str, message: str, headers: dict[str, s
     return Reply(body, status=status, headers={"request-id": "req_01WireServer", **(headers or {})})
 
 
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
 class AnthropicServer(WireServer):
     """`WireServer` speaking the Messages API; also plays `Garbled` replies."""
 
@@ -107,6 +112,32 @@ class AnthropicServer(WireServer):
             return error_reply(404, "not_found_error", f"no route {path}")
         model = body.get("model") if isinstance(body, dict) else None
         return message_reply(text_block(DEFAULT_TEXT), model=model if isinstance(model, str) else "claude-haiku-4-5")
+
+    def events(self, body: Any) -> list[str]:
+        """A message as the API streams it: ``message_start`` (input usage), each content block started, its text
+        or its input's JSON in pieces, stopped, then ``message_delta`` (stop reason, output usage) and
+        ``message_stop``, with a ``ping`` after the start as the API sends."""
+        usage = dict(body["usage"])
+        output_tokens = usage.pop("output_tokens")
+        start = {**body, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
+        out = [_event("message_start", {"type": "message_start", "message": start}), _event("ping", {"type": "ping"})]
+        for index, block in enumerate(body["content"]):
+            if block["type"] == "text":
+                opened, pieces = {"type": "text", "text": ""}, [{"type": "text_delta", "text": p} for p in words(block["text"])]
+            else:
+                opened = {**block, "input": {}}
+                arguments = json.dumps(block["input"])
+                pieces = [{"type": "input_json_delta", "partial_json": arguments[i:i + 10]}
+                          for i in range(0, len(arguments), 10)]
+            out.append(_event("content_block_start", {"type": "content_block_start", "index": index,
+                                                      "content_block": opened}))
+            out += [_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": piece})
+                    for piece in pieces]
+            out.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+        out.append(_event("message_delta", {"type": "message_delta", "usage": {"output_tokens": output_tokens},
+                                            "delta": {"stop_reason": body["stop_reason"], "stop_sequence": None}}))
+        out.append(_event("message_stop", {"type": "message_stop"}))
+        return out
 
     def check(self, method: str, path: str, headers: dict[str, str], body: Any) -> list[str]:
         problems: list[str] = []
@@ -129,8 +160,8 @@ class AnthropicServer(WireServer):
             _check_tool_choice(body["tool_choice"], body.get("tools"), problems)
         if "output_config" in body:
             _check_output_config(body["output_config"], problems)
-        if body.get("stream"):
-            problems.append("stream: true asks for server-sent events, which this adapter must not need")
+        if "stream" in body and not isinstance(body["stream"], bool):
+            problems.append(f"stream must be a boolean, got {body['stream']!r}")
         if breakpoints.count > _MAX_BREAKPOINTS:
             problems.append(f"{breakpoints.count} cache_control breakpoints; the API allows at most {_MAX_BREAKPOINTS}")
         return problems

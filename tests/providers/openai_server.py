@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from providers.wire import Raw, Reply, WireServer
+from providers.wire import Raw, Reply, WireServer, words
 
 __all__ = ("PATH", "Garbled", "OpenAIServer", "completion", "error", "strict_problems", "tool_call")
 
@@ -114,6 +114,32 @@ class OpenAIServer(WireServer):
         # OpenAI answers with the dated snapshot that served the alias.
         return Reply(completion(model=f"{model if isinstance(model, str) else 'gpt-5-mini'}-2025-08-07"))
 
+    def events(self, body: Any) -> list[str]:
+        """A chat.completion as the API streams it: ``chat.completion.chunk`` objects (the role, the content a
+        word at a time, each tool call's id and name, then its arguments in pieces, the finish reason), a last
+        chunk with no choices and the usage, then ``[DONE]``."""
+        choice = body["choices"][0]
+        message = choice["message"]
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": "", "refusal": None}]
+        deltas += [{"content": piece} for piece in words(message.get("content") or "")]
+        if message.get("refusal"):
+            deltas.append({"refusal": message["refusal"]})
+        for index, call in enumerate(message.get("tool_calls") or []):
+            function = call["function"]
+            deltas.append({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                           "function": {"name": function["name"], "arguments": ""}}]})
+            arguments = function["arguments"]
+            deltas += [{"tool_calls": [{"index": index, "function": {"arguments": arguments[i:i + 10]}}]}
+                       for i in range(0, len(arguments), 10)]
+        frame = {key: body[key] for key in ("id", "created", "model", "service_tier", "system_fingerprint")}
+        chunks = [{**frame, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
+                  for delta in deltas]
+        chunks.append({**frame, "object": "chat.completion.chunk",
+                       "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": choice["finish_reason"]}]})
+        chunks.append({**frame, "object": "chat.completion.chunk", "choices": [], "usage": body["usage"]})
+        return [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+
     def check(self, method: str, path: str, headers: dict[str, str], body: Any) -> list[str]:
         problems: list[str] = []
         if method != "POST" or path != PATH:
@@ -130,8 +156,9 @@ class OpenAIServer(WireServer):
             problems.append(f"unknown body keys {unknown}")
         if not isinstance(body.get("model"), str) or not body["model"]:
             problems.append("model is missing or not a non-empty string")
-        if body.get("stream"):
-            problems.append("stream is set, but the adapter reads a whole reply")
+        if body.get("stream") and body.get("stream_options") != {"include_usage": True}:
+            problems.append(f"a stream without its usage: stream_options is {body.get('stream_options')!r}, "
+                            "not {'include_usage': True}")
         problems += _check_messages(body.get("messages"))
         problems += _check_tools(body.get("tools"))
         problems += _check_limits(body)

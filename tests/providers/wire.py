@@ -6,6 +6,11 @@ request has the documented shape (`check`). A test scripts what the provider doe
 `WireServer.script`: a JSON reply with any status and headers, a connection dropped before
 any reply, or a reply held back for some seconds (to make the client time out).
 
+A request that asks for a stream (``"stream": true``) gets a successful reply as the provider streams
+it: server-sent events, each written and flushed on its own in a chunked body. The protocol server says
+which events a reply body makes (`WireServer.events`); `Cut` sends only the first few of them and then
+drops the connection, as a stream broken on its way does.
+
 The server is the standard library's threading HTTP server, run in a background thread, so
 the real SDK clients talk to it over a real socket exactly as they talk to the provider.
 """
@@ -13,6 +18,7 @@ the real SDK clients talk to it over a real socket exactly as they talk to the p
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -23,7 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ("Drop", "Raw", "Recorded", "Reply", "WireServer")
+__all__ = ("Cut", "Drop", "Raw", "Recorded", "Reply", "WireServer", "words")
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
-    """Seconds to wait before replying (longer than the client's timeout: a timeout)."""
+    """Seconds to wait before replying (longer than the client's timeout: a timeout); streamed, before each event."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,15 @@ class Raw:
     text: str
 
 
-Scripted = Reply | Drop | Raw
+@dataclass(frozen=True)
+class Cut:
+    """A streamed reply whose connection drops after its first ``after`` events."""
+
+    reply: Reply
+    after: int
+
+
+Scripted = Reply | Drop | Raw | Cut
 
 
 @dataclass(frozen=True)
@@ -65,11 +79,20 @@ class Recorded:
     """Where the request departs from the documented shape (`WireServer.check`); empty when it fits."""
 
 
+def words(text: str) -> list[str]:
+    """``text`` a word (with the space before it) at a time, as a stream's pieces; joined, they are the text."""
+    pieces = re.findall(r"\s*\S+", text)
+    told = sum(map(len, pieces))
+    return [*pieces, text[told:]] if told < len(text) else pieces
+
+
 class WireServer:
     """Base of the protocol servers; use as a context manager (`serve`) or `start` / `stop`."""
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.abandoned = threading.Event()
+        """Set when a client left a stream before its end (it closed the connection: a cancelled call)."""
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -84,6 +107,10 @@ class WireServer:
     def check(self, method: str, path: str, headers: dict[str, str], body: Any) -> list[str]:
         """Where the request departs from the provider's documented shape; empty when it fits."""
         return []
+
+    def events(self, body: Any) -> list[str]:
+        """The server-sent events (each ``event:``/``data:`` lines and a blank line) streaming reply ``body``."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ for tests
 
@@ -140,52 +167,85 @@ class _Server(ThreadingHTTPServer):
 
 
 def _handler(wire: WireServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-        """Headers and body go out as two writes; with Nagle's algorithm the second waits for the client's
-        delayed ACK, 40 ms a reply."""
+    return type("Handler", (_Handler,), {"wire": wire})
 
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return
 
-        def do_POST(self) -> None:
-            self._serve("POST")
+class _Handler(BaseHTTPRequestHandler):
+    wire: WireServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    """Headers and body go out as two writes; with Nagle's algorithm the second waits for the client's
+    delayed ACK, 40 ms a reply."""
 
-        def do_GET(self) -> None:
-            self._serve("GET")
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
 
-        def _serve(self, method: str) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body: Any = json.loads(raw) if raw else None
-            except ValueError:
-                body = raw.decode(errors="replace")
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            problems = wire.check(method, self.path, headers, body)
-            with wire._lock:
-                wire.requests.append(Recorded(method, self.path, headers, body, problems))
-            reply = wire._next(self.path, body, headers)
-            if isinstance(reply, Drop):
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if isinstance(reply, Raw):
-                status, data, extra = 200, reply.text.encode(), {}
-            else:
-                if reply.delay:
-                    time.sleep(reply.delay)
-                status, data, extra = reply.status, json.dumps(reply.body).encode(), reply.headers
-            try:
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout): nothing to do
+    def do_POST(self) -> None:
+        self._serve("POST")
 
-    return Handler
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def _serve(self, method: str) -> None:
+        wire = self.wire
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        problems = wire.check(method, self.path, headers, body)
+        with wire._lock:
+            wire.requests.append(Recorded(method, self.path, headers, body, problems))
+        reply = wire._next(self.path, body, headers)
+        streamed = isinstance(body, dict) and body.get("stream") is True
+        if isinstance(reply, Cut) or (streamed and isinstance(reply, Reply) and reply.status == 200):
+            self._stream(reply if isinstance(reply, Cut) else Cut(reply, after=-1))
+        elif isinstance(reply, Drop):
+            self._drop()
+        else:
+            self._reply(reply)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _reply(self, reply: Reply | Raw) -> None:
+        if isinstance(reply, Raw):
+            status, data, extra = 200, reply.text.encode(), {}
+        else:
+            if reply.delay:
+                time.sleep(reply.delay)
+            status, data, extra = reply.status, json.dumps(reply.body).encode(), reply.headers
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout): nothing to do
+
+    def _stream(self, cut: Cut) -> None:
+        events = self.wire.events(cut.reply.body)
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            for name, value in cut.reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            for number, event in enumerate(events):
+                if number == cut.after:
+                    self._drop()
+                    return
+                time.sleep(cut.reply.delay)
+                data = event.encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.wire.abandoned.set()  # the client left mid-stream (cancelled)

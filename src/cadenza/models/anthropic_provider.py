@@ -18,6 +18,10 @@ What the adapter decides, and why:
   ``x-should-retry`` header overrides, as in the SDK.
 * **One client per event loop**: the SDK's connections belong to the loop that opened them, and
   ``run_sync`` runs each call on a fresh loop.
+* **Streaming** (``stream``, when someone reads the run as it happens) goes through the SDK's
+  ``messages.stream``: text and tool input pieces are told as they arrive, and the answer is the
+  message the SDK assembled, read exactly as a whole reply is. A stream broken on its way is a
+  retryable failure like a dropped connection. A call nobody streams is one plain request.
 """
 
 from __future__ import annotations
@@ -46,9 +50,12 @@ from anthropic.types import (
     AssistantMessageParam,
     CacheControlEphemeralParam,
     ContentBlockParam,
+    InputJSONDelta,
     Message,
     MessageParam,
     OutputConfigParam,
+    RawContentBlockDeltaEvent,
+    RawContentBlockStartEvent,
     TextBlock,
     TextBlockParam,
     ToolParam,
@@ -58,17 +65,21 @@ from anthropic.types import (
     ToolUseBlockParam,
     UserMessageParam,
 )
+from anthropic.types import TextDelta as SDKTextDelta
 from pydantic import ValidationError
 
 from .._errors import ConfigError, ModelError
 from .._usage import Usage
 from .base import (
     AssistantMessage,
+    DeltaSink,
     ModelFacts,
     ModelMessage,
     ModelRequest,
     ModelResponse,
+    TextDelta,
     ToolCall,
+    ToolCallDelta,
     ToolResultMessage,
     ToolSpec,
 )
@@ -177,23 +188,36 @@ class AnthropicModel:
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """One ``POST /v1/messages``; every failure is a `ModelError` that says whether to try again."""
+        return await self._answer(request, None)
+
+    async def stream(self, request: ModelRequest, deltas: DeltaSink) -> ModelResponse:
+        """`request` as a stream of server-sent events (the SDK's ``messages.stream``): each piece of text and of a
+        tool call's input is told to ``deltas`` as it arrives; the answer is the message the stream made."""
+        return await self._answer(request, deltas)
+
+    async def _answer(self, request: ModelRequest, deltas: DeltaSink | None) -> ModelResponse:
         max_tokens = request.max_tokens if request.max_tokens is not None else self._max_tokens
+        params: dict[str, Any] = {
+            "model": self._model, "max_tokens": max_tokens, "messages": _messages(request.messages),
+            "system": self._system(request.system), "tools": self._tools(request.tools),
+            "output_config": _output_config(request), "timeout": self._timeout,
+        }
         try:
-            reply: object = await self._sdk().messages.create(
-                model=self._model,
-                max_tokens=max_tokens,
-                messages=_messages(request.messages),
-                system=self._system(request.system),
-                tools=self._tools(request.tools),
-                output_config=_output_config(request),
-                timeout=self._timeout,
-            )
+            reply: object
+            if deltas is None:
+                reply = await self._sdk().messages.create(**params)
+            else:
+                async with self._sdk().messages.stream(**params) as stream:
+                    tool_calls: dict[int, int] = {}
+                    async for event in stream:
+                        _tell(event, tool_calls, deltas)
+                    reply = await stream.get_final_message()
         except APIStatusError as exc:
             raise self._status_error(exc) from exc
         except APITimeoutError as exc:
             raise self._error(f"no reply within {self._timeout:g}s (timed out)", retryable=True) from exc
         except APIConnectionError as exc:
-            raise self._error(f"the connection failed before a reply: {exc.message}", retryable=True) from exc
+            raise self._error(f"the connection failed: {exc.message}", retryable=True) from exc
         except APIResponseValidationError as exc:
             raise self._error(f"the reply does not fit the Messages API: {exc.message}") from exc
         except json.JSONDecodeError as exc:
@@ -361,6 +385,21 @@ def _output_config(request: ModelRequest) -> OutputConfigParam | Omit:
     except (ValueError, TypeError, KeyError):
         strict = schema  # a schema the SDK cannot tighten goes as it is; the API says if it is unusable
     return {"format": {"type": "json_schema", "schema": strict}}
+
+
+def _tell(event: object, tool_calls: dict[int, int], deltas: DeltaSink) -> None:
+    """Tell ``deltas`` the piece a stream's ``event`` carries, if any: text, a tool call's start, a piece of its input.
+
+    ``tool_calls`` maps the content block of each tool call to the call's number among them (the `ToolCallDelta`
+    index): a text block before them takes a block index too."""
+    if isinstance(event, RawContentBlockStartEvent) and isinstance(event.content_block, ToolUseBlock):
+        number = tool_calls[event.index] = len(tool_calls)
+        deltas(ToolCallDelta(number, event.content_block.id, event.content_block.name))
+    elif isinstance(event, RawContentBlockDeltaEvent):
+        if isinstance(event.delta, SDKTextDelta):
+            deltas(TextDelta(event.delta.text))
+        elif isinstance(event.delta, InputJSONDelta) and event.index in tool_calls:
+            deltas(ToolCallDelta(tool_calls[event.index], arguments=event.delta.partial_json))
 
 
 def _tool_call(block: ToolUseBlock) -> ToolCall:

@@ -35,6 +35,10 @@ the server said: 408, 409, 429 and 5xx (but 501 and 505), timeouts, dropped conn
 is not JSON are retryable; other statuses, refusals, a reply that is not a chat completion and an empty
 reply cut off by the token limit are not. A server's ``x-should-retry`` header overrides, as in the SDK.
 There is one SDK client per event loop, closed when that loop shuts down.
+
+Streaming (``stream``, when someone reads the run as it happens) asks for ``stream: true`` with the usage in the
+last chunk (``stream_options.include_usage``); the chunks are assembled into the completion a whole reply would
+have been and read the same way. A compatible server that sends no usage has the call's tokens estimated.
 """
 
 from __future__ import annotations
@@ -56,11 +60,13 @@ from openai import (
     APIStatusError,
     APITimeoutError,
     AsyncOpenAI,
+    AsyncStream,
     Omit,
     OpenAIError,
     omit,
 )
 from openai.types.chat import (
+    ChatCompletionChunk,
     ChatCompletionFunctionToolParam,
     ChatCompletionMessageFunctionToolCallParam,
     ChatCompletionMessageParam,
@@ -71,15 +77,19 @@ from .._errors import ConfigError, ModelError
 from .._usage import Usage
 from .base import (
     AssistantMessage,
+    DeltaSink,
     ModelFacts,
     ModelRequest,
     ModelResponse,
     OutputSchema,
+    TextDelta,
     ToolCall,
+    ToolCallDelta,
     ToolResultMessage,
 )
 from .pricing import PRICES, Prices
 from .registry import register_provider
+from .simulated import estimate_input_tokens, estimate_output_tokens
 
 __all__ = ("DEFAULT_TIMEOUT", "OpenAIModel", "StructuredMode", "create_compatible", "create_openai")
 
@@ -192,28 +202,48 @@ class OpenAIModel:
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Make one Chat Completions call; every failure is a `ModelError`."""
+        return await self._answer(request, None)
+
+    async def stream(self, request: ModelRequest, deltas: DeltaSink) -> ModelResponse:
+        """`request` as a stream of chunks (``stream: true``, with the usage in the last chunk): each piece of text
+        and of a tool call is told to ``deltas`` as it arrives; the answer is the completion the chunks make.
+
+        A compatible server that sends no usage gets the call's tokens estimated (as the simulated model counts
+        them): budgets then still count it."""
+        return await self._answer(request, deltas)
+
+    async def _answer(self, request: ModelRequest, deltas: DeltaSink | None) -> ModelResponse:
         fmt, system = _structured(request.output_schema, self._structured, request.system)
         messages = _messages(system, request)
         tools = [_tool(t.name, t.description, t.parameters) for t in request.tools]
         wanted = request.max_tokens if request.max_tokens is not None else self._max_tokens
         limit = omit if wanted is None else wanted
+        structured = request.output_schema is not None
         client = await self._sdk()
+        params: dict[str, Any] = {
+            "model": self._model, "messages": messages, "tools": tools or omit, "response_format": fmt,
+            # OpenAI's reasoning models refuse max_tokens; most compatible servers know only it.
+            "max_completion_tokens": omit if self._compatible else limit,
+            "max_tokens": limit if self._compatible else omit, "timeout": self._timeout,
+        }
         try:
-            completion: object = await client.chat.completions.create(
-                model=self._model,
-                messages=messages,
-                tools=tools or omit,
-                response_format=fmt,
-                # OpenAI's reasoning models refuse max_tokens; most compatible servers know only it.
-                max_completion_tokens=omit if self._compatible else limit,
-                max_tokens=limit if self._compatible else omit,
-                timeout=self._timeout,
-            )
+            completion: object
+            if deltas is None:
+                completion = await client.chat.completions.create(**params)
+            else:
+                chunks = await client.chat.completions.create(**params, stream=True,
+                                                              stream_options={"include_usage": True})
+                completion = await _gathered(chunks, deltas)
         except OpenAIError as exc:
-            raise self._error(exc, structured=request.output_schema is not None) from exc
+            raise self._error(exc, structured=structured) from exc
         except ValueError as exc:  # a body that says it is JSON but is not: garbled on the way, try again
             raise self._unreadable(f"its body is not JSON ({exc})", retryable=True) from exc
-        return self._response(completion, structured=request.output_schema is not None)
+        response = self._response(completion, structured=structured)
+        if deltas is not None and _get(completion, "usage") is None:
+            estimated = Usage(input_tokens=estimate_input_tokens(request),
+                              output_tokens=estimate_output_tokens(response.text, response.tool_calls), model_calls=1)
+            response.usage = estimated.model_copy(update={"cost_usd": self._prices.cost(self._name, estimated)})
+        return response
 
     async def aclose(self) -> None:
         """Close the connections opened on the running event loop now, not when the loop shuts down."""
@@ -312,6 +342,44 @@ class OpenAIModel:
         model = _get(completion, "model")
         return ModelResponse(text=text, tool_calls=calls, usage=usage,
                              model=model if isinstance(model, str) and model else self._model)
+
+
+async def _gathered(chunks: AsyncStream[ChatCompletionChunk], deltas: DeltaSink) -> dict[str, Any]:
+    """The chat.completion ``chunks`` make (as `OpenAIModel._response` reads one), each piece of the first choice
+    told to ``deltas`` as it comes. The stream is closed however this ends (a cancelled call drops it)."""
+    text: list[str] = []
+    refusal: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish: object = None
+    model: object = None
+    usage: object = None
+    async with chunks:
+        async for chunk in chunks:
+            model = chunk.model or model
+            usage = chunk.usage or usage
+            for choice in chunk.choices:
+                if choice.index != 0:
+                    continue
+                finish = choice.finish_reason or finish
+                delta = choice.delta
+                if delta.content:
+                    text.append(delta.content)
+                    deltas(TextDelta(delta.content))
+                if delta.refusal:
+                    refusal.append(delta.refusal)
+                for piece in delta.tool_calls or ():
+                    function = piece.function
+                    name = function.name if function is not None else None
+                    arguments = (function.arguments if function is not None else None) or ""
+                    call = calls.setdefault(piece.index, {"id": None, "type": "function",
+                                                          "function": {"name": "", "arguments": ""}})
+                    call["id"] = call["id"] or piece.id
+                    call["function"]["name"] += name or ""
+                    call["function"]["arguments"] += arguments
+                    deltas(ToolCallDelta(piece.index, piece.id, name, arguments))
+    message = {"content": "".join(text) or None, "refusal": "".join(refusal) or None,
+               "tool_calls": [calls[i] for i in sorted(calls)] or None}
+    return {"model": model, "choices": [{"message": message, "finish_reason": finish}], "usage": usage}
 
 
 async def _closing(client: AsyncOpenAI) -> AsyncGenerator[None, None]:
