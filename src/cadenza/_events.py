@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from ._deltas import OutputDelta
 from ._ids import RunId, ScopePath
 from ._messages import ErrorInfo, PeerMessage, Result, Task, utcnow
 from ._status import RunStatus
 from ._usage import Usage
 
 if TYPE_CHECKING:
-    from ._deltas import OutputDelta
     from ._plan import AgentProposal, Plan
     from ._result import RunResult
 

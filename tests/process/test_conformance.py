@@ -32,6 +32,7 @@ from cadenza._events import StepRetrying
 from cadenza.backends.base import Backend
 from cadenza.backends.local import LocalBackend
 from cadenza.backends.ray import RayBackend
+from cadenza.events import FinalResult, ModelDelta, TextDelta, ToolCallDelta, ToolCalled, ToolStarted
 from cadenza.patterns._workflow import load_workflow
 from cadenza.stores.sqlite import SQLiteStore
 from process.worker_tools import EFFECTS, deploy, effects, publish, remember, send_note, where
@@ -95,6 +96,24 @@ async def test_a_workflow_gives_the_same_output_usage_and_stored_steps(backend: 
     assert result.status == expected.status == "success"
     assert (result.output, result.usage) == (expected.output, expected.usage)
     assert stored[0] == stored[1] and len(stored[0]) > 3
+
+
+async def test_a_streamed_run_tells_each_workers_answer_piece_by_piece_from_whichever_process_it_runs_in(
+        backend: Backend) -> None:
+    """The worker's model streams in the worker's process; its pieces and tool starts cross to the run's stream."""
+    team = one_step(Agent("w", "Say where.", model="simulated:conf", tools=[where]), backend)
+    events = [event async for event in team.stream("Go")]
+
+    final = events[-1]
+    assert isinstance(final, FinalResult) and final.result.status == "success"
+    step = final.result.steps[0]
+    told = [e.delta for e in events if isinstance(e, ModelDelta) and e.scope == "lead/s1"]
+    assert "".join(d.text for d in told if isinstance(d, TextDelta)) == step.output
+    calls = [d for d in told if isinstance(d, ToolCallDelta)]
+    assert calls[0].name == "where" and json.loads("".join(c.arguments for c in calls)) == {}
+    started = [e for e in events if isinstance(e, ToolStarted)]
+    ended = [e for e in events if isinstance(e, ToolCalled)]
+    assert [(e.tool, e.call_id) for e in started] == [(e.tool, e.call_id) for e in ended] and started
 
 
 async def test_a_failing_step_fails_the_same_and_its_dependent_is_skipped(backend: Backend, tmp_path: Path) -> None:

@@ -100,6 +100,9 @@ class PortServer:
 
         Never raises: it is taken where the wire is read, which must go on. A report the run cannot read or take is
         logged and dropped; the step goes on."""
+        if method == "progress":
+            self._progress(args)
+            return
         if method != "report":
             return
         try:
@@ -110,6 +113,14 @@ class PortServer:
         except Exception as exc:
             _log.warning("a report from step %s of run %s was dropped: %s: %s", self.ctx.step_id, self.ctx.run_id,
                          type(exc).__name__, exc)
+
+    def _progress(self, args: Mapping[str, Any]) -> None:
+        """Pass on what a worker is doing as it does it; progress the run cannot read is dropped quietly (debug)."""
+        try:
+            self.port.progress(_wire.value_from(_wire.PROGRESS[str(args["kind"])], args["event"]))
+        except Exception as exc:
+            _log.debug("progress from step %s of run %s was dropped: %s: %s", self.ctx.step_id, self.ctx.run_id,
+                       type(exc).__name__, exc)
 
     def lost(self, why: str) -> WorkerLost:
         """The error of a step whose worker died: it carries what the worker's finished model calls used, as they

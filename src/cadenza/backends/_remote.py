@@ -96,7 +96,7 @@ class RemoteBackend:
                    "ctx": ctx.to_json().decode(), "key": key.to_json() if key is not None else None,
                    "recipient": envelope.sender if envelope is not None else None,
                    "trace": envelope.trace if envelope is not None else dict(ctx.trace) or None,
-                   "workspace": port.workspace(ctx, ctx.agent) is not None}
+                   "workspace": port.workspace(ctx, ctx.agent) is not None, "streaming": port.streaming}
         return await self._carry(shipment, step, message, PortServer(port, ctx))
 
     def _lock(self) -> asyncio.Lock:

@@ -32,7 +32,7 @@ from .._errors import (
     ToolError,
     WorkspaceConflict,
 )
-from .._events import ModelCalled, ToolCalled
+from .._events import ModelCalled, ModelDelta, ToolCalled, ToolStarted
 
 __all__ = ("LINE_LIMIT", "REPORTS", "answered", "error_from", "error_of", "read", "value_from", "value_of", "write")
 
@@ -43,6 +43,8 @@ Message = dict[str, Any]
 
 REPORTS: dict[str, type[ModelCalled | ToolCalled]] = {"ModelCalled": ModelCalled, "ToolCalled": ToolCalled}
 """The events a worker reports to its run (``tell`` ``report``), by name; the run's own events never cross."""
+PROGRESS: dict[str, type[ModelDelta | ToolStarted]] = {"ModelDelta": ModelDelta, "ToolStarted": ToolStarted}
+"""The progress a worker tells its run while a sink reads it (``tell`` ``progress``), by name."""
 T = TypeVar("T")
 
 

@@ -65,7 +65,8 @@ class RemoteTurn:
         self.members.turns[self.number] = self
         await self._answer({"turn": self.number, "task": task.model_dump(mode="json"), "ctx": ctx.to_json().decode(),
                             "key": dict(key) if key is not None else None,
-                            "workspace": port.workspace(ctx, ctx.agent) is not None})
+                            "workspace": port.workspace(ctx, ctx.agent) is not None,
+                            "streaming": port.streaming})
         try:
             return await self.reply
         finally:

@@ -250,7 +250,8 @@ class PeerServer:
         task = Task.model_validate(turn["task"])
         ctx = StepContext.from_json(str(turn["ctx"]))
         member.outbox, member.answer = [], None
-        port = RemotePort(_Channel(self, joined), number, workspace=bool(turn["workspace"]))
+        port = RemotePort(_Channel(self, joined), number, workspace=bool(turn["workspace"]),
+                          streaming=bool(turn.get("streaming")))
         with attach_context(dict(ctx.trace) or None):  # its spans join the run's trace
             result = await member.agent.converse(task, ctx, port, self.group.tools[agent])
         if result.status == "success":

@@ -37,10 +37,11 @@ class PortChannel(Protocol):
 class RemotePort:
     """The port of a step running in this process: every request goes to the run's process and waits for it."""
 
-    def __init__(self, channel: PortChannel, step: int, *, workspace: bool) -> None:
+    def __init__(self, channel: PortChannel, step: int, *, workspace: bool, streaming: bool = False) -> None:
         self._channel = channel
         self._step = step
         self._workspace = workspace
+        self._streaming = streaming
 
     @property
     def observed(self) -> bool:
@@ -50,12 +51,19 @@ class RemotePort:
 
     @property
     def streaming(self) -> bool:
-        """Never, yet: a worker in another process does not send its run the progress of its steps (its model's
-        answer piece by piece), only how each call ended."""
-        return False
+        """Whether the run said, with the step, that a sink reads its progress as it happens."""
+        return self._streaming
 
     def progress(self, event: Progress) -> None:
-        """Nothing crosses (`streaming` is False, so a worker makes no progress events)."""
+        """Send the run what the worker is doing as it does it (a piece of its model's answer), without waiting.
+
+        Raises:
+            ConfigError: ``event`` is not progress a worker tells.
+        """
+        kind = type(event).__name__
+        if kind not in _wire.PROGRESS:
+            raise ConfigError(f"a worker process tells only {', '.join(_wire.PROGRESS)} as progress, not {kind}")
+        self._channel.tell(self._step, "progress", {"kind": kind, "event": _wire.value_of(event)})
 
     def report(self, event: Report) -> None:
         """Send the run a worker's report (a model or tool call that ended), without waiting.

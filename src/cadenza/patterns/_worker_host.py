@@ -114,7 +114,8 @@ class WorkerHost:
             raise agent
         task = Task.model_validate(message["task"])
         ctx = StepContext.from_json(message["ctx"])
-        port = RemotePort(self.channel, step, workspace=bool(message["workspace"]))
+        port = RemotePort(self.channel, step, workspace=bool(message["workspace"]),
+                          streaming=bool(message.get("streaming")))
         with attach_context(message.get("trace")):
             result = await agent.execute(task, ctx, port)
         key = message.get("key")
