@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import json
 from contextlib import aclosing
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from cadenza import Agent, FunctionModel, ModelError, ModelRequest, PlanError, Supervisor, tool
+from cadenza import Agent, FunctionModel, ModelError, ModelRequest, PeerGroup, PlanError, Supervisor, tool
 from cadenza.events import (
     Event,
     FinalResult,
@@ -31,6 +32,7 @@ from cadenza.events import (
 )
 from cadenza.models.base import ToolCall
 from cadenza.models.resilience import ModelRetry, ResilientModel
+from cadenza.patterns._streamed import RunOptions
 from cadenza.stores import open_store
 
 DEADLINE = 10.0
@@ -70,6 +72,11 @@ async def read(stream: object) -> list[StreamEvent]:
 def text_of(events: list[StreamEvent], scope: str) -> str:
     return "".join(e.delta.text for e in events
                    if isinstance(e, ModelDelta) and e.scope == scope and isinstance(e.delta, TextDelta))
+
+
+def test_stream_takes_every_keyword_argument_of_run_but_events() -> None:
+    for run in (Supervisor.run, PeerGroup.run):
+        assert set(inspect.signature(run).parameters) - {"self", "goal", "events"} == set(RunOptions.__annotations__)
 
 
 async def test_a_team_stream_tells_every_event_in_order_each_answer_piece_by_piece_and_the_result_last() -> None:

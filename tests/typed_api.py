@@ -7,6 +7,7 @@ from typing import assert_type
 from pydantic import BaseModel
 
 from cadenza import Agent, FunctionModel, RunResult, Supervisor, Tool, tool
+from cadenza.events import FinalResult
 
 
 class Report(BaseModel):
@@ -27,6 +28,12 @@ async def typed_usage() -> None:
     assert_type(Supervisor("lead", workers=[team]).run_sync("go").output, str | None)
     with team.override(model=FunctionModel(lambda request: '{"title": "t"}')), typed.override(model="simulated"):
         assert_type((await team.run("go")).output, Report | None)
+    async for event in team.stream("go", budget=None, store=None):
+        if isinstance(event, FinalResult):
+            assert_type(event.result.output, Report | None)
+    async for told in typed.stream("go"):
+        if isinstance(told, FinalResult):
+            assert_type(told.result, RunResult[Report])
 
 
 def send(to: str) -> str:

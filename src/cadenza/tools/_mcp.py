@@ -16,19 +16,18 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import re
-import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self, TextIO
+from typing import Any, ClassVar, Literal, Self
 
 from .._errors import ConfigError, ToolArgumentsError, ToolError
 from .._version import __version__
 from ..models.base import ToolSpec
 from ._mcp_pins import MCPPins
+from ._mcp_stderr import ServerStderr, launch
 from ._tools import Tool, ToolContext
 
 try:
@@ -50,6 +49,8 @@ _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What both OpenAI and Anthropic accept as a tool name."""
 _MAX_PAGES = 100
+_EXIT_WAIT = 2.0
+"""Seconds to wait, once a session failed, for the server's stderr to end and say how it exited."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +196,8 @@ class MCPServer:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._warned: set[tuple[str, str, str]] = set()  # (tool, status, digest) already logged as disabled
+        self._stderr: ServerStderr | None = None
+        """Where a started server's stderr goes (the log), and what it said last."""
 
     def __repr__(self) -> str:
         where = f"command={list(self.command)!r}" if self.command else f"url={self.url!r}"
@@ -238,27 +241,44 @@ class MCPServer:
 
     async def _hold(self, ready: asyncio.Future[Client]) -> None:
         """Own the session: enter and exit the SDK client in one task, as its task groups require."""
+        stderr = self._stderr = ServerStderr(self.name) if self.command is not None else None
         try:
-            with _errlog() as errlog:
-                async with self._new_client(errlog) as client:
-                    ready.set_result(client)
-                    await self._stop.wait()
+            async with self._new_client(stderr) as client:
+                if stderr is not None:
+                    stderr.started()
+                ready.set_result(client)
+                await self._stop.wait()
+                if stderr is not None:
+                    stderr.closing()
         except Exception as exc:
             if ready.done():
                 raise
             where = f"command {list(self.command)!r}" if self.command else f"url {self.url!r}"
-            hint = "; its stderr may say why" if self.command and isinstance(exc, MCPError) else ""
             ready.set_exception(ToolError(f"MCP server {self.name!r} ({where}) could not start: "
-                                          f"{_describe(exc)}{hint}"))
+                                          f"{_describe(exc)}{await self._how_it_ended(stderr)}"))
+        finally:
+            if stderr is not None:
+                stderr.started()  # whatever happened, the pipe ends with the process
 
-    def _new_client(self, errlog: TextIO) -> Client:
+    async def _how_it_ended(self, stderr: ServerStderr | None) -> str:
+        """``; it exited with status N; its last stderr line: ...`` for a server that is gone ('' if not known)."""
+        if stderr is None:
+            return ""
+        stderr.closing()  # the error that is being raised says it: no warning as well
+        stderr.started()
+        if not await asyncio.to_thread(stderr.exited.wait, _EXIT_WAIT):
+            return ""
+        return f"; it {stderr.describe_exit()}"
+
+    def _new_client(self, stderr: ServerStderr | None) -> Client:
         info = mt.Implementation(name="cadenza", version=__version__)
         common: dict[str, Any] = {"cache": None, "read_timeout_seconds": self.timeout, "client_info": info}
-        if self.command is None:
+        if self.command is None or stderr is None:
             assert self.url is not None
             return Client(self.url, **common)
-        params = StdioServerParameters(command=self.command[0], args=list(self.command[1:]), env=self.env)
-        return Client(stdio_client(params, errlog=errlog), **common)
+        program, args = launch(self.command)
+        params = StdioServerParameters(command=program, args=args, env=self.env)
+        return Client(stdio_client(params, errlog=stderr.errlog), **common)
 
     def _open_client(self, what: str) -> Client:
         if self._client is None:
@@ -390,7 +410,8 @@ class MCPServer:
             if exc.code == mt.REQUEST_TIMEOUT:
                 raise ToolError(f"{where}: timed out after {tool.timeout or self.timeout}s") from None
             if exc.code == mt.CONNECTION_CLOSED:
-                raise ToolError(f"{where}: the connection to the server is closed") from None
+                gone = await self._how_it_ended(self._stderr)
+                raise ToolError(f"{where}: the connection to the server is closed{gone}") from None
             raise ToolError(f"{where}: the server refused the call: {exc.message} (MCP error {exc.code})") from None
         except Exception as exc:
             raise ToolError(f"{where}: the call failed: {_describe(exc)}") from exc
@@ -468,22 +489,3 @@ def _describe(exc: BaseException) -> str:
 
 def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@contextlib.contextmanager
-def _errlog() -> Iterator[TextIO]:
-    """Where a started server's stderr goes: ours as it is now (the SDK binds its default at import)."""
-    for stream in (sys.stderr, sys.__stderr__):
-        if stream is not None and _has_fd(stream):
-            yield stream
-            return
-    with open(os.devnull, "w") as devnull:
-        yield devnull
-
-
-def _has_fd(stream: TextIO) -> bool:
-    try:
-        stream.fileno()
-    except (AttributeError, OSError, ValueError):  # a notebook's or a test runner's in-memory stream
-        return False
-    return True
