@@ -69,6 +69,7 @@ CONFIGS = {
     "runtime": "runtime alone",
     "python": "Python default (signed)",
     "cli": "CLI default (signed, SQLite, audit)",
+    "streamed": "Python default, read by team.stream",
 }
 
 
@@ -106,12 +107,13 @@ async def _configured(config: str, plan: Any, workers: dict[str, Any]) -> tuple[
     ``runtime`` is the executor alone; ``python`` is ``team.run(goal)`` with nothing set (messages signed);
     ``cli`` is what ``cadenza run`` does: signed, with a SQLite store recording the journal and the audit log. The
     store exists already, as a user's ``.cadenza/runs.db`` does after the first run (creating its tables once costs
-    about 30 ms, not a cost per step).
+    about 30 ms, not a cost per step). ``streamed`` is ``python`` read through ``team.stream``: every event, the
+    reports and each model answer's pieces (a word each) queued for the loop that reads them.
     """
     import tempfile
 
     from cadenza import Executor, Supervisor, open_store
-    from cadenza._events import StepFinished, StepStarted
+    from cadenza._events import FinalResult, StepFinished, StepStarted
     from cadenza._ids import RunId
 
     steps: list[float] = []
@@ -127,6 +129,12 @@ async def _configured(config: str, plan: Any, workers: dict[str, Any]) -> tuple[
         cpu0, t0 = time.process_time(), time.perf_counter()
         if config == "runtime":
             status = (await Executor().run(plan, workers, run_id=RunId("run_bench"), team="bench", events=sink)).status
+        elif config == "streamed":
+            status = "no result"
+            async for told in Supervisor("bench", workers=list(workers.values()), plan=plan).stream("bench"):
+                sink(told)
+                if isinstance(told, FinalResult):
+                    status = told.result.status
         else:
             team = Supervisor("bench", workers=list(workers.values()), plan=plan)
             store = f"{tmp}/runs.db" if config == "cli" else None
