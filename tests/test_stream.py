@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from cadenza import Agent, FunctionModel, ModelError, ModelRequest, PeerGroup, PlanError, Supervisor, tool
+from cadenza import Agent, Budget, FunctionModel, ModelError, ModelRequest, PeerGroup, PlanError, Supervisor, tool
 from cadenza.events import (
+    ApprovalRequested,
     Event,
     FinalResult,
     ModelCalled,
@@ -135,6 +136,32 @@ async def test_a_run_that_nobody_streams_asks_no_model_to_stream() -> None:
     assert streams == [] and not any(isinstance(e, (ModelDelta, ToolStarted)) for e in seen)
     await read(team(model).stream("add, then write"))
     assert sorted(set(streams)) == ["calc", "lead", "writer"]
+
+
+@tool(side_effect="at_most_once", requires_approval=True)
+def wire(amount: int) -> str:
+    """Wire money, with a human's approval."""
+    return f"wired {amount}"
+
+
+async def test_a_stream_tells_budget_and_approval_events_and_ends_with_the_waiting_result(tmp_path: Path) -> None:
+    def reply(request: ModelRequest) -> str | list[ToolCall]:
+        if request.output_schema is not None:
+            return plan(("s1", "payer", []))
+        return [ToolCall(id="pay-1", name="wire", arguments={"amount": 5})]
+
+    model = FunctionModel(reply)
+    payer = Agent("payer", "pays", model=model, tools=[wire])
+    events = await read(Supervisor("lead", workers=[payer], model=model).stream(
+        "pay", store=str(tmp_path / "runs.db"), budget=Budget(tokens=100_000)))
+
+    kinds = [type(e).__name__ for e in events if not isinstance(e, ModelDelta)]
+    assert kinds.index("BudgetReserved") < kinds.index("BudgetSettled") < kinds.index("ToolStarted") \
+        < kinds.index("ApprovalRequested") < kinds.index("StepWaiting") < kinds.index("FinalResult")
+    asked = next(e for e in events if isinstance(e, ApprovalRequested))
+    assert (asked.tool, asked.agent, json.loads(asked.arguments_json)) == ("wire", "payer", {"amount": 5})
+    final = events[-1]
+    assert isinstance(final, FinalResult) and final.result.status == "waiting"
 
 
 class Verdict(BaseModel):

@@ -1,7 +1,8 @@
 """Streaming through the real SDKs (Anthropic's ``messages.stream``, OpenAI's ``stream: true``) over a real socket to
 the local wire-protocol servers, which stream server-sent events as the providers do.
 
-Each test runs on both providers: `Provider` says how to script a tool call and a text answer on each."""
+Each test runs on each provider (OpenAI-compatible servers through the OpenAI adapter too): `Provider` says how to
+script a tool call and a text answer on each."""
 
 from __future__ import annotations
 
@@ -61,6 +62,11 @@ OPENAI = Provider(
                                                                                           {"a": a, "b": b})])),
 )
 
+COMPATIBLE = Provider(
+    "openai-compatible", openai_server.OpenAIServer, lambda url: f"openai-compatible:llama3.1@{url}/v1",
+    lambda url: {}, OPENAI.text, OPENAI.adds,
+)
+
 
 @tool
 def add(a: int, b: int) -> int:
@@ -68,7 +74,7 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-@pytest.fixture(params=[ANTHROPIC, OPENAI], ids=lambda p: p.name)
+@pytest.fixture(params=[ANTHROPIC, OPENAI, COMPATIBLE], ids=lambda p: p.name)
 def provider(request: pytest.FixtureRequest) -> Provider:
     return request.param  # type: ignore[no-any-return]
 
