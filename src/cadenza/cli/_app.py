@@ -310,6 +310,20 @@ def runs(limit: int, as_json: bool) -> None:
 
 
 @app.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to serve on; beyond this machine it needs --token.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="The port to serve on.")
+@click.option("--token", envvar="CADENZA_UI_TOKEN", show_envvar=True, default=None,
+              help="A secret every request must carry (required with a --host beyond this machine).")
+@debug_option
+def ui(host: str, port: int, token: str | None) -> None:
+    """Serve the web run viewer: every run of the store, live (pip install 'cadenza[ui]')."""
+    from ._ui import ui_command
+
+    ui_command(_store_url(), host=host, port=port, token=token)
+
+
+@app.command()
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as one JSON document.")
 @debug_option

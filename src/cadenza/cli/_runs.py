@@ -21,6 +21,11 @@ from .._ids import ScopePath, child_path, split_path
 from .._messages import ErrorInfo, Result
 from .._plan import Plan, Step
 from .._usage import Usage
+from ..stores._summary import decode as _decode
+from ..stores._summary import duration as _duration
+from ..stores._summary import run_summary
+from ..stores._summary import seconds as _seconds
+from ..stores._summary import when as _when
 from ..stores.base import (
     ApprovalRow,
     AuditHead,
@@ -57,13 +62,6 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 # --------------------------------------------------------------------------- decoding
 
 
-def _decode(model: type[ModelT], text: str, what: str) -> ModelT:
-    try:
-        return model.model_validate_json(text)
-    except ValueError as exc:
-        raise StoreError(f"{what} cannot be read ({type(exc).__name__}); the store may be damaged") from None
-
-
 def _loads(text: str | None, what: str) -> Any:
     if text is None:
         return None
@@ -81,26 +79,8 @@ def _error(text: str | None, what: str) -> ErrorInfo | None:
     return None if text is None else _decode(ErrorInfo, text, f"the error of {what}")
 
 
-def _when(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()
-
-
 def _local(at: datetime) -> str:
     return at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    return None if start is None or end is None else (end - start).total_seconds()
-
-
-def _duration(start: datetime | None, end: datetime | None) -> str:
-    seconds = _seconds(start, end)
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def _plural(n: int, noun: str) -> str:
@@ -134,22 +114,7 @@ def runs_table(rows: Sequence[RunRow], *, where: str) -> RenderableType:
 
 def runs_json(rows: Sequence[RunRow]) -> list[dict[str, Any]]:
     """The runs as JSON-ready summaries, in the order given."""
-    out = []
-    for row in rows:
-        usage = _usage(row.usage_json, f"run {row.run_id}")
-        out.append({
-            "run_id": row.run_id,
-            "workflow": row.workflow,
-            "goal": row.goal,
-            "status": row.status,
-            "started_at": _when(row.started_at),
-            "finished_at": _when(row.finished_at),
-            "duration": _seconds(row.started_at, row.finished_at),
-            "total_tokens": usage.total_tokens,
-            "cost_usd": usage.cost_usd,
-            "source": row.source,
-        })
-    return out
+    return [run_summary(row) for row in rows]
 
 
 # --------------------------------------------------------------------------- cadenza show

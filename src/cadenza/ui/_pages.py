@@ -1,0 +1,66 @@
+"""The viewer's pages, rendered on the server: plain HTML with the store's text escaped, and a little JavaScript
+(``static/live.js``) that swaps in what the server sends as the runs change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from html import escape
+from typing import Any, get_args
+
+from .._status import RunStatus
+from ..stores._summary import duration
+
+__all__ = ("RUN_STATUSES", "runs_page", "runs_rows")
+
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+"""The statuses the runs page filters by."""
+
+
+def runs_rows(summaries: Iterable[Mapping[str, Any]]) -> str:
+    """The rows of the runs table: one per run, its status a class the stylesheet colours."""
+    rows = []
+    for run in summaries:
+        started = datetime.fromisoformat(run["started_at"])
+        finished = datetime.fromisoformat(run["finished_at"]) if run["finished_at"] else None
+        status = escape(str(run["status"]))
+        rows.append(
+            f'<tr class="run" data-run="{escape(run["run_id"])}" data-status="{status}">'
+            f'<td><code>{escape(run["run_id"])}</code></td>'
+            f'<td class="status {status}">{status}</td>'
+            f'<td>{escape(run["workflow"])}</td>'
+            f'<td class="goal" title="{escape(run["goal"])}">{escape(_short(run["goal"]))}</td>'
+            f'<td>{started.astimezone().strftime("%Y-%m-%d %H:%M:%S")}</td>'
+            f'<td class="num">{duration(started, finished)}</td>'
+            f'<td class="num">{run["total_tokens"]:,}</td>'
+            f'<td class="num">${run["cost_usd"]:.4f}</td></tr>')
+    return "\n".join(rows) or '<tr class="empty"><td colspan="8">no runs match</td></tr>'
+
+
+def runs_page(rows: str, *, where: str, workflows: Sequence[str], status: str | None, workflow: str | None,
+              live: str) -> str:
+    """The runs page: filters, the table, and the URL of its live updates."""
+    statuses = "".join(f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>' for s in RUN_STATUSES)
+    names = "".join(f'<option value="{escape(w)}"{" selected" if w == workflow else ""}>{escape(w)}</option>'
+                    for w in workflows)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cadenza runs</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/style.css"></head>
+<body data-live="{escape(live)}">
+<header><h1>cadenza</h1><span class="where">runs in {escape(where)}</span>
+<span id="connection" class="connection">connecting</span></header>
+<form class="filters" method="get" action="/">
+<label>status <select name="status"><option value="">any</option>{statuses}</select></label>
+<label>workflow <select name="workflow"><option value="">any</option>{names}</select></label>
+<button type="submit">filter</button></form>
+<table class="runs"><thead><tr><th>id</th><th>status</th><th>workflow</th><th>goal</th><th>started</th>
+<th class="num">duration</th><th class="num">tokens</th><th class="num">cost</th></tr></thead>
+<tbody id="runs">{rows}</tbody></table>
+<script src="/static/live.js"></script>
+</body></html>"""
+
+
+def _short(text: str, limit: int = 80) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
