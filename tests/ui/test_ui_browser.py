@@ -7,11 +7,14 @@ import asyncio
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
+
+from stores.backends import PG_URL, drop_schema
 
 CHROMIUM = Path("/usr/bin/chromium")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -31,7 +34,7 @@ def cadenza(*args: str) -> list[str]:
 class Viewer:
     """``cadenza ui`` in a process of its own, on a free port; stopped afterwards."""
 
-    def __init__(self, store: Path, *args: str) -> None:
+    def __init__(self, store: Path | str, *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.process = subprocess.Popen(cadenza("--store", str(store), "ui", "--port", str(self.port), *args),
@@ -68,7 +71,7 @@ def viewers() -> Iterator[list[Viewer]]:
         viewer.stop()
 
 
-async def serve(viewers: list[Viewer], store: Path, *args: str) -> Viewer:
+async def serve(viewers: list[Viewer], store: Path | str, *args: str) -> Viewer:
     viewer = Viewer(store, *args)
     viewers.append(viewer)
     await viewer.listening()
@@ -98,9 +101,20 @@ async def page_of(browser: Browser) -> Page:
     return page
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A store on each backend the viewer reads: a SQLite file, or a PostgreSQL schema of the test's own."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "runs.db")
+        return
+    schema = f"cadenza_ui_{uuid.uuid4().hex[:12]}"
+    yield f"{PG_URL}?schema={schema}"
+    await drop_schema(schema)
+
+
 async def test_a_run_started_in_another_process_appears_and_turns_green_without_a_reload(
-        browser: Browser, viewers: list[Viewer], tmp_path: Path) -> None:
-    store = tmp_path / "runs.db"
+        browser: Browser, viewers: list[Viewer], store_url: str) -> None:
+    store = store_url
     viewer = await serve(viewers, store)
     page = await page_of(browser)
     await page.goto(viewer.url)
