@@ -7,14 +7,13 @@ import asyncio
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from stores.backends import PG_URL, drop_schema
+from stores.backends import PG_URL, Backend, SQLiteBackend
 
 CHROMIUM = Path("/usr/bin/chromium")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -101,15 +100,10 @@ async def page_of(browser: Browser) -> Page:
     return page
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A store on each backend the viewer reads: a SQLite file, or a PostgreSQL schema of the test's own."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "runs.db")
-        return
-    schema = f"cadenza_ui_{uuid.uuid4().hex[:12]}"
-    yield f"{PG_URL}?schema={schema}"
-    await drop_schema(schema)
+@pytest.fixture
+def store_url(backend: Backend) -> str:
+    """The URL of a store on each backend (`backend`, shared): a SQLite file, or a PostgreSQL schema of the test's own."""
+    return str(backend.path) if isinstance(backend, SQLiteBackend) else f"{PG_URL}?schema={backend.schema}"  # type: ignore[attr-defined]
 
 
 async def test_a_run_started_in_another_process_appears_and_turns_green_without_a_reload(
