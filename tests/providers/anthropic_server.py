@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from providers.wire import Raw, Reply, WireServer, words
+from cadenza.models._pieces import words
+from providers.wire import Raw, Reply, WireServer
 
 __all__ = (
     "DEFAULT_TEXT",

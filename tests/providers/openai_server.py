@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from providers.wire import Raw, Reply, WireServer, words
+from cadenza.models._pieces import words
+from providers.wire import Raw, Reply, WireServer
 
 __all__ = ("PATH", "Garbled", "OpenAIServer", "completion", "error", "strict_problems", "tool_call")
 

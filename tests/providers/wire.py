@@ -18,7 +18,6 @@ the real SDK clients talk to it over a real socket exactly as they talk to the p
 from __future__ import annotations
 
 import json
-import re
 import socket
 import threading
 import time
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ("Cut", "Drop", "Raw", "Recorded", "Reply", "WireServer", "words")
+__all__ = ("Cut", "Drop", "Raw", "Recorded", "Reply", "WireServer")
 
 
 @dataclass(frozen=True)
@@ -77,13 +76,6 @@ class Recorded:
     body: Any
     problems: list[str]
     """Where the request departs from the documented shape (`WireServer.check`); empty when it fits."""
-
-
-def words(text: str) -> list[str]:
-    """``text`` a word (with the space before it) at a time, as a stream's pieces; joined, they are the text."""
-    pieces = re.findall(r"\s*\S+", text)
-    told = sum(map(len, pieces))
-    return [*pieces, text[told:]] if told < len(text) else pieces
 
 
 class WireServer:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from .._errors import ConfigError
 from .._usage import Usage
-from ._pieces import tell_in_pieces
+from ._pieces import answer_in_pieces
 from .base import DeltaSink, ModelRequest, ModelResponse, ToolCall
 from .simulated import estimate_input_tokens, estimate_output_tokens
 
@@ -46,9 +46,7 @@ class FunctionModel:
 
     async def stream(self, request: ModelRequest, deltas: DeltaSink) -> ModelResponse:
         """`request`, its answer told to ``deltas`` a word (or a few characters of a call's arguments) at a time."""
-        response = await self.request(request)
-        tell_in_pieces(response, deltas)
-        return response
+        return await answer_in_pieces(self, request, deltas)
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Call the function; wrap a bare text or tool-call list in a response with usage."""

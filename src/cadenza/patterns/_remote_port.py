@@ -60,10 +60,7 @@ class RemotePort:
         Raises:
             ConfigError: ``event`` is not progress a worker tells.
         """
-        kind = type(event).__name__
-        if kind not in _wire.PROGRESS:
-            raise ConfigError(f"a worker process tells only {', '.join(_wire.PROGRESS)} as progress, not {kind}")
-        self._channel.tell(self._step, "progress", {"kind": kind, "event": _wire.value_of(event)})
+        self._tell("progress", _wire.PROGRESS, event)
 
     def report(self, event: Report) -> None:
         """Send the run a worker's report (a model or tool call that ended), without waiting.
@@ -71,10 +68,14 @@ class RemotePort:
         Raises:
             ConfigError: ``event`` is not one a worker reports; the run's own events are the engine's to emit.
         """
+        self._tell("report", _wire.REPORTS, event)
+
+    def _tell(self, method: str, known: Mapping[str, type], event: Report | Progress) -> None:
+        """Send ``event`` as ``method`` without waiting, if it is one of the ``known`` kinds a worker sends that way."""
         kind = type(event).__name__
-        if kind not in _wire.REPORTS:
-            raise ConfigError(f"a worker process reports only {', '.join(_wire.REPORTS)} to its run, not {kind}")
-        self._channel.tell(self._step, "report", {"kind": kind, "event": _wire.value_of(event)})
+        if kind not in known:
+            raise ConfigError(f"a worker process sends its run only {', '.join(known)} as {method}, not {kind}")
+        self._channel.tell(self._step, method, {"kind": kind, "event": _wire.value_of(event)})
 
     async def reserve(self, ctx: StepContext, claim: Claim, budget: Budget | None) -> Lease:
         if budget is None and not ctx.budgets:  # no budget covers the call: the run would hold nothing (no trip)

@@ -20,8 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self, TextIO
+from typing import TextIO
 
 __all__ = ("ServerStderr", "launch")
 
@@ -53,15 +52,16 @@ def launch(command: Sequence[str]) -> tuple[str, list[str]]:
 
 
 class ServerStderr:
-    """The pipe one server's stderr is written to, and the thread that logs it: ``with ServerStderr(name) as pipe:``
-    hand ``pipe.errlog`` to the SDK, call `started` once the process runs, and `closing` before asking it to stop."""
+    """The pipe one server's stderr is written to, and the thread that logs it: hand ``errlog`` to the SDK, call
+    `started` once the process runs (and whatever happened, after), and `closing` before asking it to stop."""
 
     def __init__(self, server: str) -> None:
         self.server = server
         self.last_line: str | None = None
         """The last line the server wrote to stderr (None: nothing yet)."""
         self.exit_status: int | None = None
-        """The server's exit status, once it exited (None: running, or not known on this platform)."""
+        """The server's exit status as the launcher wrote it, negative for a signal (None: running, or it ended
+        without the launcher saying how: stopped with it)."""
         self.exited = threading.Event()
         """Set once the server's stderr has closed: it exited (or closed stderr, which servers do not)."""
         self._closing = False
@@ -71,13 +71,6 @@ class ServerStderr:
         self._read = os.fdopen(read, "rb")
         self._thread = threading.Thread(target=self._log_lines, name=f"cadenza-mcp-stderr-{server}", daemon=True)
         self._thread.start()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.started()
 
     def started(self) -> None:
         """The process has its copy of the write end: close ours, so the pipe ends when the process does."""

@@ -17,7 +17,7 @@ from typing import Any
 from ..._errors import ConfigError, ModelError
 from ..._trusted import TrustedBuilder
 from ..._usage import Usage
-from .._pieces import tell_in_pieces
+from .._pieces import answer_in_pieces
 from ..base import (
     AssistantMessage,
     DeltaSink,
@@ -129,9 +129,7 @@ class SimulatedModel:
 
     async def stream(self, request: ModelRequest, deltas: DeltaSink) -> ModelResponse:
         """`request`, its answer told to ``deltas`` a word (or a few characters of a call's arguments) at a time."""
-        response = await self.request(request)
-        tell_in_pieces(response, deltas)
-        return response
+        return await answer_in_pieces(self, request, deltas)
 
     def _mix(self, request: ModelRequest) -> int:
         """Per-request seed: the model seed mixed with who asks, at which turn, about what."""
