@@ -20,12 +20,13 @@ def ui_command(store_url: str, *, host: str, port: int, token: str | None) -> No
                                    "pip install 'cadenza[ui]'") from None
     from ..stores._url import redact
 
+    where = redact(store_url)
     local = is_loopback(host)
     if not local and not token:
         raise click.UsageError(f"--host {host} reaches beyond this machine: give a token with --token or "
                                "CADENZA_UI_TOKEN (every request must then carry it)")
-    app = create_app(store_url, where=redact(store_url), token=token, hosts=None if local else ["*"])
+    app = create_app(store_url, where=where, token=token, hosts=None if local else ["*"])
     shown = f"[{host}]" if ":" in host else host
     link = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    click.echo(f"cadenza ui: {link}  (runs in {redact(store_url)}; Ctrl-C stops it)", err=True)
+    click.echo(f"cadenza ui: {link}  (runs in {where}; Ctrl-C stops it)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -12,7 +12,7 @@ from .._errors import StoreError
 from .._usage import Usage
 from .base import RunRow
 
-__all__ = ("decode", "duration", "run_summary", "seconds", "when")
+__all__ = ("decode", "duration", "run_summary", "seconds", "usage_of", "when")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -44,9 +44,14 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def usage_of(row: RunRow) -> Usage:
+    """What the run has spent so far."""
+    return decode(Usage, row.usage_json, f"the usage of run {row.run_id}")
+
+
 def run_summary(row: RunRow) -> dict[str, Any]:
     """One run as a JSON-ready summary: what a list of runs shows of it."""
-    usage = decode(Usage, row.usage_json, f"the usage of run {row.run_id}")
+    usage = usage_of(row)
     return {
         "run_id": row.run_id,
         "workflow": row.workflow,

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -26,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..stores import Store, open_store
 from ..stores._summary import run_summary
+from ..stores.base import RunRow
 from ._access import TokenGate
 from ._pages import RUN_STATUSES, runs_page, runs_rows
 
@@ -60,19 +60,19 @@ def create_app(store: str | os.PathLike[str], *, where: str, token: str | None =
 
     async def runs(request: Request) -> Response:
         status, workflow = _filters(request)
-        summaries = await _listed(opened["store"])
+        listed = await _listed(opened["store"])
         live = "/live/runs" + (f"?{request.url.query}" if request.url.query else "")
-        page = runs_page(runs_rows(_matching(summaries, status, workflow)), where=where, status=status,
-                         workflow=workflow, workflows=sorted({s["workflow"] for s in summaries}), live=live)
+        page = runs_page(runs_rows(_matching(listed, status, workflow)), where=where, status=status,
+                         workflow=workflow, workflows=sorted({run.workflow for run in listed}), live=live)
         return HTMLResponse(page)
 
     async def runs_json(request: Request) -> Response:
         status, workflow = _filters(request)
-        return JSONResponse(_matching(await _listed(opened["store"]), status, workflow))
+        return JSONResponse([run_summary(run) for run in _matching(await _listed(opened["store"]), status, workflow)])
 
     async def live_runs(request: Request) -> Response:
         status, workflow = _filters(request)
-        rows = (runs_rows(_matching(s, status, workflow)) async for s in _polled(opened["store"]))
+        rows = (runs_rows(_matching(listed, status, workflow)) async for listed in _polled(opened["store"]))
         return StreamingResponse(_events("runs", rows), media_type="text/event-stream",
                                  headers={"cache-control": "no-store"})
 
@@ -91,17 +91,16 @@ def _filters(request: Request) -> tuple[str | None, str | None]:
     return (status if status in RUN_STATUSES else None), workflow
 
 
-def _matching(summaries: Sequence[Mapping[str, Any]], status: str | None, workflow: str | None
-              ) -> list[Mapping[str, Any]]:
-    return [s for s in summaries
-            if (status is None or s["status"] == status) and (workflow is None or s["workflow"] == workflow)]
+def _matching(runs: Sequence[RunRow], status: str | None, workflow: str | None) -> list[RunRow]:
+    return [run for run in runs
+            if (status is None or run.status == status) and (workflow is None or run.workflow == workflow)]
 
 
-async def _listed(store: Store) -> list[dict[str, Any]]:
-    return [run_summary(row) for row in await store.list_runs(limit=LISTED)]
+async def _listed(store: Store) -> list[RunRow]:
+    return await store.list_runs(limit=LISTED)
 
 
-async def _polled(store: Store) -> AsyncIterator[list[dict[str, Any]]]:
+async def _polled(store: Store) -> AsyncIterator[list[RunRow]]:
     """The store's runs, read every `POLL` seconds for as long as the page listens."""
     while True:
         yield await _listed(store)

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from html import escape
-from typing import Any, get_args
+from typing import get_args
 
 from .._status import RunStatus
-from ..stores._summary import duration
+from ..stores._summary import duration, usage_of
+from ..stores.base import RunRow
 
 __all__ = ("RUN_STATUSES", "runs_page", "runs_rows")
 
@@ -17,23 +17,22 @@ RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 """The statuses the runs page filters by."""
 
 
-def runs_rows(summaries: Iterable[Mapping[str, Any]]) -> str:
+def runs_rows(runs: Iterable[RunRow]) -> str:
     """The rows of the runs table: one per run, its status a class the stylesheet colours."""
     rows = []
-    for run in summaries:
-        started = datetime.fromisoformat(run["started_at"])
-        finished = datetime.fromisoformat(run["finished_at"]) if run["finished_at"] else None
-        status = escape(str(run["status"]))
+    for run in runs:
+        usage = usage_of(run)
+        status = escape(run.status)
         rows.append(
-            f'<tr class="run" data-run="{escape(run["run_id"])}" data-status="{status}">'
-            f'<td><code>{escape(run["run_id"])}</code></td>'
+            f'<tr class="run" data-run="{escape(run.run_id)}" data-status="{status}">'
+            f'<td><code>{escape(run.run_id)}</code></td>'
             f'<td class="status {status}">{status}</td>'
-            f'<td>{escape(run["workflow"])}</td>'
-            f'<td class="goal" title="{escape(run["goal"])}">{escape(_short(run["goal"]))}</td>'
-            f'<td>{started.astimezone().strftime("%Y-%m-%d %H:%M:%S")}</td>'
-            f'<td class="num">{duration(started, finished)}</td>'
-            f'<td class="num">{run["total_tokens"]:,}</td>'
-            f'<td class="num">${run["cost_usd"]:.4f}</td></tr>')
+            f'<td>{escape(run.workflow)}</td>'
+            f'<td class="goal" title="{escape(run.goal)}">{escape(_short(run.goal))}</td>'
+            f'<td>{run.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")}</td>'
+            f'<td class="num">{duration(run.started_at, run.finished_at)}</td>'
+            f'<td class="num">{usage.total_tokens:,}</td>'
+            f'<td class="num">${usage.cost_usd:.4f}</td></tr>')
     return "\n".join(rows) or '<tr class="empty"><td colspan="8">no runs match</td></tr>'
 
 
