@@ -1,5 +1,5 @@
 """The processes a test started, found by what their command line names, and killed with a deadline; and how a child
-that a test sends Ctrl-C is started.
+that a test sends Ctrl-C is started, and how one it started is stopped.
 
 A process a test starts may start others that outlive it (a Ray node's workers, a run a test gave up on): finding
 them by a path only the test uses (its temporary directory) and by descent catches them all.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -60,6 +61,16 @@ def alive_pid(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def stop(process: subprocess.Popen[str], grace: float) -> None:
+    """Ask ``process`` to end (SIGTERM), and kill it if it has not within ``grace`` seconds; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def default_sigint() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cadenza.tools._mcp_pins import MCPPins
+from processes import stop
 
 HERE = Path(__file__).parent
 EVERYTHING = HERE / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
@@ -92,12 +93,7 @@ class HttpServer:
     def stop(self) -> None:
         if self.process.returncode is not None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, 5)
         self._reader.join()
         assert self.process.stderr is not None
         self.process.stderr.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from processes import stop
 from stores.backends import PG_URL, Backend, SQLiteBackend
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -52,12 +53,7 @@ class Viewer:
                     await asyncio.sleep(0.1)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, 10)
         if self.process.stderr is not None:
             self.process.stderr.close()
 
