@@ -8,9 +8,10 @@ import pytest
 
 from cadenza import Agent, ModelError, PlanError, Supervisor
 from cadenza._ids import RunId
-from cadenza.cli._runs import runs_json, show_json, spent
+from cadenza.cli._runs import runs_json
 from cadenza.models.base import ModelRequest
 from cadenza.models.function import FunctionModel
+from cadenza.recorded import show_json, spent
 from cadenza.stores.base import Store
 
 

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from cadenza import Plan
 from cadenza._usage import Usage
 from cadenza.cli import app
-from cadenza.cli._trace import critical_steps, render_trace, trace_lines
+from cadenza.cli._trace import render_trace
+from cadenza.recorded import critical_steps, trace_lines
 from cadenza.stores.base import AuditRecord, PlanRow, RunRow, RunSnapshot, StepRow
 
 T0 = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)

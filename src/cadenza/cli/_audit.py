@@ -51,7 +51,7 @@ def audit_table(run_id: str, records: Sequence[AuditRecord]) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
-    from ._plan_view import shorten
+    from ..recorded import shorten
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("seq", justify="right", no_wrap=True)

@@ -42,7 +42,7 @@ from .._events import (
 from .._ids import ScopePath, child_path
 from .._plan import Plan
 from .._status import FINISHED_STEP
-from ._plan_view import shorten
+from ..recorded import shorten
 
 if TYPE_CHECKING:
     from types import TracebackType

@@ -11,24 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from .._plan import Plan, Step
 from .._worker_spec import PeersSpec, TeamSpec
+from ..recorded import shorten
 
 if TYPE_CHECKING:
     from rich.tree import Tree
 
     from .._worker import Worker
 
-__all__ = ("plan_json", "plan_tree", "shorten")
-
-_INSTRUCTION_CHARS = 72
-
-
-def shorten(text: str, limit: int = _INSTRUCTION_CHARS) -> str:
-    """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
-    line = " ".join(text.strip().split("\n", 1)[0].split())
-    if len(line) <= limit:
-        return line
-    cut = line.rfind(" ", 0, limit - 1)
-    return line[: cut if cut > limit // 2 else limit - 1].rstrip() + "…"
+__all__ = ("plan_json", "plan_tree")
 
 
 def plan_tree(plan: Plan, team: Worker, *, source: str | None = None) -> Tree:

@@ -3,6 +3,7 @@ readers of a row's JSON columns both use (a damaged column is a `StoreError` tha
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -12,7 +13,7 @@ from .._errors import StoreError
 from .._usage import Usage
 from .base import RunRow
 
-__all__ = ("decode", "duration", "run_summary", "seconds", "usage_of", "when")
+__all__ = ("decode", "duration", "loads", "run_summary", "seconds", "usage_of", "when")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -23,6 +24,16 @@ def decode(model: type[ModelT], text: str, what: str) -> ModelT:
         return model.model_validate_json(text)
     except ValueError as exc:
         raise StoreError(f"{what} cannot be read ({type(exc).__name__}); the store may be damaged") from None
+
+
+def loads(text: str | None, what: str) -> Any:
+    """A JSON column read as plain data (None stays None); ``what`` names the column in the error."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise StoreError(f"{what} is not valid JSON; the store may be damaged") from None
 
 
 def when(at: datetime | None) -> str | None:

@@ -1,0 +1,17 @@
+"""Text cut to fit one line of a view, the same way in the terminal and the browser."""
+
+from __future__ import annotations
+
+__all__ = ("shorten",)
+
+LINE_CHARS = 72
+"""How long a line of a plan or a trace may be before it is cut."""
+
+
+def shorten(text: str, limit: int = LINE_CHARS) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= limit:
+        return line
+    cut = line.rfind(" ", 0, limit - 1)
+    return line[: cut if cut > limit // 2 else limit - 1].rstrip() + "…"
