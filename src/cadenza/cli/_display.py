@@ -42,7 +42,7 @@ from .._events import (
 from .._ids import ScopePath, child_path
 from .._plan import Plan
 from .._status import FINISHED_STEP
-from ..recorded import shorten
+from ..recorded import as_text, shorten
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -227,16 +227,6 @@ def summary_line(result: RunResult[Any]) -> str:
             f"({usage.input_tokens} in, {usage.output_tokens} out) · ${usage.cost_usd:.4f} · {calls}")
 
 
-def _output_text(output: object) -> str:
-    if isinstance(output, str):
-        return output
-    import json
-
-    from pydantic_core import to_jsonable_python
-
-    return json.dumps(to_jsonable_python(output, fallback=str), indent=2, ensure_ascii=False)
-
-
 class Display:
     """Receives a run's events (``handle``) and shows its progress and outcome; a context manager."""
 
@@ -343,7 +333,7 @@ class PlainDisplay(Display):
     def finish(self, result: RunResult[Any]) -> None:
         if result.output is not None:
             click.echo("--- output ---")
-            click.echo(_output_text(result.output))
+            click.echo(as_text(result.output))
             click.echo("---")
         if result.error is not None:
             click.echo(f"{result.error.type}: {result.error.message}")
@@ -469,7 +459,7 @@ class LiveDisplay(Display):
         from rich.text import Text
 
         if result.output is not None:
-            body = Markdown(result.output) if isinstance(result.output, str) else Text(_output_text(result.output))
+            body = Markdown(result.output) if isinstance(result.output, str) else Text(as_text(result.output))
             self.console.print(Panel(body, title="output", title_align="left", border_style="green"))
         if result.error is not None:
             self.console.print(Text(f"{result.error.type}: {result.error.message}", style="red"))

@@ -223,7 +223,7 @@ def _load_for_resume(row: RunRow, model: str | None) -> Workflow:
 def decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str | None, resume: bool) -> int:
     """Record a human decision on a pending approval, then (unless ``resume`` is False) resume the run."""
     row = asyncio.run(_decide(store_url, run_id, step, approved=approved, note=note))
-    from ._runs import approval_subject
+    from ..recorded import approval_subject
 
     verb = "approved" if approved else "rejected"
     click.echo(f"{verb} step {row.step_id} ({row.scope}) of run {run_id}: {approval_subject(row)}"
@@ -300,7 +300,7 @@ def _drive(run_id: RunId, workflow: Workflow, goal: str, *, banner: str, as_json
 
 def _hint(run_id: str, pending: list[ApprovalRow]) -> None:
     """What the run waits for, and the commands that decide it (by step, or by approval id where a step waits twice)."""
-    from ._runs import approval_subject
+    from ..recorded import approval_subject
 
     for approval in pending:
         notice(f"waiting for a decision on step {approval.step_id} ({approval.scope}): "

@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .._ids import ScopePath, child_path, split_path
+from .._ids import ScopePath, child_path
 from .._usage import Usage
 from ..recorded import (
     StepState,
     TeamState,
+    approval_subject,
+    as_text,
     conversations,
     error_of,
+    is_nested,
     result_of,
     shorten,
     show_json,
@@ -45,7 +48,7 @@ from ..stores.base import (
     WorkspaceEntry,
 )
 from ._conversations import add_conversation, conversation_tree
-from ._display import _STYLES, _output_text
+from ._display import _STYLES
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -53,7 +56,7 @@ if TYPE_CHECKING:
 
     from ..engine._journal import PeerRecord
 
-__all__ = ("EXPORT_FORMAT", "approval_subject", "export_json", "runs_json", "runs_table", "show_json", "show_view")
+__all__ = ("EXPORT_FORMAT", "export_json", "runs_json", "runs_table", "show_json", "show_view")
 
 EXPORT_FORMAT = 2
 """The version of the ``cadenza export`` document; raised when a field changes meaning or goes away."""
@@ -115,7 +118,7 @@ def show_view(snapshot: RunSnapshot, audit: Sequence[AuditRecord] = (),
     shown: set[ScopePath] = set()
     within = _Within(tool_calls_by_step(audit), conversations(messages))
     for team in by_scope.values():
-        if team.scope not in shown and not _is_nested(team.scope, by_scope):
+        if team.scope not in shown and not is_nested(team.scope, by_scope):
             parts.append(_team_tree(team, by_scope, shown, within))
     parts += [conversation_tree(scope, record) for scope, record in within.conversations.items()]  # not a step's
     pending = [a for a in snapshot.approvals if a.status == "pending"]
@@ -148,19 +151,13 @@ def _header(run: RunRow, usage: Usage) -> RenderableType:
                           f"${usage.cost_usd:.4f} · {_plural(usage.model_calls, 'model call')}")
     output = loads(run.output_json, f"the output of run {run.run_id}")
     if output is not None:  # whole: it is what the run was for
-        grid.add_row("output", escape(_output_text(output).strip()))
+        grid.add_row("output", escape(as_text(output).strip()))
     error = error_of(run.error_json, f"run {run.run_id}")
     if error is not None and run.status == "waiting":
         grid.add_row("waiting", f"[{style}]{escape(error.message)}[/]")
     elif error is not None:
         grid.add_row("error", f"[{style}]{escape(error.type)}: {escape(error.message)}[/]")
     return grid
-
-
-def _is_nested(scope: ScopePath, by_scope: dict[ScopePath, TeamState]) -> bool:
-    # A nested team records under its step's path: the parent team's scope, a slash, the step id.
-    parent, step_id = split_path(scope)
-    return parent in by_scope and any(s.id == step_id for s in by_scope[parent].steps)
 
 
 @dataclasses.dataclass(slots=True)
@@ -232,7 +229,7 @@ def _add_step_detail(node: Tree, step: StepState) -> bool:
         node.add(f"[dim]skipped: {escape(shorten(row.skip_reason, _OUTPUT_CHARS))}[/]")
     cut = False
     if result is not None and result.output is not None:
-        text = _output_text(result.output)
+        text = as_text(result.output)
         line = shorten(text, _OUTPUT_CHARS)
         cut = line != text.strip()
         node.add(f"[dim]→[/] {escape(line)}")
@@ -267,17 +264,6 @@ def _approvals(run_id: str, pending: list[ApprovalRow]) -> RenderableType:
         node.add(f"[dim]asked {_local(row.requested_at)} · {escape(row.approval_id)} · decide:[/] "
                  f"cadenza approve {run_id} {key}  [dim]or[/]  cadenza reject {run_id} {key}")
     return tree
-
-
-def approval_subject(row: ApprovalRow) -> str:
-    """What waits for the decision: ``writer wants to call send_email({...})`` or a whole step's start."""
-    from .._port import STEP
-
-    if row.tool != STEP:
-        return f"{row.agent} wants to call {row.tool}({shorten(row.arguments_json, 80)})"
-    arguments = loads(row.arguments_json, f"the arguments of approval {row.approval_id}")
-    instruction = arguments.get("instruction") if isinstance(arguments, dict) else None
-    return f"{row.agent} waits to start" + (f": {shorten(str(instruction), 80)}" if instruction else "")
 
 
 # --------------------------------------------------------------------------- cadenza export

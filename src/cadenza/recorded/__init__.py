@@ -6,7 +6,9 @@ from ._show import (
     StepState,
     TeamState,
     approval_json,
+    approval_subject,
     error_of,
+    is_nested,
     result_of,
     show_json,
     spent,
@@ -16,18 +18,22 @@ from ._show import (
     tool_calls_by_step,
     usage_in,
 )
-from ._text import shorten
-from ._timeline import TraceLine, critical_steps, offset, trace_lines
+from ._text import as_text, shorten
+from ._timeline import TraceLine, calls_by_step, critical_steps, offset, trace_lines
 
 __all__ = (
     "StepState",
     "TeamState",
     "TraceLine",
     "approval_json",
+    "approval_subject",
+    "as_text",
+    "calls_by_step",
     "conversation_json",
     "conversations",
     "critical_steps",
     "error_of",
+    "is_nested",
     "not_handled",
     "offset",
     "result_of",

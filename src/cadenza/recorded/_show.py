@@ -8,19 +8,20 @@ JSON columns are decoded here; one that does not decode is a `StoreError` naming
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._errors import StoreError
-from .._ids import ScopePath, child_path
+from .._ids import ScopePath, child_path, split_path
 from .._messages import ErrorInfo, Result
 from .._plan import Plan, Step
 from .._usage import Usage
 from ..stores._summary import decode, loads, seconds, when
 from ..stores.base import ApprovalRow, AuditRecord, MessageRow, RunSnapshot, StepRow
 from ._conversations import conversation_json, conversations
+from ._text import shorten
 
-__all__ = ("StepState", "TeamState", "approval_json", "error_of", "result_of", "show_json", "spent", "teams",
+__all__ = ("StepState", "TeamState", "approval_json", "approval_subject", "is_nested", "error_of", "result_of", "show_json", "spent", "teams",
            "tool_call_json", "tool_calls", "tool_calls_by_step", "usage_in")
 
 
@@ -186,3 +187,21 @@ def approval_json(row: ApprovalRow) -> dict[str, Any]:
         "status": row.status,
         "requested_at": when(row.requested_at),
     }
+
+
+def is_nested(scope: ScopePath, by_scope: Mapping[ScopePath, TeamState]) -> bool:
+    """Whether the team at ``scope`` runs as a step of another team in ``by_scope`` (a team records under its step's
+    path: the parent team's scope, a slash, the step id)."""
+    parent, step_id = split_path(scope)
+    return parent in by_scope and any(s.id == step_id for s in by_scope[parent].steps)
+
+
+def approval_subject(row: ApprovalRow) -> str:
+    """What waits for the decision: ``writer wants to call send_email({...})`` or a whole step's start."""
+    from .._port import STEP
+
+    if row.tool != STEP:
+        return f"{row.agent} wants to call {row.tool}({shorten(row.arguments_json, 80)})"
+    arguments = loads(row.arguments_json, f"the arguments of approval {row.approval_id}")
+    instruction = arguments.get("instruction") if isinstance(arguments, dict) else None
+    return f"{row.agent} waits to start" + (f": {shorten(str(instruction), 80)}" if instruction else "")

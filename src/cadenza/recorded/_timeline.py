@@ -24,7 +24,7 @@ from ._text import shorten
 if TYPE_CHECKING:
     from ..engine._journal import PeerRecord
 
-__all__ = ("TraceLine", "critical_steps", "offset", "trace_lines")
+__all__ = ("TraceLine", "calls_by_step", "critical_steps", "offset", "trace_lines")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,8 @@ class TraceLine:
     cost: float
     critical: bool
     detail: str = ""
+    path: ScopePath | None = None
+    """The step's path, on a step's line."""
 
 
 def critical_steps(plan: Plan, rows: dict[str, StepRow]) -> set[str]:
@@ -59,7 +61,8 @@ def critical_steps(plan: Plan, rows: dict[str, StepRow]) -> set[str]:
     return path
 
 
-def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord], messages: Sequence[MessageRow] = ()) -> list[TraceLine]:
+def trace_lines(snapshot: RunSnapshot, audit: Sequence[AuditRecord],
+                messages: Sequence[MessageRow] = ()) -> list[TraceLine]:
     """The tree of the run, depth first in plan order, with each peer group's conversation."""
     t0 = snapshot.run.started_at
     talks = conversations(messages)
@@ -68,7 +71,7 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord], messages: Seque
     for row in snapshot.steps:
         rows.setdefault(row.scope, {})[row.step_id] = row
     root = snapshot.plans[0].scope if snapshot.plans else None
-    calls, top = _calls(audit, root)
+    calls, top = calls_by_step(audit, root)
     lines: list[TraceLine] = []
 
     def team(scope: ScopePath, depth: int) -> None:
@@ -88,7 +91,7 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord], messages: Seque
                 detail = row.skip_reason
             lines.append(TraceLine(depth, f"{step_id} {agent}", row.status if row is not None else "pending", start,
                                    None if start is None or end is None else end - start, usage.total_tokens,
-                                   usage.cost_usd, step_id in critical, detail))
+                                   usage.cost_usd, step_id in critical, detail, child_path(scope, step_id)))
             path = child_path(scope, step_id)
             for call in sorted(calls.get(path, []), key=lambda r: (r.at, r.seq)):
                 lines.append(_call_line(call, depth + 1, t0))
@@ -109,7 +112,8 @@ def trace_lines(snapshot: RunSnapshot, audit: list[AuditRecord], messages: Seque
     return lines
 
 
-def _calls(audit: list[AuditRecord], root: ScopePath | None) -> tuple[dict[str, list[AuditRecord]], list[AuditRecord]]:
+def calls_by_step(audit: Sequence[AuditRecord],
+                  root: ScopePath | None) -> tuple[dict[str, list[AuditRecord]], list[AuditRecord]]:
     """The model and tool calls by the path of the step that made them, and the top team's own model calls
     (planning, synthesis): made outside every step, at the team's own path (earlier runs recorded no path)."""
     calls: dict[str, list[AuditRecord]] = {}
