@@ -4,102 +4,12 @@ the CLI in a process of its own, over a store that another ``cadenza`` process w
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from processes import stop
-from stores.backends import PG_URL, Backend, SQLiteBackend
-
-CHROMIUM = Path("/usr/bin/chromium")
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-DEADLINE_MS = 20_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def cadenza(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cadenza.cli", *args]
-
-
-class Viewer:
-    """``cadenza ui`` in a process of its own, on a free port; stopped afterwards."""
-
-    def __init__(self, store: Path | str, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.process = subprocess.Popen(cadenza("--store", str(store), "ui", "--port", str(self.port), *args),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    async def listening(self) -> None:
-        async with asyncio.timeout(20):
-            while True:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"cadenza ui exited ({self.process.returncode}): {self.process.stderr.read()}"
-                                         if self.process.stderr else "cadenza ui exited")
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                        return
-                except OSError:
-                    await asyncio.sleep(0.1)
-
-    def stop(self) -> None:
-        stop(self.process, 10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-
-
-@pytest.fixture
-def viewers() -> Iterator[list[Viewer]]:
-    started: list[Viewer] = []
-    yield started
-    for viewer in started:
-        viewer.stop()
-
-
-async def serve(viewers: list[Viewer], store: Path | str, *args: str) -> Viewer:
-    viewer = Viewer(store, *args)
-    viewers.append(viewer)
-    await viewer.listening()
-    return viewer
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Debian's Chromium (Playwright's own browser download does not work here); never skipped when missing."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"the browser tests need Debian's Chromium at {CHROMIUM}: apt-get install chromium")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(chromium), headless=True,
-                                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield launched
-        await launched.close()
-
-
-async def page_of(browser: Browser) -> Page:
-    page = await browser.new_page()
-    page.set_default_timeout(DEADLINE_MS)
-    return page
-
-
-@pytest.fixture
-def store_url(backend: Backend) -> str:
-    """The URL of a store on each backend (`backend`, shared): a SQLite file, or a PostgreSQL schema of the test's own."""
-    return str(backend.path) if isinstance(backend, SQLiteBackend) else f"{PG_URL}?schema={backend.schema}"  # type: ignore[attr-defined]
+from ui.viewer import EXAMPLES, Viewer, cadenza, free_port, page_of, serve
 
 
 async def test_a_run_started_in_another_process_appears_and_turns_green_without_a_reload(

@@ -1,4 +1,5 @@
-"""The viewer's routes: the runs page, its live updates and its JSON, over one store opened for the app's life.
+"""The viewer's routes: the runs page and each run's page, their live updates and their JSON, over one store opened
+for the app's life.
 
 Live updates are server-sent events. The store may be written by other processes (a ``cadenza run`` beside the
 viewer, workers sharing a PostgreSQL store), which notify nobody, so each open page's stream reads the store every
@@ -23,11 +24,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .._errors import RunNotFound
+from ..recorded import show_json
 from ..stores import Store, open_store
 from ..stores._summary import run_summary
 from ..stores.base import RunRow
 from ._access import TokenGate
-from ._pages import RUN_STATUSES, runs_page, runs_rows
+from ._pages import RUN_STATUSES, not_found_page, runs_page, runs_rows
+from ._run_page import read_run, run_body, run_page
 
 __all__ = ("KEEPALIVE", "POLL", "create_app")
 
@@ -76,11 +80,38 @@ def create_app(store: str | os.PathLike[str], *, where: str, token: str | None =
         return StreamingResponse(_events("runs", rows), media_type="text/event-stream",
                                  headers={"cache-control": "no-store"})
 
+    async def run(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            body = run_body(await read_run(opened["store"], run_id))
+        except RunNotFound:
+            return HTMLResponse(not_found_page(run_id, where=where), status_code=404)
+        return HTMLResponse(run_page(body, run_id=run_id, where=where, live=f"/live/runs/{run_id}"))
+
+    async def run_json(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            found = await read_run(opened["store"], run_id)
+        except RunNotFound:
+            return JSONResponse({"error": f"no run {run_id} in {where}"}, status_code=404)
+        return JSONResponse(show_json(found.snapshot, found.trail.records, found.messages))
+
+    async def live_run(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            await opened["store"].get_run(run_id)
+        except RunNotFound:
+            return JSONResponse({"error": f"no run {run_id} in {where}"}, status_code=404)
+        bodies = (run_body(await read_run(opened["store"], run_id)) async for _ in _ticks())
+        return StreamingResponse(_events("run", bodies), media_type="text/event-stream",
+                                 headers={"cache-control": "no-store"})
+
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts or ("127.0.0.1", "localhost", "::1")))]
     if token is not None:
         middleware.append(Middleware(TokenGate, token=token))
     return Starlette(routes=[
         Route("/", runs), Route("/api/runs", runs_json), Route("/live/runs", live_runs),
+        Route("/runs/{run_id}", run), Route("/api/runs/{run_id}", run_json), Route("/live/runs/{run_id}", live_run),
         Mount("/static", StaticFiles(directory=_STATIC), name="static"),
     ], middleware=middleware, lifespan=lifespan)
 
@@ -102,8 +133,14 @@ async def _listed(store: Store) -> list[RunRow]:
 
 async def _polled(store: Store) -> AsyncIterator[list[RunRow]]:
     """The store's runs, read every `POLL` seconds for as long as the page listens."""
-    while True:
+    async for _ in _ticks():
         yield await _listed(store)
+
+
+async def _ticks() -> AsyncIterator[None]:
+    """Now, then every `POLL` seconds, for as long as a page listens."""
+    while True:
+        yield None
         await asyncio.sleep(POLL)
 
 

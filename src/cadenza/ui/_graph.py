@@ -16,10 +16,10 @@ from ..recorded import StepState, TeamState, shorten
 
 __all__ = ("plan_graph",)
 
-_WIDTH, _HEIGHT = 170, 46
+_WIDTH, _HEIGHT = 190, 46
 """A step's box."""
 _COLUMN_GAP, _ROW_GAP, _MARGIN = 56, 14, 8
-_LABEL_CHARS = 22
+_LABEL_CHARS = 24
 
 
 @dataclass(frozen=True, slots=True)

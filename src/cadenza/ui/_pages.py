@@ -11,7 +11,7 @@ from .._status import RunStatus
 from ..stores._summary import duration, usage_of
 from ..stores.base import RunRow
 
-__all__ = ("RUN_STATUSES", "runs_page", "runs_rows")
+__all__ = ("RUN_STATUSES", "not_found_page", "runs_page", "runs_rows")
 
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 """The statuses the runs page filters by."""
@@ -25,7 +25,7 @@ def runs_rows(runs: Iterable[RunRow]) -> str:
         status = escape(run.status)
         rows.append(
             f'<tr class="run" data-run="{escape(run.run_id)}" data-status="{status}">'
-            f'<td><code>{escape(run.run_id)}</code></td>'
+            f'<td><a href="/runs/{escape(run.run_id)}"><code>{escape(run.run_id)}</code></a></td>'
             f'<td class="status {status}">{status}</td>'
             f'<td>{escape(run.workflow)}</td>'
             f'<td class="goal" title="{escape(run.goal)}">{escape(_short(run.goal))}</td>'
@@ -46,7 +46,7 @@ def runs_page(rows: str, *, where: str, workflows: Sequence[str], status: str | 
 <html lang="en"><head><meta charset="utf-8"><title>cadenza runs</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="/static/style.css"></head>
-<body data-live="{escape(live)}">
+<body data-live="{escape(live)}" data-parts="runs">
 <header><h1>cadenza</h1><span class="where">runs in {escape(where)}</span>
 <span id="connection" class="connection">connecting</span></header>
 <form class="filters" method="get" action="/">
@@ -57,6 +57,16 @@ def runs_page(rows: str, *, where: str, workflows: Sequence[str], status: str | 
 <th class="num">duration</th><th class="num">tokens</th><th class="num">cost</th></tr></thead>
 <tbody id="runs">{rows}</tbody></table>
 <script src="/static/live.js"></script>
+</body></html>"""
+
+
+def not_found_page(run_id: str, *, where: str) -> str:
+    """What a link to a run the store does not hold shows."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cadenza: no such run</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body><header><h1><a href="/">cadenza</a></h1></header>
+<p>There is no run <code>{escape(run_id)}</code> in {escape(where)}. <a href="/">All runs</a></p>
 </body></html>"""
 
 
