@@ -4,6 +4,9 @@ Bound to a loopback address (the default), it answers only requests that name a 
 site cannot reach it through a DNS name that resolves to 127.0.0.1). Bound elsewhere, every request needs the
 token: as ``Authorization: Bearer TOKEN``, or once as ``?token=TOKEN`` in the link ``cadenza ui`` prints, which
 sets a cookie (HttpOnly, SameSite=Strict) and redirects to the same page without it.
+
+A request that changes something (an approval, a resume) must come from the viewer's own pages: `SameOrigin`
+refuses one whose ``Origin`` is another site's, so a page elsewhere cannot post a decision with the reader's cookie.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ("COOKIE", "TokenGate", "is_loopback")
+__all__ = ("COOKIE", "SameOrigin", "TokenGate", "is_loopback")
+
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 COOKIE = "cadenza_ui_token"
 
@@ -69,3 +74,32 @@ def _refused() -> Response:
     return PlainTextResponse("cadenza ui: this viewer needs its token. Open the link `cadenza ui` printed "
                              "(it ends in ?token=...), or send Authorization: Bearer TOKEN.", status_code=401)
 
+
+
+class SameOrigin:
+    """Refuses (403) a request that changes something unless it comes from the viewer's own pages.
+
+    It passes when its ``Origin`` is the viewer's own (scheme, host and port, as the request names them), or, with
+    no ``Origin``, when the browser says it is ``Sec-Fetch-Site: same-origin``. A program that is no browser sends
+    ``Authorization: Bearer TOKEN`` (which no page on another site can add) or its own ``Origin``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in _SAFE or _from_here(Request(scope)):
+            await self.app(scope, receive, send)
+            return
+        refused = PlainTextResponse("cadenza ui: refused a request from another site: decisions and resumes are "
+                                    "made from the viewer's own pages", status_code=403)
+        await refused(scope, receive, send)
+
+
+def _from_here(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin == f"{request.url.scheme}://{request.url.netloc}"
+    if request.headers.get("sec-fetch-site") == "same-origin":
+        return True
+    return request.headers.get("authorization", "").startswith("Bearer ")

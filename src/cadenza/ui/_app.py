@@ -15,12 +15,13 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -29,9 +30,10 @@ from ..recorded import show_json
 from ..stores import Store, open_store
 from ..stores._summary import run_summary
 from ..stores.base import RunRow
-from ._access import TokenGate
+from ._access import SameOrigin, TokenGate
+from ._actions import DecisionRefused, Resumes, decide
 from ._pages import RUN_STATUSES, not_found_page, runs_page, runs_rows
-from ._run_page import read_run, run_body, run_page
+from ._run_page import read_run, refusal_page, run_body, run_page
 
 __all__ = ("KEEPALIVE", "POLL", "create_app")
 
@@ -54,66 +56,134 @@ def create_app(store: str | os.PathLike[str], *, where: str, token: str | None =
         token: every request must carry it (`_access.TokenGate`); None when bound to this machine only.
         hosts: the host names requests may name (loopback names by default); ``["*"]`` for any.
     """
-    opened: dict[str, Store] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_store(store) as found:
-            opened["store"] = found
-            yield
-
-    async def runs(request: Request) -> Response:
-        status, workflow = _filters(request)
-        listed = await _listed(opened["store"])
-        live = "/live/runs" + (f"?{request.url.query}" if request.url.query else "")
-        page = runs_page(runs_rows(_matching(listed, status, workflow)), where=where, status=status,
-                         workflow=workflow, workflows=sorted({run.workflow for run in listed}), live=live)
-        return HTMLResponse(page)
-
-    async def runs_json(request: Request) -> Response:
-        status, workflow = _filters(request)
-        return JSONResponse([run_summary(run) for run in _matching(await _listed(opened["store"]), status, workflow)])
-
-    async def live_runs(request: Request) -> Response:
-        status, workflow = _filters(request)
-        rows = (runs_rows(_matching(listed, status, workflow)) async for listed in _polled(opened["store"]))
-        return StreamingResponse(_events("runs", rows), media_type="text/event-stream",
-                                 headers={"cache-control": "no-store"})
-
-    async def run(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        try:
-            body = run_body(await read_run(opened["store"], run_id))
-        except RunNotFound:
-            return HTMLResponse(not_found_page(run_id, where=where), status_code=404)
-        return HTMLResponse(run_page(body, run_id=run_id, where=where, live=f"/live/runs/{run_id}"))
-
-    async def run_json(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        try:
-            found = await read_run(opened["store"], run_id)
-        except RunNotFound:
-            return JSONResponse({"error": f"no run {run_id} in {where}"}, status_code=404)
-        return JSONResponse(show_json(found.snapshot, found.trail.records, found.messages))
-
-    async def live_run(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        try:
-            await opened["store"].get_run(run_id)
-        except RunNotFound:
-            return JSONResponse({"error": f"no run {run_id} in {where}"}, status_code=404)
-        bodies = (run_body(await read_run(opened["store"], run_id)) async for _ in _ticks())
-        return StreamingResponse(_events("run", bodies), media_type="text/event-stream",
-                                 headers={"cache-control": "no-store"})
-
+    pages = _Pages(store, where)
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts or ("127.0.0.1", "localhost", "::1")))]
     if token is not None:
         middleware.append(Middleware(TokenGate, token=token))
+    middleware.append(Middleware(SameOrigin))
     return Starlette(routes=[
-        Route("/", runs), Route("/api/runs", runs_json), Route("/live/runs", live_runs),
-        Route("/runs/{run_id}", run), Route("/api/runs/{run_id}", run_json), Route("/live/runs/{run_id}", live_run),
+        Route("/", pages.runs), Route("/api/runs", pages.runs_json), Route("/live/runs", pages.live_runs),
+        Route("/runs/{run_id}", pages.run), Route("/api/runs/{run_id}", pages.run_json),
+        Route("/live/runs/{run_id}", pages.live_run),
+        Route("/runs/{run_id}/approvals/{approval_id}", pages.decide, methods=["POST"]),
+        Route("/runs/{run_id}/resume", pages.resume, methods=["POST"]),
         Mount("/static", StaticFiles(directory=_STATIC), name="static"),
-    ], middleware=middleware, lifespan=lifespan)
+    ], middleware=middleware, lifespan=pages.lifespan)
+
+
+class _Pages:
+    """The viewer's handlers, over the store it opened for its life and the resumes it started."""
+
+    def __init__(self, store: str | os.PathLike[str], where: str) -> None:
+        self._url = store
+        self._where = where
+        self._opened: Store | None = None
+        self._resumes = Resumes(os.fspath(store))
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with open_store(self._url) as opened:
+            self._opened = opened
+            try:
+                yield
+            finally:
+                await self._resumes.close()
+
+    @property
+    def store(self) -> Store:
+        if self._opened is None:
+            raise RuntimeError("the viewer's store is opened by its lifespan")
+        return self._opened
+
+    async def runs(self, request: Request) -> Response:
+        status, workflow = _filters(request)
+        listed = await _listed(self.store)
+        live = "/live/runs" + (f"?{request.url.query}" if request.url.query else "")
+        page = runs_page(runs_rows(_matching(listed, status, workflow)), where=self._where, status=status,
+                         workflow=workflow, workflows=sorted({run.workflow for run in listed}), live=live)
+        return HTMLResponse(page)
+
+    async def runs_json(self, request: Request) -> Response:
+        status, workflow = _filters(request)
+        return JSONResponse([run_summary(run) for run in _matching(await _listed(self.store), status, workflow)])
+
+    async def live_runs(self, request: Request) -> Response:
+        status, workflow = _filters(request)
+        rows = (runs_rows(_matching(listed, status, workflow)) async for listed in _polled(self.store))
+        return _streamed("runs", rows)
+
+    async def run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            body = await self._body(run_id)
+        except RunNotFound:
+            return self._not_found(run_id)
+        return HTMLResponse(run_page(body, run_id=run_id, where=self._where, live=f"/live/runs/{run_id}"))
+
+    async def run_json(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            found = await read_run(self.store, run_id)
+        except RunNotFound:
+            return JSONResponse({"error": f"no run {run_id} in {self._where}"}, status_code=404)
+        return JSONResponse(show_json(found.snapshot, found.trail.records, found.messages))
+
+    async def live_run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            await self.store.get_run(run_id)
+        except RunNotFound:
+            return JSONResponse({"error": f"no run {run_id} in {self._where}"}, status_code=404)
+        return _streamed("run", (await self._body(run_id) async for _ in _ticks()))
+
+    async def decide(self, request: Request) -> Response:
+        """Approve or reject what a step waits for (the form's ``decision``, ``digest`` and ``note``), then resume
+        the run if the form asks."""
+        run_id, approval_id = request.path_params["run_id"], request.path_params["approval_id"]
+        form = await _form(request)
+        if form is None or form.get("decision") not in ("approve", "reject"):
+            return HTMLResponse(refusal_page(run_id, "a decision is a form that says approve or reject"), 400)
+        try:
+            decided = await decide(self.store, run_id, approval_id, digest=form.get("digest", ""),
+                                   approved=form["decision"] == "approve", note=form.get("note", "").strip())
+        except RunNotFound:
+            return self._not_found(run_id)
+        except DecisionRefused as exc:
+            return HTMLResponse(refusal_page(run_id, str(exc)), status_code=409)
+        if form.get("resume"):
+            try:
+                await self._resumes.start(await self.store.get_run(run_id))
+            except DecisionRefused as exc:
+                return HTMLResponse(refusal_page(run_id, f"{decided.status}, but not resumed: {exc}"), 409)
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+    async def resume(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            await self._resumes.start(await self.store.get_run(run_id))
+        except RunNotFound:
+            return self._not_found(run_id)
+        except DecisionRefused as exc:
+            return HTMLResponse(refusal_page(run_id, str(exc)), status_code=409)
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+    async def _body(self, run_id: str) -> str:
+        return run_body(await read_run(self.store, run_id), resumed=self._resumes.about(run_id))
+
+    def _not_found(self, run_id: str) -> Response:
+        return HTMLResponse(not_found_page(run_id, where=self._where), status_code=404)
+
+
+def _streamed(name: str, parts: AsyncIterator[str]) -> Response:
+    return StreamingResponse(_events(name, parts), media_type="text/event-stream", headers={"cache-control": "no-store"})
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """A posted form's fields (the last value of each), or None when the body is not a URL-encoded form."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return None
+    fields = parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)
+    return dict(fields)
 
 
 def _filters(request: Request) -> tuple[str | None, str | None]:

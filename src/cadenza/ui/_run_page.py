@@ -39,8 +39,9 @@ from ..security._audit import AuditTrail, load_trail, verify
 from ..stores import Store
 from ..stores._summary import decode, duration, loads
 from ..stores.base import AuditRecord, MessageRow, RunSnapshot
+from ._actions import resumable
 
-__all__ = ("StoredRun", "read_run", "run_body", "run_page")
+__all__ = ("StoredRun", "read_run", "refusal_page", "run_body", "run_page")
 
 _DETAIL_CHARS = 120
 _AUDIT_SHOWN = 2000
@@ -76,15 +77,29 @@ def run_page(body: str, *, run_id: str, where: str, live: str) -> str:
 </body></html>"""
 
 
-def run_body(run: StoredRun) -> str:
-    """The run's sections: its summary, pending approvals, plan graphs, timeline, steps, conversations, audit log."""
+def refusal_page(run_id: str, reason: str) -> str:
+    """What the page says when a decision or a resume it sent was refused: why, and the way back."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cadenza: refused</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body><header><h1><a href="/">cadenza</a></h1></header>
+<p class="refused" id="refused">{escape(reason)}</p>
+<p><a href="/runs/{escape(run_id)}">Back to run {escape(run_id)}</a></p>
+</body></html>"""
+
+
+def run_body(run: StoredRun, *, resumed: str | None = None) -> str:
+    """The run's sections: its summary, pending approvals, plan graphs, timeline, steps, conversations, audit log.
+
+    ``resumed`` says what became of a resume this viewer started, if it did.
+    """
     snapshot = run.snapshot
     by_scope = {team.scope: team for team in teams(snapshot)}
     talks = conversations(run.messages)
     lines = trace_lines(snapshot, run.trail.records, run.messages)
     root = snapshot.plans[0].scope if snapshot.plans else None
     calls, own = calls_by_step(run.trail.records, root)
-    parts = [_summary(snapshot, own), _pending(snapshot),
+    parts = [_summary(snapshot, own, resumed), _pending(snapshot),
              _section("plan", "Plan", _plans(by_scope, {ln.path for ln in lines if ln.critical and ln.path}, talks)),
              _section("timeline", "Timeline", _timeline(snapshot, lines)),
              _section("steps", "Steps", _steps(by_scope, calls, _tasks(run.messages)))]
@@ -102,7 +117,7 @@ def _section(key: str, title: str, body: str) -> str:
 # --------------------------------------------------------------------------- summary
 
 
-def _summary(snapshot: RunSnapshot, own: Sequence[AuditRecord]) -> str:
+def _summary(snapshot: RunSnapshot, own: Sequence[AuditRecord], resumed: str | None) -> str:
     run = snapshot.run
     usage = spent(snapshot)
     facts = [("status", f'<span class="status {escape(run.status)}" id="run-status">{escape(run.status)}</span>'),
@@ -122,6 +137,13 @@ def _summary(snapshot: RunSnapshot, own: Sequence[AuditRecord]) -> str:
         facts.append(("output", f'<pre class="output">{escape(as_text(output))}</pre>'))
     if own:
         facts.append(("own calls", _calls(own, "the team's own planning and synthesis")))
+    if resumed is not None:
+        facts.append(("resume", f'<span id="resumed">{escape(resumed)}</span>'))
+    if resumable(run) is None and not any(a.status == "pending" for a in snapshot.approvals):  # else: decide first
+        facts.append(("resume", f'<form class="resume" method="post" action="/runs/{escape(run.run_id)}/resume">'
+                                '<button type="submit" id="resume">Resume the run</button> <span class="muted">'
+                                "runs <code>cadenza resume</code> in a process of its own: what finished is kept"
+                                "</span></form>"))
     rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts)
     return f'<section id="summary"><dl class="facts">{rows}</dl></section>'
 
@@ -133,14 +155,28 @@ def _usage_line(usage: Usage) -> str:
 
 
 def _pending(snapshot: RunSnapshot) -> str:
+    """Each approval the run waits for, with the form that decides it (bound to the call's digest)."""
     waiting = [a for a in snapshot.approvals if a.status == "pending"]
     if not waiting:
         return ""
-    items = "".join(
-        f'<li class="approval" data-approval="{escape(a.approval_id)}"><code>{escape(a.scope)}/'
-        f'{escape(a.step_id)}</code> {escape(approval_subject(a))} <span class="muted">· {escape(a.reason)} · '
-        f'asked {a.requested_at.astimezone():%H:%M:%S}</span></li>' for a in waiting)
-    return _section("approvals", "Waiting for a decision", f'<ul class="approvals">{items}</ul>')
+    run_id = escape(snapshot.run.run_id)
+    why_not = resumable(snapshot.run)
+    items = []
+    for a in waiting:
+        key = escape(a.approval_id)
+        resume = (f'<label><input type="checkbox" name="resume" value="yes" id="resume-{key}" checked> resume the '
+                  "run once decided</label>" if why_not is None
+                  else f'<span class="muted">not resumed from here: {escape(why_not)}</span>')
+        items.append(
+            f'<li class="approval" data-approval="{key}"><code>{escape(a.scope)}</code> '
+            f'{escape(approval_subject(a))} <span class="muted">· {escape(a.reason)} · asked '
+            f'{a.requested_at.astimezone():%H:%M:%S} · {key}</span>'
+            f'<form class="decision" method="post" action="/runs/{run_id}/approvals/{key}">'
+            f'<input type="hidden" name="digest" value="{escape(a.arguments_digest)}">'
+            f'<label>note <input type="text" name="note" id="note-{key}" maxlength="500" size="40"></label> '
+            f'{resume} <button type="submit" name="decision" value="approve" class="approve">Approve</button> '
+            '<button type="submit" name="decision" value="reject" class="reject">Reject</button></form></li>')
+    return _section("approvals", "Waiting for a decision", f'<ul class="approvals">{"".join(items)}</ul>')
 
 
 # --------------------------------------------------------------------------- plan graphs

@@ -1,0 +1,142 @@
+"""What a person does from the run page: decide a pending approval, and resume a run that waits or was stopped.
+
+A decision is recorded here, in the viewer, by the same `cadenza.engine.approve` that ``cadenza approve`` uses,
+for the approval the page showed: its id, and the digest of the call's arguments, which must still be the pending
+approval's (a call that changed since the page was drawn is refused, not decided). An approval is used once, by the
+compare-and-set of the run that resumes.
+
+A resume is ``cadenza resume RUN`` in a process of its own, as a person would type it: it rebuilds the team from
+the run's workflow file, opens its MCP servers and bus, and writes the store, which the page follows like any other
+writer's. It runs in a session of its own, so stopping the viewer does not stop the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+from .._errors import ApprovalError
+from .._status import RUN_MOVES
+from ..engine._durable import approve
+from ..stores import Store
+from ..stores.base import ApprovalRow, RunRow
+
+__all__ = ("DecisionRefused", "Resumes", "decide", "decider", "resumable")
+
+_log = logging.getLogger("cadenza.ui")
+
+_ENDED = {0: "finished", 1: "ended partial or failed", 4: "waits for a decision again"}
+
+
+class DecisionRefused(Exception):
+    """The decision cannot be made as asked; the message says why, and nothing was recorded."""
+
+
+def decider() -> str:
+    """Who decides from the browser: the user the viewer runs as, marked as coming through it."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no login name and no passwd entry (a container's bare uid)
+        user = "someone"
+    return f"{user} via cadenza ui"
+
+
+async def decide(store: Store, run_id: str, approval_id: str, *, digest: str, approved: bool,
+                 note: str | None) -> ApprovalRow:
+    """Approve or reject the pending approval ``approval_id`` of ``run_id``, if its call is still ``digest``.
+
+    Raises:
+        DecisionRefused: it is no longer pending (decided, used, or never asked), or its call is another one now.
+    """
+    pending = [a for a in (await store.snapshot(run_id)).approvals if a.status == "pending"]
+    found = next((a for a in pending if a.approval_id == approval_id), None)
+    if found is None:
+        raise DecisionRefused(f"run {run_id} has no pending approval {approval_id}: it was decided already "
+                              "(here, in another page, or with cadenza approve) or was never asked")
+    if found.arguments_digest != digest:
+        raise DecisionRefused(f"the call approval {approval_id} asks about is not the one the page showed "
+                              "(its arguments changed): reload the page and decide again")
+    try:
+        return await approve(store, run_id, approval_id, approved=approved, by=decider(), note=note or None)
+    except ApprovalError as exc:  # decided by someone else between the two reads
+        raise DecisionRefused(str(exc)) from None
+
+
+def resumable(run: RunRow) -> str | None:
+    """Why ``run`` cannot be resumed from the page, or None when it can."""
+    if "running" not in RUN_MOVES[run.status]:
+        return f"the run is {run.status}" + (": it is not stopped" if run.status == "running" else "")
+    if run.source is None:
+        return "it was started from Python, not from a workflow file: resume it in Python with its team's resume"
+    return None
+
+
+@dataclass(slots=True)
+class _Resume:
+    process: asyncio.subprocess.Process
+    last_line: str = ""
+    reader: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class Resumes:
+    """The ``cadenza resume`` processes this viewer started: one per run at a time."""
+
+    def __init__(self, store: str) -> None:
+        self._store = store
+        self._started: dict[str, _Resume] = {}
+
+    async def start(self, run: RunRow) -> None:
+        """Resume ``run`` in a ``cadenza resume`` process of its own.
+
+        Raises:
+            DecisionRefused: the run cannot be resumed, or a resume this viewer started is still going.
+        """
+        why_not = resumable(run)
+        if why_not is not None:
+            raise DecisionRefused(f"run {run.run_id} cannot be resumed: {why_not}")
+        earlier = self._started.get(run.run_id)
+        if earlier is not None and earlier.process.returncode is None:
+            raise DecisionRefused(f"run {run.run_id} is being resumed already (process {earlier.process.pid})")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cadenza.cli", "resume", run.run_id,
+            env={**os.environ, "CADENZA_STORE": self._store},  # not in argv, where ps shows a password
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True)
+        resume = _Resume(process)
+        resume.reader = asyncio.create_task(self._follow(run.run_id, resume))
+        self._started[run.run_id] = resume
+
+    def about(self, run_id: str) -> str | None:
+        """What became of the resume this viewer started for ``run_id``, if it did."""
+        resume = self._started.get(run_id)
+        if resume is None:
+            return None
+        code = resume.process.returncode
+        if code is None:
+            return f"resuming in process {resume.process.pid}"
+        if code in _ENDED:
+            return f"the resume started here {_ENDED[code]}"
+        return f"the resume started here failed with exit status {code}" + (
+            f": {resume.last_line}" if resume.last_line else "")
+
+    async def close(self) -> None:
+        """Stop following the resumes' output; the resumes themselves go on."""
+        for resume in self._started.values():
+            if resume.reader is not None:
+                resume.reader.cancel()
+
+    @staticmethod
+    async def _follow(run_id: str, resume: _Resume) -> None:
+        """Logs what the resume says on stderr, keeping its last line, until it exits."""
+        stream = resume.process.stderr
+        if stream is not None:
+            async for raw in stream:
+                line = raw.decode(errors="replace").rstrip()
+                if line:
+                    resume.last_line = line
+                    _log.info("resume of %s: %s", run_id, line)
+        await resume.process.wait()
