@@ -19,21 +19,9 @@ from playwright.async_api import async_playwright
 
 DOCS = Path(__file__).resolve().parent
 EXAMPLES = DOCS.parent / "examples"
-GATED = """\
-name: release
-agents:
-  - {name: writer, instructions: Write release notes.}
-  - {name: publisher, instructions: Publish the notes., requires_approval: true}
-supervisor:
-  name: lead
-  workers: [writer, publisher]
-  plan:
-    - {id: notes, agent: writer, instruction: Write the release notes}
-    - {id: publish, agent: publisher, instruction: Publish them, depends_on: [notes]}
-"""
 RUNS = [(EXAMPLES / "research.yaml", "Compare the last three papers on retrieval-augmented generation", []),
         (EXAMPLES / "peer_review.yaml", "A short note on offline sync", []),
-        (None, "Ship 1.2", []),  # waits for its approval
+        (EXAMPLES / "release.yaml", "Ship 1.2", []),  # waits for its approval
         (EXAMPLES / "teams.yaml", "Add offline mode to the sync client", [])]
 
 
@@ -69,10 +57,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         store = Path(scratch) / "runs.db"
         ids = []
-        gated = Path(scratch) / "release.yaml"
-        gated.write_text(GATED)
         for workflow, goal, options in RUNS:
-            ran = cadenza(store, "run", "--json", str(workflow or gated), goal, *options)
+            ran = cadenza(store, "run", "--json", str(workflow), goal, *options)
             ids.append(json.loads(ran.stdout)["run_id"])
         port = free_port()
         viewer = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", str(store), "ui", "--port",

@@ -21,18 +21,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TEAMS = str(EXAMPLES / "teams.yaml")
 FAST = ["--model", "simulated:fast"]
 
-GATED = """\
-    name: release
-    agents:
-      - {name: writer, instructions: Write release notes.}
-      - {name: publisher, instructions: Publish the notes., requires_approval: true}
-    supervisor:
-      name: lead
-      workers: [writer, publisher]
-      plan:
-        - {id: notes, agent: writer, instruction: Write the release notes}
-        - {id: publish, agent: publisher, instruction: Publish them, depends_on: [notes]}
-    """
+GATED = str(EXAMPLES / "release.yaml")
 """A written plan whose second step waits for a human's approval before it starts."""
 
 
@@ -130,8 +119,8 @@ def test_resume_of_a_finished_run_exits_2() -> None:
     assert "there is nothing to resume" in result.stderr
 
 
-def test_waiting_run_exits_4_then_approve_resumes_it(tmp_path: Path) -> None:
-    ran = invoke("run", write(tmp_path, GATED), "Ship 1.2")
+def test_waiting_run_exits_4_then_approve_resumes_it() -> None:
+    ran = invoke("run", GATED, "Ship 1.2")
     assert ran.exit_code == 4, ran.output
     run_id = run_id_of(ran)
     assert "waiting for a decision on step publish (lead/publish): publisher waits to start: Publish them" in ran.stderr
@@ -155,8 +144,8 @@ def test_waiting_run_exits_4_then_approve_resumes_it(tmp_path: Path) -> None:
     assert [(a["status"], a["decided_by"], a["note"]) for a in approvals] == [("used", getpass.getuser(), "looks good")]
 
 
-def test_reject_without_resuming_then_resume(tmp_path: Path) -> None:
-    run_id = run_id_of(invoke("run", write(tmp_path, GATED), "Ship 1.3", "--json"))
+def test_reject_without_resuming_then_resume() -> None:
+    run_id = run_id_of(invoke("run", GATED, "Ship 1.3", "--json"))
     rejected = invoke("reject", run_id, "publish", "--no-resume")
     assert rejected.exit_code == 0, rejected.output
     assert rejected.stdout.startswith(f"rejected step publish (lead/publish) of run {run_id}")
@@ -175,8 +164,8 @@ def test_reject_without_resuming_then_resume(tmp_path: Path) -> None:
     assert publish["status"] == "failed" and f"was rejected by {getpass.getuser()}" in publish["error"]["message"]
 
 
-def test_resume_rebuilds_the_team_with_the_runs_own_model_override(tmp_path: Path) -> None:
-    path = write(tmp_path, GATED)
+def test_resume_rebuilds_the_team_with_the_runs_own_model_override() -> None:
+    path = GATED
     run_id = run_id_of(invoke("run", path, "Ship", "--json", "--model", "simulated:other"))
     changed = invoke("approve", run_id, "publish", "--no-resume")
     assert changed.exit_code == 0, changed.output
@@ -236,8 +225,8 @@ def test_ctrl_c_then_resume_runs_only_what_did_not_finish(tmp_path: Path) -> Non
     assert json.loads(invoke("show", run_id, "--json").stdout)["status"] == "success"
 
 
-def test_with_json_logs_every_line_on_stderr_is_json_and_the_waiting_notice_comes_once(tmp_path: Path) -> None:
-    ran = invoke("--log-format", "json", "run", write(tmp_path, GATED), "Ship 1.3")
+def test_with_json_logs_every_line_on_stderr_is_json_and_the_waiting_notice_comes_once() -> None:
+    ran = invoke("--log-format", "json", "run", GATED, "Ship 1.3")
     assert ran.exit_code == 4, ran.output
     lines = [json.loads(line) for line in ran.stderr.splitlines()]
     run_id = lines[1]["run_id"]
@@ -245,7 +234,7 @@ def test_with_json_logs_every_line_on_stderr_is_json_and_the_waiting_notice_come
         ("info", "no model provider configured"), ("info", f"run {run_id} (resume with"),
         ("warning", "waiting for a decision on step publish (lead/publish)"), ("info", "decide with")]
     assert (lines[2]["step"], lines[2]["team"]) == ("publish", "lead")
-    text = invoke("run", write(tmp_path, GATED), "Ship 1.3")
+    text = invoke("run", GATED, "Ship 1.3")
     assert text.stderr.count("cadenza approve") == 1  # the log's warning no longer repeats it
 
     unknown = invoke("show", "run_nope", "--log-format", "json")

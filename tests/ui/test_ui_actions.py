@@ -11,28 +11,15 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 
-from ui.viewer import Viewer, cadenza, page_of, serve
+from ui.viewer import EXAMPLES, Viewer, cadenza, page_of, serve
 
-GATED = """\
-name: release
-agents:
-  - {name: writer, instructions: Write release notes.}
-  - {name: publisher, instructions: Publish the notes., requires_approval: true}
-supervisor:
-  name: lead
-  workers: [writer, publisher]
-  plan:
-    - {id: notes, agent: writer, instruction: Write the release notes}
-    - {id: publish, agent: publisher, instruction: Publish them, depends_on: [notes]}
-"""
+GATED = EXAMPLES / "release.yaml"
 """A written plan whose second step waits for a human's approval before it starts."""
 
 
-async def waiting_run(store: str, tmp_path: Path) -> str:
+async def waiting_run(store: str) -> str:
     """A run of `GATED` that stopped to wait for its approval (exit 4); its id."""
-    workflow = tmp_path / "release.yaml"
-    workflow.write_text(GATED)
-    done = await asyncio.to_thread(subprocess.run, cadenza("--store", store, "run", "--json", str(workflow), "Ship"),
+    done = await asyncio.to_thread(subprocess.run, cadenza("--store", store, "run", "--json", str(GATED), "Ship"),
                                    capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 4, done.stderr
     return str(json.loads(done.stdout)["run_id"])
@@ -57,7 +44,7 @@ async def opened(browser: Browser, viewer: Viewer, run_id: str) -> Page:
 
 async def test_a_waiting_run_is_approved_from_the_page_then_resumes_and_finishes(
         browser: Browser, viewers: list[Viewer], store_url: str, tmp_path: Path) -> None:
-    run_id = await waiting_run(store_url, tmp_path)
+    run_id = await waiting_run(store_url)
     viewer = await serve(viewers, store_url)
     page = await opened(browser, viewer, run_id)
     await expect(page.locator("#run-status")).to_have_text("waiting")
@@ -93,7 +80,7 @@ def approval_id(export: dict[str, object]) -> str:
 async def test_a_decision_from_another_site_or_about_another_call_decides_nothing(
         browser: Browser, viewers: list[Viewer], tmp_path: Path) -> None:
     store = str(tmp_path / "runs.db")
-    run_id = await waiting_run(store, tmp_path)
+    run_id = await waiting_run(store)
     viewer = await serve(viewers, store)
     the_id = approval_id(await exported(store, run_id))
     page = await opened(browser, viewer, run_id)
