@@ -33,7 +33,7 @@ from ..stores.base import RunRow
 from ._access import SameOrigin, TokenGate
 from ._actions import DecisionRefused, Resumes, decide
 from ._pages import RUN_STATUSES, not_found_page, runs_page, runs_rows
-from ._run_page import read_run, refusal_page, run_body, run_page
+from ._run_page import StoredRun, read_run, refusal_page, run_body, run_page
 
 __all__ = ("KEEPALIVE", "POLL", "create_app")
 
@@ -134,7 +134,7 @@ class _Pages:
             await self.store.get_run(run_id)
         except RunNotFound:
             return JSONResponse({"error": f"no run {run_id} in {self._where}"}, status_code=404)
-        return _streamed("run", (await self._body(run_id) async for _ in _ticks()))
+        return _streamed("run", self._bodies(run_id))
 
     async def decide(self, request: Request) -> Response:
         """Approve or reject what a step waits for (the form's ``decision``, ``digest`` and ``note``), then resume
@@ -166,6 +166,17 @@ class _Pages:
         except DecisionRefused as exc:
             return HTMLResponse(refusal_page(run_id, str(exc)), status_code=409)
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+    async def _bodies(self, run_id: str) -> AsyncIterator[str]:
+        """The run's page body every `POLL` seconds, drawn again only when what it shows changed (a page of a
+        thousand steps takes tens of milliseconds to draw, and most polls find nothing new)."""
+        shown: tuple[StoredRun, str | None] | None = None
+        body = ""
+        async for _ in _ticks():
+            now = (await read_run(self.store, run_id), self._resumes.about(run_id))
+            if now != shown:
+                shown, body = now, run_body(now[0], resumed=now[1])
+            yield body
 
     async def _body(self, run_id: str) -> str:
         return run_body(await read_run(self.store, run_id), resumed=self._resumes.about(run_id))
