@@ -17,9 +17,9 @@ GATED = EXAMPLES / "release.yaml"
 """A written plan whose second step waits for a human's approval before it starts."""
 
 
-async def waiting_run(store: str) -> str:
-    """A run of `GATED` that stopped to wait for its approval (exit 4); its id."""
-    done = await asyncio.to_thread(subprocess.run, cadenza("--store", store, "run", "--json", str(GATED), "Ship"),
+async def waiting_run(store: str, workflow: Path = GATED) -> str:
+    """A run of ``workflow`` (`GATED`) that stopped to wait for its approval (exit 4); its id."""
+    done = await asyncio.to_thread(subprocess.run, cadenza("--store", store, "run", "--json", str(workflow), "Ship"),
                                    capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 4, done.stderr
     return str(json.loads(done.stdout)["run_id"])
@@ -112,3 +112,21 @@ async def test_a_decision_from_another_site_or_about_another_call_decides_nothin
     await expect(publish).to_have_attribute("data-status", "failed")
     await expect(page.locator("#resumed")).to_have_text("the resume started here ended partial or failed")
     await expect(page.locator("button#resume")).to_have_count(0)  # a finished run is not resumed again
+
+
+async def test_a_resume_that_fails_says_why_on_the_page(browser: Browser, viewers: list[Viewer],
+                                                        tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.db")
+    workflow = tmp_path / "release.yaml"
+    workflow.write_text(GATED.read_text())
+    run_id = await waiting_run(store, workflow)
+    workflow.unlink()  # the file the resume rebuilds the team from is gone
+    viewer = await serve(viewers, store)
+    page = await opened(browser, viewer, run_id)
+
+    await page.locator("li.approval button.approve").click()
+    resumed = page.locator("#resumed")
+    await expect(resumed).to_contain_text("the resume started here failed with exit status 2: error: ")
+    await expect(resumed).to_contain_text(str(workflow))
+    await expect(page.locator("#run-status")).to_have_text("waiting")  # approved, and still waiting to be resumed
+    assert decisions(await exported(store, run_id)) == [("approved", f"{getpass.getuser()} via cadenza ui", None)]

@@ -7,7 +7,7 @@ compare-and-set of the run that resumes.
 
 A resume is ``cadenza resume RUN`` in a process of its own, as a person would type it: it rebuilds the team from
 the run's workflow file, opens its MCP servers and bus, and writes the store, which the page follows like any other
-writer's. It runs in a session of its own, so stopping the viewer does not stop the run.
+writer's. It runs in a session of its own with its output in a file, so stopping the viewer does not stop the run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import getpass
 import logging
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .._errors import ApprovalError
 from .._status import RUN_MOVES
@@ -78,8 +80,9 @@ def resumable(run: RunRow) -> str | None:
 @dataclass(slots=True)
 class _Resume:
     process: asyncio.subprocess.Process
-    last_line: str = ""
-    reader: asyncio.Task[None] | None = field(default=None, repr=False)
+    output: Path
+    """The file its stdout and stderr go to: it outlives the viewer, where a pipe would break the run's writes."""
+    waiter: asyncio.Task[int] | None = field(default=None, repr=False)
 
 
 class Resumes:
@@ -90,7 +93,7 @@ class Resumes:
         self._started: dict[str, _Resume] = {}
 
     async def start(self, run: RunRow) -> None:
-        """Resume ``run`` in a ``cadenza resume`` process of its own.
+        """Resume ``run`` in a ``cadenza resume`` process of its own, its output in a file of the temp directory.
 
         Raises:
             DecisionRefused: the run cannot be resumed, or a resume this viewer started is still going.
@@ -101,14 +104,18 @@ class Resumes:
         earlier = self._started.get(run.run_id)
         if earlier is not None and earlier.process.returncode is None:
             raise DecisionRefused(f"run {run.run_id} is being resumed already (process {earlier.process.pid})")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cadenza.cli", "resume", run.run_id,
-            env={**os.environ, "CADENZA_STORE": self._store},  # not in argv, where ps shows a password
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True)
-        resume = _Resume(process)
-        resume.reader = asyncio.create_task(self._follow(run.run_id, resume))
+        fd, name = tempfile.mkstemp(prefix=f"cadenza-resume-{run.run_id}-", suffix=".log")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cadenza.cli", "resume", run.run_id,
+                env={**os.environ, "CADENZA_STORE": self._store},  # not in argv, where ps shows a password
+                stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True)
+        finally:
+            os.close(fd)
+        resume = _Resume(process, Path(name))
+        resume.waiter = asyncio.create_task(process.wait())
         self._started[run.run_id] = resume
+        _log.info("resuming %s in process %d; its output goes to %s", run.run_id, process.pid, name)
 
     def about(self, run_id: str) -> str | None:
         """What became of the resume this viewer started for ``run_id``, if it did."""
@@ -117,26 +124,26 @@ class Resumes:
             return None
         code = resume.process.returncode
         if code is None:
-            return f"resuming in process {resume.process.pid}"
+            return f"resuming in process {resume.process.pid} (its output: {resume.output})"
         if code in _ENDED:
             return f"the resume started here {_ENDED[code]}"
-        return f"the resume started here failed with exit status {code}" + (
-            f": {resume.last_line}" if resume.last_line else "")
+        last = _last_line(resume.output)
+        return f"the resume started here failed with exit status {code}" + (f": {last}" if last else "") + (
+            f" (its output: {resume.output})")
 
     async def close(self) -> None:
-        """Stop following the resumes' output; the resumes themselves go on."""
+        """Stop waiting for the resumes; the resumes themselves go on."""
         for resume in self._started.values():
-            if resume.reader is not None:
-                resume.reader.cancel()
+            if resume.waiter is not None:
+                resume.waiter.cancel()
 
-    @staticmethod
-    async def _follow(run_id: str, resume: _Resume) -> None:
-        """Logs what the resume says on stderr, keeping its last line, until it exits."""
-        stream = resume.process.stderr
-        if stream is not None:
-            async for raw in stream:
-                line = raw.decode(errors="replace").rstrip()
-                if line:
-                    resume.last_line = line
-                    _log.info("resume of %s: %s", run_id, line)
-        await resume.process.wait()
+
+def _last_line(path: Path) -> str:
+    """The last line that says something in the file at ``path`` ("" if it cannot be read)."""
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 4096))
+            tail = file.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")

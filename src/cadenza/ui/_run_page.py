@@ -13,13 +13,9 @@ from dataclasses import dataclass
 from html import escape
 
 from .._ids import ScopePath, child_path, split_path
-from .._messages import Task
-from .._usage import Usage
 from ..engine._journal import PeerRecord
 from ..recorded import (
-    StepState,
     TeamState,
-    TraceLine,
     approval_subject,
     as_text,
     calls_by_step,
@@ -27,23 +23,21 @@ from ..recorded import (
     error_of,
     is_nested,
     not_handled,
-    result_of,
     rounds,
     shorten,
     spent,
     teams,
     trace_lines,
-    usage_in,
 )
 from ..security._audit import AuditTrail, load_trail, verify
 from ..stores import Store
-from ..stores._summary import decode, duration, loads
+from ..stores._summary import duration, loads
 from ..stores.base import AuditRecord, MessageRow, RunSnapshot
 from ._actions import resumable
+from ._run_steps import DETAIL_CHARS, calls_table, steps_section, timeline, usage_line
 
 __all__ = ("StoredRun", "read_run", "refusal_page", "run_body", "run_page")
 
-_DETAIL_CHARS = 120
 _AUDIT_SHOWN = 2000
 """The most audit records the page lists (the newest); ``cadenza audit show`` lists them all."""
 
@@ -101,8 +95,8 @@ def run_body(run: StoredRun, *, resumed: str | None = None) -> str:
     calls, own = calls_by_step(run.trail.records, root)
     parts = [_summary(snapshot, own, resumed), _pending(snapshot),
              _section("plan", "Plan", _plans(by_scope, {ln.path for ln in lines if ln.critical and ln.path}, talks)),
-             _section("timeline", "Timeline", _timeline(snapshot, lines)),
-             _section("steps", "Steps", _steps(by_scope, calls, _tasks(run.messages)))]
+             _section("timeline", "Timeline", timeline(snapshot, lines)),
+             _section("steps", "Steps", steps_section(by_scope, calls, run.messages))]
     if talks:
         parts.append(_section("conversations", "Conversations", "".join(
             _conversation(scope, record) for scope, record in talks.items())))
@@ -126,7 +120,7 @@ def _summary(snapshot: RunSnapshot, own: Sequence[AuditRecord], resumed: str | N
              ("goal", f'<span class="text">{escape(run.goal)}</span>'),
              ("started", run.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
               + (f" · took {duration(run.started_at, run.finished_at)}" if run.finished_at else " · not finished")),
-             ("usage", _usage_line(usage))]
+             ("usage", usage_line(usage))]
     error = error_of(run.error_json, f"run {run.run_id}")
     if error is not None:
         label = "waiting for" if run.status == "waiting" else "error"
@@ -136,7 +130,7 @@ def _summary(snapshot: RunSnapshot, own: Sequence[AuditRecord], resumed: str | N
     if output is not None:
         facts.append(("output", f'<pre class="output">{escape(as_text(output))}</pre>'))
     if own:
-        facts.append(("own calls", _calls(own, "the team's own planning and synthesis")))
+        facts.append(("own calls", calls_table(own, "the team's own planning and synthesis")))
     if resumed is not None:
         facts.append(("resume", f'<span id="resumed">{escape(resumed)}</span>'))
     if resumable(run) is None and not any(a.status == "pending" for a in snapshot.approvals):  # else: decide first
@@ -146,12 +140,6 @@ def _summary(snapshot: RunSnapshot, own: Sequence[AuditRecord], resumed: str | N
                                 "</span></form>"))
     rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts)
     return f'<section id="summary"><dl class="facts">{rows}</dl></section>'
-
-
-def _usage_line(usage: Usage) -> str:
-    calls = usage.model_calls
-    return (f"{usage.total_tokens:,} tokens ({usage.input_tokens:,} in, {usage.output_tokens:,} out) · "
-            f"${usage.cost_usd:.4f} · {calls} model call{'s' * (calls != 1)}")
 
 
 def _pending(snapshot: RunSnapshot) -> str:
@@ -217,167 +205,6 @@ def _team_title(team: TeamState) -> str:
             f'{"s" * (count != 1)}, {done} done</span>')
 
 
-# --------------------------------------------------------------------------- timeline
-
-
-def _timeline(snapshot: RunSnapshot, lines: Sequence[TraceLine]) -> str:
-    """Each step, call and peer message as a bar (or a tick) on the run's time; steps on their team's critical path
-    solid."""
-    if not lines:
-        return '<p class="empty">nothing has run yet</p>'
-    ends = [ln.start + (ln.duration or 0.0) for ln in lines if ln.start is not None]
-    run = snapshot.run
-    total = max([*ends, (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0, 1e-6])
-    rows = []
-    for ln in lines:
-        classes = " ".join(filter(None, ("line", escape(ln.status), "critical" if ln.critical else "",
-                                         "step" if ln.path else "call")))
-        start = "" if ln.start is None else f"{ln.start:.2f}s"
-        took = "" if ln.duration is None else f"{ln.duration:.2f}s"
-        label = escape(ln.label)
-        if ln.path:
-            label = f'<a href="#step-{escape(ln.path)}">{label}</a>'
-        path = f' data-path="{escape(ln.path)}"' if ln.path else ""
-        rows.append(
-            f'<tr class="{classes}"{path}><td class="label" style="padding-left:{0.4 + 1.2 * ln.depth:.1f}em">'
-            f'{label}</td><td class="num">{start}</td><td class="num">{took}</td>'
-            f'<td class="num">{f"{ln.tokens:,}" if ln.tokens else ""}</td>'
-            f'<td class="num">{f"${ln.cost:.4f}" if ln.tokens else ""}</td>'
-            f'<td class="bar">{_bar(ln, total)}</td><td class="detail">{escape(shorten(ln.detail, _DETAIL_CHARS))}</td>'
-            "</tr>")
-    return (f'<table class="timeline"><thead><tr><th>step or call</th><th class="num">start</th>'
-            f'<th class="num">took</th><th class="num">tokens</th><th class="num">cost</th>'
-            f'<th class="bar">0s … {total:.2f}s</th><th></th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
-            '<p class="muted">A solid bar is on its team\'s critical path: the chain of dependencies that finished '
-            "last, so decided when the team could finish.</p>")
-
-
-def _bar(line: TraceLine, total: float) -> str:
-    if line.start is None:
-        return ""
-    left = min(100.0, line.start / total * 100)
-    if line.duration is None:  # an instant: a tool call or a message
-        return f'<span class="tick" style="left:{left:.2f}%"></span>'
-    width = max(0.5, min(100.0 - left, line.duration / total * 100))
-    return f'<span class="span" style="left:{left:.2f}%;width:{width:.2f}%"></span>'
-
-
-# --------------------------------------------------------------------------- steps
-
-
-def _tasks(messages: Sequence[MessageRow]) -> dict[str, Task]:
-    """The last task each step was given (a retried step is given one per attempt), by the step's path."""
-    found: dict[str, Task] = {}
-    for row in messages:
-        if row.kind == "task" and row.step_id is not None:
-            found[child_path(row.scope, row.step_id)] = decode(Task, row.body_json, f"message {row.seq}")
-    return found
-
-
-def _steps(by_scope: Mapping[ScopePath, TeamState], calls: Mapping[str, Sequence[AuditRecord]],
-           tasks: Mapping[str, Task]) -> str:
-    parts = []
-    for team, step in _depth_first(by_scope):
-        path = child_path(team.scope, step.id)
-        parts.append(_step(team, step, calls.get(path, ()), tasks.get(path)))
-    return "".join(parts) or '<p class="empty">no steps recorded yet</p>'
-
-
-def _depth_first(by_scope: Mapping[ScopePath, TeamState]) -> list[tuple[TeamState, StepState]]:
-    """Every team's steps in plan order, a nested team's right after the step that ran it."""
-    ordered: list[tuple[TeamState, StepState]] = []
-    seen: set[ScopePath] = set()
-
-    def add(team: TeamState) -> None:
-        seen.add(team.scope)
-        for step in team.steps:
-            ordered.append((team, step))
-            nested = by_scope.get(child_path(team.scope, step.id))
-            if nested is not None and nested.scope not in seen:
-                add(nested)
-
-    for team in by_scope.values():
-        if team.scope not in seen and not is_nested(team.scope, by_scope):
-            add(team)
-    for team in by_scope.values():  # a team whose parent step is not recorded
-        if team.scope not in seen:
-            add(team)
-    return ordered
-
-
-def _step(team: TeamState, step: StepState, calls: Sequence[AuditRecord], task: Task | None) -> str:
-    path = child_path(team.scope, step.id)
-    row = step.row
-    usage = usage_in(row.usage_json, f"step {step.id!r}") if row else Usage()
-    facts = [f'<span class="status {escape(step.status)}">{escape(step.status)}</span>',
-             f"<code>{escape(path)}</code>", escape(step.agent)]
-    if row is not None and row.attempts > 1:
-        facts.append(f"{row.attempts} attempts")
-    if row is not None and row.finished_at is not None:
-        facts.append(duration(row.started_at, row.finished_at))
-    if usage.total_tokens:
-        facts.append(f"{usage.total_tokens:,} tokens · ${usage.cost_usd:.4f}")
-    body = [_task(step, task)]
-    if row is not None:
-        result = result_of(row)
-        error = error_of(row.error_json, f"step {step.id!r}")
-        if error is not None:
-            label = "waits for" if step.status == "waiting" else "error"
-            body.append(f'<h4>{label}</h4><p class="status {escape(step.status)}">{escape(error.type)}: '
-                        f'{escape(error.message)}</p>')
-        if row.skip_reason:
-            body.append(f'<h4>skipped</h4><p>{escape(row.skip_reason)}</p>')
-        if result is not None:
-            stop = f'<p class="muted">stopped on {escape(result.stop_reason)}</p>' if result.stop_reason else ""
-            shown = "" if result.output is None else f'<pre class="output">{escape(as_text(result.output))}</pre>'
-            body.append(f"<h4>result ({escape(result.status)})</h4>{shown}{stop}")
-        body.append(f"<h4>usage</h4><p>{_usage_line(usage)}</p>")
-    if calls:
-        body.append(f"<h4>model and tool calls</h4>{_calls(calls)}")
-    return (f'<details class="step {escape(step.status)}" id="step-{escape(path)}"><summary>'
-            f'{" · ".join(facts)}</summary><div class="body">{"".join(body)}</div></details>')
-
-
-def _task(step: StepState, task: Task | None) -> str:
-    if task is None:
-        instruction = step.plan_step.instruction if step.plan_step else None
-        return "" if instruction is None else f'<h4>task</h4><pre class="text">{escape(instruction)}</pre>'
-    given = (f'<h4>input</h4><pre class="output">{escape(as_text(task.input))}</pre>'
-             if task.input is not None else "")
-    return (f'<h4>task <span class="muted">({escape(task.sender)} → {escape(task.recipient)}, attempt '
-            f'{task.attempt})</span></h4><pre class="text">{escape(task.instruction)}</pre>{given}')
-
-
-def _calls(calls: Sequence[AuditRecord], caption: str = "") -> str:
-    """Model calls (with their time, tokens and cost) and tool calls (with what came of them), in the order made."""
-    rows = []
-    for call in sorted(calls, key=lambda r: (r.at, r.seq)):
-        detail = loads(call.detail_json, f"audit record {call.seq}")
-        detail = detail if isinstance(detail, dict) else {}
-        outcome = str(detail.get("outcome", "denied" if call.kind == "tool.denied" else ""))
-        if call.kind == "model.called":
-            what = f"chat {escape(call.subject)}"
-            seconds, tokens, cost = detail.get("seconds"), detail.get("tokens"), detail.get("cost_usd")
-            numbers = (f'<td class="num">{seconds:.2f}s</td>' if isinstance(seconds, int | float) else "<td></td>")
-            numbers += f'<td class="num">{tokens:,}</td>' if isinstance(tokens, int) else "<td></td>"
-            numbers += f'<td class="num">${cost:.4f}</td>' if isinstance(cost, int | float) else "<td></td>"
-            said = str(detail.get("error") or "")
-        else:
-            what = f"↳ {escape(call.subject)}"
-            numbers = "<td></td><td></td><td></td>"
-            said = str(detail.get("detail") or detail.get("reason") or "")
-            if not said and detail.get("result_preview"):
-                said = f"→ {detail['result_preview']}"
-        good = "success" if outcome == "ok" else "failed"
-        rows.append(f'<tr class="call" data-kind="{escape(call.kind)}"><td>{what}</td>'
-                    f'<td class="status {good}">{escape(outcome)}</td>{numbers}'
-                    f'<td class="detail">{escape(shorten(said, _DETAIL_CHARS))}</td></tr>')
-    title = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return (f'<table class="calls">{title}<thead><tr><th>call</th><th>outcome</th><th class="num">took</th>'
-            f'<th class="num">tokens</th><th class="num">cost</th><th></th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
-
-
 # --------------------------------------------------------------------------- conversations
 
 
@@ -420,7 +247,7 @@ def _audit(run: StoredRun) -> str:
     rows = "".join(
         f'<tr><td class="num">{r.seq}</td><td>{r.at.astimezone():%H:%M:%S}.{r.at.microsecond // 1000:03d}</td>'
         f"<td>{escape(r.kind)}</td><td><code>{escape(r.actor)}</code></td><td>{escape(r.subject)}</td>"
-        f'<td class="detail">{escape(shorten(_compact(r.detail_json), _DETAIL_CHARS))}</td></tr>' for r in shown)
+        f'<td class="detail">{escape(shorten(_compact(r.detail_json), DETAIL_CHARS))}</td></tr>' for r in shown)
     return (f'<p class="verdict {"ok" if verdict.ok else "broken"}" id="audit-verdict">{escape(verdict.message)}</p>'
             f'{head}<details id="audit-records"><summary>{len(records):,} record{"s" * (len(records) != 1)}'
             f'</summary>{cut}<table class="audit"><thead><tr><th class="num">seq</th><th>time</th><th>kind</th>'
