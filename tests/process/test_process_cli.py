@@ -69,6 +69,49 @@ def test_worker_processes_exit_when_the_run_is_killed(tmp_path: Path) -> None:
     assert not [pid for pid in workers if alive_pid(pid)]
 
 
+GATED_SLOW = """\
+    name: release
+    simulated: {latency: 2}
+    agents:
+      - {name: writer, instructions: Write release notes.}
+      - {name: publisher, instructions: Publish the notes., requires_approval: true}
+    supervisor:
+      name: lead
+      workers: [writer, publisher]
+      plan:
+        - {id: notes, agent: writer, instruction: Write the release notes}
+        - {id: publish, agent: publisher, instruction: Publish them, depends_on: [notes]}
+    """
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="worker processes are found in /proc")
+def test_approve_resumes_on_the_backend_it_is_given(tmp_path: Path) -> None:
+    workflow = tmp_path / "release.yaml"
+    workflow.write_text(textwrap.dedent(GATED_SLOW), encoding="utf-8")
+    store = str(tmp_path / "runs.db")
+    ran = subprocess.run([sys.executable, "-m", "cadenza.cli", "--store", store, "run", str(workflow), "Ship",
+                          "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 4, ran.stderr  # waits for the publisher's approval
+    run_id = json.loads(ran.stdout)["run_id"]
+
+    approve = subprocess.Popen([sys.executable, "-m", "cadenza.cli", "--store", store, "approve", run_id, "publish",
+                                "--backend", "process", "--workers", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert len(_wait_for_children(approve.pid, 1, deadline=30)) == 1  # the publisher's step on a worker process
+        out, err = approve.communicate(timeout=60)
+    finally:
+        approve.kill()
+        approve.wait(timeout=10)
+    assert approve.returncode == 0, err
+    assert "publish (publisher) done in" in out
+
+    refused = CliRunner().invoke(app, ["--store", store, "reject", run_id, "publish", "--no-resume",
+                                       "--backend", "process"])
+    assert refused.exit_code == 2
+    assert "--backend process applies to the resume, and --no-resume does not resume" in refused.output
+
+
 def _wait_for_children(parent: int, count: int, *, deadline: float) -> list[int]:
     end = time.monotonic() + deadline
     while time.monotonic() < end:

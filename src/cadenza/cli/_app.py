@@ -498,33 +498,44 @@ def decision_options(func: F) -> F:
         debug_option,
     )):
         func = option(func)
-    return func
+    return backend_options(func)  # where the resume runs, as for resume
 
 
 @app.command()
 @decision_options
-def approve(run_id: str, step: str, note: str | None, no_resume: bool) -> None:
+def approve(run_id: str, step: str, note: str | None, no_resume: bool, backend: str, workers: int | None,
+            ray_address: str | None, bus: str | None) -> None:
     """Approve what STEP of RUN_ID waits for, then resume the run.
 
     STEP is a step id, a step path (lead/publish) or, when one step waits on several
     calls, an approval id (cadenza show lists them).
     """
-    from ._resume import decide
-
-    raise click.exceptions.Exit(decide(_store_url(), run_id, step, approved=True, note=note, resume=not no_resume))
+    _decide(run_id, step, approved=True, note=note, no_resume=no_resume,
+            placement=_placement(backend, workers, ray_address), bus=bus)
 
 
 @app.command()
 @decision_options
-def reject(run_id: str, step: str, note: str | None, no_resume: bool) -> None:
+def reject(run_id: str, step: str, note: str | None, no_resume: bool, backend: str, workers: int | None,
+           ray_address: str | None, bus: str | None) -> None:
     """Reject what STEP of RUN_ID waits for, then resume the run.
 
     The step fails with the refusal. STEP is a step id, a step path (lead/publish) or,
     when one step waits on several calls, an approval id (cadenza show lists them).
     """
+    _decide(run_id, step, approved=False, note=note, no_resume=no_resume,
+            placement=_placement(backend, workers, ray_address), bus=bus)
+
+
+def _decide(run_id: str, step: str, *, approved: bool, note: str | None, no_resume: bool,
+            placement: Placement | None, bus: str | None) -> None:
+    """``approve`` and ``reject``: the decision, then the resume on the backend the options name."""
     from ._resume import decide
 
-    raise click.exceptions.Exit(decide(_store_url(), run_id, step, approved=False, note=note, resume=not no_resume))
+    if no_resume and placement is not None:
+        raise click.UsageError(f"--backend {placement.backend} applies to the resume, and --no-resume does not resume")
+    raise click.exceptions.Exit(decide(_store_url(), run_id, step, approved=approved, note=note,
+                                       resume=not no_resume, placement=placement, bus=bus))
 
 
 def main(args: list[str] | None = None) -> None:

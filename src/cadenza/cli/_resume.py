@@ -220,8 +220,10 @@ def _load_for_resume(row: RunRow, model: str | None) -> Workflow:
     return workflow
 
 
-def decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str | None, resume: bool) -> int:
-    """Record a human decision on a pending approval, then (unless ``resume`` is False) resume the run."""
+def decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str | None, resume: bool,
+           placement: Placement | None = None, bus: str | None = None) -> int:
+    """Record a human decision on a pending approval, then (unless ``resume`` is False) resume the run, its agent
+    steps on ``placement`` and its peer groups on ``bus`` as ``cadenza resume`` would."""
     row = asyncio.run(_decide(store_url, run_id, step, approved=approved, note=note))
     from ..recorded import approval_subject
 
@@ -231,7 +233,7 @@ def decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str 
     if not resume:
         notice(f"resume with: {resume_hint(run_id, store_url)}", run_id=run_id)
         return 0
-    return resume_run(store_url, run_id, force=False, as_json=False, model=None)
+    return resume_run(store_url, run_id, force=False, as_json=False, model=None, placement=placement, bus=bus)
 
 
 async def _decide(store_url: str, run_id: str, step: str, *, approved: bool, note: str | None) -> ApprovalRow:
