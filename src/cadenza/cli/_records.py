@@ -89,7 +89,8 @@ async def _snapshot(url: str, run_id: str) -> tuple[RunSnapshot, list[AuditRecor
 def show_command(url: str, run_id: str, *, as_json: bool) -> None:
     """``cadenza show``: one run, its plans with each step's outcome, tool calls and peer conversations, and what
     waits for a decision."""
-    from ._runs import show_json, show_view
+    from ..recorded import show_json
+    from ._runs import show_view
 
     snapshot, audit, messages = asyncio.run(_snapshot(url, run_id))
     if as_json:

@@ -24,7 +24,6 @@ from ..recorded import (
     is_nested,
     result_of,
     shorten,
-    show_json,
     spent,
     teams,
     tool_calls,
@@ -56,7 +55,7 @@ if TYPE_CHECKING:
 
     from ..engine._journal import PeerRecord
 
-__all__ = ("EXPORT_FORMAT", "export_json", "runs_json", "runs_table", "show_json", "show_view")
+__all__ = ("EXPORT_FORMAT", "export_json", "runs_json", "runs_table", "show_view")
 
 EXPORT_FORMAT = 2
 """The version of the ``cadenza export`` document; raised when a field changes meaning or goes away."""

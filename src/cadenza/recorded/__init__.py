@@ -1,6 +1,7 @@
 """A recorded run read back from its store rows alone (no workflow file, no model): the data ``cadenza show`` and
 ``cadenza trace`` print and the web viewer draws, so the terminal and the browser give one account of a run."""
 
+from ._calls import Call, calls_by_step
 from ._conversations import conversation_json, conversations, not_handled, rounds
 from ._show import (
     StepState,
@@ -19,9 +20,10 @@ from ._show import (
     usage_in,
 )
 from ._text import as_text, shorten
-from ._timeline import TraceLine, calls_by_step, critical_steps, offset, trace_lines
+from ._timeline import TraceLine, critical_steps, offset, trace_lines
 
 __all__ = (
+    "Call",
     "StepState",
     "TeamState",
     "TraceLine",

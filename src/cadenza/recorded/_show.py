@@ -18,6 +18,7 @@ from .._plan import Plan, Step
 from .._usage import Usage
 from ..stores._summary import decode, loads, seconds, when
 from ..stores.base import ApprovalRow, AuditRecord, MessageRow, RunSnapshot, StepRow
+from ._calls import detail_of
 from ._conversations import conversation_json, conversations
 from ._text import shorten
 
@@ -109,8 +110,7 @@ def tool_calls_by_step(audit: Sequence[AuditRecord]) -> dict[str, list[dict[str,
 
 def tool_call_json(record: AuditRecord) -> dict[str, Any]:
     """One tool call: who called what, when, and what came of it (the error, or a preview and digest of the result)."""
-    detail = loads(record.detail_json, f"audit record {record.seq}")
-    detail = detail if isinstance(detail, dict) else {}
+    detail = detail_of(record)
     return {"at": when(record.at), "step": detail.get("step"), "agent": record.actor, "tool": record.subject,
             "outcome": detail.get("outcome"), "arguments_digest": detail.get("arguments_digest"),
             "error": detail.get("detail"), "result_preview": detail.get("result_preview"),

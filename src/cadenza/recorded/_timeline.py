@@ -8,7 +8,6 @@ finish. ``cadenza trace`` draws these lines as text and the web viewer as bars.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,13 +17,14 @@ from .._ids import ScopePath, child_path
 from .._plan import Plan
 from .._usage import Usage
 from ..stores.base import AuditRecord, MessageRow, RunSnapshot, StepRow
+from ._calls import Call, calls_by_step
 from ._conversations import conversations
 from ._text import shorten
 
 if TYPE_CHECKING:
     from ..engine._journal import PeerRecord
 
-__all__ = ("TraceLine", "calls_by_step", "critical_steps", "offset", "trace_lines")
+__all__ = ("TraceLine", "critical_steps", "offset", "trace_lines")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +89,11 @@ def trace_lines(snapshot: RunSnapshot, audit: Sequence[AuditRecord],
             detail = f"{row.attempts} attempts" if row is not None and row.attempts > 1 else ""
             if row is not None and row.skip_reason:
                 detail = row.skip_reason
+            path = child_path(scope, step_id)
             lines.append(TraceLine(depth, f"{step_id} {agent}", row.status if row is not None else "pending", start,
                                    None if start is None or end is None else end - start, usage.total_tokens,
-                                   usage.cost_usd, step_id in critical, detail, child_path(scope, step_id)))
-            path = child_path(scope, step_id)
-            for call in sorted(calls.get(path, []), key=lambda r: (r.at, r.seq)):
-                lines.append(_call_line(call, depth + 1, t0))
+                                   usage.cost_usd, step_id in critical, detail, path))
+            lines.extend(_call_line(call, depth + 1, t0) for call in calls.get(path, ()))
             if path in talks:
                 lines.extend(_conversation_lines(path, talks.pop(path), calls, depth + 1, t0))
             if path in plans:
@@ -102,33 +101,17 @@ def trace_lines(snapshot: RunSnapshot, audit: Sequence[AuditRecord],
 
     first_step = min((r.started_at for r in rows.get(root or ScopePath(""), {}).values() if r.started_at), default=None)
     before = [c for c in top if first_step is None or c.at < first_step]
-    lines.extend(_call_line(c, 0, t0, purpose="planning") for c in sorted(before, key=lambda r: (r.at, r.seq)))
+    lines.extend(_call_line(c, 0, t0, purpose="planning") for c in before)
     if root is not None:
         team(root, 0)
     after = [c for c in top if first_step is not None and c.at >= first_step]
-    lines.extend(_call_line(c, 0, t0, purpose="synthesis") for c in sorted(after, key=lambda r: (r.at, r.seq)))
+    lines.extend(_call_line(c, 0, t0, purpose="synthesis") for c in after)
     for scope, record in talks.items():  # not under a step: a peer group that is the whole run
         lines.extend(_conversation_lines(scope, record, calls, 0, t0))
     return lines
 
 
-def calls_by_step(audit: Sequence[AuditRecord],
-                  root: ScopePath | None) -> tuple[dict[str, list[AuditRecord]], list[AuditRecord]]:
-    """The model and tool calls by the path of the step that made them, and the top team's own model calls
-    (planning, synthesis): made outside every step, at the team's own path (earlier runs recorded no path)."""
-    calls: dict[str, list[AuditRecord]] = {}
-    top: list[AuditRecord] = []
-    for record in audit:
-        if record.kind in ("tool.called", "tool.denied", "model.called"):
-            step = _json(record.detail_json).get("step")
-            if record.kind == "model.called" and (step is None or step == root):
-                top.append(record)
-            elif isinstance(step, str):
-                calls.setdefault(step, []).append(record)
-    return calls, top
-
-
-def _conversation_lines(scope: ScopePath, record: PeerRecord, calls: dict[str, list[AuditRecord]], depth: int,
+def _conversation_lines(scope: ScopePath, record: PeerRecord, calls: dict[str, list[Call]], depth: int,
                         t0: datetime) -> list[TraceLine]:
     """A peer group's messages and its members' calls (recorded at ``group/member``), by when they happened."""
     timed: list[tuple[datetime, TraceLine]] = []
@@ -141,41 +124,31 @@ def _conversation_lines(scope: ScopePath, record: PeerRecord, calls: dict[str, l
     for path, made in calls.items():
         if path.startswith(inside):
             member = path.removeprefix(inside)
-            timed += [(call.at, _call_line(call, depth, t0, who=member)) for call in sorted(made, key=lambda r: r.seq)]
+            timed += [(call.at, _call_line(call, depth, t0, who=member)) for call in made]
     timed.sort(key=lambda pair: pair[0])  # stable: a message and the call that sent it keep their recorded order
     return [line for _, line in timed]
 
 
-def _call_line(call: AuditRecord, depth: int, t0: datetime, *, purpose: str = "", who: str = "") -> TraceLine:
+def _call_line(call: Call, depth: int, t0: datetime, *, purpose: str = "", who: str = "") -> TraceLine:
     """A model call (``chat MODEL``, with its duration, tokens and cost) or a tool call (an instant) under a step.
 
     ``purpose`` names what a call of the top team itself was for (its planning or its synthesis); ``who`` the member
     of a peer group that made it, put before its label.
     """
     by = f"{who}: " if who else ""
-    detail = _json(call.detail_json)
-    outcome = str(detail.get("outcome", ""))
-    status = "success" if outcome == "ok" else "failed"
-    if call.kind == "model.called":
-        seconds, tokens, cost = detail.get("seconds"), detail.get("tokens", 0), detail.get("cost_usd", 0.0)
-        said = purpose if outcome == "ok" else "; ".join(filter(None, (purpose, str(detail.get("error", outcome)))))
-        return TraceLine(depth, f"{by}chat {call.subject}", status, offset(t0, call.at),
-                         float(seconds) if isinstance(seconds, int | float) else None,
-                         int(tokens) if isinstance(tokens, int) else 0,
-                         float(cost) if isinstance(cost, int | float) else 0.0, False, said)
-    if detail.get("detail"):
-        shown = f"{outcome}: {detail['detail']}"
+    status = "success" if call.outcome == "ok" else "failed"
+    if call.is_model:
+        said = purpose if call.outcome == "ok" else "; ".join(filter(None, (purpose, call.error or call.outcome)))
+        return TraceLine(depth, f"{by}chat {call.name}", status, offset(t0, call.at), call.seconds, call.tokens or 0,
+                         call.cost or 0.0, False, said)
+    if call.error:
+        shown = f"{call.outcome}: {call.error}"
     else:
-        shown = f"{outcome} → {detail['result_preview']}" if detail.get("result_preview") else outcome
-    return TraceLine(depth, f"{by}↳ {call.subject}", status, offset(t0, call.at), None, 0, 0.0, False,
+        shown = f"{call.outcome} → {call.preview}" if call.preview else call.outcome
+    return TraceLine(depth, f"{by}↳ {call.name}", status, offset(t0, call.at), None, 0, 0.0, False,
                      shorten(shown.replace("\n", " "), 100))
 
 
 def offset(t0: datetime, at: datetime | None) -> float:
     """Seconds from ``t0`` to ``at`` (0 when ``at`` is not known)."""
     return 0.0 if at is None else (at - t0).total_seconds()
-
-
-def _json(text: str) -> dict[str, object]:
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}

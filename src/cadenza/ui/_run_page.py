@@ -15,6 +15,7 @@ from html import escape
 from .._ids import ScopePath, child_path, split_path
 from ..engine._journal import PeerRecord
 from ..recorded import (
+    Call,
     TeamState,
     approval_subject,
     as_text,
@@ -32,8 +33,9 @@ from ..recorded import (
 from ..security._audit import AuditTrail, load_trail, verify
 from ..stores import Store
 from ..stores._summary import duration, loads
-from ..stores.base import AuditRecord, MessageRow, RunSnapshot
+from ..stores.base import MessageRow, RunSnapshot
 from ._actions import resumable
+from ._pages import page
 from ._run_steps import DETAIL_CHARS, calls_table, steps_section, timeline, usage_line
 
 __all__ = ("StoredRun", "read_run", "refusal_page", "run_body", "run_page")
@@ -59,27 +61,14 @@ async def read_run(store: Store, run_id: str) -> StoredRun:
 
 def run_page(body: str, *, run_id: str, where: str, live: str) -> str:
     """The page around `run_body`, with the URL of its live updates."""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cadenza run {escape(run_id)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/static/style.css"></head>
-<body data-live="{escape(live)}" data-parts="run">
-<header><h1><a href="/">cadenza</a></h1><span class="where">run <code>{escape(run_id)}</code> in {escape(where)}</span>
-<span id="connection" class="connection">connecting</span></header>
-<main id="run">{body}</main>
-<script src="/static/live.js"></script>
-</body></html>"""
+    return page(f"cadenza run {run_id}", f'<main id="run">{body}</main>',
+                where=f"run <code>{escape(run_id)}</code> in {escape(where)}", live=live, part="run")
 
 
 def refusal_page(run_id: str, reason: str) -> str:
     """What the page says when a decision or a resume it sent was refused: why, and the way back."""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cadenza: refused</title>
-<link rel="stylesheet" href="/static/style.css"></head>
-<body><header><h1><a href="/">cadenza</a></h1></header>
-<p class="refused" id="refused">{escape(reason)}</p>
-<p><a href="/runs/{escape(run_id)}">Back to run {escape(run_id)}</a></p>
-</body></html>"""
+    return page("cadenza: refused", f'<p class="refused" id="refused">{escape(reason)}</p>'
+                                    f'<p><a href="/runs/{escape(run_id)}">Back to run {escape(run_id)}</a></p>')
 
 
 def run_body(run: StoredRun, *, resumed: str | None = None) -> str:
@@ -111,7 +100,7 @@ def _section(key: str, title: str, body: str) -> str:
 # --------------------------------------------------------------------------- summary
 
 
-def _summary(snapshot: RunSnapshot, own: Sequence[AuditRecord], resumed: str | None) -> str:
+def _summary(snapshot: RunSnapshot, own: Sequence[Call], resumed: str | None) -> str:
     run = snapshot.run
     usage = spent(snapshot)
     facts = [("status", f'<span class="status {escape(run.status)}" id="run-status">{escape(run.status)}</span>'),

@@ -12,9 +12,9 @@ from html import escape
 from .._ids import ScopePath, child_path
 from .._messages import Task
 from .._usage import Usage
-from ..recorded import StepState, TeamState, TraceLine, as_text, error_of, is_nested, result_of, shorten, usage_in
-from ..stores._summary import decode, duration, loads
-from ..stores.base import AuditRecord, MessageRow, RunSnapshot
+from ..recorded import Call, StepState, TeamState, TraceLine, as_text, error_of, is_nested, result_of, shorten, usage_in
+from ..stores._summary import decode, duration
+from ..stores.base import MessageRow, RunSnapshot
 
 __all__ = ("calls_table", "steps_section", "timeline", "usage_line")
 
@@ -80,7 +80,7 @@ def _tasks(messages: Sequence[MessageRow]) -> dict[str, Task]:
     return found
 
 
-def steps_section(by_scope: Mapping[ScopePath, TeamState], calls: Mapping[str, Sequence[AuditRecord]],
+def steps_section(by_scope: Mapping[ScopePath, TeamState], calls: Mapping[str, Sequence[Call]],
                   messages: Sequence[MessageRow]) -> str:
     """Each step, nested teams' after the step that ran them, folded to one line that opens to its details."""
     tasks = _tasks(messages)
@@ -113,7 +113,7 @@ def _depth_first(by_scope: Mapping[ScopePath, TeamState]) -> list[tuple[TeamStat
     return ordered
 
 
-def _step(team: TeamState, step: StepState, calls: Sequence[AuditRecord], task: Task | None) -> str:
+def _step(team: TeamState, step: StepState, calls: Sequence[Call], task: Task | None) -> str:
     path = child_path(team.scope, step.id)
     row = step.row
     usage = usage_in(row.usage_json, f"step {step.id!r}") if row else Usage()
@@ -156,31 +156,27 @@ def _task(step: StepState, task: Task | None) -> str:
             f'{task.attempt})</span></h4><pre class="text">{escape(task.instruction)}</pre>{given}')
 
 
-def calls_table(calls: Sequence[AuditRecord], caption: str = "") -> str:
+def calls_table(calls: Sequence[Call], caption: str = "") -> str:
     """Model calls (with their time, tokens and cost) and tool calls (with what came of them), in the order made."""
     rows = []
-    for call in sorted(calls, key=lambda r: (r.at, r.seq)):
-        detail = loads(call.detail_json, f"audit record {call.seq}")
-        detail = detail if isinstance(detail, dict) else {}
-        outcome = str(detail.get("outcome", "denied" if call.kind == "tool.denied" else ""))
-        if call.kind == "model.called":
-            what = f"chat {escape(call.subject)}"
-            seconds, tokens, cost = detail.get("seconds"), detail.get("tokens"), detail.get("cost_usd")
-            numbers = (f'<td class="num">{seconds:.2f}s</td>' if isinstance(seconds, int | float) else "<td></td>")
-            numbers += f'<td class="num">{tokens:,}</td>' if isinstance(tokens, int) else "<td></td>"
-            numbers += f'<td class="num">${cost:.4f}</td>' if isinstance(cost, int | float) else "<td></td>"
-            said = str(detail.get("error") or "")
+    for call in calls:
+        if call.is_model:
+            what = f"chat {escape(call.name)}"
+            numbers = _cell(call.seconds, "{:.2f}s") + _cell(call.tokens, "{:,}") + _cell(call.cost, "${:.4f}")
+            said = call.error
         else:
-            what = f"↳ {escape(call.subject)}"
+            what = f"↳ {escape(call.name)}"
             numbers = "<td></td><td></td><td></td>"
-            said = str(detail.get("detail") or detail.get("reason") or "")
-            if not said and detail.get("result_preview"):
-                said = f"→ {detail['result_preview']}"
-        good = "success" if outcome == "ok" else "failed"
+            said = call.error or (f"→ {call.preview}" if call.preview else "")
+        good = "success" if call.outcome == "ok" else "failed"
         rows.append(f'<tr class="call" data-kind="{escape(call.kind)}"><td>{what}</td>'
-                    f'<td class="status {good}">{escape(outcome)}</td>{numbers}'
+                    f'<td class="status {good}">{escape(call.outcome)}</td>{numbers}'
                     f'<td class="detail">{escape(shorten(said, DETAIL_CHARS))}</td></tr>')
     title = f"<caption>{escape(caption)}</caption>" if caption else ""
     return (f'<table class="calls">{title}<thead><tr><th>call</th><th>outcome</th><th class="num">took</th>'
             f'<th class="num">tokens</th><th class="num">cost</th><th></th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _cell(value: float | None, shape: str) -> str:
+    return "<td></td>" if value is None else f'<td class="num">{shape.format(value)}</td>'
